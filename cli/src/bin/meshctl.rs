@@ -1,0 +1,125 @@
+//! `meshctl`: the command line, as Docker's.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use mesh_cli::lab;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "meshctl",
+    version,
+    about = "Drive a meshd cluster",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a whole cluster on this machine, in network namespaces.
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum LabCommand {
+    /// Build the lab and start meshd in every node.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1)]
+        managers: usize,
+        #[command(flatten)]
+        at: LabAt,
+        /// The underlay: a /24 inside 198.18.0.0/15.
+        #[arg(long, default_value = "198.18.0.0/24")]
+        subnet: String,
+        /// The meshd binary to run (default: the one next to meshctl).
+        #[arg(long)]
+        meshd: Option<PathBuf>,
+        /// Extra arguments for every meshd, after `--`.
+        #[arg(last = true)]
+        meshd_args: Vec<String>,
+    },
+    /// List the lab's members, their addresses, meshd processes and logs.
+    Ls {
+        #[command(flatten)]
+        at: LabAt,
+    },
+    /// Run a command in a member's namespace: `meshctl lab exec n1 -- meshctl node ls`.
+    Exec {
+        #[command(flatten)]
+        at: LabAt,
+        /// n1..nN or client.
+        member: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Remove every namespace, link, process, container and pin of the lab.
+    Down {
+        #[command(flatten)]
+        at: LabAt,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct LabAt {
+    /// Names every namespace of the lab (`PREFIX-n1`, `PREFIX-client`), so that labs can coexist.
+    #[arg(long, default_value = "mesh", env = "MESH_LAB_PREFIX")]
+    prefix: String,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Lab(cmd) => run_lab(cmd),
+    }
+}
+
+fn run_lab(cmd: LabCommand) -> Result<i32> {
+    match cmd {
+        LabCommand::Up {
+            nodes,
+            managers,
+            at,
+            subnet,
+            meshd,
+            meshd_args,
+        } => {
+            let plan = lab::LabPlan::new(&at.prefix, &subnet, nodes, managers)?;
+            let meshd = match meshd {
+                Some(p) => p,
+                None => std::env::current_exe()?
+                    .parent()
+                    .context("meshctl has no folder")?
+                    .join("meshd"),
+            };
+            lab::up(&plan, &lab::UpOptions { meshd, meshd_args })?;
+            lab::list(&at.prefix, &mut std::io::stdout())?;
+            Ok(0)
+        }
+        LabCommand::Ls { at } => {
+            lab::list(&at.prefix, &mut std::io::stdout())?;
+            Ok(0)
+        }
+        LabCommand::Exec { at, member, cmd } => lab::exec(&at.prefix, &member, &cmd),
+        LabCommand::Down { at } => {
+            lab::down(&at.prefix)?;
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! `meshctl lab`: many nodes on one machine. Namespaces `P-n1..P-nN` and `P-client` hang off a
+//! bridge in `P-sw` with underlay addresses from a /24 of 198.18.0.0/15 and no route out; every
+//! node runs its own `meshd`. [`down`] removes every trace, also of a lab whose `up` was killed
+//! half-way.
+
+mod image;
+mod plan;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+pub use image::{TEST_IMAGE, ensure_test_image};
+pub use plan::{LabPlan, Member, PlanError, STATE_ROOT, state_dir};
+
+/// What `lab up` records in `<state dir>/lab.json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LabState {
+    pub plan: LabPlan,
+    /// Set once `up` finished; a lab without it was interrupted and is cleaned before reuse.
+    pub complete: bool,
+}
+
+impl LabState {
+    pub fn load(prefix: &str) -> Option<Self> {
+        let text = fs::read_to_string(state_dir(prefix).join("lab.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn save(&self) -> Result<()> {
+        let dir = self.plan.state_dir();
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("lab.json"), serde_json::to_vec_pretty(self)?)?;
+        Ok(())
+    }
+}
+
+/// Options of `lab up` beyond the plan.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// The `meshd` binary to run in every node.
+    pub meshd: PathBuf,
+    /// Extra arguments for every `meshd` (such as `--datapath tc`).
+    pub meshd_args: Vec<String>,
+}
+
+/// Builds the lab and starts `meshd` everywhere. A lab already up is an error; the remains of an
+/// interrupted one are removed first.
+pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
+    preflight(opts)?;
+    if let Some(state) = LabState::load(&plan.prefix)
+        && state.complete
+        && lab_processes(&state.plan).len() == state.plan.nodes
+    {
+        {
+            bail!(
+                "lab {:?} is already up ({} nodes, {} manager(s)); see `meshctl lab ls`, or run `meshctl lab down{}` first",
+                plan.prefix,
+                state.plan.nodes,
+                state.plan.managers,
+                prefix_flag(&plan.prefix)
+            );
+        }
+    }
+    if !leftovers(&plan.prefix).is_empty() || state_dir(&plan.prefix).exists() {
+        eprintln!(
+            "lab {:?}: removing what an earlier, unfinished lab left behind",
+            plan.prefix
+        );
+        down(&plan.prefix)?;
+    }
+    ensure_test_image()?;
+
+    LabState {
+        plan: plan.clone(),
+        complete: false,
+    }
+    .save()?;
+    build_network(plan).context("building the lab network")?;
+    for i in plan.node_indexes() {
+        start_meshd(plan, i, opts)?;
+    }
+    for i in plan.node_indexes() {
+        wait_for_socket(plan, i)?;
+    }
+    LabState {
+        plan: plan.clone(),
+        complete: true,
+    }
+    .save()?;
+    Ok(())
+}
+
+fn prefix_flag(prefix: &str) -> String {
+    if prefix == "mesh" {
+        String::new()
+    } else {
+        format!(" --prefix {prefix}")
+    }
+}
+
+fn preflight(opts: &UpOptions) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the lab needs root (it creates network namespaces)");
+    }
+    if !opts.meshd.exists() {
+        bail!(
+            "meshd not found at {}: build it with `cargo build --bins`",
+            opts.meshd.display()
+        );
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        bail!("`ip` not found: run ./scripts/deps.sh (it installs iproute2)");
+    }
+    Ok(())
+}
+
+fn build_network(plan: &LabPlan) -> Result<()> {
+    let sw = plan.switch_ns();
+    ip(&["netns", "add", &sw])?;
+    ip(&["-n", &sw, "link", "set", "lo", "up"])?;
+    ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+    ip(&["-n", &sw, "link", "set", "br0", "up"])?;
+    let mut members: Vec<Member> = plan.node_indexes().map(Member::Node).collect();
+    members.push(Member::Client);
+    for m in &members {
+        let ns = plan.member_ns(m);
+        let (port, addr) = match m {
+            Member::Node(i) => (format!("n{i}"), plan.node_addr(*i)),
+            Member::Client => ("client".to_owned(), plan.client_addr()),
+        };
+        ip(&["netns", "add", &ns])?;
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        ip(&[
+            "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ])?;
+        ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
+        // GRO on the switch port gives the veth a NAPI context, so that frames a node sends
+        // with XDP_TX are accepted, as a physical NIC would accept them.
+        run(Command::new("ip").args(["netns", "exec", &sw, "ethtool", "-K", &port, "gro", "on"]))?;
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+    }
+    Ok(())
+}
+
+fn start_meshd(plan: &LabPlan, i: usize, opts: &UpOptions) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let dir = plan.node_dir(i);
+    fs::create_dir_all(&dir)?;
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(plan.node_log(i))?;
+    let child = Command::new(&opts.meshd)
+        .arg("--netns")
+        .arg(plan.node_ns(i))
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--hostname")
+        .arg(plan.node_ns(i))
+        .arg("--advertise-addr")
+        .arg(plan.node_addr(i).to_string())
+        .args(&opts.meshd_args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C on `meshctl lab up` does not take the nodes down.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", opts.meshd.display()))?;
+    fs::write(dir.join("meshd.pid"), child.id().to_string())?;
+    Ok(())
+}
+
+fn wait_for_socket(plan: &LabPlan, i: usize) -> Result<()> {
+    let sock = plan.node_socket(i);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            return Ok(());
+        }
+        // By the pid we started: until it execs, the child's command line is still ours.
+        let pid = fs::read_to_string(plan.node_dir(i).join("meshd.pid"))?;
+        if !alive(pid.trim().parse()?) {
+            bail!(
+                "meshd on {} exited during start-up; its log {} ends with:\n{}",
+                plan.node_ns(i),
+                plan.node_log(i).display(),
+                tail(&plan.node_log(i), 15)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!(
+        "meshd on {} did not open {} within 20s; see {}",
+        plan.node_ns(i),
+        sock.display(),
+        plan.node_log(i).display()
+    )
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A `meshd` of a lab, found in the process table.
+#[derive(Debug)]
+pub struct LabProcess {
+    pub pid: i32,
+    pub node: usize,
+}
+
+/// The `meshd` processes whose data dir lies in this lab's state folder.
+pub fn lab_processes(plan: &LabPlan) -> Vec<LabProcess> {
+    let mut found = Vec::new();
+    for (pid, args) in processes() {
+        let Some(dir) = arg_value(&args, "--data-dir") else {
+            continue;
+        };
+        for i in plan.node_indexes() {
+            if Path::new(dir) == plan.node_dir(i) {
+                found.push(LabProcess { pid, node: i });
+            }
+        }
+    }
+    found
+}
+
+fn arg_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|p| args.get(p + 1))
+        .map(String::as_str)
+}
+
+/// Every process with its command line.
+fn processes() -> Vec<(i32, Vec<String>)> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let raw = fs::read(e.path().join("cmdline")).ok()?;
+            let args = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some((pid, args))
+        })
+        .collect()
+}
+
+/// What a lab with this prefix has left on the machine: its namespaces.
+pub fn leftovers(prefix: &str) -> Vec<String> {
+    namespaces()
+        .into_iter()
+        .filter(|ns| LabPlan::owns_namespace(prefix, ns))
+        .collect()
+}
+
+fn namespaces() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output();
+    out.map(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Removes every trace of the lab `prefix`: processes, task containers, namespaces (and with them
+/// every link), BPF pins and the state folder. Works from whatever state the lab is in.
+pub fn down(prefix: &str) -> Result<()> {
+    let plan = LabState::load(prefix).map(|s| s.plan);
+    let namespaces = leftovers(prefix);
+
+    // 1. Processes: every meshd of the lab, then anything else living in its namespaces.
+    let mut pids: Vec<i32> = Vec::new();
+    for (pid, args) in processes() {
+        let in_lab = arg_value(&args, "--data-dir")
+            .is_some_and(|d| Path::new(d).starts_with(state_dir(prefix)));
+        if in_lab {
+            pids.push(pid);
+        }
+    }
+    for ns in &namespaces {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            pids.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    kill_all(&pids);
+
+    // 2. Task containers of the lab's nodes.
+    let hostnames: Vec<String> = match &plan {
+        Some(p) => p.node_indexes().map(|i| p.node_ns(i)).collect(),
+        None => namespaces.clone(),
+    };
+    remove_task_containers(&hostnames)?;
+
+    // 3. Namespaces, which take their links with them.
+    for ns in &namespaces {
+        ip(&["netns", "del", ns])?;
+    }
+
+    // 4. BPF pins and state.
+    for h in &hostnames {
+        let pins = Path::new("/sys/fs/bpf/meshd").join(h);
+        if pins.exists() {
+            fs::remove_dir_all(&pins).with_context(|| format!("removing {}", pins.display()))?;
+        }
+    }
+    let dir = state_dir(prefix);
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn kill_all(pids: &[i32]) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let me = std::process::id().cast_signed();
+    let pids: Vec<i32> = pids.iter().copied().filter(|p| *p != me).collect();
+    for p in &pids {
+        let _ = kill(Pid::from_raw(*p), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && pids.iter().any(|p| alive(*p)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for p in &pids {
+        if alive(*p) {
+            let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+        }
+    }
+    while pids.iter().any(|p| alive(*p)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Alive and not a zombie waiting for its parent.
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().chars().next())
+        })
+        .flatten()
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// Removes the containers labelled `meshd.task` that belong to one of `hostnames`.
+fn remove_task_containers(hostnames: &[String]) -> Result<()> {
+    let Ok(out) = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            "label=meshd.task",
+            "--format",
+            "{{.ID}} {{.Label \"meshd.hostname\"}}",
+        ])
+        .output()
+    else {
+        return Ok(()); // no docker client: no containers either
+    };
+    if !out.status.success() {
+        return Ok(()); // dockerd not running: nothing can be left in it
+    }
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (id, host) = l.split_once(' ')?;
+            hostnames.iter().any(|h| h == host).then(|| id.to_owned())
+        })
+        .collect();
+    if !ids.is_empty() {
+        run(Command::new("docker").args(["rm", "-f"]).args(&ids))?;
+    }
+    Ok(())
+}
+
+/// `lab ls`: one row per member, with its address, meshd's pid and its log.
+pub fn list(prefix: &str, out: &mut impl Write) -> Result<()> {
+    let Some(state) = LabState::load(prefix) else {
+        writeln!(out, "no lab {prefix:?} (start one with `meshctl lab up`)")?;
+        return Ok(());
+    };
+    let plan = &state.plan;
+    let procs = lab_processes(plan);
+    let mut rows = vec![vec![
+        "MEMBER".to_owned(),
+        "NAMESPACE".to_owned(),
+        "ADDRESS".to_owned(),
+        "ROLE".to_owned(),
+        "MESHD".to_owned(),
+        "LOG".to_owned(),
+    ]];
+    for i in plan.node_indexes() {
+        let pid = procs
+            .iter()
+            .find(|p| p.node == i)
+            .map_or_else(|| "stopped".to_owned(), |p| format!("pid {}", p.pid));
+        rows.push(vec![
+            format!("n{i}"),
+            plan.node_ns(i),
+            plan.node_addr(i).to_string(),
+            if plan.is_manager(i) {
+                "manager"
+            } else {
+                "worker"
+            }
+            .to_owned(),
+            pid,
+            plan.node_log(i).display().to_string(),
+        ]);
+    }
+    rows.push(vec![
+        "client".to_owned(),
+        plan.client_ns(),
+        plan.client_addr().to_string(),
+        "client".to_owned(),
+        "-".to_owned(),
+        "-".to_owned(),
+    ]);
+    crate::table::write(out, &rows)?;
+    if !state.complete {
+        writeln!(
+            out,
+            "(this lab did not finish coming up; `meshctl lab up` cleans it and starts again)"
+        )?;
+    }
+    Ok(())
+}
+
+/// `lab exec MEMBER -- CMD`: runs CMD in the member's namespace. On a node, `MESH_HOST` points
+/// `meshctl` at that node's meshd.
+pub fn exec(prefix: &str, member: &str, cmd: &[String]) -> Result<i32> {
+    let state = LabState::load(prefix)
+        .with_context(|| format!("no lab {prefix:?} (start one with `meshctl lab up`)"))?;
+    let m = state.plan.member(member)?;
+    let Some((program, args)) = cmd.split_first() else {
+        bail!("lab exec needs a command after `--`");
+    };
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &state.plan.member_ns(&m), program])
+        .args(args);
+    if let Member::Node(i) = m {
+        c.env(
+            "MESH_HOST",
+            format!("unix://{}", state.plan.node_socket(i).display()),
+        );
+    }
+    let status = c.status().context("running ip netns exec")?;
+    Ok(status.code().unwrap_or(1))
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run(Command::new("ip").args(args))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            cmd,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! `mesh-cluster`: the cluster's state as data, and every decision made on it as a pure function
+//! (no I/O, no clock, no randomness that a test cannot control). `mesh-control` replicates the
+//! state with raft and runs these functions in its control loops.
+#![forbid(unsafe_code)]
+
+pub mod ids;
+pub mod state;
+
+pub use ids::Id;

@@ -1,0 +1,6 @@
+//! meshd's end-to-end tests: one binary (hickory, openraft), one module per area, each test on
+//! its own lab. They need root and dockerd; `./scripts/test.sh` provides both.
+
+mod support;
+
+mod lab;
