@@ -3,7 +3,14 @@
 //! state with raft and runs these functions in its control loops.
 #![forbid(unsafe_code)]
 
+pub mod alloc;
 pub mod ids;
+pub mod naming;
+pub mod orchestrator;
+pub mod plan;
+pub mod scheduler;
+pub mod spec;
 pub mod state;
+pub mod token;
 
 pub use ids::Id;

@@ -99,6 +99,14 @@ pub struct ClusterInfo {
     /// Default address pool for overlay networks, cut into `/subnet_len` networks.
     pub default_pool: Ipv4Cidr,
     pub subnet_len: u8,
+    /// The last raft node id handed out (ids are never reused, so a removed manager that comes
+    /// back cannot be mistaken for a new one).
+    #[serde(default)]
+    pub last_raft_id: u64,
+    /// Token secrets replaced by rotation (newest last, a few kept), so that a joiner with an old
+    /// token is told it was rotated rather than that it is wrong.
+    #[serde(default)]
+    pub retired_token_secrets: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -164,6 +172,9 @@ pub struct NodeDescription {
     pub arch: String,
     pub resources: Resources,
     pub engine_version: String,
+    /// The Docker engine's labels (`engine.labels.K` in constraints).
+    #[serde(default)]
+    pub engine_labels: BTreeMap<String, String>,
 }
 
 /// How the managers see a node.
@@ -221,8 +232,16 @@ pub struct Network {
     pub meta: Meta,
     pub spec: NetworkSpec,
     pub subnet: Ipv4Cidr,
-    /// The VXLAN network identifier (ingress 4096, others from 4097).
+    /// The VXLAN network identifier (ingress 4096, others from 4097); 0 until the allocator has
+    /// given the network its VNI and subnet.
     pub vni: u32,
+}
+
+impl Network {
+    /// Has the allocator filled `subnet` and `vni`?
+    pub fn is_allocated(&self) -> bool {
+        self.vni != 0
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -579,6 +598,19 @@ pub struct Task {
     pub desired_state: TaskState,
     pub status: TaskStatus,
     pub networks: Vec<TaskNetwork>,
+    /// A task made with desired state `Ready` (a restart replacement or a stop-first update) is
+    /// started (desired `Running`) by the orchestrator once `start_at` has passed and the slot's
+    /// previous task has stopped.
+    #[serde(default)]
+    pub start_at: Millis,
+    /// When the restart policy replaced earlier tasks of this slot with the same spec, carried
+    /// from each task to its replacement (for `max_attempts` within `window`).
+    #[serde(default)]
+    pub restart_history: Vec<Millis>,
+    /// The service's endpoint spec when the task was made (its published ports, for host-mode
+    /// bindings); a change of the service's ports replaces the task, as a spec change does.
+    #[serde(default)]
+    pub endpoint: EndpointSpec,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -859,7 +891,8 @@ impl ClusterState {
         }
     }
 
-    fn insert(&mut self, o: Object) {
+    /// Stores `o` as it is (no version checks), for scratch copies of the state.
+    pub(crate) fn insert(&mut self, o: Object) {
         match o {
             Object::Cluster(c) => self.cluster = Some(c),
             Object::Node(n) => {
@@ -883,7 +916,7 @@ impl ClusterState {
         }
     }
 
-    fn remove(&mut self, kind: Kind, id: &Id) {
+    pub(crate) fn remove(&mut self, kind: Kind, id: &Id) {
         match kind {
             Kind::Cluster => self.cluster = None,
             Kind::Node => drop(self.nodes.remove(id)),
