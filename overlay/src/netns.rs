@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::{CloneFlags, setns};
@@ -66,5 +66,13 @@ impl NetNs {
         })
         .join()
         .map_err(|_| io::Error::other("thread in network namespace panicked"))?
+    }
+}
+
+/// The namespace's descriptor, for netlink requests that move a link into it
+/// (`IFLA_NET_NS_FD`).
+impl AsFd for NetNs {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
