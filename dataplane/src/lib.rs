@@ -2,5 +2,25 @@
 //! `mesh-ebpf` with aya and keeps their maps as typed tables (services, backends, Maglev rings,
 //! conntrack, counters). With `mesh-overlay` it is the only crate that touches the kernel's
 //! networking; it alone touches aya.
+//!
+//! The agent builds a [`DesiredMesh`] (plain data) and calls [`Mesh::apply`]; the pure core
+//! ([`plan`]) turns it into map operations, [`Mesh`] carries them out.
 
+pub mod maglev;
+pub mod mesh;
+pub mod model;
+pub mod netdev;
+pub mod plan;
 pub mod probe;
+
+#[cfg(test)]
+mod packet_tests;
+
+pub use maglev::MaglevRing;
+pub use mesh::{
+    ApplyReport, Datapath, FlowEntry, FlowKind, Mesh, MeshConfig, ServiceCounters, Timeouts,
+};
+pub use model::{
+    DesiredMesh, Endpoint, INGRESS_VNI, Protocol, PublishMode, PublishedPort, Service, Task, Vip,
+};
+pub use plan::PlanError;

@@ -8,11 +8,104 @@
 
 #define STRUCT(s) printf(#s " - 0 %zu\n", sizeof(struct s))
 #define FIELD(s, f) printf(#s " " #f " %zu %zu\n", offsetof(struct s, f), sizeof(((struct s *)0)->f))
+/* Constants are printed as "const <NAME> 0 <value>". */
+#define CONST(c) printf("const " #c " 0 %lu\n", (unsigned long)(c))
 
 int main(void)
 {
 	STRUCT(mesh_counter);
 	FIELD(mesh_counter, packets);
 	FIELD(mesh_counter, bytes);
+
+	STRUCT(mesh_config);
+	FIELD(mesh_config, underlay_addr);
+	FIELD(mesh_config, ingress_addr);
+	FIELD(mesh_config, underlay_ifindex);
+	FIELD(mesh_config, ingress_bridge_ifindex);
+	FIELD(mesh_config, ingress_vni);
+	FIELD(mesh_config, underlay_mac);
+	FIELD(mesh_config, bridge_mac);
+	FIELD(mesh_config, flags);
+	FIELD(mesh_config, pad);
+	FIELD(mesh_config, tcp_timeout_ns);
+	FIELD(mesh_config, udp_timeout_ns);
+
+	STRUCT(mesh_port_key);
+	FIELD(mesh_port_key, port);
+	FIELD(mesh_port_key, proto);
+	FIELD(mesh_port_key, pad);
+
+	STRUCT(mesh_vip_key);
+	FIELD(mesh_vip_key, vni);
+	FIELD(mesh_vip_key, addr);
+
+	STRUCT(mesh_frontend);
+	FIELD(mesh_frontend, svc_id);
+	FIELD(mesh_frontend, ring_id);
+	FIELD(mesh_frontend, flags);
+
+	STRUCT(mesh_backend);
+	FIELD(mesh_backend, addr);
+	FIELD(mesh_backend, vtep);
+	FIELD(mesh_backend, port);
+	FIELD(mesh_backend, mac);
+	FIELD(mesh_backend, flags);
+
+	STRUCT(mesh_iface);
+	FIELD(mesh_iface, vni);
+	FIELD(mesh_iface, kind);
+	FIELD(mesh_iface, mac);
+	FIELD(mesh_iface, pad);
+
+	STRUCT(mesh_ct_key);
+	FIELD(mesh_ct_key, saddr);
+	FIELD(mesh_ct_key, daddr);
+	FIELD(mesh_ct_key, sport);
+	FIELD(mesh_ct_key, dport);
+	FIELD(mesh_ct_key, proto);
+	FIELD(mesh_ct_key, kind);
+	FIELD(mesh_ct_key, pad);
+
+	STRUCT(mesh_ct);
+	FIELD(mesh_ct, saddr);
+	FIELD(mesh_ct, daddr);
+	FIELD(mesh_ct, sport);
+	FIELD(mesh_ct, dport);
+	FIELD(mesh_ct, backend_id);
+	FIELD(mesh_ct, svc_id);
+	FIELD(mesh_ct, ifindex);
+	FIELD(mesh_ct, dmac);
+	FIELD(mesh_ct, pad);
+	FIELD(mesh_ct, flags);
+	FIELD(mesh_ct, pad2);
+	FIELD(mesh_ct, last_seen);
+
+	STRUCT(mesh_svc_stats);
+	FIELD(mesh_svc_stats, packets);
+	FIELD(mesh_svc_stats, bytes);
+	FIELD(mesh_svc_stats, conns);
+
+	CONST(MESH_RING_SIZE);
+	CONST(MESH_MAX_RINGS);
+	CONST(MESH_MAX_BACKENDS);
+	CONST(MESH_MAX_SERVICES);
+	CONST(MESH_MAX_PORTS);
+	CONST(MESH_MAX_VIPS);
+	CONST(MESH_MAX_IFACES);
+	CONST(MESH_CT_SIZE);
+	CONST(MESH_VXLAN_PORT);
+	CONST(MESH_CFG_READY);
+	CONST(MESH_CFG_XDP);
+	CONST(MESH_FE_NO_BACKEND);
+	CONST(MESH_FE_HOST);
+	CONST(MESH_BE_VALID);
+	CONST(MESH_BE_LOCAL);
+	CONST(MESH_IF_BRIDGE);
+	CONST(MESH_IF_TASK);
+	CONST(MESH_CT_INGRESS);
+	CONST(MESH_CT_INGRESS_REPLY);
+	CONST(MESH_CT_VIP);
+	CONST(MESH_CT_VIP_REPLY);
+	CONST(MESH_CTF_LOCAL);
 	return 0;
 }

@@ -12,10 +12,122 @@
 
 #include <linux/types.h>
 
+/* Sizes of the tables (mirrored as constants in ebpf/src/abi.rs). */
+/* Maglev ring slots per ring: a prime; 16381 slots keep a ring at 64 KiB while staying above
+ * 100 slots per backend up to 160 backends (the Maglev paper's bound for near-even shares). */
+#define MESH_RING_SIZE 16381
+#define MESH_MAX_RINGS 256         /* published ports + (service, network) VIPs */
+#define MESH_MAX_BACKENDS 8192     /* (address, port) pairs across all rings */
+#define MESH_MAX_SERVICES 1024     /* counter slots */
+#define MESH_MAX_PORTS 4096        /* published (protocol, port) pairs */
+#define MESH_MAX_VIPS 4096         /* (network, VIP) pairs */
+#define MESH_MAX_IFACES 4096       /* bridges and task veths */
+#define MESH_CT_SIZE 262144        /* conntrack entries (both directions count) */
+#define MESH_VXLAN_PORT 4789
+
 /* A packet and byte counter, per CPU in the maps that hold it. */
 struct mesh_counter {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* Node-wide settings, the single entry of mesh_config. */
+struct mesh_config {
+	__be32 underlay_addr;      /* advertised address: published ports' destination, VXLAN outer source */
+	__be32 ingress_addr;       /* this node's address on the ingress network: the SNAT source */
+	__u32 underlay_ifindex;
+	__u32 ingress_bridge_ifindex; /* 0 until the ingress bridge is attached */
+	__u32 ingress_vni;
+	__u8 underlay_mac[6];
+	__u8 bridge_mac[6];        /* the ingress bridge's MAC: L2 source of frames sent into the overlay */
+	__u32 flags;               /* MESH_CFG_* */
+	__u32 pad;
+	__u64 tcp_timeout_ns;      /* idle time after which a TCP flow is picked again (same backend if the set is unchanged) */
+	__u64 udp_timeout_ns;
+};
+#define MESH_CFG_READY 1u          /* user space wrote this entry */
+#define MESH_CFG_XDP 2u            /* the XDP program serves remote backends and VXLAN replies */
+
+/* Key of mesh_ports: a published (protocol, port) on the underlay address. */
+struct mesh_port_key {
+	__be16 port;
+	__u8 proto;                /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+};
+
+/* Key of mesh_vips: a service VIP on one overlay network (any port; ports are kept). */
+struct mesh_vip_key {
+	__u32 vni;
+	__be32 addr;
+};
+
+/* Value of mesh_ports and mesh_vips: which service counts it and which ring picks the backend. */
+struct mesh_frontend {
+	__u32 svc_id;              /* slot in mesh_stats */
+	__u32 ring_id;             /* ring in mesh_rings */
+	__u32 flags;               /* MESH_FE_* */
+};
+#define MESH_FE_NO_BACKEND 1u      /* published but empty: TCP answered with RST, UDP dropped */
+#define MESH_FE_HOST 2u            /* mode=host: the ring holds only this node's tasks */
+
+/* Value of mesh_backends (an array indexed by backend id). */
+struct mesh_backend {
+	__be32 addr;               /* task address on the frontend's network */
+	__be32 vtep;               /* underlay address of the task's node */
+	__be16 port;               /* target port; 0 keeps the packet's port (VIPs) */
+	__u8 mac[6];               /* task MAC on that network */
+	__u32 flags;               /* MESH_BE_* */
+};
+#define MESH_BE_VALID 1u
+#define MESH_BE_LOCAL 2u           /* the task runs on this node */
+
+/* Value of mesh_ifaces (key: ifindex): an interface the tc programs serve. */
+struct mesh_iface {
+	__u32 vni;                 /* its network */
+	__u32 kind;                /* MESH_IF_* */
+	__u8 mac[6];               /* its own MAC: the answer to ARP for a VIP */
+	__u8 pad[2];
+};
+#define MESH_IF_BRIDGE 1u
+#define MESH_IF_TASK 2u
+
+/* Key of mesh_ct: one direction of one flow, as it arrives before translation. */
+struct mesh_ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 kind;                 /* MESH_CT_* */
+	__u8 pad[2];
+};
+#define MESH_CT_INGRESS 1          /* client -> node:published */
+#define MESH_CT_INGRESS_REPLY 2    /* backend -> node ingress address:SNAT port */
+#define MESH_CT_VIP 3              /* task -> VIP */
+#define MESH_CT_VIP_REPLY 4        /* backend -> task */
+
+/* Value of mesh_ct: the translation for packets matching the key. */
+struct mesh_ct {
+	__be32 saddr;              /* new source address */
+	__be32 daddr;              /* new destination address */
+	__be16 sport;              /* new source port */
+	__be16 dport;              /* new destination port */
+	__u32 backend_id;          /* the flow's backend (user space sweeps by it) */
+	__u32 svc_id;              /* counter slot */
+	__u32 ifindex;             /* where replies leave (the interface the client came in on) */
+	__u8 dmac[6];              /* L2 destination after translation (backend or client MAC) */
+	__u8 pad[2];
+	__u32 flags;               /* MESH_CTF_* */
+	__u32 pad2;
+	__u64 last_seen;           /* bpf_ktime_get_ns() when last refreshed (coarse, 1 s) */
+};
+#define MESH_CTF_LOCAL 1u          /* the backend runs on this node */
+
+/* Per-service counters (per CPU): both directions of every translated packet. */
+struct mesh_svc_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 conns;               /* flows created (conntrack misses that picked a backend) */
 };
 
 #endif /* MESH_ABI_H */

@@ -1,8 +1,35 @@
 //! Rust mirrors of `include/mesh_abi.h`. Each struct is `#[repr(C)]`, carries a size assertion,
 //! and is listed in [`layout`] so that `tests::layout_matches_c` compares every field's offset
-//! and size with what the C compiler produced.
+//! and size (and every constant) with what the C compiler produced.
+//!
+//! Fields typed `[u8; N]` or named `*_be` hold network byte order, as the C `__be*` types do:
+//! use `u32::from_be_bytes`/`to_be_bytes` at the edges.
 
 use core::mem::{offset_of, size_of};
+
+/// Maglev ring slots per ring (a prime).
+pub const MESH_RING_SIZE: u32 = 16381;
+pub const MESH_MAX_RINGS: u32 = 256;
+pub const MESH_MAX_BACKENDS: u32 = 8192;
+pub const MESH_MAX_SERVICES: u32 = 1024;
+pub const MESH_MAX_PORTS: u32 = 4096;
+pub const MESH_MAX_VIPS: u32 = 4096;
+pub const MESH_MAX_IFACES: u32 = 4096;
+pub const MESH_CT_SIZE: u32 = 262_144;
+pub const MESH_VXLAN_PORT: u16 = 4789;
+pub const MESH_CFG_READY: u32 = 1;
+pub const MESH_CFG_XDP: u32 = 2;
+pub const MESH_FE_NO_BACKEND: u32 = 1;
+pub const MESH_FE_HOST: u32 = 2;
+pub const MESH_BE_VALID: u32 = 1;
+pub const MESH_BE_LOCAL: u32 = 2;
+pub const MESH_IF_BRIDGE: u32 = 1;
+pub const MESH_IF_TASK: u32 = 2;
+pub const MESH_CT_INGRESS: u8 = 1;
+pub const MESH_CT_INGRESS_REPLY: u8 = 2;
+pub const MESH_CT_VIP: u8 = 3;
+pub const MESH_CT_VIP_REPLY: u8 = 4;
+pub const MESH_CTF_LOCAL: u32 = 1;
 
 /// A packet and byte counter (`struct mesh_counter`).
 #[repr(C)]
@@ -13,6 +40,119 @@ pub struct MeshCounter {
 }
 const _: () = assert!(size_of::<MeshCounter>() == 16);
 
+/// Node-wide settings (`struct mesh_config`), the single entry of `mesh_config`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeshConfig {
+    pub underlay_addr: [u8; 4],
+    pub ingress_addr: [u8; 4],
+    pub underlay_ifindex: u32,
+    pub ingress_bridge_ifindex: u32,
+    pub ingress_vni: u32,
+    pub underlay_mac: [u8; 6],
+    pub bridge_mac: [u8; 6],
+    pub flags: u32,
+    pub pad: u32,
+    pub tcp_timeout_ns: u64,
+    pub udp_timeout_ns: u64,
+}
+const _: () = assert!(size_of::<MeshConfig>() == 56);
+
+/// Key of `mesh_ports` (`struct mesh_port_key`): a published (protocol, port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MeshPortKey {
+    pub port: [u8; 2],
+    pub proto: u8,
+    pub pad: u8,
+}
+const _: () = assert!(size_of::<MeshPortKey>() == 4);
+
+/// Key of `mesh_vips` (`struct mesh_vip_key`): a VIP on one network.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MeshVipKey {
+    pub vni: u32,
+    pub addr: [u8; 4],
+}
+const _: () = assert!(size_of::<MeshVipKey>() == 8);
+
+/// Value of `mesh_ports` and `mesh_vips` (`struct mesh_frontend`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeshFrontend {
+    pub svc_id: u32,
+    pub ring_id: u32,
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<MeshFrontend>() == 12);
+
+/// Value of `mesh_backends` (`struct mesh_backend`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeshBackend {
+    pub addr: [u8; 4],
+    pub vtep: [u8; 4],
+    pub port: [u8; 2],
+    pub mac: [u8; 6],
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<MeshBackend>() == 20);
+
+/// Value of `mesh_ifaces` (`struct mesh_iface`), keyed by ifindex.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeshIface {
+    pub vni: u32,
+    pub kind: u32,
+    pub mac: [u8; 6],
+    pub pad: [u8; 2],
+}
+const _: () = assert!(size_of::<MeshIface>() == 16);
+
+/// Key of `mesh_ct` (`struct mesh_ct_key`): one direction of a flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MeshCtKey {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub proto: u8,
+    pub kind: u8,
+    pub pad: [u8; 2],
+}
+const _: () = assert!(size_of::<MeshCtKey>() == 16);
+
+/// Value of `mesh_ct` (`struct mesh_ct`): the translation of one direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeshCt {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub backend_id: u32,
+    pub svc_id: u32,
+    pub ifindex: u32,
+    pub dmac: [u8; 6],
+    pub pad: [u8; 2],
+    pub flags: u32,
+    pub pad2: u32,
+    pub last_seen: u64,
+}
+const _: () = assert!(size_of::<MeshCt>() == 48);
+
+/// Per-service counters (`struct mesh_svc_stats`), per CPU in `mesh_stats`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeshSvcStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub conns: u64,
+}
+const _: () = assert!(size_of::<MeshSvcStats>() == 24);
+
 /// Marks the mirrors as plain old data for aya's typed maps.
 macro_rules! pod {
     ($($t:ty),*) => {$(
@@ -22,9 +162,21 @@ macro_rules! pod {
         unsafe impl aya::Pod for $t {}
     )*};
 }
-pod!(MeshCounter);
+pod!(
+    MeshCounter,
+    MeshConfig,
+    MeshPortKey,
+    MeshVipKey,
+    MeshFrontend,
+    MeshBackend,
+    MeshIface,
+    MeshCtKey,
+    MeshCt,
+    MeshSvcStats
+);
 
 /// One line of the layout table: C struct name, field name (`-` for the whole struct), offset, size.
+/// Constants appear as `("const", NAME, 0, value)`.
 pub type LayoutRow = (&'static str, &'static str, usize, usize);
 
 macro_rules! layout {
@@ -36,15 +188,70 @@ macro_rules! layout {
     };
 }
 
+macro_rules! consts {
+    ($($name:ident),* $(,)?) => {
+        vec![$(("const", stringify!($name), 0, $name as usize)),*]
+    };
+}
+
 fn size_of_field<T, F>(_: impl Fn(&T) -> &F) -> usize {
     size_of::<F>()
 }
 
-/// Every mirrored struct and field, in the order `abi/layout.c` prints them.
+/// Every mirrored struct, field and constant, in the order `abi/layout.c` prints them.
 pub fn layout() -> Vec<LayoutRow> {
-    layout! {
+    let mut rows = layout! {
         "mesh_counter" => MeshCounter { "packets": packets, "bytes": bytes }
-    }
+        "mesh_config" => MeshConfig {
+            "underlay_addr": underlay_addr, "ingress_addr": ingress_addr,
+            "underlay_ifindex": underlay_ifindex, "ingress_bridge_ifindex": ingress_bridge_ifindex,
+            "ingress_vni": ingress_vni, "underlay_mac": underlay_mac, "bridge_mac": bridge_mac,
+            "flags": flags, "pad": pad, "tcp_timeout_ns": tcp_timeout_ns,
+            "udp_timeout_ns": udp_timeout_ns,
+        }
+        "mesh_port_key" => MeshPortKey { "port": port, "proto": proto, "pad": pad }
+        "mesh_vip_key" => MeshVipKey { "vni": vni, "addr": addr }
+        "mesh_frontend" => MeshFrontend { "svc_id": svc_id, "ring_id": ring_id, "flags": flags }
+        "mesh_backend" => MeshBackend {
+            "addr": addr, "vtep": vtep, "port": port, "mac": mac, "flags": flags,
+        }
+        "mesh_iface" => MeshIface { "vni": vni, "kind": kind, "mac": mac, "pad": pad }
+        "mesh_ct_key" => MeshCtKey {
+            "saddr": saddr, "daddr": daddr, "sport": sport, "dport": dport, "proto": proto,
+            "kind": kind, "pad": pad,
+        }
+        "mesh_ct" => MeshCt {
+            "saddr": saddr, "daddr": daddr, "sport": sport, "dport": dport,
+            "backend_id": backend_id, "svc_id": svc_id, "ifindex": ifindex, "dmac": dmac,
+            "pad": pad, "flags": flags, "pad2": pad2, "last_seen": last_seen,
+        }
+        "mesh_svc_stats" => MeshSvcStats { "packets": packets, "bytes": bytes, "conns": conns }
+    };
+    rows.extend(consts!(
+        MESH_RING_SIZE,
+        MESH_MAX_RINGS,
+        MESH_MAX_BACKENDS,
+        MESH_MAX_SERVICES,
+        MESH_MAX_PORTS,
+        MESH_MAX_VIPS,
+        MESH_MAX_IFACES,
+        MESH_CT_SIZE,
+        MESH_VXLAN_PORT,
+        MESH_CFG_READY,
+        MESH_CFG_XDP,
+        MESH_FE_NO_BACKEND,
+        MESH_FE_HOST,
+        MESH_BE_VALID,
+        MESH_BE_LOCAL,
+        MESH_IF_BRIDGE,
+        MESH_IF_TASK,
+        MESH_CT_INGRESS,
+        MESH_CT_INGRESS_REPLY,
+        MESH_CT_VIP,
+        MESH_CT_VIP_REPLY,
+        MESH_CTF_LOCAL,
+    ));
+    rows
 }
 
 #[cfg(test)]

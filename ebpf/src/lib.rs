@@ -18,5 +18,12 @@ macro_rules! object {
 /// `probe.c`: counts packets per IP protocol; the self-check of the C-to-aya path.
 pub static PROBE: &Object<[u8]> = object!("probe");
 
+/// `xdp_mesh.c`: the routing mesh at XDP on the underlay interface (program `xdp_mesh`).
+pub static XDP_MESH: &Object<[u8]> = object!("xdp_mesh");
+
+/// `tc_lb.c`: the routing mesh's tc programs (`tc_underlay_in`, `tc_bridge_in`, `tc_task_in`,
+/// `tc_task_out`).
+pub static TC_LB: &Object<[u8]> = object!("tc_lb");
+
 /// The C layout of every ABI struct, as printed by `abi/layout.c` at build time.
 pub const ABI_LAYOUT: &str = include_str!(concat!(env!("OUT_DIR"), "/abi_layout.txt"));

@@ -1,0 +1,791 @@
+//! [`Mesh`]: the routing mesh of one node, loaded, attached and fed. The thin runtime around
+//! [`crate::plan`]: it carries out the planned [`Op`]s on the pinned maps.
+//!
+//! Every call that names an interface works in the calling thread's network namespace (meshd
+//! enters the node's namespace for the whole process; tests call from a thread inside it).
+//! Maps and attachments are pinned under `pin_dir` (maps by name, links under `links/`), so a
+//! restarted meshd finds its conntrack, re-adopts its backends and replaces its programs in the
+//! existing links atomically.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
+use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
+use aya::programs::tc::TcAttachOptions;
+use aya::programs::xdp::XdpLink;
+use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use mesh_ebpf::abi::{
+    self, MESH_BE_LOCAL, MESH_BE_VALID, MESH_CFG_READY, MESH_CFG_XDP, MESH_CT_INGRESS,
+    MESH_CT_INGRESS_REPLY, MESH_CT_VIP, MESH_CT_VIP_REPLY, MESH_IF_BRIDGE, MESH_IF_TASK,
+    MESH_MAX_BACKENDS, MESH_RING_SIZE, MeshBackend, MeshCt, MeshCtKey, MeshFrontend, MeshIface,
+    MeshPortKey, MeshSvcStats, MeshVipKey,
+};
+use tracing::{info, warn};
+
+use crate::model::{DesiredMesh, INGRESS_VNI, Protocol};
+use crate::netdev;
+use crate::plan::{self, BackendRow, FrontendKey, Op, Programmed};
+
+/// Where published ports are served on the underlay interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Datapath {
+    /// XDP on the underlay (remote backends encapsulated in XDP, VXLAN replies decapsulated
+    /// there) plus tc for local backends.
+    Xdp,
+    /// tc (clsact) only: keeps GSO, the faster choice on veth.
+    Tc,
+}
+
+/// Idle times after which a flow is picked again by Maglev (the same backend while the set is
+/// unchanged, so an idle long-lived TCP connection survives its entry's expiry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp: Duration,
+    pub udp: Duration,
+}
+
+impl Default for Timeouts {
+    /// TCP 24 hours (not IPVS's 15 minutes), UDP 5 minutes.
+    fn default() -> Self {
+        Self {
+            tcp: Duration::from_hours(24),
+            udp: Duration::from_mins(5),
+        }
+    }
+}
+
+/// What [`Mesh::load`] needs to know about the node.
+#[derive(Clone, Debug)]
+pub struct MeshConfig {
+    /// The underlay interface published ports arrive on (`eth0` in the lab).
+    pub underlay_ifname: String,
+    /// The node's advertised address: published ports' destination and VXLAN's outer source.
+    pub underlay_addr: Ipv4Addr,
+    pub datapath: Datapath,
+    /// A directory on bpffs for this node (`/sys/fs/bpf/meshd/<hostname>`).
+    pub pin_dir: PathBuf,
+    /// The VNI of the ingress network ([`INGRESS_VNI`]).
+    pub ingress_vni: u32,
+    pub timeouts: Timeouts,
+}
+
+impl MeshConfig {
+    /// A configuration with the defaults: ingress VNI 4096, default timeouts.
+    pub fn new(
+        underlay_ifname: &str,
+        underlay_addr: Ipv4Addr,
+        datapath: Datapath,
+        pin_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            underlay_ifname: underlay_ifname.to_owned(),
+            underlay_addr,
+            datapath,
+            pin_dir: pin_dir.into(),
+            ingress_vni: INGRESS_VNI,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// What one [`Mesh::apply`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Map operations carried out.
+    pub ops: usize,
+    /// Conntrack entries removed because their backend left.
+    pub swept: usize,
+}
+
+/// A service's counters, summed over CPUs, both directions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Flows created.
+    pub connections: u64,
+}
+
+/// Which translation a conntrack entry holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowKind {
+    /// Client to a published port.
+    Ingress,
+    /// Backend reply to a published-port flow.
+    IngressReply,
+    /// Task to a VIP.
+    Vip,
+    /// Backend reply to a VIP flow.
+    VipReply,
+}
+
+/// One conntrack entry, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowEntry {
+    pub kind: FlowKind,
+    pub protocol: Protocol,
+    /// The packet's source and destination before translation.
+    pub from: SocketAddrV4,
+    pub to: SocketAddrV4,
+    /// After translation.
+    pub new_from: SocketAddrV4,
+    pub new_to: SocketAddrV4,
+    pub backend_id: u32,
+}
+
+impl FlowEntry {
+    /// The backend task's address of this flow.
+    pub fn backend_addr(&self) -> Ipv4Addr {
+        match self.kind {
+            FlowKind::Ingress | FlowKind::Vip => *self.new_to.ip(),
+            FlowKind::IngressReply | FlowKind::VipReply => *self.from.ip(),
+        }
+    }
+}
+
+const TC_PROGRAMS: [&str; 4] = [
+    "tc_underlay_in",
+    "tc_bridge_in",
+    "tc_task_in",
+    "tc_task_out",
+];
+
+/// The mesh's programs, loaded (and verified) with their maps pinned under one directory.
+pub(crate) struct Programs {
+    pub(crate) tc: Ebpf,
+    pub(crate) xdp: Ebpf,
+}
+
+impl Programs {
+    pub(crate) fn load(pin_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(pin_dir.join("links")).with_context(|| {
+            format!(
+                "create pin directory {} (is bpffs mounted at /sys/fs/bpf?)",
+                pin_dir.display()
+            )
+        })?;
+        let mut tc = EbpfLoader::new()
+            .default_map_pin_directory(pin_dir)
+            .load(&mesh_ebpf::TC_LB.0)
+            .context("load tc_lb.o")?;
+        for name in TC_PROGRAMS {
+            let p: &mut SchedClassifier = tc
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("{name} missing from tc_lb.o"))?
+                .try_into()?;
+            p.load().with_context(|| format!("load (verify) {name}"))?;
+        }
+        let mut xdp = EbpfLoader::new()
+            .default_map_pin_directory(pin_dir)
+            .load(&mesh_ebpf::XDP_MESH.0)
+            .context("load xdp_mesh.o")?;
+        let p: &mut Xdp = xdp
+            .program_mut("xdp_mesh")
+            .ok_or_else(|| anyhow!("xdp_mesh missing from xdp_mesh.o"))?
+            .try_into()?;
+        p.load().context("load (verify) xdp_mesh")?;
+        Ok(Self { tc, xdp })
+    }
+
+    fn map(&mut self, name: &str) -> anyhow::Result<&mut aya::maps::Map> {
+        self.tc
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("map {name} missing from tc_lb.o"))
+    }
+
+    pub(crate) fn set_config(&mut self, c: &abi::MeshConfig) -> anyhow::Result<()> {
+        let mut m: Array<&mut MapData, abi::MeshConfig> =
+            Array::try_from(self.map("mesh_config")?)?;
+        m.set(0, c, 0).context("write mesh_config")?;
+        Ok(())
+    }
+
+    pub(crate) fn set_iface(&mut self, ifindex: u32, v: &MeshIface) -> anyhow::Result<()> {
+        let mut m: HashMap<&mut MapData, u32, MeshIface> =
+            HashMap::try_from(self.map("mesh_ifaces")?)?;
+        m.insert(ifindex, v, 0).context("write mesh_ifaces")?;
+        Ok(())
+    }
+
+    fn del_iface(&mut self, ifindex: u32) -> anyhow::Result<()> {
+        let mut m: HashMap<&mut MapData, u32, MeshIface> =
+            HashMap::try_from(self.map("mesh_ifaces")?)?;
+        m.remove(&ifindex).ok();
+        Ok(())
+    }
+
+    /// Carries out one planned operation.
+    pub(crate) fn run_op(&mut self, op: &Op) -> anyhow::Result<usize> {
+        match op {
+            Op::ResetStats { slot } => {
+                let mut m: PerCpuArray<&mut MapData, MeshSvcStats> =
+                    PerCpuArray::try_from(self.map("mesh_stats")?)?;
+                let n = aya::util::nr_cpus().map_err(|(s, e)| anyhow!("{s}: {e}"))?;
+                m.set(
+                    *slot,
+                    PerCpuValues::try_from(vec![MeshSvcStats::default(); n])?,
+                    0,
+                )?;
+            }
+            Op::PutBackend { id, row } => {
+                let mut m: Array<&mut MapData, MeshBackend> =
+                    Array::try_from(self.map("mesh_backends")?)?;
+                m.set(*id, backend_value(row), 0)?;
+            }
+            Op::DelBackend { id } => {
+                let mut m: Array<&mut MapData, MeshBackend> =
+                    Array::try_from(self.map("mesh_backends")?)?;
+                m.set(*id, MeshBackend::default(), 0)?;
+            }
+            Op::PutRing { ring, slots } => {
+                let mut m: Array<&mut MapData, u32> = Array::try_from(self.map("mesh_rings")?)?;
+                let base = ring * MESH_RING_SIZE;
+                for (i, id) in slots.iter().enumerate() {
+                    m.set(base + i as u32, id, 0)?;
+                }
+            }
+            Op::PutFrontend { key, row } => {
+                let v = MeshFrontend {
+                    svc_id: row.service_slot,
+                    ring_id: row.ring.unwrap_or(u32::MAX),
+                    flags: row.flags,
+                };
+                match key {
+                    FrontendKey::Port { protocol, port } => {
+                        let mut m: HashMap<&mut MapData, MeshPortKey, MeshFrontend> =
+                            HashMap::try_from(self.map("mesh_ports")?)?;
+                        m.insert(port_key(*protocol, *port), v, 0)?;
+                    }
+                    FrontendKey::Vip { vni, addr } => {
+                        let mut m: HashMap<&mut MapData, MeshVipKey, MeshFrontend> =
+                            HashMap::try_from(self.map("mesh_vips")?)?;
+                        m.insert(vip_key(*vni, *addr), v, 0)?;
+                    }
+                }
+            }
+            Op::DelFrontend { key } => match key {
+                FrontendKey::Port { protocol, port } => {
+                    let mut m: HashMap<&mut MapData, MeshPortKey, MeshFrontend> =
+                        HashMap::try_from(self.map("mesh_ports")?)?;
+                    m.remove(&port_key(*protocol, *port)).ok();
+                }
+                FrontendKey::Vip { vni, addr } => {
+                    let mut m: HashMap<&mut MapData, MeshVipKey, MeshFrontend> =
+                        HashMap::try_from(self.map("mesh_vips")?)?;
+                    m.remove(&vip_key(*vni, *addr)).ok();
+                }
+            },
+            Op::SweepConntrack { backend_ids } => return self.sweep(backend_ids),
+        }
+        Ok(0)
+    }
+
+    /// Removes every conntrack entry (both directions) of the given backends.
+    fn sweep(&mut self, backend_ids: &BTreeSet<u32>) -> anyhow::Result<usize> {
+        let mut m: HashMap<&mut MapData, MeshCtKey, MeshCt> =
+            HashMap::try_from(self.map("mesh_ct")?)?;
+        let doomed: Vec<MeshCtKey> = m
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| backend_ids.contains(&v.backend_id))
+            .map(|(k, _)| k)
+            .collect();
+        let mut n = 0;
+        for k in &doomed {
+            if m.remove(k).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn flows(&mut self) -> anyhow::Result<Vec<FlowEntry>> {
+        let m: HashMap<&mut MapData, MeshCtKey, MeshCt> = HashMap::try_from(self.map("mesh_ct")?)?;
+        Ok(m.iter()
+            .filter_map(Result::ok)
+            .filter_map(|(k, v)| decode_flow(&k, &v))
+            .collect())
+    }
+
+    /// The state pinned maps hold from an earlier run.
+    fn adopt(&mut self) -> anyhow::Result<Programmed> {
+        let backends: Array<&mut MapData, MeshBackend> =
+            Array::try_from(self.map("mesh_backends")?)?;
+        let mut rows = Vec::new();
+        for id in 0..MESH_MAX_BACKENDS {
+            let b = backends.get(&id, 0)?;
+            if b.flags & MESH_BE_VALID != 0 {
+                rows.push((id, backend_row(&b)));
+            }
+        }
+        let mut fronts = Vec::new();
+        let ports: HashMap<&mut MapData, MeshPortKey, MeshFrontend> =
+            HashMap::try_from(self.map("mesh_ports")?)?;
+        for (k, v) in ports.iter().filter_map(Result::ok) {
+            let protocol = if k.proto == 6 {
+                Protocol::Tcp
+            } else {
+                Protocol::Udp
+            };
+            let key = FrontendKey::Port {
+                protocol,
+                port: u16::from_be_bytes(k.port),
+            };
+            fronts.push((key, ring_of(&v)));
+        }
+        let vips: HashMap<&mut MapData, MeshVipKey, MeshFrontend> =
+            HashMap::try_from(self.map("mesh_vips")?)?;
+        for (k, v) in vips.iter().filter_map(Result::ok) {
+            let key = FrontendKey::Vip {
+                vni: k.vni,
+                addr: Ipv4Addr::from(k.addr),
+            };
+            fronts.push((key, ring_of(&v)));
+        }
+        Ok(Programmed::adopt(rows, fronts))
+    }
+
+    fn stats(&mut self, slot: u32) -> anyhow::Result<ServiceCounters> {
+        let m: PerCpuArray<&mut MapData, MeshSvcStats> =
+            PerCpuArray::try_from(self.map("mesh_stats")?)?;
+        let per_cpu = m.get(&slot, 0)?;
+        Ok(per_cpu
+            .iter()
+            .fold(ServiceCounters::default(), |a, c| ServiceCounters {
+                packets: a.packets + c.packets,
+                bytes: a.bytes + c.bytes,
+                connections: a.connections + c.conns,
+            }))
+    }
+}
+
+fn ring_of(v: &MeshFrontend) -> Option<u32> {
+    (v.ring_id != u32::MAX).then_some(v.ring_id)
+}
+
+fn port_key(protocol: Protocol, port: u16) -> MeshPortKey {
+    MeshPortKey {
+        port: port.to_be_bytes(),
+        proto: protocol.number(),
+        pad: 0,
+    }
+}
+
+fn vip_key(vni: u32, addr: Ipv4Addr) -> MeshVipKey {
+    MeshVipKey {
+        vni,
+        addr: addr.octets(),
+    }
+}
+
+fn backend_value(row: &BackendRow) -> MeshBackend {
+    MeshBackend {
+        addr: row.addr.octets(),
+        vtep: row.vtep.octets(),
+        port: row.port.to_be_bytes(),
+        mac: row.mac,
+        flags: MESH_BE_VALID | if row.local { MESH_BE_LOCAL } else { 0 },
+    }
+}
+
+fn backend_row(b: &MeshBackend) -> BackendRow {
+    BackendRow {
+        addr: Ipv4Addr::from(b.addr),
+        port: u16::from_be_bytes(b.port),
+        mac: b.mac,
+        vtep: Ipv4Addr::from(b.vtep),
+        local: b.flags & MESH_BE_LOCAL != 0,
+    }
+}
+
+fn decode_flow(k: &MeshCtKey, v: &MeshCt) -> Option<FlowEntry> {
+    let kind = match k.kind {
+        MESH_CT_INGRESS => FlowKind::Ingress,
+        MESH_CT_INGRESS_REPLY => FlowKind::IngressReply,
+        MESH_CT_VIP => FlowKind::Vip,
+        MESH_CT_VIP_REPLY => FlowKind::VipReply,
+        _ => return None,
+    };
+    let protocol = match k.proto {
+        6 => Protocol::Tcp,
+        17 => Protocol::Udp,
+        _ => return None,
+    };
+    let sa = |a: [u8; 4], p: [u8; 2]| SocketAddrV4::new(Ipv4Addr::from(a), u16::from_be_bytes(p));
+    Some(FlowEntry {
+        kind,
+        protocol,
+        from: sa(k.saddr, k.sport),
+        to: sa(k.daddr, k.dport),
+        new_from: sa(v.saddr, v.sport),
+        new_to: sa(v.daddr, v.dport),
+        backend_id: v.backend_id,
+    })
+}
+
+fn secs_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The routing mesh of one node.
+pub struct Mesh {
+    config: MeshConfig,
+    programs: Programs,
+    kernel_config: abi::MeshConfig,
+    programmed: Programmed,
+    /// Interfaces we serve (name → ifindex), to clean `mesh_ifaces` on detach.
+    ifaces: BTreeMap<String, u32>,
+}
+
+impl Mesh {
+    /// Loads the programs (maps pinned under `config.pin_dir`, reused if an earlier meshd left
+    /// them), writes the node settings and attaches to the underlay interface: `tc_underlay_in`
+    /// at tc ingress, and with [`Datapath::Xdp`] `xdp_mesh` in native mode. Existing pinned
+    /// attachments are replaced atomically.
+    ///
+    /// The caller must have the underlay interface up with its address. Published ports start
+    /// working once [`Mesh::attach_network_bridge`] has attached the ingress bridge.
+    pub fn load(config: MeshConfig) -> anyhow::Result<Self> {
+        let underlay_ifindex = netdev::ifindex(&config.underlay_ifname)?;
+        let underlay_mac = netdev::mac(&config.underlay_ifname)?;
+        let mut programs = Programs::load(&config.pin_dir)?;
+        let programmed = programs.adopt().context("read pinned tables")?;
+        // Keep the ingress bridge settings an earlier run wrote, until it is attached again.
+        let previous: abi::MeshConfig = {
+            let m: Array<&mut MapData, abi::MeshConfig> =
+                Array::try_from(programs.map("mesh_config")?)?;
+            m.get(&0, 0)?
+        };
+        let kernel_config = abi::MeshConfig {
+            underlay_addr: config.underlay_addr.octets(),
+            ingress_addr: previous.ingress_addr,
+            underlay_ifindex,
+            ingress_bridge_ifindex: previous.ingress_bridge_ifindex,
+            ingress_vni: config.ingress_vni,
+            underlay_mac,
+            bridge_mac: previous.bridge_mac,
+            flags: MESH_CFG_READY
+                | if config.datapath == Datapath::Xdp {
+                    MESH_CFG_XDP
+                } else {
+                    0
+                },
+            pad: 0,
+            tcp_timeout_ns: secs_ns(config.timeouts.tcp),
+            udp_timeout_ns: secs_ns(config.timeouts.udp),
+        };
+        programs.set_config(&kernel_config)?;
+        let mut mesh = Self {
+            config,
+            programs,
+            kernel_config,
+            programmed,
+            ifaces: BTreeMap::new(),
+        };
+        let underlay = mesh.config.underlay_ifname.clone();
+        mesh.attach_tc("tc_underlay_in", &underlay, TcAttachType::Ingress)?;
+        match mesh.config.datapath {
+            Datapath::Xdp => mesh.attach_xdp(&underlay)?,
+            Datapath::Tc => mesh.detach_link("xdp_mesh", &underlay)?,
+        }
+        info!(
+            underlay = %underlay,
+            datapath = ?mesh.config.datapath,
+            pin_dir = %mesh.config.pin_dir.display(),
+            "mesh loaded"
+        );
+        Ok(mesh)
+    }
+
+    pub fn config(&self) -> &MeshConfig {
+        &self.config
+    }
+
+    fn link_path(&self, prog: &str, ifname: &str) -> PathBuf {
+        self.config
+            .pin_dir
+            .join("links")
+            .join(format!("{prog}@{ifname}"))
+    }
+
+    fn attach_tc(&mut self, prog: &str, ifname: &str, ty: TcAttachType) -> anyhow::Result<()> {
+        let path = self.link_path(prog, ifname);
+        let p: &mut SchedClassifier = self
+            .programs
+            .tc
+            .program_mut(prog)
+            .ok_or_else(|| anyhow!("{prog} missing"))?
+            .try_into()?;
+        // An earlier run's link: swap our program into it (atomic), else attach anew.
+        if let Ok(old) = PinnedLink::from_pin(&path) {
+            let replaced = aya::programs::tc::SchedClassifierLink::try_from(FdLink::from(old))
+                .map_err(anyhow::Error::from)
+                .and_then(|l| p.attach_to_link(l).map_err(anyhow::Error::from));
+            match replaced {
+                Ok(id) => {
+                    // The pin keeps the link; our handle can go.
+                    drop(p.take_link(id)?);
+                    return Ok(());
+                }
+                Err(e) => {
+                    warn!(%prog, %ifname, "stale pinned link replaced: {e:#}");
+                    std::fs::remove_file(&path).ok();
+                }
+            }
+        }
+        let id = p
+            .attach_with_options(ifname, ty, TcAttachOptions::TcxOrder(LinkOrder::default()))
+            .with_context(|| format!("attach {prog} to {ifname} ({ty:?})"))?;
+        let link: FdLink = p.take_link(id)?.try_into()?;
+        link.pin(&path)
+            .with_context(|| format!("pin link {}", path.display()))?;
+        Ok(())
+    }
+
+    fn attach_xdp(&mut self, ifname: &str) -> anyhow::Result<()> {
+        let path = self.link_path("xdp_mesh", ifname);
+        let p: &mut Xdp = self
+            .programs
+            .xdp
+            .program_mut("xdp_mesh")
+            .ok_or_else(|| anyhow!("xdp_mesh missing"))?
+            .try_into()?;
+        if let Ok(old) = PinnedLink::from_pin(&path) {
+            let replaced = XdpLink::try_from(FdLink::from(old))
+                .map_err(anyhow::Error::from)
+                .and_then(|l| p.attach_to_link(l).map_err(anyhow::Error::from));
+            match replaced {
+                Ok(id) => {
+                    drop(p.take_link(id)?);
+                    return Ok(());
+                }
+                Err(e) => {
+                    warn!(%ifname, "stale pinned XDP link replaced: {e:#}");
+                    std::fs::remove_file(&path).ok();
+                }
+            }
+        }
+        let id = p
+            .attach(ifname, XdpMode::Driver)
+            .with_context(|| format!("attach xdp_mesh to {ifname} (native mode)"))?;
+        let link: FdLink = p.take_link(id)?.try_into()?;
+        link.pin(&path)
+            .with_context(|| format!("pin link {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Removes a pinned attachment (nothing if there is none).
+    fn detach_link(&self, prog: &str, ifname: &str) -> anyhow::Result<()> {
+        let path = self.link_path(prog, ifname);
+        if let Ok(link) = PinnedLink::from_pin(&path) {
+            // Unpinned and closed: the kernel detaches it.
+            drop(link.unpin()?);
+        }
+        Ok(())
+    }
+
+    /// Serves the bridge `ifname` of network `vni`, on which this node has address
+    /// `node_addr`. For the ingress network this is where replies of published-port flows
+    /// arrive (`tc_bridge_in`), and `node_addr` becomes the SNAT source; publishing starts here.
+    ///
+    /// The bridge must exist and keep a fixed MAC (set one explicitly: a bridge otherwise takes
+    /// its ports' lowest MAC, which changes as ports come and go).
+    pub fn attach_network_bridge(
+        &mut self,
+        ifname: &str,
+        vni: u32,
+        node_addr: Ipv4Addr,
+    ) -> anyhow::Result<()> {
+        let ifindex = netdev::ifindex(ifname)?;
+        let mac = netdev::mac(ifname)?;
+        self.programs.set_iface(
+            ifindex,
+            &MeshIface {
+                vni,
+                kind: MESH_IF_BRIDGE,
+                mac,
+                pad: [0; 2],
+            },
+        )?;
+        self.ifaces.insert(ifname.to_owned(), ifindex);
+        if vni == self.config.ingress_vni {
+            self.attach_tc("tc_bridge_in", ifname, TcAttachType::Ingress)?;
+            self.kernel_config.ingress_addr = node_addr.octets();
+            self.kernel_config.ingress_bridge_ifindex = ifindex;
+            self.kernel_config.bridge_mac = mac;
+            self.programs.set_config(&self.kernel_config)?;
+        }
+        Ok(())
+    }
+
+    /// Stops serving a bridge (for the ingress network: published ports pass untouched).
+    pub fn detach_network_bridge(&mut self, ifname: &str) -> anyhow::Result<()> {
+        self.detach_link("tc_bridge_in", ifname)?;
+        if let Some(ifindex) = self.ifaces.remove(ifname) {
+            self.programs.del_iface(ifindex)?;
+            if ifindex == self.kernel_config.ingress_bridge_ifindex {
+                self.kernel_config.ingress_bridge_ifindex = 0;
+                self.programs.set_config(&self.kernel_config)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves a task's veth: `ifname` is the host side, enslaved to the bridge of network `vni`.
+    /// Traffic from the task to a VIP of that network is balanced; replies are reversed.
+    pub fn attach_task_veth(&mut self, ifname: &str, vni: u32) -> anyhow::Result<()> {
+        let ifindex = netdev::ifindex(ifname)?;
+        let mac = netdev::mac(ifname)?;
+        self.programs.set_iface(
+            ifindex,
+            &MeshIface {
+                vni,
+                kind: MESH_IF_TASK,
+                mac,
+                pad: [0; 2],
+            },
+        )?;
+        self.ifaces.insert(ifname.to_owned(), ifindex);
+        self.attach_tc("tc_task_in", ifname, TcAttachType::Ingress)?;
+        self.attach_tc("tc_task_out", ifname, TcAttachType::Egress)?;
+        Ok(())
+    }
+
+    /// Stops serving a task's veth (also fine after the veth is gone).
+    pub fn detach_task_veth(&mut self, ifname: &str) -> anyhow::Result<()> {
+        self.detach_link("tc_task_in", ifname)?;
+        self.detach_link("tc_task_out", ifname)?;
+        if let Some(ifindex) = self.ifaces.remove(ifname) {
+            self.programs.del_iface(ifindex)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the maps hold `desired`, writing only what differs, and sweeps the conntrack of
+    /// backends that left. A refused desired state (a [`crate::PlanError`] inside the error)
+    /// changes nothing.
+    pub fn apply(&mut self, desired: &DesiredMesh) -> anyhow::Result<ApplyReport> {
+        let (next, ops) = plan::plan(&self.programmed, desired, self.config.ingress_vni)?;
+        let mut report = ApplyReport::default();
+        for op in &ops {
+            match self.programs.run_op(op) {
+                Ok(swept) => report.swept += swept,
+                Err(e) => {
+                    // Start the next apply from what the maps really hold.
+                    self.programmed = self.programs.adopt().unwrap_or_default();
+                    return Err(e.context(format!("apply {}", OpName(op))));
+                }
+            }
+            report.ops += 1;
+        }
+        self.programmed = next;
+        Ok(report)
+    }
+
+    /// Counters of every service in the last applied state.
+    pub fn stats(&mut self) -> anyhow::Result<BTreeMap<String, ServiceCounters>> {
+        let services = self.programmed.services.clone();
+        services
+            .into_iter()
+            .map(|(id, slot)| Ok((id, self.programs.stats(slot)?)))
+            .collect()
+    }
+
+    /// Every conntrack entry (both directions of every flow).
+    pub fn flows(&mut self) -> anyhow::Result<Vec<FlowEntry>> {
+        self.programs.flows()
+    }
+
+    /// Detaches everything this node attached and removes its pins (maps included).
+    pub fn remove(self) -> anyhow::Result<()> {
+        let dir = self.config.pin_dir.clone();
+        drop(self);
+        Self::remove_pins(&dir)
+    }
+
+    /// Removes the pins under `pin_dir` (attachments first, so the programs detach, then maps),
+    /// whatever process made them. Missing directory: nothing to do.
+    pub fn remove_pins(pin_dir: &Path) -> anyhow::Result<()> {
+        if !pin_dir.exists() {
+            return Ok(());
+        }
+        let links = pin_dir.join("links");
+        if let Ok(entries) = std::fs::read_dir(&links) {
+            for e in entries.flatten() {
+                match PinnedLink::from_pin(e.path()) {
+                    Ok(l) => drop(l.unpin()?),
+                    Err(_) => std::fs::remove_file(e.path())?,
+                }
+            }
+            std::fs::remove_dir(&links).with_context(|| format!("remove {}", links.display()))?;
+        }
+        for e in std::fs::read_dir(pin_dir)?.flatten() {
+            std::fs::remove_file(e.path())
+                .with_context(|| format!("remove {}", e.path().display()))?;
+        }
+        std::fs::remove_dir(pin_dir).with_context(|| format!("remove {}", pin_dir.display()))?;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn programs_mut(&mut self) -> &mut Programs {
+        &mut self.programs
+    }
+}
+
+/// An op in an error message, without its 16381 ring slots.
+struct OpName<'a>(&'a Op);
+
+impl std::fmt::Display for OpName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Op::PutRing { ring, .. } => write!(f, "PutRing {{ ring: {ring} }}"),
+            op => write!(f, "{op:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn check_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (BPF)");
+        return false;
+    }
+    true
+}
+
+// The agent moves the mesh between tasks and threads.
+const _: fn() = || {
+    fn is_send<T: Send>() {}
+    is_send::<Mesh>();
+};
+
+#[cfg(test)]
+impl Mesh {
+    /// A mesh loaded but attached to nothing, for packet tests through `BPF_PROG_TEST_RUN`.
+    pub(crate) fn unattached(
+        pin_dir: &Path,
+        kernel_config: abi::MeshConfig,
+    ) -> anyhow::Result<Self> {
+        let mut programs = Programs::load(pin_dir)?;
+        programs.set_config(&kernel_config)?;
+        Ok(Self {
+            config: MeshConfig::new(
+                "lo",
+                Ipv4Addr::from(kernel_config.underlay_addr),
+                Datapath::Tc,
+                pin_dir,
+            ),
+            programs,
+            kernel_config,
+            programmed: Programmed::default(),
+            ifaces: BTreeMap::new(),
+        })
+    }
+}

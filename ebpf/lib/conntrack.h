@@ -1,0 +1,50 @@
+/* conntrack.h: lookups in mesh_ct. An entry is used only while it is fresh (idle timeouts from
+ * mesh_config, long for TCP) and while its backend still holds the address it translated to:
+ * a removed or replaced backend makes its entries dead at once, even before user space sweeps
+ * them. A dead or missing entry sends the flow back through Maglev, which picks the same
+ * backend while the set is unchanged. */
+#ifndef MESH_CONNTRACK_H
+#define MESH_CONNTRACK_H
+
+#include "maps.h"
+#include "parse.h"
+
+#define NS_PER_SEC 1000000000ULL
+
+static __always_inline void ct_key_of(struct mesh_ct_key *k, const struct pkt *p, __u8 kind)
+{
+	k->saddr = p->saddr;
+	k->daddr = p->daddr;
+	k->sport = p->sport;
+	k->dport = p->dport;
+	k->proto = p->proto;
+	k->kind = kind;
+	k->pad[0] = 0;
+	k->pad[1] = 0;
+}
+
+/* Whether ct may be used: fresh, and its backend still has the address backend_addr. */
+static __always_inline int ct_alive(const struct mesh_config *cfg, const struct mesh_ct *ct,
+				    __u8 proto, __u64 now, __be32 backend_addr)
+{
+	__u64 timeout = proto == IPPROTO_TCP ? cfg->tcp_timeout_ns : cfg->udp_timeout_ns;
+	__u32 id = ct->backend_id;
+	struct mesh_backend *be;
+
+	if (now - ct->last_seen > timeout)
+		return 0;
+	be = bpf_map_lookup_elem(&mesh_backends, &id);
+	return be && (be->flags & MESH_BE_VALID) && be->addr == backend_addr;
+}
+
+/* Refreshes last_seen at most once a second (keeps the entry's cache line mostly clean).
+ * Returns 1 when it did. */
+static __always_inline int ct_touch(struct mesh_ct *ct, __u64 now)
+{
+	if (now - ct->last_seen < NS_PER_SEC)
+		return 0;
+	ct->last_seen = now;
+	return 1;
+}
+
+#endif

@@ -1,0 +1,212 @@
+/* lb.h: the routing mesh's decisions, shared by the XDP and tc programs. They read the packet
+ * only through struct pkt and answer with a translation (struct mesh_ct) to apply; the callers
+ * apply it with the ctx.h helpers of their context. */
+#ifndef MESH_LB_H
+#define MESH_LB_H
+
+#include "conntrack.h"
+#include "maglev.h"
+
+#define LB_PASS 0     /* not ours: hand to the kernel untouched */
+#define LB_FORWARD 1  /* translate with *out and deliver */
+#define LB_REJECT 2   /* a published port without a usable backend */
+
+/* SNAT source ports tried after the client's own port: 1024..65535. */
+#define SNAT_TRIES 8
+#define SNAT_LOW 1024
+#define SNAT_SPAN (65536 - SNAT_LOW)
+
+/* Writes the reverse entry of an ingress flow, claiming the SNAT port in rkey->dport. Returns 0
+ * if this flow owns (rkey, rev) now. */
+static __always_inline int ct_claim_reply(struct mesh_ct_key *rkey, struct mesh_ct *rev)
+{
+	struct mesh_ct *old;
+
+	if (bpf_map_update_elem(&mesh_ct, rkey, rev, BPF_NOEXIST) == 0)
+		return 0;
+	old = bpf_map_lookup_elem(&mesh_ct, rkey);
+	/* Taken by this same client flow (an earlier, expired entry): ours again. */
+	if (old && old->daddr == rev->daddr && old->dport == rev->dport)
+		return bpf_map_update_elem(&mesh_ct, rkey, rev, BPF_ANY);
+	return -1;
+}
+
+/* A packet to a published port on the underlay address: find or make its flow. */
+static __always_inline int lb_ingress(const struct mesh_config *cfg, const struct pkt *p,
+				      __u32 ifindex, struct mesh_ct *out)
+{
+	struct mesh_port_key pk = { .port = p->dport, .proto = p->proto };
+	struct mesh_ct_key key, rkey;
+	struct mesh_frontend *fe;
+	struct mesh_backend *be;
+	struct mesh_ct *ct, rev = {};
+	__u64 now = bpf_ktime_get_ns();
+	__u32 hash, backend_id = 0;
+	int i;
+
+	if (p->daddr != cfg->underlay_addr)
+		return LB_PASS;
+	fe = bpf_map_lookup_elem(&mesh_ports, &pk);
+	if (!fe)
+		return LB_PASS;
+	ct_key_of(&key, p, MESH_CT_INGRESS);
+	ct = bpf_map_lookup_elem(&mesh_ct, &key);
+	if (ct && ct_alive(cfg, ct, p->proto, now, ct->daddr)) {
+		if (ct_touch(ct, now)) {
+			/* Keep the reverse entry alive too (the LRU may have dropped it). */
+			rkey.saddr = ct->daddr;
+			rkey.daddr = ct->saddr;
+			rkey.sport = ct->dport;
+			rkey.dport = ct->sport;
+			rkey.proto = p->proto;
+			rkey.kind = MESH_CT_INGRESS_REPLY;
+			rkey.pad[0] = rkey.pad[1] = 0;
+			rev.saddr = p->daddr;
+			rev.daddr = p->saddr;
+			rev.sport = p->dport;
+			rev.dport = p->sport;
+			rev.backend_id = ct->backend_id;
+			rev.svc_id = ct->svc_id;
+			rev.ifindex = ct->ifindex;
+			__builtin_memcpy(rev.dmac, p->smac, ETH_ALEN);
+			rev.flags = ct->flags;
+			rev.last_seen = now;
+			bpf_map_update_elem(&mesh_ct, &rkey, &rev, BPF_ANY);
+		}
+		*out = *ct;
+		return LB_FORWARD;
+	}
+	if (fe->flags & MESH_FE_NO_BACKEND)
+		return LB_REJECT;
+	hash = flow_hash(p);
+	be = maglev_pick(fe->ring_id, hash, &backend_id);
+	if (!be)
+		return LB_REJECT;
+
+	rev.saddr = p->daddr;
+	rev.daddr = p->saddr;
+	rev.sport = p->dport;
+	rev.dport = p->sport;
+	rev.backend_id = backend_id;
+	rev.svc_id = fe->svc_id;
+	rev.ifindex = ifindex;
+	__builtin_memcpy(rev.dmac, p->smac, ETH_ALEN);
+	rev.flags = (be->flags & MESH_BE_LOCAL) ? MESH_CTF_LOCAL : 0;
+	rev.last_seen = now;
+
+	rkey.saddr = be->addr;
+	rkey.daddr = cfg->ingress_addr;
+	rkey.sport = be->port;
+	rkey.proto = p->proto;
+	rkey.kind = MESH_CT_INGRESS_REPLY;
+	rkey.pad[0] = rkey.pad[1] = 0;
+	/* Keep the client's port when free, else a few hashed ones. */
+	rkey.dport = p->sport;
+	if (ct_claim_reply(&rkey, &rev)) {
+		for (i = 1; i <= SNAT_TRIES; i++) {
+			rkey.dport = bpf_htons(SNAT_LOW + (hash + i * 40503u) % SNAT_SPAN);
+			if (ct_claim_reply(&rkey, &rev) == 0)
+				break;
+		}
+		if (i > SNAT_TRIES)
+			return LB_REJECT;
+	}
+
+	out->saddr = cfg->ingress_addr;
+	out->daddr = be->addr;
+	out->sport = rkey.dport;
+	out->dport = be->port;
+	out->backend_id = backend_id;
+	out->svc_id = fe->svc_id;
+	out->ifindex = ifindex;
+	__builtin_memcpy(out->dmac, be->mac, ETH_ALEN);
+	out->pad[0] = out->pad[1] = 0;
+	out->flags = rev.flags;
+	out->pad2 = 0;
+	out->last_seen = now;
+	bpf_map_update_elem(&mesh_ct, &key, out, BPF_ANY);
+	mesh_count(fe->svc_id, 0, 1);
+	return LB_FORWARD;
+}
+
+/* A packet from a task (on network vni) to a VIP: find or make its flow. Ports are kept. */
+static __always_inline int lb_vip(const struct mesh_config *cfg, const struct pkt *p, __u32 vni,
+				  struct mesh_ct *out)
+{
+	struct mesh_vip_key vk = { .vni = vni, .addr = p->daddr };
+	struct mesh_ct_key key, rkey;
+	struct mesh_frontend *fe;
+	struct mesh_backend *be;
+	struct mesh_ct *ct, rev = {};
+	__u64 now = bpf_ktime_get_ns();
+	__u32 backend_id = 0;
+
+	fe = bpf_map_lookup_elem(&mesh_vips, &vk);
+	if (!fe)
+		return LB_PASS;
+	ct_key_of(&key, p, MESH_CT_VIP);
+	ct = bpf_map_lookup_elem(&mesh_ct, &key);
+	if (ct && ct_alive(cfg, ct, p->proto, now, ct->daddr)) {
+		ct_touch(ct, now);
+		*out = *ct;
+		return LB_FORWARD;
+	}
+	if (fe->flags & MESH_FE_NO_BACKEND)
+		return LB_REJECT;
+	be = maglev_pick(fe->ring_id, flow_hash(p), &backend_id);
+	if (!be)
+		return LB_REJECT;
+
+	out->saddr = p->saddr;
+	out->daddr = be->addr;
+	out->sport = p->sport;
+	out->dport = be->port ? be->port : p->dport;
+	out->backend_id = backend_id;
+	out->svc_id = fe->svc_id;
+	out->ifindex = 0;
+	__builtin_memcpy(out->dmac, be->mac, ETH_ALEN);
+	out->pad[0] = out->pad[1] = 0;
+	out->flags = (be->flags & MESH_BE_LOCAL) ? MESH_CTF_LOCAL : 0;
+	out->pad2 = 0;
+	out->last_seen = now;
+
+	rkey.saddr = be->addr;
+	rkey.daddr = p->saddr;
+	rkey.sport = out->dport;
+	rkey.dport = p->sport;
+	rkey.proto = p->proto;
+	rkey.kind = MESH_CT_VIP_REPLY;
+	rkey.pad[0] = rkey.pad[1] = 0;
+	rev.saddr = p->daddr;
+	rev.daddr = p->saddr;
+	rev.sport = p->dport;
+	rev.dport = p->sport;
+	rev.backend_id = backend_id;
+	rev.svc_id = fe->svc_id;
+	__builtin_memcpy(rev.dmac, p->smac, ETH_ALEN);
+	rev.flags = out->flags;
+	rev.last_seen = now;
+	bpf_map_update_elem(&mesh_ct, &rkey, &rev, BPF_ANY);
+	bpf_map_update_elem(&mesh_ct, &key, out, BPF_ANY);
+	mesh_count(fe->svc_id, 0, 1);
+	return LB_FORWARD;
+}
+
+/* A reply (kind MESH_CT_INGRESS_REPLY or MESH_CT_VIP_REPLY): its translation, if any. */
+static __always_inline int lb_reply(const struct mesh_config *cfg, const struct pkt *p, __u8 kind,
+				    struct mesh_ct *out)
+{
+	struct mesh_ct_key key;
+	struct mesh_ct *ct;
+	__u64 now = bpf_ktime_get_ns();
+
+	ct_key_of(&key, p, kind);
+	ct = bpf_map_lookup_elem(&mesh_ct, &key);
+	if (!ct || !ct_alive(cfg, ct, p->proto, now, p->saddr))
+		return LB_PASS;
+	ct_touch(ct, now);
+	*out = *ct;
+	return LB_FORWARD;
+}
+
+#endif
