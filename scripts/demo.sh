@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo: installs what is missing, builds, starts a 3-node lab and shows what meshd can do.
+# The demo: installs what is missing, builds, starts a 4-node lab (3 managers, 1 worker) and shows what meshd can do.
 # The lab stays up for you to explore; `./target/debug/meshctl lab down` removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,8 +10,12 @@ meshctl=./target/debug/meshctl
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
 step meshctl lab down; $meshctl lab down
-step meshctl lab up --nodes 3; $meshctl lab up --nodes 3
+step meshctl lab up --nodes 4 --managers 3; $meshctl lab up --nodes 4 --managers 3
+# lab up made one swarm: init on n1, n2 and n3 joined as managers, n4 as a worker.
+step meshctl lab exec n1 -- meshctl node ls; $meshctl lab exec n1 -- meshctl node ls
+step meshctl lab exec n2 -- meshctl swarm join-token worker
+$meshctl lab exec n2 -- meshctl swarm join-token worker
 step meshctl lab exec client -- ping -c1 198.18.0.13
 $meshctl lab exec client -- ping -c1 -W2 198.18.0.13
 
-printf '\nThe lab is up. Try: %s lab exec n1 -- ip addr; %s lab down\n' "$meshctl" "$meshctl"
+printf '\nThe lab is up. Try: %s lab exec n2 -- meshctl node ls; %s lab stop --kill n1; %s lab down\n' "$meshctl" "$meshctl" "$meshctl"

@@ -3,4 +3,8 @@
 
 mod support;
 
+mod control;
+mod datapath;
+mod gossip;
 mod lab;
+mod overlay;

@@ -2,5 +2,6 @@
 //! no logic of its own; `meshctl` is the Docker-like command line, with the `lab` that runs a
 //! whole cluster on one machine.
 
+pub mod commands;
 pub mod lab;
 pub mod table;

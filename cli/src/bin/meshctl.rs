@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use mesh_cli::commands::{self, Reported, node::NodeCommand, swarm::SwarmCommand};
 use mesh_cli::lab;
 
 #[derive(Parser, Debug)]
@@ -14,12 +15,20 @@ use mesh_cli::lab;
     propagate_version = true
 )]
 struct Cli {
+    #[command(flatten)]
+    target: commands::Target,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Manage the swarm: init, join, join-token, leave.
+    #[command(subcommand)]
+    Swarm(SwarmCommand),
+    /// Manage the swarm's nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Run a whole cluster on this machine, in network namespaces.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -59,6 +68,30 @@ enum LabCommand {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Stop a node's meshd (SIGTERM, or SIGKILL with --kill); its state stays.
+    Stop {
+        #[command(flatten)]
+        at: LabAt,
+        /// Kill it (SIGKILL) instead of asking it to stop.
+        #[arg(long)]
+        kill: bool,
+        /// n1..nN, or `all`.
+        member: String,
+    },
+    /// Start a stopped node's meshd again, with the arguments `lab up` gave it.
+    Start {
+        #[command(flatten)]
+        at: LabAt,
+        /// n1..nN, or `all`.
+        member: String,
+    },
+    /// Stop then start a node's meshd.
+    Restart {
+        #[command(flatten)]
+        at: LabAt,
+        /// n1..nN, or `all`.
+        member: String,
+    },
     /// Remove every namespace, link, process, container and pin of the lab.
     Down {
         #[command(flatten)]
@@ -78,14 +111,21 @@ fn main() {
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            if let Some(r) = e.downcast_ref::<Reported>() {
+                eprintln!("{r}");
+            } else {
+                eprintln!("Error: {e:#}");
+            }
             std::process::exit(1);
         }
     }
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    let mut out = std::io::stdout().lock();
     match cli.command {
+        Command::Swarm(cmd) => commands::swarm::run(&cli.target, cmd, &mut out),
+        Command::Node(cmd) => commands::node::run(&cli.target, cmd, &mut out),
         Command::Lab(cmd) => run_lab(cmd),
     }
 }
@@ -117,6 +157,19 @@ fn run_lab(cmd: LabCommand) -> Result<i32> {
             Ok(0)
         }
         LabCommand::Exec { at, member, cmd } => lab::exec(&at.prefix, &member, &cmd),
+        LabCommand::Stop { at, kill, member } => {
+            lab::stop(&at.prefix, &member, kill)?;
+            Ok(0)
+        }
+        LabCommand::Start { at, member } => {
+            lab::start(&at.prefix, &member)?;
+            Ok(0)
+        }
+        LabCommand::Restart { at, member } => {
+            lab::stop(&at.prefix, &member, false)?;
+            lab::start(&at.prefix, &member)?;
+            Ok(0)
+        }
         LabCommand::Down { at } => {
             lab::down(&at.prefix)?;
             Ok(0)

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use mesh_control::daemon::DaemonConfig;
 use mesh_overlay::netns::NetNs;
 
 #[derive(Parser, Debug)]
@@ -28,7 +29,8 @@ fn main() -> Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .with_ansi(false)
         .init();
@@ -43,22 +45,29 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let sock = args.data_dir.join("meshd.sock");
-    let _ = std::fs::remove_file(&sock);
-    let listener = tokio::net::UnixListener::bind(&sock)
-        .with_context(|| format!("binding {}", sock.display()))?;
-    tracing::info!(?args, "meshd started");
+    let hostname = match args.hostname {
+        Some(h) => h,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the machine's hostname (or give --hostname)")?
+            .trim()
+            .to_owned(),
+    };
+    let cfg = DaemonConfig {
+        data_dir: args.data_dir,
+        hostname,
+        advertise_addr: args.advertise_addr,
+        // Control loops (orchestrator, scheduler, allocator) attach here as they arrive.
+        on_manager: Vec::new(),
+    };
+    tracing::info!(?cfg, "meshd starting");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
+    let stop = async move {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-            conn = listener.accept() => drop(conn),
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
-    }
-    tracing::info!("meshd stopping");
-    let _ = std::fs::remove_file(&sock);
-    Ok(())
+    };
+    mesh_control::daemon::run(cfg, stop)
+        .await
+        .context("meshd failed")
 }

@@ -3,6 +3,7 @@
 //! node runs its own `meshd`. [`down`] removes every trace, also of a lab whose `up` was killed
 //! half-way.
 
+pub mod cluster;
 mod image;
 mod plan;
 
@@ -24,6 +25,11 @@ pub struct LabState {
     pub plan: LabPlan,
     /// Set once `up` finished; a lab without it was interrupted and is cleaned before reuse.
     pub complete: bool,
+    /// The meshd binary and extra arguments `up` used (for `lab start`).
+    #[serde(default)]
+    pub meshd: Option<PathBuf>,
+    #[serde(default)]
+    pub meshd_args: Vec<String>,
 }
 
 impl LabState {
@@ -76,11 +82,13 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
     }
     ensure_test_image()?;
 
-    LabState {
+    let mut state = LabState {
         plan: plan.clone(),
         complete: false,
-    }
-    .save()?;
+        meshd: Some(opts.meshd.clone()),
+        meshd_args: opts.meshd_args.clone(),
+    };
+    state.save()?;
     build_network(plan).context("building the lab network")?;
     for i in plan.node_indexes() {
         start_meshd(plan, i, opts)?;
@@ -88,11 +96,94 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
     for i in plan.node_indexes() {
         wait_for_socket(plan, i)?;
     }
-    LabState {
-        plan: plan.clone(),
-        complete: true,
+    // One swarm: init on n1, managers then workers join it.
+    cluster::form(plan)
+        .and_then(|()| cluster::wait_ready(plan, Duration::from_mins(1)))
+        .with_context(|| {
+            format!(
+                "forming the lab's swarm (logs: {}/n*/meshd.log; `meshctl lab down{}` removes the lab)",
+                plan.state_dir().display(),
+                prefix_flag(&plan.prefix)
+            )
+        })?;
+    state.complete = true;
+    state.save()?;
+    Ok(())
+}
+
+/// The node indexes `member` names: `nI`, or every node for `all`.
+fn nodes_named(plan: &LabPlan, member: &str) -> Result<Vec<usize>> {
+    if member == "all" {
+        return Ok(plan.node_indexes().collect());
     }
-    .save()?;
+    match plan.member(member)? {
+        Member::Node(i) => Ok(vec![i]),
+        Member::Client => bail!(
+            "the client runs no meshd; name a node (n1..n{})",
+            plan.nodes
+        ),
+    }
+}
+
+/// `lab stop`: stops a node's meshd (SIGTERM and a wait, or SIGKILL); its state stays on disk.
+pub fn stop(prefix: &str, member: &str, kill: bool) -> Result<()> {
+    use nix::sys::signal::{Signal, kill as send};
+    use nix::unistd::Pid;
+    let state = LabState::load(prefix)
+        .with_context(|| format!("no lab {prefix:?} (start one with `meshctl lab up`)"))?;
+    let nodes = nodes_named(&state.plan, member)?;
+    let procs: Vec<LabProcess> = lab_processes(&state.plan)
+        .into_iter()
+        .filter(|p| nodes.contains(&p.node))
+        .collect();
+    let signal = if kill {
+        Signal::SIGKILL
+    } else {
+        Signal::SIGTERM
+    };
+    for p in &procs {
+        let _ = send(Pid::from_raw(p.pid), signal);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while procs.iter().any(|p| alive(p.pid)) {
+        if Instant::now() > deadline {
+            for p in procs.iter().filter(|p| alive(p.pid)) {
+                let _ = send(Pid::from_raw(p.pid), Signal::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// `lab start`: starts a stopped node's meshd again with the arguments `up` gave it, and waits
+/// for its socket.
+pub fn start(prefix: &str, member: &str) -> Result<()> {
+    let state = LabState::load(prefix)
+        .with_context(|| format!("no lab {prefix:?} (start one with `meshctl lab up`)"))?;
+    let nodes = nodes_named(&state.plan, member)?;
+    let running: Vec<usize> = lab_processes(&state.plan).iter().map(|p| p.node).collect();
+    let opts = UpOptions {
+        meshd: state
+            .meshd
+            .clone()
+            .context("this lab was made by an older meshctl; run `meshctl lab down` and `up`")?,
+        meshd_args: state.meshd_args.clone(),
+    };
+    for &i in &nodes {
+        if running.contains(&i) {
+            bail!(
+                "meshd on {} is running; stop it first",
+                state.plan.node_ns(i)
+            );
+        }
+    }
+    for &i in &nodes {
+        start_meshd(&state.plan, i, &opts)?;
+    }
+    for &i in &nodes {
+        wait_for_socket(&state.plan, i)?;
+    }
     Ok(())
 }
 
@@ -432,12 +523,7 @@ pub fn list(prefix: &str, out: &mut impl Write) -> Result<()> {
             format!("n{i}"),
             plan.node_ns(i),
             plan.node_addr(i).to_string(),
-            if plan.is_manager(i) {
-                "manager"
-            } else {
-                "worker"
-            }
-            .to_owned(),
+            role_of(plan, i, procs.iter().any(|p| p.node == i)),
             pid,
             plan.node_log(i).display().to_string(),
         ]);
@@ -460,8 +546,29 @@ pub fn list(prefix: &str, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
-/// `lab exec MEMBER -- CMD`: runs CMD in the member's namespace. On a node, `MESH_HOST` points
-/// `meshctl` at that node's meshd.
+/// A node's role as its meshd reports it (the plan's when it does not answer).
+fn role_of(plan: &LabPlan, i: usize, running: bool) -> String {
+    let planned = if plan.is_manager(i) {
+        "manager"
+    } else {
+        "worker"
+    };
+    if !running {
+        return planned.to_owned();
+    }
+    match cluster::info(plan, i) {
+        Some(info) => match info.role {
+            Some(mesh_cluster::state::NodeRole::Manager) => "manager".to_owned(),
+            Some(mesh_cluster::state::NodeRole::Worker) => "worker".to_owned(),
+            None => "(no swarm)".to_owned(),
+        },
+        None => planned.to_owned(),
+    }
+}
+
+/// `lab exec MEMBER -- CMD`: runs CMD in the member's namespace, with meshctl's folder first on
+/// `PATH`. On a node, `MESH_HOST` points `meshctl` at that node's meshd and `MESH_CERT_PATH` at
+/// its certificates (for `--host tcp://...`).
 pub fn exec(prefix: &str, member: &str, cmd: &[String]) -> Result<i32> {
     let state = LabState::load(prefix)
         .with_context(|| format!("no lab {prefix:?} (start one with `meshctl lab up`)"))?;
@@ -477,6 +584,18 @@ pub fn exec(prefix: &str, member: &str, cmd: &[String]) -> Result<i32> {
             "MESH_HOST",
             format!("unix://{}", state.plan.node_socket(i).display()),
         );
+        c.env("MESH_CERT_PATH", state.plan.node_dir(i).join("certs"));
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![dir];
+        dirs.extend(std::env::split_paths(&path));
+        if let Ok(joined) = std::env::join_paths(dirs) {
+            c.env("PATH", joined);
+        }
     }
     let status = c.status().context("running ip netns exec")?;
     Ok(status.code().unwrap_or(1))

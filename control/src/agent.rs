@@ -1,0 +1,181 @@
+//! Every node's agent: a session with the leader that carries a heartbeat every second and
+//! brings back the managers to fall back on and the role the cluster gives the node.
+//!
+//! The session is a gRPC bidirectional stream ([`crate::transport::Client::session`]):
+//! [`AgentMessage`]s up, [`ManagerMessage`]s down. A manager that does not lead answers
+//! `NotLeader` with the leader's address; the agent follows it, and falls back on every manager
+//! it knows when the leader disappears. Later issues add task assignments and task status to the
+//! same two enums.
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use mesh_cluster::state::{NodeDescription, NodeRole, Resources};
+use rustls::ClientConfig;
+use tokio::sync::mpsc;
+
+use crate::api::{AgentMessage, ManagerMessage};
+use crate::daemon::Daemon;
+use crate::transport::Client;
+
+/// Between heartbeats.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// What the node reports about itself: hostname, OS, CPUs, memory, and dockerd's version when
+/// dockerd answers (refreshed in the background).
+#[derive(Clone)]
+pub struct Describer {
+    current: Arc<Mutex<NodeDescription>>,
+}
+
+impl Describer {
+    pub fn new(hostname: &str) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let d = NodeDescription {
+            hostname: hostname.to_owned(),
+            os: std::env::consts::OS.to_owned(),
+            arch: std::env::consts::ARCH.to_owned(),
+            resources: Resources {
+                nano_cpus: i64::try_from(cpus).unwrap_or(1) * 1_000_000_000,
+                memory_bytes: memory_bytes(),
+            },
+            engine_version: String::new(),
+            ..NodeDescription::default()
+        };
+        let me = Self {
+            current: Arc::new(Mutex::new(d)),
+        };
+        let bg = me.clone();
+        tokio::spawn(async move {
+            loop {
+                let version = engine_version().await.unwrap_or_default();
+                bg.current
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .engine_version = version;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        });
+        me
+    }
+
+    pub fn get(&self) -> NodeDescription {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+fn memory_bytes() -> i64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+async fn engine_version() -> Option<String> {
+    let docker = bollard::Docker::connect_with_local_defaults().ok()?;
+    let v = tokio::time::timeout(Duration::from_secs(2), docker.version())
+        .await
+        .ok()?
+        .ok()?;
+    v.version
+}
+
+/// What the agent needs to know about its node.
+pub struct AgentConfig {
+    pub tls: Arc<ClientConfig>,
+    pub role: NodeRole,
+    pub addr: Ipv4Addr,
+    pub managers: Vec<String>,
+    pub describer: Describer,
+}
+
+/// Runs the agent until the task is aborted. Role changes and new manager lists go to `daemon`.
+pub async fn run(daemon: Weak<Daemon>, cfg: AgentConfig) {
+    let mut managers = cfg.managers.clone();
+    let mut hint: Option<String> = None;
+    let mut next = usize::MAX;
+    loop {
+        let target = match hint.take() {
+            Some(h) => h,
+            None if managers.is_empty() => {
+                tracing::warn!("agent: no manager known");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            None => {
+                next = next.wrapping_add(1);
+                managers[next % managers.len()].clone()
+            }
+        };
+        let client = Client::tls(&target, cfg.tls.clone());
+        let (tx, rx) = mpsc::channel(4);
+        let beat = || AgentMessage::Heartbeat {
+            description: cfg.describer.get(),
+            addr: cfg.addr,
+        };
+        let _ = tx.try_send(beat());
+        let mut stream = match client.session(rx).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("agent: session with {target}: {e}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+        };
+        let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if tx.send(beat()).await.is_err() {
+                        break;
+                    }
+                }
+                msg = stream.next() => match msg {
+                    Some(Ok(ManagerMessage::Status { managers: m, role })) => {
+                        if !m.is_empty() && m != managers {
+                            managers.clone_from(&m);
+                            if let Some(d) = daemon.upgrade() {
+                                d.remember_managers(m);
+                            }
+                        }
+                        if role != cfg.role {
+                            tracing::info!(?role, "the swarm changed this node's role");
+                            if let Some(d) = daemon.upgrade() {
+                                d.request_role_change(role, target.clone());
+                            }
+                            // The daemon replaces this agent once the new certificate is in.
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                        }
+                    }
+                    Some(Ok(ManagerMessage::NotLeader { leader, managers: m })) => {
+                        if !m.is_empty() {
+                            managers = m;
+                        }
+                        if leader.as_deref() != Some(target.as_str()) {
+                            hint = leader;
+                        }
+                        break;
+                    }
+                    Some(Ok(ManagerMessage::Removed)) => {
+                        tracing::error!("this node was removed from the swarm (node rm); run `meshctl swarm leave` and join again");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!("agent: session with {target} ended: {e}");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,426 @@
+//! The typed API: every request and reply that crosses `meshd.sock` or TCP 2377, as Rust enums
+//! (serde JSON inside the gRPC frames of `proto/mesh.proto`).
+//!
+//! Who may send what is decided here too ([`Request::access`]); the server checks it against the
+//! caller's certificate before anything else runs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use mesh_cluster::Id;
+use mesh_cluster::state::{Availability, Node, NodeDescription, NodeRole, Tx, TxError};
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{NodeId, TypeConfig};
+
+/// The port managers listen on, as Swarm's.
+pub const MANAGER_PORT: u16 = 2377;
+
+/// Everything a caller can ask of a meshd.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Request {
+    // Local socket only: this node's membership.
+    /// `swarm init`.
+    Init(InitRequest),
+    /// `swarm join`.
+    Join(JoinRequest),
+    /// `swarm leave`.
+    Leave {
+        force: bool,
+    },
+    /// What this node is in the swarm.
+    Info,
+
+    // The cluster API: a manager's local socket, or a manager certificate.
+    NodeList,
+    NodeInspect {
+        node: String,
+    },
+    NodeUpdate(NodeUpdate),
+    NodeRemove {
+        node: String,
+        force: bool,
+    },
+    JoinToken {
+        role: NodeRole,
+        rotate: bool,
+    },
+
+    // A TLS client without a certificate: a joiner with a token.
+    JoinCluster(JoinClusterRequest),
+
+    // Any node certificate.
+    /// A new certificate for the caller's key, with the role the cluster state gives it.
+    RenewCert {
+        csr_pem: String,
+    },
+
+    // Manager certificates: raft and the managers' own traffic.
+    Raft(RaftRequest),
+    /// Propose a transaction on the leader (a follower's `Manager::propose`).
+    Propose(Tx),
+    /// The leader's read index, for a linearizable read on a follower.
+    ReadIndex,
+    /// A manager that has started raft asks the leader to add it as a voter.
+    AddManager {
+        raft_id: NodeId,
+        addr: String,
+    },
+}
+
+/// Who may send a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Only over the local socket.
+    Local,
+    /// The local socket or a manager certificate; served by managers only.
+    Api,
+    /// Anyone that completed TLS (with or without a certificate).
+    Anyone,
+    /// Any node certificate of the cluster.
+    Node,
+    /// Manager certificates only.
+    Manager,
+}
+
+impl Request {
+    pub fn access(&self) -> Access {
+        match self {
+            Request::Init(_) | Request::Join(_) | Request::Leave { .. } | Request::Info => {
+                Access::Local
+            }
+            Request::NodeList
+            | Request::NodeInspect { .. }
+            | Request::NodeUpdate(_)
+            | Request::NodeRemove { .. }
+            | Request::JoinToken { .. } => Access::Api,
+            Request::JoinCluster(_) => Access::Anyone,
+            Request::RenewCert { .. } => Access::Node,
+            Request::Raft(_)
+            | Request::Propose(_)
+            | Request::ReadIndex
+            | Request::AddManager { .. } => Access::Manager,
+        }
+    }
+
+    /// Does it change the cluster state (and so run on the leader)? (`RenewCert` does not: any
+    /// manager signs, after a linearizable read of the caller's role.)
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Request::NodeUpdate(_)
+                | Request::NodeRemove { .. }
+                | Request::JoinToken { rotate: true, .. }
+                | Request::JoinCluster(_)
+        )
+    }
+
+    /// A short name for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Init(_) => "swarm init",
+            Request::Join(_) => "swarm join",
+            Request::Leave { .. } => "swarm leave",
+            Request::Info => "info",
+            Request::NodeList => "node ls",
+            Request::NodeInspect { .. } => "node inspect",
+            Request::NodeUpdate(_) => "node update",
+            Request::NodeRemove { .. } => "node rm",
+            Request::JoinToken { .. } => "swarm join-token",
+            Request::JoinCluster(_) => "join",
+            Request::RenewCert { .. } => "renew certificate",
+            Request::Raft(_) => "raft",
+            Request::Propose(_) => "propose",
+            Request::ReadIndex => "read index",
+            Request::AddManager { .. } => "add manager",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct InitRequest {
+    /// The address other nodes reach this one at (default: meshd's `--advertise-addr`).
+    pub advertise_addr: Option<Ipv4Addr>,
+    /// Where to listen (default `0.0.0.0:2377`).
+    pub listen_addr: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub token: String,
+    /// A manager, `HOST:PORT`.
+    pub remote: String,
+    pub advertise_addr: Option<Ipv4Addr>,
+    pub listen_addr: Option<SocketAddr>,
+}
+
+/// `node update` and `node promote|demote`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NodeUpdate {
+    pub node: String,
+    pub availability: Option<Availability>,
+    pub role: Option<NodeRole>,
+    pub label_add: Vec<(String, String)>,
+    pub label_rm: Vec<String>,
+}
+
+/// What a joiner sends once it trusts the manager.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinClusterRequest {
+    pub secret: String,
+    pub csr_pem: String,
+    pub description: NodeDescription,
+    pub advertise_addr: Ipv4Addr,
+    /// The port it will listen on if it becomes a manager.
+    pub listen_port: u16,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinClusterReply {
+    pub cluster_id: Id,
+    pub node_id: Id,
+    pub role: NodeRole,
+    /// 0 for a worker.
+    pub raft_id: NodeId,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    /// The managers' `IP:PORT`s.
+    pub managers: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum RaftRequest {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftReply {
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Reply {
+    Init(InitReply),
+    Joined {
+        node_id: Id,
+        role: NodeRole,
+    },
+    Left,
+    Info(Info),
+    Nodes(NodesReply),
+    Node(NodeReply),
+    /// A write that answers nothing more.
+    Done,
+    JoinToken(JoinTokenReply),
+    ClusterJoined(JoinClusterReply),
+    Cert {
+        cert_pem: String,
+        raft_id: NodeId,
+    },
+    Raft(RaftReply),
+    Proposed {
+        index: u64,
+        result: Result<(), TxError>,
+    },
+    ReadIndex(ReadIndexReply),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InitReply {
+    pub node_id: Id,
+    pub worker_token: String,
+    /// `IP:PORT` to join.
+    pub manager_addr: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinTokenReply {
+    pub role: NodeRole,
+    pub token: String,
+    pub manager_addr: String,
+}
+
+/// The node list; `manager_status.leader`/`reachability` are filled from raft as of the read.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodesReply {
+    pub nodes: Vec<Node>,
+    /// The node that answered (`*` in `node ls`).
+    pub self_id: Id,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeReply {
+    pub node: Node,
+    pub self_id: Id,
+    /// The cluster's root CA (for `inspect --pretty`'s TLS info).
+    pub ca_pem: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReadIndexReply {
+    pub index: u64,
+    pub leader: NodeId,
+    /// The leader's view of each manager (by raft id): reached recently or not.
+    pub reachable: BTreeMap<NodeId, bool>,
+}
+
+/// This node's place in the swarm (`Request::Info`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Info {
+    /// None: not part of a swarm.
+    pub node_id: Option<Id>,
+    pub cluster_id: Option<Id>,
+    pub role: Option<NodeRole>,
+    pub node_addr: Option<Ipv4Addr>,
+    /// The managers this node knows (`IP:PORT`).
+    pub managers: Vec<String>,
+    /// Managers only: the raft id and the current leader's address.
+    pub raft_id: Option<NodeId>,
+    pub leader_addr: Option<String>,
+    /// Where this node's client certificates are (for `meshctl --host tcp://...`).
+    pub cert_dir: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The session between a node's agent and the leader.
+
+/// Agent to leader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum AgentMessage {
+    /// Every second: the node is alive, and what it is.
+    Heartbeat {
+        description: NodeDescription,
+        addr: Ipv4Addr,
+    },
+}
+
+/// Leader to agent.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ManagerMessage {
+    /// After each heartbeat: the managers to fall back on, and the role the cluster gives the
+    /// node (a change means promote or demote: the node renews its certificate).
+    Status {
+        managers: Vec<String>,
+        role: NodeRole,
+    },
+    /// This manager is not the leader; try `leader`.
+    NotLeader {
+        leader: Option<String>,
+        managers: Vec<String>,
+    },
+    /// The node was removed from the swarm (`node rm`).
+    Removed,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// What kind of failure; callers branch on it, users read the message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Code {
+    InvalidArgument,
+    NotFound,
+    /// The request cannot be served in the current state (not in a swarm, already in one, ...).
+    FailedPrecondition,
+    PermissionDenied,
+    /// No leader, a manager that does not answer, a timeout.
+    Unavailable,
+    /// This manager is not the leader (the leader's address when known).
+    NotLeader(Option<String>),
+    /// Optimistic concurrency: the state changed under the write.
+    Conflict,
+    /// The join token's secret is not one of this cluster.
+    TokenInvalid,
+    /// The join token was valid once and was rotated.
+    TokenRotated,
+    /// The manager's CA is not the one the token pins.
+    CaMismatch,
+    Internal,
+}
+
+/// An error as the daemon reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(Code::InvalidArgument, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(Code::NotFound, message)
+    }
+    pub fn precondition(message: impl Into<String>) -> Self {
+        Self::new(Code::FailedPrecondition, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(Code::Unavailable, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Code::Internal, message)
+    }
+    pub fn denied(message: impl Into<String>) -> Self {
+        Self::new(Code::PermissionDenied, message)
+    }
+
+    pub fn not_in_swarm() -> Self {
+        Self::precondition(
+            "This node is not part of a swarm. Use \"meshctl swarm init\" or \"meshctl swarm join\" to connect this node to swarm and try again.",
+        )
+    }
+    pub fn already_in_swarm() -> Self {
+        Self::precondition(
+            "This node is already part of a swarm. Use \"meshctl swarm leave\" to leave this swarm and join another one.",
+        )
+    }
+    pub fn not_manager() -> Self {
+        Self::precondition(
+            "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.",
+        )
+    }
+    pub fn no_leader() -> Self {
+        Self::unavailable(
+            "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.",
+        )
+    }
+
+    /// Retrying elsewhere or later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.code, Code::Unavailable | Code::NotLeader(_))
+    }
+}
+
+impl From<TxError> for ApiError {
+    fn from(e: TxError) -> Self {
+        match e {
+            TxError::Conflict { .. } => Self::new(Code::Conflict, e.to_string()),
+            TxError::Missing { .. } => Self::not_found(e.to_string()),
+            TxError::NameTaken { .. } => Self::invalid(e.to_string()),
+        }
+    }
+}
