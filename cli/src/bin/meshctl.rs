@@ -50,6 +50,9 @@ enum LabCommand {
         /// The meshd binary to run (default: the one next to meshctl).
         #[arg(long)]
         meshd: Option<PathBuf>,
+        /// The nodes' data path: tc, or xdp (then the switch ports run XDP too, as NICs would).
+        #[arg(long, default_value = "tc")]
+        datapath: String,
         /// Extra arguments for every meshd, after `--`.
         #[arg(last = true)]
         meshd_args: Vec<String>,
@@ -138,6 +141,7 @@ fn run_lab(cmd: LabCommand) -> Result<i32> {
             at,
             subnet,
             meshd,
+            datapath,
             meshd_args,
         } => {
             let plan = lab::LabPlan::new(&at.prefix, &subnet, nodes, managers)?;
@@ -148,7 +152,14 @@ fn run_lab(cmd: LabCommand) -> Result<i32> {
                     .context("meshctl has no folder")?
                     .join("meshd"),
             };
-            lab::up(&plan, &lab::UpOptions { meshd, meshd_args })?;
+            lab::up(
+                &plan,
+                &lab::UpOptions {
+                    meshd,
+                    meshd_args,
+                    datapath,
+                },
+            )?;
             lab::list(&at.prefix, &mut std::io::stdout())?;
             Ok(0)
         }

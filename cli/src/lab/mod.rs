@@ -30,6 +30,13 @@ pub struct LabState {
     pub meshd: Option<PathBuf>,
     #[serde(default)]
     pub meshd_args: Vec<String>,
+    /// The data path the nodes run (`tc` or `xdp`).
+    #[serde(default = "default_datapath")]
+    pub datapath: String,
+}
+
+fn default_datapath() -> String {
+    "tc".to_owned()
 }
 
 impl LabState {
@@ -51,14 +58,21 @@ impl LabState {
 pub struct UpOptions {
     /// The `meshd` binary to run in every node.
     pub meshd: PathBuf,
-    /// Extra arguments for every `meshd` (such as `--datapath tc`).
+    /// Extra arguments for every `meshd`.
     pub meshd_args: Vec<String>,
+    /// `tc` or `xdp`. With `xdp` the switch ports run a native XDP program, as a NIC that
+    /// accepts `XDP_TX` frames would (a veth only accepts them then); with `tc` they run none,
+    /// because XDP on a veth splits GSO packets and would slow every other path.
+    pub datapath: String,
 }
 
 /// Builds the lab and starts `meshd` everywhere. A lab already up is an error; the remains of an
 /// interrupted one are removed first.
 pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
     preflight(opts)?;
+    if !["tc", "xdp"].contains(&opts.datapath.as_str()) {
+        bail!("invalid --datapath {:?}: use tc or xdp", opts.datapath);
+    }
     if let Some(state) = LabState::load(&plan.prefix)
         && state.complete
         && lab_processes(&state.plan).len() == state.plan.nodes
@@ -87,9 +101,10 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
         complete: false,
         meshd: Some(opts.meshd.clone()),
         meshd_args: opts.meshd_args.clone(),
+        datapath: opts.datapath.clone(),
     };
     state.save()?;
-    build_network(plan).context("building the lab network")?;
+    build_network(plan, opts.datapath == "xdp").context("building the lab network")?;
     for i in plan.node_indexes() {
         start_meshd(plan, i, opts)?;
     }
@@ -169,6 +184,7 @@ pub fn start(prefix: &str, member: &str) -> Result<()> {
             .clone()
             .context("this lab was made by an older meshctl; run `meshctl lab down` and `up`")?,
         meshd_args: state.meshd_args.clone(),
+        datapath: state.datapath.clone(),
     };
     for &i in &nodes {
         if running.contains(&i) {
@@ -211,7 +227,12 @@ fn preflight(opts: &UpOptions) -> Result<()> {
     Ok(())
 }
 
-fn build_network(plan: &LabPlan) -> Result<()> {
+/// Where the lab pins the switch ports' XDP links.
+fn switch_pins(prefix: &str) -> PathBuf {
+    Path::new("/sys/fs/bpf/meshd").join(format!("{prefix}-sw"))
+}
+
+fn build_network(plan: &LabPlan, xdp_switch: bool) -> Result<()> {
     let sw = plan.switch_ns();
     ip(&["netns", "add", &sw])?;
     ip(&["-n", &sw, "link", "set", "lo", "up"])?;
@@ -231,9 +252,13 @@ fn build_network(plan: &LabPlan) -> Result<()> {
             "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
         ])?;
         ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
-        // GRO on the switch port gives the veth a NAPI context, so that frames a node sends
-        // with XDP_TX are accepted, as a physical NIC would accept them.
-        run(Command::new("ip").args(["netns", "exec", &sw, "ethtool", "-K", &port, "gro", "on"]))?;
+        if xdp_switch {
+            let pin = switch_pins(&plan.prefix).join(format!("xdp@{port}"));
+            let iface = port.clone();
+            mesh_overlay::netns::NetNs::open(&sw)?
+                .run(move || mesh_dataplane::probe::PacketProbe::attach_pinned(&iface, &pin))?
+                .with_context(|| format!("attaching XDP to switch port {port}"))?;
+        }
         ip(&[
             "-n",
             &ns,
@@ -420,8 +445,11 @@ pub fn down(prefix: &str) -> Result<()> {
     }
 
     // 4. BPF pins and state.
-    for h in &hostnames {
-        let pins = Path::new("/sys/fs/bpf/meshd").join(h);
+    for pins in hostnames
+        .iter()
+        .map(|h| Path::new("/sys/fs/bpf/meshd").join(h))
+        .chain([switch_pins(prefix)])
+    {
         if pins.exists() {
             fs::remove_dir_all(&pins).with_context(|| format!("removing {}", pins.display()))?;
         }
