@@ -8,3 +8,4 @@ mod datapath;
 mod gossip;
 mod lab;
 mod overlay;
+mod services;

@@ -9,7 +9,10 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use mesh_cluster::Id;
-use mesh_cluster::state::{Availability, Node, NodeDescription, NodeRole, Tx, TxError};
+use mesh_cluster::state::{
+    Availability, Node, NodeDescription, NodeRole, Service, ServiceSpec, Task, TaskStatus, Tx,
+    TxError,
+};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -51,6 +54,42 @@ pub enum Request {
         role: NodeRole,
         rotate: bool,
     },
+    /// `service create`: the whole spec, networks named by name or id.
+    ServiceCreate {
+        spec: ServiceSpec,
+    },
+    /// `service ls`.
+    ServiceList,
+    /// `service inspect`: by id, name or unique id prefix.
+    ServiceInspect {
+        service: String,
+    },
+    /// `service ps` (and the progress display): the services' tasks and the nodes they are on.
+    ServiceTasks {
+        services: Vec<String>,
+    },
+    /// `service update`: the new spec, made by the client from the service as it read it at
+    /// `version` (a service changed since is refused: "update out of sequence").
+    ServiceUpdate {
+        service: String,
+        version: u64,
+        spec: ServiceSpec,
+    },
+    /// `service update --rollback`.
+    ServiceRollback {
+        service: String,
+    },
+    /// `service scale SERVICE=REPLICAS`.
+    ServiceScale {
+        service: String,
+        replicas: u64,
+    },
+    /// `service rm`.
+    ServiceRemove {
+        service: String,
+    },
+    /// `service logs`: a streaming request (`Mesh/Stream`), answered by [`StreamItem`]s.
+    ServiceLogs(LogsRequest),
 
     // A TLS client without a certificate: a joiner with a token.
     JoinCluster(JoinClusterRequest),
@@ -99,7 +138,16 @@ impl Request {
             | Request::NodeInspect { .. }
             | Request::NodeUpdate(_)
             | Request::NodeRemove { .. }
-            | Request::JoinToken { .. } => Access::Api,
+            | Request::JoinToken { .. }
+            | Request::ServiceCreate { .. }
+            | Request::ServiceList
+            | Request::ServiceInspect { .. }
+            | Request::ServiceTasks { .. }
+            | Request::ServiceUpdate { .. }
+            | Request::ServiceRollback { .. }
+            | Request::ServiceScale { .. }
+            | Request::ServiceRemove { .. }
+            | Request::ServiceLogs(_) => Access::Api,
             Request::JoinCluster(_) => Access::Anyone,
             Request::RenewCert { .. } => Access::Node,
             Request::Raft(_)
@@ -118,6 +166,11 @@ impl Request {
                 | Request::NodeRemove { .. }
                 | Request::JoinToken { rotate: true, .. }
                 | Request::JoinCluster(_)
+                | Request::ServiceCreate { .. }
+                | Request::ServiceUpdate { .. }
+                | Request::ServiceRollback { .. }
+                | Request::ServiceScale { .. }
+                | Request::ServiceRemove { .. }
         )
     }
 
@@ -133,6 +186,15 @@ impl Request {
             Request::NodeUpdate(_) => "node update",
             Request::NodeRemove { .. } => "node rm",
             Request::JoinToken { .. } => "swarm join-token",
+            Request::ServiceCreate { .. } => "service create",
+            Request::ServiceList => "service ls",
+            Request::ServiceInspect { .. } => "service inspect",
+            Request::ServiceTasks { .. } => "service ps",
+            Request::ServiceUpdate { .. } => "service update",
+            Request::ServiceRollback { .. } => "service rollback",
+            Request::ServiceScale { .. } => "service scale",
+            Request::ServiceRemove { .. } => "service rm",
+            Request::ServiceLogs(_) => "service logs",
             Request::JoinCluster(_) => "join",
             Request::RenewCert { .. } => "renew certificate",
             Request::Raft(_) => "raft",
@@ -234,6 +296,63 @@ pub enum Reply {
         result: Result<(), TxError>,
     },
     ReadIndex(ReadIndexReply),
+    /// `service create`: the new service's id.
+    ServiceCreated {
+        id: Id,
+    },
+    Services(Vec<ServiceSummary>),
+    Service(Box<Service>),
+    ServiceTasks(ServiceTasksReply),
+}
+
+/// A row of `service ls`: the service with its REPLICAS and PORTS columns as the state has them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServiceSummary {
+    pub service: Service,
+    /// `3/3`.
+    pub replicas: String,
+    /// `*:8080->80/tcp`.
+    pub ports: String,
+}
+
+/// What `service ps` and the progress display need: the services, all their tasks, and every node
+/// (for hostnames and states).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServiceTasksReply {
+    pub services: Vec<Service>,
+    pub tasks: Vec<Task>,
+    pub nodes: Vec<Node>,
+}
+
+/// `service logs [--tail N] [--follow] [--timestamps] SERVICE|TASK`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LogsRequest {
+    /// A service (id, name, prefix) or a task (id or prefix).
+    pub target: String,
+    /// The last N lines of each task; all when None.
+    pub tail: Option<usize>,
+    pub follow: bool,
+    pub timestamps: bool,
+    /// Full task ids in the prefix.
+    pub no_trunc: bool,
+}
+
+/// One line of `service logs`, with Docker's context (`web.1.abc123def456@node1`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// `SERVICE.SLOT.TASKID@HOSTNAME`, padded as Docker pads it.
+    pub context: String,
+    pub stderr: bool,
+    pub timestamp: Option<String>,
+    pub text: String,
+}
+
+/// What a streaming request sends back, item by item (an `Err` ends the stream).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum StreamItem {
+    Logs(Vec<LogRecord>),
+    /// Something the user should know (a node that is not connected), printed on stderr.
+    Warning(String),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -303,6 +422,67 @@ pub enum AgentMessage {
         description: NodeDescription,
         addr: Ipv4Addr,
     },
+    /// Task states the node observed (oldest first). The leader writes them in batches, forward
+    /// transitions only.
+    TaskStatus { updates: Vec<TaskStatusUpdate> },
+    /// Lines for the log stream `stream` the leader asked for ([`ManagerMessage::Logs`]).
+    Logs {
+        stream: u64,
+        lines: Vec<AgentLogLine>,
+    },
+    /// The log stream is over on this node (with why, when it failed).
+    LogsEnd { stream: u64, error: Option<String> },
+}
+
+/// One task's new status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatusUpdate {
+    pub task_id: Id,
+    pub status: TaskStatus,
+}
+
+/// A line a task's container wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentLogLine {
+    pub task_id: Id,
+    pub stderr: bool,
+    pub timestamp: Option<String>,
+    pub text: String,
+}
+
+/// The work the leader gives a node: every task assigned to it (status `assigned` or later,
+/// history included, until the orchestrator deletes it), each with its desired state and spec.
+/// The agent runs those meant to run, stops those meant to stop, and removes the containers of
+/// tasks that are no longer listed.
+///
+/// The first message of a session is `full` (it replaces what the agent holds); later ones carry
+/// only what changed. Issues 5 and 6 extend this with the view the data plane needs (services,
+/// networks, nodes), as further `#[serde(default)]` fields.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Assignments {
+    pub full: bool,
+    /// New or changed tasks (all of them when `full`).
+    pub tasks: Vec<AssignedTask>,
+    /// Tasks no longer assigned to the node (deleted or gone elsewhere); empty when `full`.
+    pub removed: Vec<Id>,
+}
+
+/// A task as its node receives it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssignedTask {
+    pub task: Task,
+    /// For the container's name (`web.1.<task id>`).
+    pub service_name: String,
+}
+
+/// The leader asks a node for the logs of some of its tasks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLogsRequest {
+    pub stream: u64,
+    pub tasks: Vec<Id>,
+    pub tail: Option<usize>,
+    pub follow: bool,
+    pub timestamps: bool,
 }
 
 /// Leader to agent.
@@ -321,6 +501,12 @@ pub enum ManagerMessage {
     },
     /// The node was removed from the swarm (`node rm`).
     Removed,
+    /// The node's tasks (see [`Assignments`]).
+    Assignments(Assignments),
+    /// Send the logs of these tasks as [`AgentMessage::Logs`], then [`AgentMessage::LogsEnd`].
+    Logs(NodeLogsRequest),
+    /// The client went away: stop sending stream `stream`.
+    LogsCancel { stream: u64 },
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use mesh_cluster::Id;
 use mesh_cluster::state::NodeRole;
 use mesh_cluster::token::JoinToken;
@@ -27,13 +27,14 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::agent::networking::Networking;
 use crate::agent::{self, AgentConfig, Describer};
 use crate::api::{
     Access, AgentMessage, ApiError, Code, Info, InitReply, InitRequest, JoinClusterRequest,
-    JoinRequest, MANAGER_PORT, ManagerMessage, NodeUpdate, Reply, Request,
+    JoinRequest, MANAGER_PORT, ManagerMessage, NodeUpdate, Reply, Request, StreamItem,
 };
-use crate::manager::{HEARTBEAT_TIMEOUT, LOGS_KEPT, Manager, ManagerConfig, SNAPSHOT_EVERY};
-use crate::ops::{bootstrap_tx, manager_addrs};
+use crate::manager::{LOGS_KEPT, Manager, ManagerConfig, SNAPSHOT_EVERY};
+use crate::ops::bootstrap_tx;
 use crate::pki::{self, Credentials, NodeKey};
 use crate::transport::{self, Client, Handler, Peer};
 
@@ -57,6 +58,8 @@ pub struct DaemonConfig {
     pub advertise_addr: Option<Ipv4Addr>,
     /// Control loops to attach to each manager this node starts.
     pub on_manager: Vec<ManagerHook>,
+    /// How the agent plumbs its tasks' networks ([`crate::agent::networking`]).
+    pub task_networking: Networking,
 }
 
 impl DaemonConfig {
@@ -320,10 +323,13 @@ impl Daemon {
             self.me.clone(),
             AgentConfig {
                 tls,
+                node_id: identity.node_id.clone(),
+                hostname: self.cfg.hostname.clone(),
                 role: identity.role,
                 addr: identity.advertise_addr,
                 managers: identity.managers.clone(),
                 describer: self.describer.clone(),
+                networking: self.cfg.task_networking.clone(),
             },
         ));
         Ok(Member {
@@ -630,6 +636,8 @@ impl Daemon {
         drop(member);
         self.stop_member().await;
         self.wipe();
+        // The node's tasks belong to the swarm it left: their containers go with it.
+        agent::tasks::remove_node_containers(&identity.node_id).await;
         tracing::info!(node = %identity.node_id, "left the swarm");
         Ok(Reply::Left)
     }
@@ -857,7 +865,7 @@ impl Handler for Daemon {
     async fn session(
         &self,
         peer: Peer,
-        mut inbound: Pin<Box<dyn Stream<Item = Result<AgentMessage, ApiError>> + Send>>,
+        inbound: Pin<Box<dyn Stream<Item = Result<AgentMessage, ApiError>> + Send>>,
         outbound: mpsc::Sender<ManagerMessage>,
     ) {
         let Peer::Node(id) = peer else { return };
@@ -870,45 +878,35 @@ impl Handler for Daemon {
                 .await;
             return;
         };
-        loop {
-            let Ok(Some(Ok(msg))) = tokio::time::timeout(HEARTBEAT_TIMEOUT, inbound.next()).await
-            else {
-                return;
-            };
-            if !m.is_leader() {
-                let _ = outbound
-                    .send(ManagerMessage::NotLeader {
-                        leader: m.leader().map(|(_, a)| a),
-                        managers: manager_addrs(&m.state()),
-                    })
-                    .await;
+        m.serve_session(id.node_id, inbound, outbound).await;
+    }
+
+    async fn stream(
+        &self,
+        peer: Peer,
+        req: Request,
+        out: mpsc::Sender<Result<StreamItem, ApiError>>,
+    ) {
+        if let Err(e) = self.authorise(&peer, &req) {
+            let _ = out.send(Err(e)).await;
+            return;
+        }
+        let m = match self.manager() {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = out.send(Err(e)).await;
                 return;
             }
-            match msg {
-                AgentMessage::Heartbeat { description, addr } => {
-                    match m.heartbeat(&id.node_id, &description, addr).await {
-                        Err(e) if e.code == Code::NotFound => {
-                            let _ = outbound.send(ManagerMessage::Removed).await;
-                            return;
-                        }
-                        Err(e) => tracing::debug!(node = %id.node_id, "heartbeat: {e}"),
-                        Ok(()) => {}
-                    }
-                    let state = m.state();
-                    let Some(node) = state.nodes.get(&id.node_id) else {
-                        continue;
-                    };
-                    if outbound
-                        .send(ManagerMessage::Status {
-                            managers: manager_addrs(&state),
-                            role: node.spec.role,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
+        };
+        match req {
+            Request::ServiceLogs(r) => m.service_logs(r, out).await,
+            other => {
+                let _ = out
+                    .send(Err(ApiError::invalid(format!(
+                        "{} is not a streaming request",
+                        other.name()
+                    ))))
+                    .await;
             }
         }
     }

@@ -118,6 +118,10 @@ pub(crate) struct Inner {
     membership_lock: tokio::sync::Mutex<()>,
     /// The leader's record of heartbeats.
     pub(crate) last_seen: Mutex<HashMap<Id, Instant>>,
+    /// Sessions, task reports and log streams (used while leading).
+    pub(crate) dispatch: crate::dispatcher::Dispatch,
+    /// This manager's dockerd (image checks), connected on first use.
+    pub(crate) engine: tokio::sync::Mutex<Option<mesh_engine::Engine>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -164,10 +168,13 @@ impl Manager {
                 write_lock: tokio::sync::Mutex::new(()),
                 membership_lock: tokio::sync::Mutex::new(()),
                 last_seen: Mutex::new(HashMap::new()),
+                dispatch: crate::dispatcher::Dispatch::new(),
+                engine: tokio::sync::Mutex::new(None),
                 tasks: Mutex::new(vec![watcher]),
             }),
         };
         m.spawn_while_leader("node monitor", Self::monitor_nodes);
+        m.spawn_while_leader("task status writer", Self::write_task_statuses);
         m.spawn_while_leader("manager membership", Self::reconcile_membership);
         Ok(m)
     }

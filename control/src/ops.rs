@@ -1,4 +1,5 @@
-//! The cluster API as a manager serves it: nodes, join tokens, joins and certificates.
+//! The cluster API as a manager serves it: nodes, join tokens, joins and certificates (services
+//! are in [`crate::services`]).
 //!
 //! Reads are linearizable views of the local state ([`Manager::read`]); writes run on the leader
 //! (a follower forwards the whole request), as read-modify-write under the leader's write lock,
@@ -198,6 +199,14 @@ impl Manager {
                 self.with_retries(|s| remove_node(s, &node, force)).await
             }
             Request::JoinCluster(j) => self.join_cluster(j).await,
+            req @ (Request::ServiceCreate { .. }
+            | Request::ServiceList
+            | Request::ServiceInspect { .. }
+            | Request::ServiceTasks { .. }
+            | Request::ServiceUpdate { .. }
+            | Request::ServiceRollback { .. }
+            | Request::ServiceScale { .. }
+            | Request::ServiceRemove { .. }) => self.service_api(req).await,
             Request::RenewCert { csr_pem } => {
                 let Peer::Node(id) = peer else {
                     return Err(ApiError::denied("renewing a certificate needs one"));
@@ -214,7 +223,7 @@ impl Manager {
 
     /// Runs `plan` on the current state and proposes its transaction, again if a concurrent
     /// write made it conflict.
-    async fn with_retries(
+    pub(crate) async fn with_retries(
         &self,
         plan: impl Fn(&ClusterState) -> Result<Option<Tx>, ApiError>,
     ) -> Result<Reply, ApiError> {

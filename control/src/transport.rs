@@ -27,7 +27,7 @@ use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming};
 
-use crate::api::{AgentMessage, ApiError, Code, ManagerMessage, Reply, Request};
+use crate::api::{AgentMessage, ApiError, Code, ManagerMessage, Reply, Request, StreamItem};
 use crate::pki::{self, CertIdentity};
 
 /// The generated gRPC code of `proto/mesh.proto`.
@@ -69,6 +69,25 @@ pub trait Handler: Send + Sync + 'static {
         inbound: Pin<Box<dyn Stream<Item = Result<AgentMessage, ApiError>> + Send>>,
         outbound: mpsc::Sender<ManagerMessage>,
     ) -> impl Future<Output = ()> + Send;
+
+    /// A streaming request (`service logs`): items go to `out` until the request is done, an
+    /// `Err` is sent, or the client goes away (`out` closes).
+    fn stream(
+        &self,
+        peer: Peer,
+        req: Request,
+        out: mpsc::Sender<Result<StreamItem, ApiError>>,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = peer;
+        async move {
+            let _ = out
+                .send(Err(ApiError::invalid(format!(
+                    "{} is not served as a stream here",
+                    req.name()
+                ))))
+                .await;
+        }
+    }
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Frame {
@@ -123,6 +142,26 @@ impl<H: Handler> Mesh for Service<H> {
         let (tx, rx) = mpsc::channel::<ManagerMessage>(16);
         let handler = self.handler.clone();
         tokio::spawn(async move { handler.session(peer, Box::pin(inbound), tx).await });
+        let out = ReceiverStream::new(rx).map(|m| Ok(encode(&m)));
+        Ok(GrpcResponse::new(Box::pin(out)))
+    }
+
+    type StreamStream = Pin<Box<dyn Stream<Item = Result<Frame, Status>> + Send>>;
+
+    async fn stream(
+        &self,
+        req: GrpcRequest<Frame>,
+    ) -> Result<GrpcResponse<Self::StreamStream>, Status> {
+        let peer = req
+            .extensions()
+            .get::<Peer>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no peer identity"))?;
+        let request: Request =
+            decode(req.get_ref()).map_err(|e| Status::invalid_argument(e.message))?;
+        let (tx, rx) = mpsc::channel::<Result<StreamItem, ApiError>>(64);
+        let handler = self.handler.clone();
+        tokio::spawn(async move { handler.stream(peer, request, tx).await });
         let out = ReceiverStream::new(rx).map(|m| Ok(encode(&m)));
         Ok(GrpcResponse::new(Box::pin(out)))
     }
@@ -390,6 +429,26 @@ impl Client {
             Err(s) => Err(status_error(&target, &s)),
         });
         Ok(Box::pin(inbound))
+    }
+}
+
+impl Client {
+    /// Sends a streaming request; the answer is its items, ending after the first `Err`.
+    pub async fn stream(
+        &self,
+        req: &Request,
+    ) -> Result<Pin<Box<dyn Stream<Item = Result<StreamItem, ApiError>> + Send>>, ApiError> {
+        let mut client = self.inner.clone();
+        let target = self.target.clone();
+        let resp = tokio::time::timeout(Duration::from_secs(30), client.stream(encode(req)))
+            .await
+            .map_err(|_| ApiError::unavailable(format!("{target} did not answer {}", req.name())))?
+            .map_err(|s| status_error(&target, &s))?;
+        let items = resp.into_inner().map(move |f| match f {
+            Ok(f) => decode::<Result<StreamItem, ApiError>>(&f).and_then(|r| r),
+            Err(s) => Err(status_error(&target, &s)),
+        });
+        Ok(Box::pin(items))
     }
 }
 

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use mesh_cli::commands::{self, Reported, node::NodeCommand, swarm::SwarmCommand};
+use mesh_cli::commands::{
+    self, Reported, node::NodeCommand, service::ServiceCommand, swarm::SwarmCommand,
+};
 use mesh_cli::lab;
 
 #[derive(Parser, Debug)]
@@ -29,6 +31,9 @@ enum Command {
     /// Manage the swarm's nodes.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Manage services: create, ls, ps, inspect, logs, scale, update, rollback, rm.
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Run a whole cluster on this machine, in network namespaces.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -129,6 +134,7 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Swarm(cmd) => commands::swarm::run(&cli.target, cmd, &mut out),
         Command::Node(cmd) => commands::node::run(&cli.target, cmd, &mut out),
+        Command::Service(cmd) => commands::service::run(&cli.target, cmd, &mut out),
         Command::Lab(cmd) => run_lab(cmd),
     }
 }

@@ -56,8 +56,10 @@ async fn run(args: Args) -> Result<()> {
         data_dir: args.data_dir,
         hostname,
         advertise_addr: args.advertise_addr,
-        // Control loops (orchestrator, scheduler, allocator) attach here as they arrive.
-        on_manager: Vec::new(),
+        // The orchestrator, allocator and scheduler, on whichever manager leads.
+        on_manager: vec![mesh_control::planner::hook()],
+        // Tasks run with Docker's `none` network until the overlay plumbs them.
+        task_networking: mesh_control::agent::networking::Networking::default(),
     };
     tracing::info!(?cfg, "meshd starting");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

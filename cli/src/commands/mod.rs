@@ -1,4 +1,4 @@
-//! `meshctl`'s cluster commands (`swarm`, `node`): how meshctl finds its cluster, and the
+//! `meshctl`'s cluster commands (`swarm`, `node`, `service`): how meshctl finds its cluster, and the
 //! output as Docker prints it.
 //!
 //! meshctl talks to one meshd: `--host` (or `MESH_HOST`), by default the local node's socket
@@ -8,6 +8,7 @@
 //! worker may do.
 
 pub mod node;
+pub mod service;
 pub mod swarm;
 
 use std::fmt;
@@ -96,7 +97,7 @@ pub fn connect(target: &Target) -> Result<Client> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
@@ -116,7 +117,7 @@ pub fn call(target: &Target, req: &Request) -> Result<Reply> {
         .map_err(|e| reported(&client, &e))
 }
 
-fn reported(client: &Client, e: &ApiError) -> anyhow::Error {
+pub(crate) fn reported(client: &Client, e: &ApiError) -> anyhow::Error {
     let text = match e.code {
         Code::Unavailable if e.message.starts_with("cannot reach") => format!(
             "Cannot connect to the meshd daemon at {}. Is meshd running? ({})",

@@ -183,12 +183,14 @@ fn sig4(v: f64) -> String {
     }
 }
 
-/// Milliseconds since the epoch as Go prints a time: `2018-02-28 06:25:23.718 +0000 UTC`.
-pub fn go_time(ms: u64) -> String {
+/// A UTC calendar time: year, month, day, hour, minute, second, millisecond.
+pub type Civil = (i64, i64, i64, u64, u64, u64, u64);
+
+/// Milliseconds since the epoch as a UTC calendar time (Howard Hinnant's civil-from-days).
+pub fn civil(ms: u64) -> Civil {
     let secs = ms / 1000;
     let days = secs / 86_400;
     let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days.cast_signed() + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -199,15 +201,16 @@ pub fn go_time(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+}
+
+/// Milliseconds since the epoch as Go prints a time: `2018-02-28 06:25:23.718 +0000 UTC`.
+pub fn go_time(ms: u64) -> String {
+    let (y, m, d, hh, mm, ss, millis) = civil(ms);
     // Go's ".999999999": the fraction without trailing zeros, none when zero.
-    let frac = format!(".{:03}", ms % 1000);
+    let frac = format!(".{millis:03}");
     let frac = frac.trim_end_matches('0').trim_end_matches('.');
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}{frac} +0000 UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-    )
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}{frac} +0000 UTC")
 }
 
 /// `node inspect --pretty`, as Docker's template lays it out.

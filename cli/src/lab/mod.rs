@@ -500,7 +500,7 @@ fn remove_task_containers(hostnames: &[String]) -> Result<()> {
     let Ok(out) = Command::new("docker")
         .args([
             "ps",
-            "-aq",
+            "-a",
             "--filter",
             "label=meshd.task",
             "--format",

@@ -1,21 +1,32 @@
 //! Every node's agent: a session with the leader that carries a heartbeat every second and
-//! brings back the managers to fall back on and the role the cluster gives the node.
+//! brings back the managers to fall back on and the role the cluster gives the node; the node's
+//! task assignments come down it, and task states and log lines go up.
 //!
 //! The session is a gRPC bidirectional stream ([`crate::transport::Client::session`]):
 //! [`AgentMessage`]s up, [`ManagerMessage`]s down. A manager that does not lead answers
 //! `NotLeader` with the leader's address; the agent follows it, and falls back on every manager
-//! it knows when the leader disappears. Later issues add task assignments and task status to the
-//! same two enums.
+//! it knows when the leader disappears. The task runner ([`tasks`]) outlives sessions: containers
+//! keep running while the agent looks for a leader, and the next session's first (full)
+//! assignments let it catch up.
 
+mod logs;
+pub mod networking;
+pub mod tasks;
+
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
+use mesh_cluster::Id;
 use mesh_cluster::state::{NodeDescription, NodeRole, Resources};
 use rustls::ClientConfig;
 use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
+use self::networking::Networking;
+use self::tasks::{RunnerConfig, TaskRunner};
 use crate::api::{AgentMessage, ManagerMessage};
 use crate::daemon::Daemon;
 use crate::transport::Client;
@@ -89,14 +100,22 @@ async fn engine_version() -> Option<String> {
 /// What the agent needs to know about its node.
 pub struct AgentConfig {
     pub tls: Arc<ClientConfig>,
+    pub node_id: Id,
+    pub hostname: String,
     pub role: NodeRole,
     pub addr: Ipv4Addr,
     pub managers: Vec<String>,
     pub describer: Describer,
+    pub networking: Networking,
 }
 
 /// Runs the agent until the task is aborted. Role changes and new manager lists go to `daemon`.
 pub async fn run(daemon: Weak<Daemon>, cfg: AgentConfig) {
+    let (runner, mut reports) = TaskRunner::spawn(RunnerConfig {
+        node_id: cfg.node_id.clone(),
+        hostname: cfg.hostname.clone(),
+        networking: cfg.networking.clone(),
+    });
     let mut managers = cfg.managers.clone();
     let mut hint: Option<String> = None;
     let mut next = usize::MAX;
@@ -114,7 +133,7 @@ pub async fn run(daemon: Weak<Daemon>, cfg: AgentConfig) {
             }
         };
         let client = Client::tls(&target, cfg.tls.clone());
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = mpsc::channel(64);
         let beat = || AgentMessage::Heartbeat {
             description: cfg.describer.get(),
             addr: cfg.addr,
@@ -128,6 +147,10 @@ pub async fn run(daemon: Weak<Daemon>, cfg: AgentConfig) {
                 continue;
             }
         };
+        // What the runner reported while there was no session: the next full assignments make
+        // it report again whatever the leader missed.
+        while reports.try_recv().is_ok() {}
+        let mut log_streams = LogStreams::default();
         let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
         tick.tick().await;
         loop {
@@ -137,7 +160,19 @@ pub async fn run(daemon: Weak<Daemon>, cfg: AgentConfig) {
                         break;
                     }
                 }
+                Some(updates) = reports.recv() => {
+                    if tx.send(AgentMessage::TaskStatus { updates }).await.is_err() {
+                        break;
+                    }
+                }
                 msg = stream.next() => match msg {
+                    Some(Ok(ManagerMessage::Assignments(a))) => runner.assign(a),
+                    Some(Ok(ManagerMessage::Logs(req))) => {
+                        let stream = req.stream;
+                        let task = tokio::spawn(logs::send_logs(req, cfg.node_id.clone(), tx.clone()));
+                        log_streams.add(stream, task.abort_handle());
+                    }
+                    Some(Ok(ManagerMessage::LogsCancel { stream })) => log_streams.cancel(stream),
                     Some(Ok(ManagerMessage::Status { managers: m, role })) => {
                         if !m.is_empty() && m != managers {
                             managers.clone_from(&m);
@@ -176,6 +211,32 @@ pub async fn run(daemon: Weak<Daemon>, cfg: AgentConfig) {
                 }
             }
         }
+        drop(log_streams);
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The log streams of one session, stopped when the leader cancels them or the session ends.
+#[derive(Default)]
+struct LogStreams(HashMap<u64, AbortHandle>);
+
+impl LogStreams {
+    fn add(&mut self, stream: u64, task: AbortHandle) {
+        self.0.retain(|_, t| !t.is_finished());
+        self.0.insert(stream, task);
+    }
+
+    fn cancel(&mut self, stream: u64) {
+        if let Some(t) = self.0.remove(&stream) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for LogStreams {
+    fn drop(&mut self) {
+        for t in self.0.values() {
+            t.abort();
+        }
     }
 }

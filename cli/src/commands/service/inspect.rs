@@ -1,0 +1,563 @@
+//! `service inspect`: Docker's JSON shape of a service (`Spec.TaskTemplate.ContainerSpec.Image`,
+//! `Endpoint.Spec.Ports`, durations in nanoseconds, empty fields left out), `--pretty` as
+//! Docker's template lays it out, and `--format` with the templates people use
+//! (`{{json .Spec}}`, `{{.Spec.Name}}`, `{{json .Endpoint.Spec.Ports}}`).
+
+use std::fmt::Write as _;
+use std::io::Write;
+
+use anyhow::{Result, bail};
+use mesh_cluster::spec::{format_cpus, format_duration};
+use mesh_cluster::state::{
+    EndpointSpec, PortConfig, Service, ServiceMode, ServiceSpec, UpdateConfig, UpdateState,
+};
+use serde_json::{Map, Value, json};
+
+use crate::commands::node::{bytes_size, civil};
+
+const NANOS_PER_MS: u64 = 1_000_000;
+
+/// RFC 3339 with nanoseconds, as Docker's JSON has times.
+fn rfc3339(ms: u64) -> String {
+    let (y, m, d, hh, mm, ss, millis) = civil(ms);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:09}Z",
+        millis * NANOS_PER_MS
+    )
+}
+
+fn ns(ms: u64) -> u64 {
+    ms * NANOS_PER_MS
+}
+
+/// An object without its empty members (Go's `omitempty`).
+fn object(fields: Vec<(&str, Value)>) -> Value {
+    let mut m = Map::new();
+    for (k, v) in fields {
+        let empty = match &v {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+            Value::Number(n) => n.as_u64() == Some(0) || n.as_i64() == Some(0),
+            Value::Bool(b) => !b,
+        };
+        if !empty {
+            m.insert(k.to_owned(), v);
+        }
+    }
+    Value::Object(m)
+}
+
+fn ports(ports: &[PortConfig]) -> Value {
+    Value::Array(
+        ports
+            .iter()
+            .map(|p| {
+                object(vec![
+                    ("Name", json!(p.name)),
+                    ("Protocol", json!(p.protocol.as_str())),
+                    ("TargetPort", json!(p.target_port)),
+                    ("PublishedPort", json!(p.published_port)),
+                    ("PublishMode", json!(p.publish_mode.as_str())),
+                ])
+            })
+            .collect(),
+    )
+}
+
+fn endpoint_spec(e: &EndpointSpec) -> Value {
+    object(vec![
+        ("Mode", json!(e.mode.as_str())),
+        ("Ports", ports(&e.ports)),
+    ])
+}
+
+/// A ratio as Go prints a float: `0`, `0.1` (not `0.0`, not `0.10000000149`).
+fn ratio(r: f32) -> Value {
+    let shortest: f64 = r.to_string().parse().unwrap_or(0.0);
+    if shortest.fract() == 0.0 {
+        json!(shortest as i64)
+    } else {
+        json!(shortest)
+    }
+}
+
+fn update_config(c: &UpdateConfig) -> Value {
+    let mut v = object(vec![
+        ("Delay", json!(ns(c.delay_ms))),
+        ("FailureAction", json!(c.failure_action.as_str())),
+        ("Monitor", json!(ns(c.monitor_ms))),
+        ("Order", json!(c.order.as_str())),
+    ]);
+    // Docker always shows these two, zero or not.
+    if let Value::Object(m) = &mut v {
+        let mut out = Map::new();
+        out.insert("Parallelism".into(), json!(c.parallelism));
+        out.extend(std::mem::take(m));
+        out.insert("MaxFailureRatio".into(), ratio(c.max_failure_ratio));
+        // Keep Docker's order: Parallelism, Delay, FailureAction, Monitor, MaxFailureRatio, Order.
+        let order = [
+            "Parallelism",
+            "Delay",
+            "FailureAction",
+            "Monitor",
+            "MaxFailureRatio",
+            "Order",
+        ];
+        let mut sorted = Map::new();
+        for k in order {
+            if let Some(x) = out.remove(k) {
+                sorted.insert(k.into(), x);
+            }
+        }
+        *m = sorted;
+    }
+    v
+}
+
+/// A spec as Docker's JSON has it.
+pub(crate) fn spec_json(s: &ServiceSpec) -> Value {
+    let c = &s.task.container;
+    let r = &s.task.resources;
+    let p = &s.task.placement;
+    let mode = match s.mode {
+        ServiceMode::Replicated { replicas } => json!({"Replicated": {"Replicas": replicas}}),
+        ServiceMode::Global => json!({"Global": {}}),
+    };
+    object(vec![
+        ("Name", json!(s.name)),
+        ("Labels", json!(s.labels)),
+        (
+            "TaskTemplate",
+            object(vec![
+                (
+                    "ContainerSpec",
+                    object(vec![
+                        ("Image", json!(c.image)),
+                        ("Labels", json!(c.labels)),
+                        ("Command", json!(c.command)),
+                        ("Args", json!(c.args)),
+                        ("Hostname", json!(c.hostname)),
+                        ("Env", json!(c.env)),
+                        ("Dir", json!(c.workdir)),
+                        ("User", json!(c.user)),
+                        ("StopGracePeriod", json!(ns(c.stop_grace_period_ms))),
+                    ]),
+                ),
+                (
+                    "Resources",
+                    object(vec![
+                        (
+                            "Limits",
+                            object(vec![
+                                ("NanoCPUs", json!(r.limits.nano_cpus)),
+                                ("MemoryBytes", json!(r.limits.memory_bytes)),
+                            ]),
+                        ),
+                        (
+                            "Reservations",
+                            object(vec![
+                                ("NanoCPUs", json!(r.reservations.nano_cpus)),
+                                ("MemoryBytes", json!(r.reservations.memory_bytes)),
+                            ]),
+                        ),
+                    ]),
+                ),
+                (
+                    "RestartPolicy",
+                    object(vec![
+                        ("Condition", json!(s.task.restart.condition.as_str())),
+                        ("Delay", json!(ns(s.task.restart.delay_ms))),
+                        ("MaxAttempts", json!(s.task.restart.max_attempts)),
+                        ("Window", json!(ns(s.task.restart.window_ms))),
+                    ]),
+                ),
+                (
+                    "Placement",
+                    object(vec![
+                        ("Constraints", json!(p.constraints)),
+                        (
+                            "Preferences",
+                            Value::Array(
+                                p.preferences
+                                    .iter()
+                                    .map(|x| json!({"Spread": {"SpreadDescriptor": x.spread}}))
+                                    .collect(),
+                            ),
+                        ),
+                        ("MaxReplicas", json!(p.max_replicas_per_node)),
+                    ]),
+                ),
+                (
+                    "Networks",
+                    Value::Array(
+                        s.task
+                            .networks
+                            .iter()
+                            .map(|n| {
+                                object(vec![
+                                    ("Target", json!(n.target.as_str())),
+                                    ("Aliases", json!(n.aliases)),
+                                ])
+                            })
+                            .collect(),
+                    ),
+                ),
+                ("ForceUpdate", json!(s.task.force_update)),
+                ("Runtime", json!("container")),
+            ]),
+        ),
+        ("Mode", mode),
+        ("UpdateConfig", update_config(&s.update)),
+        ("RollbackConfig", update_config(&s.rollback)),
+        ("EndpointSpec", endpoint_spec(&s.endpoint)),
+    ])
+}
+
+/// A service as `docker service inspect` prints it.
+pub(crate) fn service_json(s: &Service) -> Value {
+    let update_status = s.update_status.as_ref().map(|u| {
+        object(vec![
+            ("State", json!(update_state(u.state))),
+            ("StartedAt", json!(rfc3339(u.started_at))),
+            ("CompletedAt", json!(u.completed_at.map(rfc3339))),
+            ("Message", json!(u.message)),
+        ])
+    });
+    object(vec![
+        ("ID", json!(s.id.as_str())),
+        ("Version", json!({"Index": s.meta.version})),
+        ("CreatedAt", json!(rfc3339(s.meta.created_at))),
+        ("UpdatedAt", json!(rfc3339(s.meta.updated_at))),
+        ("Spec", spec_json(&s.spec)),
+        (
+            "PreviousSpec",
+            s.previous_spec.as_ref().map_or(Value::Null, spec_json),
+        ),
+        (
+            "Endpoint",
+            object(vec![
+                ("Spec", endpoint_spec(&s.spec.endpoint)),
+                ("Ports", ports(&s.endpoint.ports)),
+                (
+                    "VirtualIPs",
+                    Value::Array(
+                        s.endpoint
+                            .virtual_ips
+                            .iter()
+                            .map(|v| json!({"NetworkID": v.network_id.as_str(), "Addr": v.addr.to_string()}))
+                            .collect(),
+                    ),
+                ),
+            ]),
+        ),
+        ("UpdateStatus", update_status.unwrap_or(Value::Null)),
+    ])
+}
+
+fn update_state(s: UpdateState) -> &'static str {
+    match s {
+        UpdateState::Updating => "updating",
+        UpdateState::Paused => "paused",
+        UpdateState::Completed => "completed",
+        UpdateState::RollbackStarted => "rollback_started",
+        UpdateState::RollbackPaused => "rollback_paused",
+        UpdateState::RollbackCompleted => "rollback_completed",
+    }
+}
+
+/// Go's template subset: text with `{{json PATH}}` and `{{PATH}}` actions, PATH being `.` or
+/// `.Field.Field...`.
+pub(crate) fn render(template: &str, v: &Value) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            bail!("template {template:?}: an action is not closed with }}}}");
+        };
+        let action = after[..end]
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim();
+        let (json, path) = match action.strip_prefix("json") {
+            Some(p) if p.starts_with(char::is_whitespace) => (true, p.trim()),
+            _ => (false, action),
+        };
+        if !path.starts_with('.') {
+            bail!(
+                "template {template:?}: unsupported action {action:?} (supported: {{{{json .Path}}}} and {{{{.Path}}}})"
+            );
+        }
+        let mut cur = v;
+        let mut missing = false;
+        for part in path.split('.').filter(|p| !p.is_empty()) {
+            if let Some(x) = cur.get(part) {
+                cur = x;
+            } else {
+                missing = true;
+                break;
+            }
+        }
+        if json {
+            out.push_str(&if missing {
+                "null".to_owned()
+            } else {
+                cur.to_string()
+            });
+        } else if missing || cur.is_null() {
+            out.push_str("<no value>");
+        } else if let Value::String(s) = cur {
+            out.push_str(s);
+        } else {
+            out.push_str(&cur.to_string());
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `service inspect --pretty`, as Docker's template lays it out.
+#[expect(
+    clippy::many_single_char_names,
+    reason = "short names keep Docker's layout readable"
+)]
+pub(crate) fn pretty(s: &Service, now: u64) -> String {
+    let spec = &s.spec;
+    let mut o = String::new();
+    let _ = writeln!(o, "\nID:\t\t{}", s.id);
+    let _ = writeln!(o, "Name:\t\t{}", spec.name);
+    if !spec.labels.is_empty() {
+        let _ = writeln!(o, "Labels:");
+        for (k, v) in &spec.labels {
+            if v.is_empty() {
+                let _ = writeln!(o, " {k}");
+            } else {
+                let _ = writeln!(o, " {k}={v}");
+            }
+        }
+    }
+    match spec.mode {
+        ServiceMode::Global => {
+            let _ = writeln!(o, "Service Mode:\tGlobal");
+        }
+        ServiceMode::Replicated { replicas } => {
+            let _ = writeln!(o, "Service Mode:\tReplicated");
+            let _ = writeln!(o, " Replicas:\t{replicas}");
+        }
+    }
+    if let Some(u) = &s.update_status {
+        let ago = |ms: u64| {
+            format!(
+                "{} ago",
+                mesh_cluster::naming::human_duration(now.saturating_sub(ms)).to_lowercase()
+            )
+        };
+        let _ = writeln!(o, "UpdateStatus:");
+        let _ = writeln!(o, " State:\t\t{}", update_state(u.state));
+        let _ = writeln!(o, " Started:\t{}", ago(u.started_at));
+        if let Some(c) = u.completed_at {
+            let _ = writeln!(o, " Completed:\t{}", ago(c));
+        }
+        let _ = writeln!(o, " Message:\t{}", u.message);
+    }
+    let p = &spec.task.placement;
+    let _ = writeln!(o, "Placement:");
+    if !p.constraints.is_empty() {
+        let _ = writeln!(o, " Constraints:\t[{}]", p.constraints.join(" "));
+    }
+    if !p.preferences.is_empty() {
+        let prefs: Vec<String> = p
+            .preferences
+            .iter()
+            .map(|x| format!("spread={}", x.spread))
+            .collect();
+        let _ = writeln!(o, " Preferences:   [{}]", prefs.join(" "));
+    }
+    if p.max_replicas_per_node > 0 {
+        let _ = writeln!(o, " Max Replicas Per Node:   {}", p.max_replicas_per_node);
+    }
+    for (title, c, order) in [
+        ("UpdateConfig", &spec.update, "Update order:     "),
+        ("RollbackConfig", &spec.rollback, "Rollback order:   "),
+    ] {
+        let _ = writeln!(o, "{title}:");
+        let _ = writeln!(o, " Parallelism:\t{}", c.parallelism);
+        if c.delay_ms > 0 {
+            let _ = writeln!(o, " Delay:\t\t{}", format_duration(c.delay_ms));
+        }
+        let _ = writeln!(o, " On failure:\t{}", c.failure_action.as_str());
+        if c.monitor_ms > 0 {
+            let _ = writeln!(o, " Monitoring Period: {}", format_duration(c.monitor_ms));
+        }
+        let _ = writeln!(o, " Max failure ratio: {}", c.max_failure_ratio);
+        let _ = writeln!(o, " {order} {}", c.order.as_str());
+    }
+    let c = &spec.task.container;
+    let _ = writeln!(o, "ContainerSpec:");
+    let _ = writeln!(o, " Image:\t\t{}", c.image);
+    if !c.command.is_empty() {
+        let _ = writeln!(o, " Command:\t{}", c.command.join(" "));
+    }
+    if !c.args.is_empty() {
+        let _ = writeln!(o, " Args:\t\t{} ", c.args.join(" "));
+    }
+    if !c.env.is_empty() {
+        let _ = writeln!(o, " Env:\t\t{} ", c.env.join(" "));
+    }
+    if !c.workdir.is_empty() {
+        let _ = writeln!(o, " Dir:\t\t{}", c.workdir);
+    }
+    if !c.user.is_empty() {
+        let _ = writeln!(o, " User: {}", c.user);
+    }
+    let r = &spec.task.resources;
+    let _ = writeln!(o, "Resources:");
+    if r.reservations.nano_cpus > 0 || r.reservations.memory_bytes > 0 {
+        let _ = writeln!(o, " Reservations:");
+        if r.reservations.nano_cpus > 0 {
+            let _ = writeln!(o, "  CPU:\t\t{}", format_cpus(r.reservations.nano_cpus));
+        }
+        if r.reservations.memory_bytes > 0 {
+            let _ = writeln!(o, "  Memory:\t{}", bytes_size(r.reservations.memory_bytes));
+        }
+    }
+    if r.limits.nano_cpus > 0 || r.limits.memory_bytes > 0 {
+        let _ = writeln!(o, " Limits:");
+        if r.limits.nano_cpus > 0 {
+            let _ = writeln!(o, "  CPU:\t\t{}", format_cpus(r.limits.nano_cpus));
+        }
+        if r.limits.memory_bytes > 0 {
+            let _ = writeln!(o, "  Memory:\t{}", bytes_size(r.limits.memory_bytes));
+        }
+    }
+    if !spec.task.networks.is_empty() {
+        let nets: Vec<&str> = spec
+            .task
+            .networks
+            .iter()
+            .map(|n| n.target.as_str())
+            .collect();
+        let _ = writeln!(o, "Networks:\t{}", nets.join(" "));
+    }
+    let _ = writeln!(o, "Endpoint Mode:\t{}", spec.endpoint.mode.as_str());
+    if !s.endpoint.ports.is_empty() || !spec.endpoint.ports.is_empty() {
+        let list = if s.endpoint.ports.is_empty() {
+            &spec.endpoint.ports
+        } else {
+            &s.endpoint.ports
+        };
+        let _ = writeln!(o, "Ports:");
+        for p in list {
+            let _ = writeln!(o, " PublishedPort = {}", p.published_port);
+            let _ = writeln!(o, "  Protocol = {}", p.protocol.as_str());
+            let _ = writeln!(o, "  TargetPort = {}", p.target_port);
+            let _ = writeln!(o, "  PublishMode = {}", p.publish_mode.as_str());
+        }
+    }
+    o
+}
+
+/// Prints `services` as `service inspect` was asked to.
+pub(super) fn print(
+    services: &[Service],
+    as_pretty: bool,
+    format: Option<&str>,
+    out: &mut impl Write,
+) -> Result<()> {
+    if as_pretty {
+        let now = super::now_ms();
+        for s in services {
+            write!(out, "{}", pretty(s, now))?;
+        }
+        return Ok(());
+    }
+    match format {
+        None => {
+            let all: Vec<Value> = services.iter().map(service_json).collect();
+            let mut buf = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+            serde::Serialize::serialize(&all, &mut ser)?;
+            out.write_all(&buf)?;
+            writeln!(out)?;
+        }
+        Some("json") => {
+            for s in services {
+                writeln!(out, "{}", service_json(s))?;
+            }
+        }
+        Some(t) => {
+            for s in services {
+                writeln!(out, "{}", render(t, &service_json(s))?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use mesh_cluster::Id;
+    use mesh_cluster::spec::parse_port;
+
+    use super::*;
+
+    fn service() -> Service {
+        let mut spec = ServiceSpec {
+            name: "ghost".into(),
+            mode: ServiceMode::Replicated { replicas: 2 },
+            ..ServiceSpec::default()
+        };
+        spec.task.container.image = "ghost:1.21.3".into();
+        spec.update.delay_ms = 10_000;
+        spec.endpoint.ports = vec![parse_port("published=8080,target=2368").unwrap()];
+        let mut s =
+            mesh_cluster::orchestrator::new_service(spec, Id::from("tynb9d9pu0nqm7f1vmmffy9j0"));
+        s.endpoint.ports = s.spec.endpoint.ports.clone();
+        s
+    }
+
+    #[test]
+    fn templates_pick_fields_as_docker_prints_them() {
+        let v = service_json(&service());
+        assert_eq!(
+            render("{{json .Endpoint.Spec.Ports}}", &v).unwrap(),
+            r#"[{"Protocol":"tcp","TargetPort":2368,"PublishedPort":8080,"PublishMode":"ingress"}]"#
+        );
+        assert_eq!(render("{{.Spec.Name}} x", &v).unwrap(), "ghost x");
+        assert_eq!(
+            render("{{.Spec.Mode.Replicated.Replicas}}", &v).unwrap(),
+            "2"
+        );
+        assert_eq!(
+            render("{{json .Spec.TaskTemplate.ContainerSpec.Image}}", &v).unwrap(),
+            "\"ghost:1.21.3\""
+        );
+        assert_eq!(render("{{.Nope}}", &v).unwrap(), "<no value>");
+        assert!(render("{{index .Spec 1}}", &v).is_err());
+        assert_eq!(v["Spec"]["UpdateConfig"]["Delay"], json!(10_000_000_000u64));
+    }
+
+    #[test]
+    fn pretty_has_dockers_sections() {
+        let text = pretty(&service(), 0);
+        for want in [
+            "ID:\t\ttynb9d9pu0nqm7f1vmmffy9j0\n",
+            "Name:\t\tghost\n",
+            "Service Mode:\tReplicated\n Replicas:\t2\n",
+            "UpdateConfig:\n Parallelism:\t1\n Delay:\t\t10s\n On failure:\tpause\n Monitoring Period: 5s\n Max failure ratio: 0\n Update order:      stop-first\n",
+            "RollbackConfig:\n",
+            "ContainerSpec:\n Image:\t\tghost:1.21.3\n",
+            "Endpoint Mode:\tvip\n",
+            " PublishedPort = 8080\n",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+        assert_eq!(rfc3339(1_519_799_123_718), "2018-02-28T06:25:23.718000000Z");
+    }
+}
