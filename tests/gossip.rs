@@ -1,9 +1,11 @@
-//! Gossip on 7946 (issue 5, deliverable 4) on a 3-node lab: membership, the endpoint table,
+//! The gossip crate (issue 5, deliverable 4) on a 3-node lab: membership, the endpoint table,
 //! cluster isolation, failure detection of a killed node, and its rejoin after a restart.
 //!
-//! meshd runs in the lab but does not gossip yet: this test runs one `mesh_gossip::Gossip` per
-//! node itself, each on a thread that entered the node's network namespace (so its UDP socket
-//! lives there) with its own tokio runtime. The detection time is measured and printed: run
+//! meshd itself gossips on 7946 in every lab node (`tests/networks.rs` checks what it does with
+//! it); this test runs its own `mesh_gossip::Gossip` per node beside it, on [`PORT`], each on a
+//! thread that entered the node's network namespace (so its UDP socket lives there) with its own
+//! tokio runtime, so that it can kill and restart them at will. The detection time is measured
+//! and printed: run
 //! `cargo test -p mesh-cli --test e2e --no-run`, then `<printed binary> gossip --nocapture`.
 //! Nothing here asserts a speed; [`LIMIT`] only ends a hung test.
 
@@ -13,13 +15,15 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mesh_gossip::{DEFAULT_PORT, Endpoint, Gossip, GossipConfig, GossipView, NodeInfo};
+use mesh_gossip::{Endpoint, Gossip, GossipConfig, GossipView, NodeInfo};
 use mesh_overlay::netns::NetNs;
 use tokio::sync::{mpsc, watch};
 
 use crate::support::{Lab, stderr, stdout};
 
 const CLUSTER: &str = "gossip-e2e";
+/// Not meshd's 7946, which its own gossip holds in every lab node.
+const PORT: u16 = 7947;
 /// Only there to end a hung test, not a speed requirement.
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -190,7 +194,7 @@ fn set_link(lab: &Lab, member: &str, state: &str) {
 fn gossip_spreads_endpoints_detects_a_killed_node_and_takes_it_back() {
     let lab = Lab::up("gsp", 160, 3, 1);
     let ip = |i: usize| -> IpAddr { lab.node_addr(i).parse().expect("node address") };
-    let gossip_addr = |i: usize| SocketAddr::new(ip(i), DEFAULT_PORT);
+    let gossip_addr = |i: usize| SocketAddr::new(ip(i), PORT);
     let config = |i: usize, seeds: Vec<SocketAddr>| {
         let mut c = GossipConfig::new(
             format!("n{i}"),
@@ -257,7 +261,7 @@ fn gossip_spreads_endpoints_detects_a_killed_node_and_takes_it_back() {
     let mut foreign_config = GossipConfig::new(
         "x1",
         "another-cluster",
-        SocketAddr::new(client_ip, DEFAULT_PORT),
+        SocketAddr::new(client_ip, PORT),
         NodeInfo {
             addr: client_ip,
             hostname: lab.ns("client"),

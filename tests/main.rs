@@ -7,5 +7,6 @@ mod control;
 mod datapath;
 mod gossip;
 mod lab;
+mod networks;
 mod overlay;
 mod services;

@@ -10,8 +10,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use mesh_cluster::Id;
 use mesh_cluster::state::{
-    Availability, Node, NodeDescription, NodeRole, Service, ServiceSpec, Task, TaskStatus, Tx,
-    TxError,
+    Availability, Network, NetworkSpec, Node, NodeDescription, NodeRole, Service, ServiceSpec,
+    Task, TaskStatus, Tx, TxError,
 };
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
@@ -90,6 +90,20 @@ pub enum Request {
     },
     /// `service logs`: a streaming request (`Mesh/Stream`), answered by [`StreamItem`]s.
     ServiceLogs(LogsRequest),
+    /// `network create`: the spec as the user gave it (driver, subnet, options, labels).
+    NetworkCreate {
+        spec: NetworkSpec,
+    },
+    /// `network ls`.
+    NetworkList,
+    /// `network inspect`: by id, name or unique id prefix.
+    NetworkInspect {
+        network: String,
+    },
+    /// `network rm`: by id, name or unique id prefix.
+    NetworkRemove {
+        network: String,
+    },
 
     // A TLS client without a certificate: a joiner with a token.
     JoinCluster(JoinClusterRequest),
@@ -147,7 +161,11 @@ impl Request {
             | Request::ServiceRollback { .. }
             | Request::ServiceScale { .. }
             | Request::ServiceRemove { .. }
-            | Request::ServiceLogs(_) => Access::Api,
+            | Request::ServiceLogs(_)
+            | Request::NetworkCreate { .. }
+            | Request::NetworkList
+            | Request::NetworkInspect { .. }
+            | Request::NetworkRemove { .. } => Access::Api,
             Request::JoinCluster(_) => Access::Anyone,
             Request::RenewCert { .. } => Access::Node,
             Request::Raft(_)
@@ -171,6 +189,8 @@ impl Request {
                 | Request::ServiceRollback { .. }
                 | Request::ServiceScale { .. }
                 | Request::ServiceRemove { .. }
+                | Request::NetworkCreate { .. }
+                | Request::NetworkRemove { .. }
         )
     }
 
@@ -195,6 +215,10 @@ impl Request {
             Request::ServiceScale { .. } => "service scale",
             Request::ServiceRemove { .. } => "service rm",
             Request::ServiceLogs(_) => "service logs",
+            Request::NetworkCreate { .. } => "network create",
+            Request::NetworkList => "network ls",
+            Request::NetworkInspect { .. } => "network inspect",
+            Request::NetworkRemove { .. } => "network rm",
             Request::JoinCluster(_) => "join",
             Request::RenewCert { .. } => "renew certificate",
             Request::Raft(_) => "raft",
@@ -303,6 +327,22 @@ pub enum Reply {
     Services(Vec<ServiceSummary>),
     Service(Box<Service>),
     ServiceTasks(ServiceTasksReply),
+    /// `network create`: the new network's id.
+    NetworkCreated {
+        id: Id,
+    },
+    /// `network ls`, by name.
+    Networks(Vec<Network>),
+    /// `network inspect`.
+    Network(Box<NetworkReply>),
+}
+
+/// `network inspect`: the network, and the address on it of the node that answered (the
+/// gateway and DNS address its tasks use; every node has its own).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetworkReply {
+    pub network: Network,
+    pub gateway: Option<Ipv4Addr>,
 }
 
 /// A row of `service ls`: the service with its REPLICAS and PORTS columns as the state has them.
@@ -456,8 +496,9 @@ pub struct AgentLogLine {
 /// tasks that are no longer listed.
 ///
 /// The first message of a session is `full` (it replaces what the agent holds); later ones carry
-/// only what changed. Issues 5 and 6 extend this with the view the data plane needs (services,
-/// networks, nodes), as further `#[serde(default)]` fields.
+/// only what changed. Besides the tasks, it carries the view the node's networking needs
+/// (networks, nodes with their addresses); issue 6 adds services, as further
+/// `#[serde(default)]` fields.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Assignments {
     pub full: bool,
@@ -465,6 +506,38 @@ pub struct Assignments {
     pub tasks: Vec<AssignedTask>,
     /// Tasks no longer assigned to the node (deleted or gone elsewhere); empty when `full`.
     pub removed: Vec<Id>,
+    /// Every allocated network of the cluster, when they changed since the last message (always
+    /// in a full one); None: unchanged.
+    #[serde(default)]
+    pub networks: Option<Vec<Network>>,
+    /// Every node with its underlay address and its own address on each network, when they
+    /// changed since the last message (always in a full one); None: unchanged.
+    #[serde(default)]
+    pub nodes: Option<Vec<NodeNet>>,
+}
+
+/// A node as the networking of the other nodes sees it: where it is on the underlay (its VTEP
+/// and gossip address) and its own address on each network (the gateway and DNS address of its
+/// tasks there, reached across the overlay by replies).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeNet {
+    pub id: Id,
+    pub hostname: String,
+    /// The advertised (underlay) address, once known.
+    pub addr: Option<Ipv4Addr>,
+    /// Network id to the node's address on it.
+    pub attachments: BTreeMap<Id, Ipv4Addr>,
+}
+
+impl NodeNet {
+    pub fn of(node: &Node) -> Self {
+        Self {
+            id: node.id.clone(),
+            hostname: node.description.hostname.clone(),
+            addr: node.status.addr,
+            attachments: node.attachments.clone(),
+        }
+    }
 }
 
 /// A task as its node receives it.

@@ -323,6 +323,7 @@ impl Daemon {
             self.me.clone(),
             AgentConfig {
                 tls,
+                cluster_id: identity.cluster_id.clone(),
                 node_id: identity.node_id.clone(),
                 hostname: self.cfg.hostname.clone(),
                 role: identity.role,
@@ -636,8 +637,10 @@ impl Daemon {
         drop(member);
         self.stop_member().await;
         self.wipe();
-        // The node's tasks belong to the swarm it left: their containers go with it.
+        // The node's tasks belong to the swarm it left: their containers go with it, and so do
+        // their networks' devices and the node's gossip.
         agent::tasks::remove_node_containers(&identity.node_id).await;
+        self.cfg.task_networking.0.left().await;
         tracing::info!(node = %identity.node_id, "left the swarm");
         Ok(Reply::Left)
     }

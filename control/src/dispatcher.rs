@@ -17,13 +17,15 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use mesh_cluster::Id;
 use mesh_cluster::naming::task_name;
-use mesh_cluster::state::{ClusterState, Object, Op, ServiceMode, Task, TaskState, Tx, TxError};
+use mesh_cluster::state::{
+    ClusterState, Network, Object, Op, ServiceMode, Task, TaskState, Tx, TxError,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::api::{
     AgentLogLine, AgentMessage, ApiError, AssignedTask, Assignments, Code, LogRecord, LogsRequest,
-    ManagerMessage, NodeLogsRequest, Request, StreamItem, TaskStatusUpdate,
+    ManagerMessage, NodeLogsRequest, NodeNet, Request, StreamItem, TaskStatusUpdate,
 };
 use crate::manager::{HEARTBEAT_TIMEOUT, Manager, ProposeError, now_millis};
 use crate::ops::manager_addrs;
@@ -180,34 +182,68 @@ pub(crate) fn node_assignments(state: &ClusterState, node: &Id) -> BTreeMap<Id, 
         .collect()
 }
 
+/// Everything a node's agent holds from the leader: its tasks, the networks and the nodes (for
+/// its networking).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct AgentView {
+    pub tasks: BTreeMap<Id, AssignedTask>,
+    pub networks: Vec<Network>,
+    pub nodes: Vec<NodeNet>,
+}
+
+/// What a node must hold now: [`node_assignments`], every allocated network, every node.
+pub(crate) fn agent_view(state: &ClusterState, node: &Id) -> AgentView {
+    AgentView {
+        tasks: node_assignments(state, node),
+        networks: state
+            .networks
+            .values()
+            .filter(|n| n.is_allocated())
+            .cloned()
+            .collect(),
+        nodes: state.nodes.values().map(NodeNet::of).collect(),
+    }
+}
+
 /// What to send a node whose agent holds `sent` (None: nothing yet) so that it holds `now`;
 /// None when there is nothing new.
-pub(crate) fn diff_assignments(
-    sent: Option<&BTreeMap<Id, AssignedTask>>,
-    now: &BTreeMap<Id, AssignedTask>,
-) -> Option<Assignments> {
+pub(crate) fn diff_assignments(sent: Option<&AgentView>, now: &AgentView) -> Option<Assignments> {
     let Some(sent) = sent else {
         return Some(Assignments {
             full: true,
-            tasks: now.values().cloned().collect(),
+            tasks: now.tasks.values().cloned().collect(),
             removed: Vec::new(),
+            networks: Some(now.networks.clone()),
+            nodes: Some(now.nodes.clone()),
         });
     };
     let tasks: Vec<AssignedTask> = now
+        .tasks
         .iter()
-        .filter(|(id, t)| sent.get(*id).is_none_or(|old| !same_for_agent(old, t)))
+        .filter(|(id, t)| {
+            sent.tasks
+                .get(*id)
+                .is_none_or(|old| !same_for_agent(old, t))
+        })
         .map(|(_, t)| t.clone())
         .collect();
     let removed: Vec<Id> = sent
+        .tasks
         .keys()
-        .filter(|id| !now.contains_key(*id))
+        .filter(|id| !now.tasks.contains_key(*id))
         .cloned()
         .collect();
-    (!tasks.is_empty() || !removed.is_empty()).then_some(Assignments {
-        full: false,
-        tasks,
-        removed,
-    })
+    let networks = (sent.networks != now.networks).then(|| now.networks.clone());
+    let nodes = (sent.nodes != now.nodes).then(|| now.nodes.clone());
+    (!tasks.is_empty() || !removed.is_empty() || networks.is_some() || nodes.is_some()).then_some(
+        Assignments {
+            full: false,
+            tasks,
+            removed,
+            networks,
+            nodes,
+        },
+    )
 }
 
 /// Is `new` a step forward from `cur`? Terminal states are final; a state never goes back; the
@@ -294,7 +330,7 @@ impl Manager {
             generation,
         };
         let mut applied = self.watch();
-        let mut sent: Option<BTreeMap<Id, AssignedTask>> = None;
+        let mut sent: Option<AgentView> = None;
         // Send the whole set at once: the agent waits for it before removing anything.
         let mut dirty_since: Option<Instant> = Some(Instant::now() - ASSIGNMENT_DEBOUNCE);
         let mut last_heard = Instant::now();
@@ -335,7 +371,7 @@ impl Manager {
                     if !self.is_leader() {
                         continue;
                     }
-                    let now = node_assignments(&self.state(), &node_id);
+                    let now = agent_view(&self.state(), &node_id);
                     if let Some(a) = diff_assignments(sent.as_ref(), &now) {
                         if outbound.send(ManagerMessage::Assignments(a)).await.is_err() {
                             return;
@@ -627,12 +663,12 @@ impl Drop for EndStream<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use mesh_cluster::state::{EndpointSpec, Meta, ServiceSpec, TaskSpec, TaskStatus};
 
     use super::*;
 
-    fn task(id: &str, node: Option<&str>, state: TaskState, desired: TaskState) -> Task {
+    pub(crate) fn task(id: &str, node: Option<&str>, state: TaskState, desired: TaskState) -> Task {
         Task {
             id: Id::from(id),
             meta: Meta {
@@ -683,6 +719,7 @@ mod tests {
 
     /// A node gets its scheduled tasks (history too), first all of them, then only what it must
     /// act on: a status change alone is not sent back; a desired-state change and a deletion are.
+    /// Networks and nodes come whole in the first message, then only when they changed.
     #[test]
     fn assignments_are_the_nodes_tasks_then_their_changes() {
         use TaskState::{Pending, Running, Shutdown};
@@ -692,27 +729,46 @@ mod tests {
             task("c", Some("n2"), Running, Running),
             task("d", Some("n1"), Pending, Running), // a global task not scheduled yet
         ]);
+        let node = crate::services::tests::node("n1", "node1");
+        s.nodes.insert(node.id.clone(), node);
         let n1 = Id::from("n1");
-        let first = node_assignments(&s, &n1);
-        assert_eq!(first.keys().map(Id::as_str).collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(first[&Id::from("a")].service_name, "web");
+        let first = agent_view(&s, &n1);
+        assert_eq!(
+            first.tasks.keys().map(Id::as_str).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(first.tasks[&Id::from("a")].service_name, "web");
         let full = diff_assignments(None, &first).unwrap();
         assert!(full.full && full.tasks.len() == 2 && full.removed.is_empty());
+        assert_eq!(full.networks, Some(vec![]));
+        assert_eq!(full.nodes.as_ref().map(Vec::len), Some(1));
         assert_eq!(diff_assignments(Some(&first), &first), None);
 
         s.tasks.get_mut(&Id::from("a")).unwrap().status.pid = 42;
+        s.nodes.get_mut(&n1).unwrap().status.message = "a heartbeat".into();
         assert_eq!(
-            diff_assignments(Some(&first), &node_assignments(&s, &n1)),
+            diff_assignments(Some(&first), &agent_view(&s, &n1)),
             None,
-            "the node's own report is not echoed"
+            "the node's own report is not echoed, nor what networking does not use"
         );
         s.tasks.get_mut(&Id::from("a")).unwrap().desired_state = Shutdown;
         s.tasks.remove(&Id::from("b"));
-        let d = diff_assignments(Some(&first), &node_assignments(&s, &n1)).unwrap();
+        let d = diff_assignments(Some(&first), &agent_view(&s, &n1)).unwrap();
         assert!(!d.full);
         assert_eq!(d.tasks.len(), 1);
         assert_eq!(d.tasks[0].task.desired_state, Shutdown);
         assert_eq!(d.removed, [Id::from("b")]);
+        assert_eq!((d.networks, d.nodes), (None, None));
+
+        let now = agent_view(&s, &n1);
+        s.nodes
+            .get_mut(&n1)
+            .unwrap()
+            .attachments
+            .insert(Id::from("net"), "10.0.0.2".parse().unwrap());
+        let d = diff_assignments(Some(&now), &agent_view(&s, &n1)).unwrap();
+        assert!(d.tasks.is_empty() && d.removed.is_empty() && d.networks.is_none());
+        assert_eq!(d.nodes.unwrap()[0].attachments.len(), 1);
     }
 
     /// Reports move tasks forward only, for tasks that exist and belong to the reporting node.

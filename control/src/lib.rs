@@ -5,7 +5,7 @@
 //! `meshd` runs; [`manager::Manager`] is the handle control loops use on a manager (propose a
 //! `Tx`, read or watch the state, run while leading); [`planner`] is the leader's control loop
 //! (orchestrator, allocator, scheduler), [`dispatcher`] serves the nodes' sessions (assignments
-//! down, task states and logs up), [`services`] the service API, and [`agent`] is each node's
+//! down, task states and logs up), [`services`] and [`networks`] the service and network APIs, and [`agent`] is each node's
 //! session with the leader and its task runner. `docs/control.md` and `docs/services.md` tell
 //! the whole story.
 
@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod dispatcher;
 pub mod manager;
 pub mod network;
+pub mod networks;
 pub mod ops;
 pub mod pki;
 pub mod planner;

@@ -207,6 +207,10 @@ impl Manager {
             | Request::ServiceRollback { .. }
             | Request::ServiceScale { .. }
             | Request::ServiceRemove { .. }) => self.service_api(req).await,
+            req @ (Request::NetworkCreate { .. }
+            | Request::NetworkList
+            | Request::NetworkInspect { .. }
+            | Request::NetworkRemove { .. }) => self.network_api(req).await,
             Request::RenewCert { csr_pem } => {
                 let Peer::Node(id) = peer else {
                     return Err(ApiError::denied("renewing a certificate needs one"));

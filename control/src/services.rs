@@ -96,6 +96,17 @@ fn resolve_networks(state: &ClusterState, spec: &mut ServiceSpec) -> Result<(), 
         }
         attachment.target = network.id.clone();
     }
+    for (i, a) in spec.task.networks.iter().enumerate() {
+        if spec.task.networks[..i].iter().any(|b| b.target == a.target) {
+            let name = state
+                .networks
+                .get(&a.target)
+                .map_or(a.target.as_str(), |n| n.spec.name.as_str());
+            return Err(ApiError::invalid(format!(
+                "network {name} is given twice; attach a service to each network once"
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_core::{DefaultNla, NLA_F_NESTED};
@@ -151,16 +152,17 @@ impl Overlay {
             default_gateway: task.default_gateway().await?,
         };
         let steps = plan_task(ifaces, gateway, &seen)?;
+        let task = &task;
         run_undoable(
             &steps,
-            async |step: &TaskStep| {
-                self.apply_task_step(&task, netns, step)
+            |step: &TaskStep| async move {
+                self.apply_task_step(task, netns, step)
                     .await
                     .map_err(|e| with_context(e, &step.to_string()))
             },
-            async |host: &str| {
-                let index = self.nl.index_of(host).await?;
-                self.nl.delete(index, host).await
+            |host: String| async move {
+                let index = self.nl.index_of(&host).await?;
+                self.nl.delete(index, &host).await
             },
         )
         .await?;
@@ -482,6 +484,9 @@ struct Netlink {
     handle: Handle,
     /// Where it is, for error messages.
     place: String,
+    /// Held for each dump: a netlink socket runs one dump at a time and answers a second one
+    /// with EBUSY, and clones of one [`Overlay`] share the socket.
+    dumps: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Netlink {
@@ -493,6 +498,7 @@ impl Netlink {
         Ok(Self {
             handle,
             place: place.to_owned(),
+            dumps: Arc::default(),
         })
     }
 
@@ -511,10 +517,15 @@ impl Netlink {
         let socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
         let (conn, handle, _) = rtnetlink::from_socket(socket);
         tokio::spawn(conn);
-        Ok(Self { handle, place })
+        Ok(Self {
+            handle,
+            place,
+            dumps: Arc::default(),
+        })
     }
 
     async fn links(&self) -> Result<Vec<LinkState>> {
+        let _dump = self.dumps.lock().await;
         let msgs: Vec<LinkMessage> = self
             .handle
             .link()
@@ -592,6 +603,7 @@ impl Netlink {
     }
 
     async fn default_gateway(&self) -> Result<Option<Ipv4Addr>> {
+        let _dump = self.dumps.lock().await;
         let routes: Vec<RouteMessage> = self
             .handle
             .route()
@@ -625,6 +637,7 @@ impl Netlink {
     /// The static entries on VXLAN device `vxlan` (its own FDB, the bridge's FDB entries that
     /// point at it, its permanent neighbours).
     async fn endpoint_tables(&self, vxlan: u32) -> Result<EndpointTables> {
+        let _dump = self.dumps.lock().await;
         let mut t = EndpointTables::default();
         let fdb: Vec<NeighbourMessage> = self
             .handle
@@ -875,4 +888,45 @@ fn port_flags(attrs: &[InfoBridgePort]) -> PortFlags {
         }
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clones of one overlay share a netlink socket, which runs one dump at a time: concurrent
+    /// reads must not fail with EBUSY (they did before dumps were serialised). Reads only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_reads_on_one_connection_succeed() {
+        let overlay = Overlay::connect().expect("netlink");
+        let mut reads = tokio::task::JoinSet::new();
+        for i in 0..32 {
+            let o = overlay.clone();
+            reads.spawn(async move {
+                if i % 2 == 0 {
+                    o.list_networks().await.map(|_| ())
+                } else {
+                    o.underlay_mtu("lo").await.map(|_| ())
+                }
+            });
+        }
+        while let Some(r) = reads.join_next().await {
+            r.expect("joined").expect("a read on a shared connection");
+        }
+    }
+
+    /// meshd plumbs tasks from tasks spawned on a multi-threaded runtime: the future must be
+    /// `Send` with borrowed locals in it (built, never run).
+    #[test]
+    fn plumbing_can_be_spawned() {
+        fn spawnable<F: Future + Send + 'static>(_: F) {}
+        spawnable(async {
+            let overlay = Overlay::connect()?;
+            let ns = NetNs::current().map_err(OverlayError::io("this namespace"))?;
+            let ifaces: Vec<TaskInterface> = Vec::new();
+            overlay.plumb_task(&ns, &ifaces, None).await?;
+            overlay.unplumb_task(&[]).await?;
+            Ok::<(), OverlayError>(())
+        });
+    }
 }

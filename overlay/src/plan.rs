@@ -922,11 +922,22 @@ pub fn plan_unplumb(names: &[String], links: &[LinkState]) -> Result<Vec<String>
 /// Runs `steps` in order. `run` reports the host veth a step created, if any; when a step
 /// fails, the veths created so far are deleted (newest first), so a failed plumb leaves the
 /// task as it found it, and the step's error is returned.
-pub async fn run_undoable<S: fmt::Display>(
-    steps: &[S],
-    mut run: impl AsyncFnMut(&S) -> Result<Option<String>, OverlayError>,
-    mut undo: impl AsyncFnMut(&str) -> Result<(), OverlayError>,
-) -> Result<(), OverlayError> {
+///
+/// Plain closures returning futures, not async closures: the future of an async closure that
+/// takes a reference is `Send` for one lifetime only, which made [`crate::Overlay::plumb_task`]
+/// impossible to spawn on a multi-threaded runtime.
+pub async fn run_undoable<'s, S, Run, RunFut, Undo, UndoFut>(
+    steps: &'s [S],
+    mut run: Run,
+    mut undo: Undo,
+) -> Result<(), OverlayError>
+where
+    S: fmt::Display,
+    Run: FnMut(&'s S) -> RunFut,
+    RunFut: Future<Output = Result<Option<String>, OverlayError>>,
+    Undo: FnMut(String) -> UndoFut,
+    UndoFut: Future<Output = Result<(), OverlayError>>,
+{
     let mut created: Vec<String> = Vec::new();
     for step in steps {
         match run(step).await {
@@ -935,7 +946,7 @@ pub async fn run_undoable<S: fmt::Display>(
             Err(error) => {
                 let mut failures = Vec::new();
                 for host in created.iter().rev() {
-                    if let Err(e) = undo(host).await {
+                    if let Err(e) = undo(host.clone()).await {
                         failures.push(format!("{host}: {e}"));
                     }
                 }
@@ -1602,19 +1613,21 @@ mod tests {
             let mut ran = 0;
             let result = futures::executor::block_on(run_undoable(
                 &plan,
-                async |s: &TaskStep| {
-                    if ran == fail_at {
-                        return Err(OverlayError::invalid(format!("injected at {s}")));
-                    }
-                    ran += 1;
-                    Ok(match s {
-                        TaskStep::CreateVeth { host, .. } => Some(host.clone()),
-                        _ => None,
-                    })
+                |s: &TaskStep| {
+                    let r = if ran == fail_at {
+                        Err(OverlayError::invalid(format!("injected at {s}")))
+                    } else {
+                        ran += 1;
+                        Ok(match s {
+                            TaskStep::CreateVeth { host, .. } => Some(host.clone()),
+                            _ => None,
+                        })
+                    };
+                    async move { r }
                 },
-                async |h: &str| {
-                    undone.borrow_mut().push(h.to_owned());
-                    Ok(())
+                |h: String| {
+                    undone.borrow_mut().push(h);
+                    async { Ok(()) }
                 },
             ));
             let e = result.unwrap_err().to_string();
@@ -1629,11 +1642,14 @@ mod tests {
         // A failed undo is reported with the original error.
         let result = futures::executor::block_on(run_undoable(
             &plan,
-            async |s: &TaskStep| match s {
-                TaskStep::CreateVeth { host, .. } => Ok(Some(host.clone())),
-                _ => Err(OverlayError::invalid("boom")),
+            |s: &TaskStep| {
+                let r = match s {
+                    TaskStep::CreateVeth { host, .. } => Ok(Some(host.clone())),
+                    _ => Err(OverlayError::invalid("boom")),
+                };
+                async move { r }
             },
-            async |_h: &str| Err(OverlayError::invalid("gone")),
+            |_h: String| async { Err(OverlayError::invalid("gone")) },
         ));
         let e = result.unwrap_err().to_string();
         assert!(e.contains("boom; undoing what was done failed too"), "{e}");

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use mesh_cli::commands::{
-    self, Reported, node::NodeCommand, service::ServiceCommand, swarm::SwarmCommand,
+    self, Reported, network::NetworkCommand, node::NodeCommand, service::ServiceCommand,
+    swarm::SwarmCommand,
 };
 use mesh_cli::lab;
 
@@ -34,6 +35,9 @@ enum Command {
     /// Manage services: create, ls, ps, inspect, logs, scale, update, rollback, rm.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Manage overlay networks: create, ls, inspect, rm.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Run a whole cluster on this machine, in network namespaces.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -135,6 +139,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Swarm(cmd) => commands::swarm::run(&cli.target, cmd, &mut out),
         Command::Node(cmd) => commands::node::run(&cli.target, cmd, &mut out),
         Command::Service(cmd) => commands::service::run(&cli.target, cmd, &mut out),
+        Command::Network(cmd) => commands::network::run(&cli.target, cmd, &mut out),
         Command::Lab(cmd) => run_lab(cmd),
     }
 }

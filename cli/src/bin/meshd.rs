@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use mesh_control::agent::net::NodeNetworking;
 use mesh_control::daemon::DaemonConfig;
 use mesh_overlay::netns::NetNs;
 
@@ -52,14 +53,17 @@ async fn run(args: Args) -> Result<()> {
             .trim()
             .to_owned(),
     };
+    // The node's networking: overlay devices by netlink (in the node's namespace, entered
+    // above), gossip on 7946 once the node is in a swarm, task plumbing.
+    let node_networking =
+        NodeNetworking::new(&args.data_dir).context("starting the node's networking")?;
     let cfg = DaemonConfig {
         data_dir: args.data_dir,
         hostname,
         advertise_addr: args.advertise_addr,
         // The orchestrator, allocator and scheduler, on whichever manager leads.
         on_manager: vec![mesh_control::planner::hook()],
-        // Tasks run with Docker's `none` network until the overlay plumbs them.
-        task_networking: mesh_control::agent::networking::Networking::default(),
+        task_networking: node_networking.networking(),
     };
     tracing::info!(?cfg, "meshd starting");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

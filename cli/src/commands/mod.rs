@@ -1,4 +1,4 @@
-//! `meshctl`'s cluster commands (`swarm`, `node`, `service`): how meshctl finds its cluster, and the
+//! `meshctl`'s cluster commands (`swarm`, `node`, `service`, `network`): how meshctl finds its cluster, and the
 //! output as Docker prints it.
 //!
 //! meshctl talks to one meshd: `--host` (or `MESH_HOST`), by default the local node's socket
@@ -7,6 +7,7 @@
 //! `MESH_CERT_PATH`, default `/var/lib/meshd/certs`); a worker's certificate gets only what a
 //! worker may do.
 
+pub mod network;
 pub mod node;
 pub mod service;
 pub mod swarm;

@@ -7,7 +7,7 @@
 //! and re-applied when another write got in between). Without `--detach`, create, update, scale
 //! and rollback then follow the service until it converges ([`progress`]).
 
-mod inspect;
+pub(crate) mod inspect;
 mod progress;
 
 use std::io::{IsTerminal, Write};
@@ -16,12 +16,16 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
+use mesh_cluster::Id;
 use mesh_cluster::spec::{
     SpecError, format_mode, parse_cpus, parse_duration, parse_endpoint_mode, parse_env,
     parse_failure_action, parse_memory, parse_mode, parse_placement_pref, parse_port,
     parse_replicas, parse_restart_condition, parse_update_order,
 };
-use mesh_cluster::state::{ClusterState, Protocol, ServiceMode, ServiceSpec, Task, UpdateConfig};
+use mesh_cluster::state::{
+    ClusterState, Network, NetworkAttachmentConfig, Protocol, ServiceMode, ServiceSpec, Task,
+    UpdateConfig,
+};
 use mesh_control::api::{
     ApiError, Code, LogsRequest, Reply, Request, ServiceTasksReply, StreamItem,
 };
@@ -229,6 +233,10 @@ pub struct CreateArgs {
     /// Publish a port: 8080:80[/udp] or published=8080,target=80[,protocol=udp][,mode=host].
     #[arg(long, short)]
     pub publish: Vec<String>,
+    /// Attach to an overlay network: NAME, or name=NAME[,alias=ALIAS...] (repeatable; the
+    /// tasks get eth0, eth1, ... in this order).
+    #[arg(long)]
+    pub network: Vec<String>,
     /// Replace the image's entrypoint.
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -282,6 +290,12 @@ pub struct UpdateArgs {
     /// Stop publishing a port: its target port (80, 80/udp) or a whole --publish value.
     #[arg(long)]
     pub publish_rm: Vec<String>,
+    /// Attach to a network (as create's --network).
+    #[arg(long)]
+    pub network_add: Vec<String>,
+    /// Detach from a network (its name or id).
+    #[arg(long)]
+    pub network_rm: Vec<String>,
     /// Replace the tasks even if nothing changed.
     #[arg(long)]
     pub force: bool,
@@ -295,6 +309,62 @@ pub struct UpdateArgs {
 
 fn spec_err(e: SpecError) -> anyhow::Error {
     anyhow::Error::msg(e.0)
+}
+
+/// `--network`: `NAME` (a name or id), or `name=NAME[,alias=ALIAS...]`. The manager resolves the
+/// name to the network's id.
+pub fn parse_network(s: &str) -> Result<NetworkAttachmentConfig> {
+    let bad = |why: &str| {
+        anyhow::anyhow!("invalid --network {s:?}: {why}; expected NAME or name=NAME[,alias=ALIAS]")
+    };
+    if !s.contains('=') {
+        if s.trim().is_empty() || s.contains(',') {
+            return Err(bad("no network name"));
+        }
+        return Ok(NetworkAttachmentConfig {
+            target: Id::from(s.trim()),
+            aliases: Vec::new(),
+        });
+    }
+    let mut target = None;
+    let mut aliases = Vec::new();
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("name" | "target", v)) if !v.trim().is_empty() => target = Some(v.trim()),
+            Some(("alias", v)) if !v.trim().is_empty() => aliases.push(v.trim().to_owned()),
+            _ => return Err(bad(&format!("unknown or empty field {part:?}"))),
+        }
+    }
+    let target = target.ok_or_else(|| bad("no name= field"))?;
+    Ok(NetworkAttachmentConfig {
+        target: Id::from(target),
+        aliases,
+    })
+}
+
+/// `--network-rm`: the networks named (by id, name or unique id prefix) among `known`.
+pub fn resolve_networks(names: &[String], known: &[Network]) -> Result<Vec<Id>> {
+    names
+        .iter()
+        .map(|q| {
+            let by_id = known.iter().find(|n| n.id.as_str() == q);
+            let by_name = || known.iter().find(|n| n.spec.name == *q);
+            let by_prefix = || {
+                let mut m = known.iter().filter(|n| n.id.matches_prefix(q));
+                match (m.next(), m.next()) {
+                    (Some(n), None) => Some(n),
+                    _ => None,
+                }
+            };
+            by_id
+                .or_else(by_name)
+                .or_else(by_prefix)
+                .map(|n| n.id.clone())
+                .ok_or_else(|| {
+                    Reported(format!("Error response from daemon: network {q} not found")).into()
+                })
+        })
+        .collect()
 }
 
 /// `key=value` (or `key`, an empty value).
@@ -496,6 +566,9 @@ pub fn create_spec(a: &CreateArgs) -> Result<ServiceSpec> {
     for p in &a.publish {
         spec.endpoint.ports.push(parse_port(p).map_err(spec_err)?);
     }
+    for n in &a.network {
+        spec.task.networks.push(parse_network(n)?);
+    }
     Ok(spec)
 }
 
@@ -595,6 +668,9 @@ pub fn update_spec(current: &ServiceSpec, a: &UpdateArgs) -> Result<ServiceSpec>
         ports.push(p);
     }
     spec.endpoint.ports = ports;
+    for n in &a.network_add {
+        spec.task.networks.push(parse_network(n)?);
+    }
     if a.force {
         spec.task.force_update += 1;
     }
@@ -977,9 +1053,20 @@ pub fn run(target: &Target, cmd: ServiceCommand, out: &mut impl Write) -> Result
 
 /// Reads the service, applies the flags, writes it back; again if another write got in between.
 fn update(conn: &Conn, a: &UpdateArgs) -> Result<()> {
+    let network_rm = if a.network_rm.is_empty() {
+        Vec::new()
+    } else {
+        let Reply::Networks(known) = conn.call(&Request::NetworkList)? else {
+            bail!("unexpected answer to network ls");
+        };
+        resolve_networks(&a.network_rm, &known)?
+    };
     for attempt in 0.. {
         let current = conn.inspect(&a.service)?;
-        let spec = update_spec(&current.spec, a)?;
+        let mut spec = update_spec(&current.spec, a)?;
+        spec.task
+            .networks
+            .retain(|n| !network_rm.contains(&n.target));
         let req = Request::ServiceUpdate {
             service: current.id.to_string(),
             version: current.meta.version,
@@ -1114,6 +1201,27 @@ mod tests {
         assert_eq!(s.task.container.stop_grace_period_ms, 1000);
         assert_eq!(s.task.placement.preferences[0].spread, "node.labels.zone");
 
+        let n = create(&[
+            "--network",
+            "front",
+            "--network",
+            "name=back,alias=api,alias=v1",
+            "meshd/busybox",
+        ])
+        .unwrap();
+        let nets: Vec<(&str, Vec<String>)> = n
+            .task
+            .networks
+            .iter()
+            .map(|a| (a.target.as_str(), a.aliases.clone()))
+            .collect();
+        assert_eq!(
+            nets,
+            [
+                ("front", vec![]),
+                ("back", vec!["api".to_owned(), "v1".to_owned()])
+            ]
+        );
         let g = create(&["--name", "g", "--mode", "global", "meshd/busybox"]).unwrap();
         assert_eq!(g.mode, ServiceMode::Global);
         assert!(!create(&["meshd/busybox"]).unwrap().name.is_empty());
@@ -1127,6 +1235,11 @@ mod tests {
             (&["--restart-delay", "5", "x"][..], "invalid duration"),
             (&["--env", "=1", "x"][..], "invalid environment variable"),
             (&["--update-max-failure-ratio", "2", "x"][..], "from 0 to 1"),
+            (&["--network", "", "x"][..], "invalid --network"),
+            (
+                &["--network", "name=a,mtu=1", "x"][..],
+                "unknown or empty field \"mtu=1\"",
+            ),
         ] {
             let e = create(args).unwrap_err().to_string();
             assert!(e.contains(want), "{args:?}: {e}");
@@ -1189,6 +1302,31 @@ mod tests {
         assert_eq!(s.endpoint.ports[0].protocol, Protocol::Udp);
         assert_eq!(s.mode, ServiceMode::Replicated { replicas: 4 });
         assert_eq!(s.task.force_update, 1);
+        let ServiceCommand::Update(nets) = parse(&["update", "--network-add", "back", "web"])
+        else {
+            panic!()
+        };
+        let with_back = update_spec(&current, &nets).unwrap();
+        assert_eq!(with_back.task.networks.len(), 1);
+        assert_eq!(with_back.task.networks[0].target.as_str(), "back");
+        let known = [Network {
+            id: Id::from("ngbknb89dzyxdas81emw0jz63"),
+            meta: mesh_cluster::state::Meta::default(),
+            spec: mesh_cluster::state::NetworkSpec {
+                name: "back".into(),
+                ..Default::default()
+            },
+            subnet: "10.0.1.0/24".parse().unwrap(),
+            vni: 4097,
+        }];
+        for q in ["back", "ngbknb89dzyxdas81emw0jz63", "ngbk"] {
+            assert_eq!(
+                resolve_networks(&[q.into()], &known).unwrap(),
+                [known[0].id.clone()]
+            );
+        }
+        let e = resolve_networks(&["front".into()], &known).unwrap_err();
+        assert!(e.to_string().contains("network front not found"), "{e}");
         let ServiceCommand::Update(none) = parse(&["update", "web"]) else {
             panic!()
         };

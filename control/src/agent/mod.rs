@@ -10,6 +10,7 @@
 //! assignments let it catch up.
 
 mod logs;
+pub mod net;
 pub mod networking;
 pub mod tasks;
 
@@ -25,7 +26,7 @@ use rustls::ClientConfig;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use self::networking::Networking;
+use self::networking::{Membership, Networking};
 use self::tasks::{RunnerConfig, TaskRunner};
 use crate::api::{AgentMessage, ManagerMessage};
 use crate::daemon::Daemon;
@@ -100,6 +101,7 @@ async fn engine_version() -> Option<String> {
 /// What the agent needs to know about its node.
 pub struct AgentConfig {
     pub tls: Arc<ClientConfig>,
+    pub cluster_id: Id,
     pub node_id: Id,
     pub hostname: String,
     pub role: NodeRole,
@@ -111,6 +113,12 @@ pub struct AgentConfig {
 
 /// Runs the agent until the task is aborted. Role changes and new manager lists go to `daemon`.
 pub async fn run(daemon: Weak<Daemon>, cfg: AgentConfig) {
+    cfg.networking.0.joined(&Membership {
+        node_id: cfg.node_id.clone(),
+        cluster_id: cfg.cluster_id.clone(),
+        hostname: cfg.hostname.clone(),
+        addr: cfg.addr,
+    });
     let (runner, mut reports) = TaskRunner::spawn(RunnerConfig {
         node_id: cfg.node_id.clone(),
         hostname: cfg.hostname.clone(),
@@ -166,7 +174,13 @@ pub async fn run(daemon: Weak<Daemon>, cfg: AgentConfig) {
                     }
                 }
                 msg = stream.next() => match msg {
-                    Some(Ok(ManagerMessage::Assignments(a))) => runner.assign(a),
+                    Some(Ok(ManagerMessage::Assignments(mut a))) => {
+                        // The networking learns of new networks before the tasks that use them.
+                        if a.networks.is_some() || a.nodes.is_some() {
+                            cfg.networking.0.cluster(a.networks.take(), a.nodes.take());
+                        }
+                        runner.assign(a);
+                    }
                     Some(Ok(ManagerMessage::Logs(req))) => {
                         let stream = req.stream;
                         let task = tokio::spawn(logs::send_logs(req, cfg.node_id.clone(), tx.clone()));

@@ -70,8 +70,11 @@ pub(crate) enum Action {
     /// Plumb an adopted running container.
     Attach {
         task: Id,
+        container: String,
         pid: u32,
     },
+    /// Unplumb a task whose container no longer runs (it ended on its own, or is gone).
+    Detach(Id),
     Stop {
         task: Id,
         container: String,
@@ -164,6 +167,20 @@ pub(crate) fn decide(f: &Facts) -> Vec<Action> {
     for list in by_task.values_mut() {
         list.sort_by(|a, b| (rank(a), &a.id).cmp(&(rank(b), &b.id)));
     }
+    // Attached tasks whose container no longer runs: their interfaces go first (the kernel
+    // took the veths with the container's namespace, but the node's view, its endpoints and
+    // maybe a network's devices still hold them). Nothing else happens to them in this pass.
+    let mut busy = f.busy.clone();
+    for id in f.attached {
+        let running = by_task
+            .get(id)
+            .is_some_and(|l| l.iter().any(|c| matches!(c.state, Seen::Running { .. })));
+        if !running && !busy.contains(id) {
+            actions.push(Action::Detach(id.clone()));
+            busy.insert(id.clone());
+        }
+    }
+    let f = &Facts { busy: &busy, ..*f };
     // Containers of tasks that are no longer listed.
     if f.complete {
         for (task, list) in &by_task {
@@ -245,6 +262,7 @@ pub(crate) fn decide(f: &Facts) -> Vec<Action> {
                     if let (false, Some(pid)) = (f.attached.contains(id), pid) {
                         actions.push(Action::Attach {
                             task: id.clone(),
+                            container: c.id.clone(),
                             pid,
                         });
                     } else if known < TaskState::Running {
@@ -312,6 +330,10 @@ enum Done {
         task: Id,
         error: Option<String>,
     },
+    Detached {
+        task: Id,
+        error: Option<String>,
+    },
     Stopped {
         task: Id,
         container: String,
@@ -359,6 +381,7 @@ impl TaskRunner {
             in_flight: HashSet::new(),
             retry_at: HashMap::new(),
             attached: HashSet::new(),
+            settled: false,
             exits: HashMap::new(),
             ops: JoinSet::new(),
             reports,
@@ -383,6 +406,8 @@ struct Runner {
     in_flight: HashSet<Id>,
     retry_at: HashMap<Id, Instant>,
     attached: HashSet<Id>,
+    /// The networking was told that every kept container is attached.
+    settled: bool,
     /// Containers that died before the runner knew them (a start still in flight), by id.
     exits: HashMap<String, (Option<i64>, Instant)>,
     ops: JoinSet<Done>,
@@ -615,6 +640,18 @@ impl Runner {
                     }
                 }
             }
+            Done::Detached { task, error } => {
+                self.in_flight.remove(&task);
+                match error {
+                    None => {
+                        self.attached.remove(&task);
+                    }
+                    Some(e) => {
+                        tracing::warn!(%task, "unplumbing: {e}");
+                        self.retry_at.insert(task, Instant::now() + RETRY_AFTER);
+                    }
+                }
+            }
             Done::Stopped {
                 task,
                 container,
@@ -697,6 +734,13 @@ impl Runner {
         for action in actions {
             self.act(engine, action);
         }
+        // Once the whole list is in and nothing is under way, every container kept is attached:
+        // the networking may clear what earlier runs left behind.
+        if !self.settled && self.complete && self.in_flight.is_empty() && self.retry_at.is_empty() {
+            self.settled = true;
+            let networking = self.cfg.networking.0.clone();
+            tokio::spawn(async move { networking.settled().await });
+        }
         if !self.pending.is_empty() {
             let _ = self.reports.send(std::mem::take(&mut self.pending));
         }
@@ -745,14 +789,28 @@ impl Runner {
                     }
                 });
             }
-            Action::Attach { task, pid } => {
+            Action::Attach {
+                task,
+                container,
+                pid,
+            } => {
                 let Some(assigned) = self.tasks.get(&task).cloned() else {
                     return;
                 };
                 self.in_flight.insert(task.clone());
                 self.ops.spawn(async move {
-                    let error = networking.attach(&assigned.task, pid).await.err();
+                    let error = networking
+                        .attach(&assigned.task, &container, pid)
+                        .await
+                        .err();
                     Done::Attached { task, error }
+                });
+            }
+            Action::Detach(task) => {
+                self.in_flight.insert(task.clone());
+                self.ops.spawn(async move {
+                    let error = networking.detach(&task).await.err();
+                    Done::Detached { task, error }
                 });
             }
             Action::Stop { task, container } => {
@@ -887,7 +945,7 @@ async fn start(
         observed.state = Seen::Exited { code };
         return (Ok((observed, false)), None);
     };
-    match networking.attach(task, pid).await {
+    match networking.attach(task, &running.id, pid).await {
         Ok(()) => (Ok((observed.clone(), true)), None),
         Err(e) => {
             let failed = status(
@@ -964,7 +1022,12 @@ mod tests {
     fn short(a: &Action) -> String {
         match a {
             Action::Start(t) => format!("start {t}"),
-            Action::Attach { task, pid } => format!("attach {task} {pid}"),
+            Action::Attach {
+                task,
+                container,
+                pid,
+            } => format!("attach {task} {container} {pid}"),
+            Action::Detach(task) => format!("detach {task}"),
             Action::Stop { task, container } => format!("stop {task} {container}"),
             Action::Remove { task, container } => format!("remove {task} {container}"),
             Action::Report { task, status } => {
@@ -981,13 +1044,24 @@ mod tests {
     fn assignments_and_containers_make_actions() {
         use TaskState::{Assigned, Complete, Failed, Ready, Running, Shutdown, Starting};
         let run = |pid| Seen::Running { pid: Some(pid) };
-        let case = |what, tasks, containers, want: &[&str]| Case {
+        // A task whose container runs was attached when it started.
+        let case = |what, tasks, containers: Vec<(String, Observed)>, want: &[&str]| Case {
             what,
             tasks,
+            attached: containers
+                .iter()
+                .filter(|(_, c)| matches!(c.state, Seen::Running { .. }))
+                .map(|(_, c)| {
+                    if c.task_id.as_str() == "a" {
+                        "a"
+                    } else {
+                        "gone"
+                    }
+                })
+                .collect(),
             containers,
             local: vec![],
             busy: vec![],
-            attached: vec!["a"],
             complete: true,
             want: want.iter().map(|s| (*s).to_owned()).collect(),
         };
@@ -1097,10 +1171,38 @@ mod tests {
             "an adopted container is plumbed",
             vec![assigned("a", Running, Running)],
             vec![container("c1", "a", run(7))],
-            &["attach a 7"],
+            &["attach a c1 7"],
         );
         adopt.attached = vec![];
         cases.push(adopt);
+        // A container that ended on its own (or vanished) is unplumbed before anything else.
+        for (what, containers) in [
+            (
+                "an attached task whose container ended is unplumbed first",
+                vec![container("c1", "a", Seen::Exited { code: Some(1) })],
+            ),
+            (
+                "an attached task whose container vanished is unplumbed",
+                vec![],
+            ),
+        ] {
+            let mut ended = case(
+                what,
+                vec![assigned("a", Running, Running)],
+                containers,
+                &["detach a"],
+            );
+            ended.attached = vec!["a"];
+            cases.push(ended);
+        }
+        let mut gone = case(
+            "an attached task no longer listed is unplumbed, then its container removed",
+            vec![],
+            vec![container("c1", "gone", Seen::Exited { code: Some(0) })],
+            &["detach gone"],
+        );
+        gone.attached = vec!["gone"];
+        cases.push(gone);
         // Nothing is removed before the whole list arrived.
         let mut partial = case(
             "no removal before the full list",

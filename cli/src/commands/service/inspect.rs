@@ -18,7 +18,7 @@ use crate::commands::node::{bytes_size, civil};
 const NANOS_PER_MS: u64 = 1_000_000;
 
 /// RFC 3339 with nanoseconds, as Docker's JSON has times.
-fn rfc3339(ms: u64) -> String {
+pub(crate) fn rfc3339(ms: u64) -> String {
     let (y, m, d, hh, mm, ss, millis) = civil(ms);
     format!(
         "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:09}Z",
@@ -31,7 +31,7 @@ fn ns(ms: u64) -> u64 {
 }
 
 /// An object without its empty members (Go's `omitempty`).
-fn object(fields: Vec<(&str, Value)>) -> Value {
+pub(crate) fn object(fields: Vec<(&str, Value)>) -> Value {
     let mut m = Map::new();
     for (k, v) in fields {
         let empty = match &v {
