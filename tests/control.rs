@@ -3,44 +3,13 @@
 //! that lets a certificate do only what its role may.
 
 use std::collections::BTreeMap;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use mesh_cluster::state::Node;
 use mesh_overlay::netns::NetNs;
 use serde_json::Value;
 
-use crate::support::{Lab, stderr, stdout};
-
-/// `meshctl ARGS` inside `member` (talking to that node's meshd unless `--host` says otherwise).
-fn meshctl(lab: &Lab, member: &str, args: &[&str]) -> Output {
-    let mut cmd = vec!["meshctl"];
-    cmd.extend_from_slice(args);
-    lab.exec(member, &cmd)
-}
-
-/// Like [`meshctl`], and the command must succeed.
-fn ok(lab: &Lab, member: &str, args: &[&str]) -> String {
-    let out = meshctl(lab, member, args);
-    assert!(
-        out.status.success(),
-        "meshctl {args:?} on {member} failed:\nstdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-/// Like [`meshctl`], and the command must fail; returns its stderr.
-fn fails(lab: &Lab, member: &str, args: &[&str]) -> String {
-    let out = meshctl(lab, member, args);
-    assert!(
-        !out.status.success(),
-        "meshctl {args:?} on {member} succeeded but should not have:\n{}",
-        stdout(&out)
-    );
-    stderr(&out)
-}
+use crate::support::{Lab, fails, meshctl, ok, stderr, stdout};
 
 /// One row of `node ls --format json`.
 #[derive(Debug, Clone)]

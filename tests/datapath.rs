@@ -3,10 +3,11 @@
 //! `--datapath xdp`; a VIP balanced from a task; conntrack swept when a backend leaves; no
 //! iptables/nftables rule anywhere.
 //!
-//! meshd does not program the mesh yet, so these tests drive `mesh-dataplane` directly from a
-//! thread in each node's namespace, as meshd's agent will. The overlay (bridges, VXLAN devices,
+//! These tests drive `mesh-dataplane` directly from a thread in each node's namespace, on a lab
+//! whose meshd forms no swarm (so it sets up nothing itself): the kernel half alone, with
+//! measurements meshd does not expose (conntrack sweeps). The overlay (bridges, VXLAN devices,
 //! FDB and neighbour entries, task namespaces with veths) is built here with `ip`/`bridge`, as
-//! `mesh-overlay` will build it, and removed by a guard.
+//! `mesh-overlay` builds it, and removed by a guard. `tests/mesh.rs` has meshd do it all.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -568,7 +569,7 @@ fn accept_xdp_tx(lab: &Lab, plumbing: &mut Plumbing, nodes: usize) {
 
 fn published_ports_through_every_node(name: &str, octet: u8, datapath: Datapath) {
     const NODES: usize = 3;
-    let lab = Lab::up(name, octet, NODES, 1);
+    let lab = Lab::up_with(name, octet, NODES, 1, &["--no-swarm"]);
     let mut plumbing = build_overlay(&lab, NODES);
     if datapath == Datapath::Xdp {
         accept_xdp_tx(&lab, &mut plumbing, NODES);

@@ -7,6 +7,7 @@ mod control;
 mod datapath;
 mod gossip;
 mod lab;
+mod mesh;
 mod networks;
 mod overlay;
 mod services;

@@ -14,57 +14,7 @@ use std::fs;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Lab, host, stderr, stdout};
-
-/// The words of a command line without quoting.
-fn words(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
-}
-
-fn meshctl(lab: &Lab, member: &str, args: &[&str]) -> Output {
-    let mut cmd = vec!["meshctl"];
-    cmd.extend_from_slice(args);
-    lab.exec(member, &cmd)
-}
-
-/// `meshctl ARGS` on n1, which must succeed; its stdout.
-fn ok(lab: &Lab, args: &[&str]) -> String {
-    let out = meshctl(lab, "n1", args);
-    assert!(
-        out.status.success(),
-        "meshctl {args:?} failed:\nstdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-/// `meshctl ARGS` on n1, which must fail; its stderr.
-fn fails(lab: &Lab, args: &[&str]) -> String {
-    let out = meshctl(lab, "n1", args);
-    assert!(
-        !out.status.success(),
-        "meshctl {args:?} succeeded but should not have:\n{}",
-        stdout(&out)
-    );
-    stderr(&out)
-}
-
-/// Polls `check` every 100 ms until it returns Ok, or panics after `within` with `what` and the
-/// last thing `check` saw.
-fn eventually<T>(within: Duration, what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        match check() {
-            Ok(v) => return v,
-            Err(last) => assert!(
-                Instant::now() < deadline,
-                "{what}: not within {within:?}; last seen:\n{last}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use crate::support::{Lab, eventually, fails, host, meshctl, ok, stderr, stdout, words};
 
 fn lab_ok(lab: &Lab, line: &str) {
     let out = lab.meshctl_lab(&words(line));
@@ -115,6 +65,12 @@ fn vxlan_fdb(lab: &Lab, member: &str, vni: u32) -> BTreeSet<(String, String)> {
         Some((w[0].to_owned(), w.get(dst + 1)?.to_string()))
     })
     .collect()
+}
+
+/// A task veth or a network's device, other than `ingress`'s (VNI 4096), which the routing mesh
+/// keeps on every node of a swarm.
+fn is_overlay_device(link: &str) -> bool {
+    link.starts_with("mv") && link != "mvx4096" || link.starts_with("mbr") && link != "mbr4096"
 }
 
 /// `ip neigh show dev mvx<vni>` in a node: the addresses with a permanent entry.
@@ -280,6 +236,7 @@ impl Drop for Capture {
 fn inspect_json(lab: &Lab, what: &str, name: &str, path: &str) -> serde_json::Value {
     let text = ok(
         lab,
+        "n1",
         &[
             what,
             "inspect",
@@ -314,6 +271,7 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
 
     let front_id = ok(
         &lab,
+        "n1",
         &words("network create -d overlay --subnet 10.0.9.0/24 --label team=web front"),
     );
     let front_id = front_id.trim().to_owned();
@@ -324,9 +282,10 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
     );
     ok(
         &lab,
+        "n1",
         &words("network create --attachable --opt mtu=1400 back"),
     );
-    let ls = ok(&lab, &words("network ls"));
+    let ls = ok(&lab, "n1", &words("network ls"));
     let rows: Vec<Vec<&str>> = ls.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(
         rows[0],
@@ -361,6 +320,7 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
     assert_eq!(
         ok(
             &lab,
+            "n1",
             &words("network inspect --format {{.Scope}}/{{.Driver}} front")
         ),
         "swarm/overlay\n"
@@ -404,16 +364,16 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
             "network front is given twice",
         ),
     ] {
-        let err = fails(&lab, &words(line));
+        let err = fails(&lab, "n1", &words(line));
         assert!(err.contains(want), "{line}: {want:?} not in {err:?}");
     }
     assert_eq!(
-        ok(&lab, &words("network ls")),
+        ok(&lab, "n1", &words("network ls")),
         ls,
         "bad input changed the networks"
     );
     assert_eq!(
-        ok(&lab, &words("service ls -q")),
+        ok(&lab, "n1", &words("service ls -q")),
         "",
         "bad input made a service"
     );
@@ -423,7 +383,7 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
     let create = |line: &str| {
         let mut args = words(line);
         args.extend(["meshd/busybox", "sh", "-c", SERVER]);
-        ok(&lab, &args).trim().to_owned()
+        ok(&lab, "n1", &args).trim().to_owned()
     };
     let web =
         create("service create -d --name web --mode global --network front --stop-grace-period 1s");
@@ -433,7 +393,7 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
     let iso = create(&format!(
         "service create -d --name iso --network back --constraint node.hostname=={ns1} --stop-grace-period 1s"
     ));
-    let err = fails(&lab, &words("network rm front"));
+    let err = fails(&lab, "n1", &words("network rm front"));
     assert!(err.contains("network front is in use by service"), "{err}");
     let web1 = one_task_on(&lab, &web, "n1");
     let web2 = one_task_on(&lab, &web, "n2");
@@ -596,7 +556,7 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
     assert_eq!(task_veths(&lab, "n2"), veths2, "the restart replaced veths");
 
     // Scale down: the task that goes takes its veth and the other node's entries with it.
-    ok(&lab, &words("service scale -d rep=1"));
+    ok(&lab, "n1", &words("service scale -d rep=1"));
     let (gone, gone_on, other) =
         eventually(Duration::from_secs(30), "rep down to one task", || {
             match (
@@ -631,6 +591,7 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
     // them (n2's own address stays: n2 is alive).
     ok(
         &lab,
+        "n1",
         &words(&format!("node update --availability drain {ns2}")),
     );
     eventually(
@@ -645,7 +606,7 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
                 .count();
             let devices = l2
                 .iter()
-                .filter(|l| l.starts_with("mbr") || l.starts_with("mvx") || l.starts_with("mv"))
+                .filter(|l| is_overlay_device(l))
                 .cloned()
                 .collect::<Vec<_>>();
             (devices.is_empty()
@@ -659,6 +620,7 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
     // --network-rm / --network-add change the spec (by name; stored by id).
     ok(
         &lab,
+        "n1",
         &words("service update -d --network-rm back --network-add front iso"),
     );
     let nets = inspect_json(&lab, "service", "iso", ".Spec.TaskTemplate.Networks");
@@ -666,7 +628,7 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
     assert_eq!(nets[0]["Target"], front_id.as_str(), "{nets}");
 
     // rm: every veth and device goes from every node; then the networks can go.
-    ok(&lab, &words("service rm web rep iso"));
+    ok(&lab, "n1", &words("service rm web rep iso"));
     eventually(
         Duration::from_secs(30),
         "no task veth or network device left",
@@ -676,7 +638,7 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
                 .flat_map(|m| {
                     links(&lab, m)
                         .into_iter()
-                        .filter(|l| l.starts_with("mv") || l.starts_with("mbr"))
+                        .filter(|l| is_overlay_device(l))
                         .map(move |l| format!("{m}:{l}"))
                 })
                 .collect();
@@ -693,7 +655,7 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
             },
         );
     }
-    let ls = ok(&lab, &words("network ls"));
+    let ls = ok(&lab, "n1", &words("network ls"));
     assert_eq!(ls.lines().count(), 2, "only ingress is left:\n{ls}");
     eprintln!("networks_connect: {:?}", started.elapsed());
 }
@@ -705,12 +667,12 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
 fn networks_drop_a_dead_nodes_entries_at_once() {
     let lab = Lab::up("netkill", 181, 3, 1);
     let u3 = lab.node_addr(3);
-    ok(&lab, &words("network create front"));
+    ok(&lab, "n1", &words("network create front"));
     let vni = vni_of(&lab, "front");
     let create = words(
         "service create -d --name web --mode global --network front meshd/busybox sleep 100000",
     );
-    let web = ok(&lab, &create).trim().to_owned();
+    let web = ok(&lab, "n1", &create).trim().to_owned();
     let t3 = one_task_on(&lab, &web, "n3");
     let behind_n3 = |member: &str| -> BTreeSet<String> {
         vxlan_fdb(&lab, member, vni)

@@ -291,7 +291,7 @@ fn vxlan_report(capture: &str, n1: &str, n2: &str) -> (usize, usize, Vec<String>
 /// reach them; afterwards nothing of the overlay is left.
 #[test]
 fn tasks_on_two_nodes_talk_over_vxlan_and_nothing_floods() {
-    let lab = Lab::up("ovl", 150, 2, 1);
+    let lab = Lab::up_with("ovl", 150, 2, 1, &["--no-swarm"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _enter = rt.enter();
     let n1 = overlay_of(&lab, "n1");
@@ -478,7 +478,7 @@ fn assert_no_overlay_left(lab: &Lab, node: &str) {
 /// entry follows it, bad input changes nothing, and removal leaves nothing.
 #[test]
 fn overlay_calls_converge_and_refuse_bad_input_unchanged() {
-    let lab = Lab::up("ovlidem", 151, 1, 1);
+    let lab = Lab::up_with("ovlidem", 151, 1, 1, &["--no-swarm"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _enter = rt.enter();
     let n1 = overlay_of(&lab, "n1");

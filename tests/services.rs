@@ -6,45 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Lab, MESHCTL, host, stderr, stdout};
-
-/// The words of a command line without quoting (`"service ls -q"`).
-fn words(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
-}
-
-/// `meshctl ARGS` inside `member`.
-fn meshctl(lab: &Lab, member: &str, args: &[&str]) -> Output {
-    let mut cmd = vec!["meshctl"];
-    cmd.extend_from_slice(args);
-    lab.exec(member, &cmd)
-}
-
-/// Like [`meshctl`], and the command must succeed; returns its stdout.
-fn ok(lab: &Lab, member: &str, args: &[&str]) -> String {
-    let out = meshctl(lab, member, args);
-    assert!(
-        out.status.success(),
-        "meshctl {args:?} on {member} failed:\nstdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-/// Like [`meshctl`], and the command must fail; returns its stderr.
-fn fails(lab: &Lab, member: &str, args: &[&str]) -> String {
-    let out = meshctl(lab, member, args);
-    assert!(
-        !out.status.success(),
-        "meshctl {args:?} on {member} succeeded but should not have:\n{}",
-        stdout(&out)
-    );
-    stderr(&out)
-}
+use crate::support::{Lab, MESHCTL, eventually, fails, host, ok, stderr, words};
 
 /// Runs `meshctl ARGS` on n1 (which waits for convergence) and returns its stdout, killing it
 /// after `within` (a hung progress display fails the test instead of the suite).
@@ -96,22 +61,6 @@ fn ok_within(lab: &Lab, args: &[&str], within: Duration) -> String {
         None => panic!(
             "meshctl {args:?} did not finish within {within:?}:\nstdout: {out}\nstderr: {err}"
         ),
-    }
-}
-
-/// Polls `check` every 300 ms until it returns Some, or panics after `within` with `what` and
-/// the last thing `check` saw.
-fn eventually<T>(within: Duration, what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        match check() {
-            Ok(v) => return v,
-            Err(last) => assert!(
-                Instant::now() < deadline,
-                "{what}: not within {within:?}; last seen:\n{last}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(300));
     }
 }
 

@@ -265,7 +265,7 @@ pub fn check_network_removal(state: &ClusterState, network: &Id) -> Result<(), A
     };
     for s in state.services.values() {
         if s.spec.task.networks.iter().any(|a| &a.target == network)
-            || (net.spec.ingress && publishes_ingress(s))
+            || (net.spec.ingress && publishes(s))
         {
             return Err(in_use(format!("service {}", s.spec.name)));
         }
@@ -278,12 +278,11 @@ pub fn check_network_removal(state: &ClusterState, network: &Id) -> Result<(), A
     Ok(())
 }
 
-fn publishes_ingress(s: &Service) -> bool {
-    s.spec
-        .endpoint
-        .ports
-        .iter()
-        .any(|p| p.publish_mode == PublishMode::Ingress)
+/// Does the service publish a port? Its tasks then get an `ingress` address: the routing mesh
+/// delivers published ports (ingress mode anywhere, host mode on the task's own node) to that
+/// address through the node's ingress bridge.
+fn publishes(s: &Service) -> bool {
+    !s.spec.endpoint.ports.is_empty()
 }
 
 /// Refuses a published port that another service already uses: an ingress port is taken on every
@@ -376,7 +375,7 @@ impl AddressPool {
 }
 
 /// The networks a service's tasks attach to: its own, in order, then `ingress` when it publishes
-/// ingress ports.
+/// ports (either mode).
 pub fn service_networks(state: &ClusterState, service: &Service) -> Vec<Id> {
     let mut ids: Vec<Id> = service
         .spec
@@ -385,7 +384,7 @@ pub fn service_networks(state: &ClusterState, service: &Service) -> Vec<Id> {
         .iter()
         .map(|a| a.target.clone())
         .collect();
-    if publishes_ingress(service)
+    if publishes(service)
         && let Some(ingress) = state.networks.values().find(|n| n.spec.ingress)
         && !ids.contains(&ingress.id)
     {
@@ -541,7 +540,7 @@ pub fn allocate(state: &ClusterState, now: Millis) -> Allocation {
             continue;
         };
         let mut wanted: Vec<Id> = t.spec.networks.iter().map(|a| a.target.clone()).collect();
-        if publishes_ingress(service)
+        if publishes(service)
             && let Some(ingress) = state.networks.values().find(|n| n.spec.ingress)
             && !wanted.contains(&ingress.id)
         {
@@ -870,7 +869,7 @@ mod tests {
         let n1 = &s.nodes[&Id::from("n1")];
         assert_eq!(n1.attachments[&Id::from("front")].to_string(), "10.0.0.1");
         assert_eq!(n1.attachments[&Id::from("ing")].to_string(), "10.255.0.1");
-        let web = &s.services[&Id::from("web")];
+        let web = s.services[&Id::from("web")].clone();
         let published: Vec<u16> = web
             .endpoint
             .ports
@@ -893,7 +892,23 @@ mod tests {
         assert_eq!(t1.networks[0].mac, mac_for(t1.networks[0].addr));
         assert_eq!(mac_for("10.0.0.5".parse().unwrap()), [2, 0x42, 10, 0, 0, 5]);
         let t2 = s.tasks[&Id::from("t2")].clone();
-        assert_eq!(t2.networks.len(), 1, "no ingress without ingress ports");
+        assert_eq!(t2.networks.len(), 1, "no ingress without published ports");
+        // Host-mode ports are delivered through the ingress bridge too: the task needs an
+        // ingress address as well.
+        let host = service("host", &["published=9000,target=80,mode=host"], &["front"]);
+        s.services.insert(host.id.clone(), host.clone());
+        s.tasks
+            .insert(Id::from("th"), task("th", &host, TaskState::New));
+        settle(&mut s, 15);
+        let th = &s.tasks[&Id::from("th")];
+        assert_eq!(
+            th.networks
+                .iter()
+                .map(|n| n.network_id.as_str())
+                .collect::<Vec<_>>(),
+            ["front", "ing"],
+            "a host-mode task gets an ingress address"
+        );
 
         // A terminal task frees its address; a live one never loses it.
         let mut done = s.tasks[&Id::from("t1")].clone();
@@ -901,7 +916,7 @@ mod tests {
         done.status.state = TaskState::Failed;
         s.tasks.insert(done.id.clone(), done);
         s.tasks
-            .insert(Id::from("t3"), task("t3", web, TaskState::New));
+            .insert(Id::from("t3"), task("t3", &web, TaskState::New));
         settle(&mut s, 20);
         assert_eq!(s.tasks[&Id::from("t3")].networks[0].addr, freed);
         assert_eq!(

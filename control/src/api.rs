@@ -10,8 +10,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use mesh_cluster::Id;
 use mesh_cluster::state::{
-    Availability, Network, NetworkSpec, Node, NodeDescription, NodeRole, Service, ServiceSpec,
-    Task, TaskStatus, Tx, TxError,
+    Availability, EndpointMode, Network, NetworkAttachmentConfig, NetworkSpec, Node,
+    NodeDescription, NodeRole, PortConfig, Service, ServiceSpec, Task, TaskStatus, Tx, TxError,
+    VirtualIp,
 };
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
@@ -104,6 +105,11 @@ pub enum Request {
     NetworkRemove {
         network: String,
     },
+    /// `mesh stats` and the counters of `service inspect`: each node's routing-mesh counters
+    /// of the given services (all when empty), as the nodes last reported them to the leader.
+    MeshStats {
+        services: Vec<String>,
+    },
 
     // A TLS client without a certificate: a joiner with a token.
     JoinCluster(JoinClusterRequest),
@@ -165,7 +171,8 @@ impl Request {
             | Request::NetworkCreate { .. }
             | Request::NetworkList
             | Request::NetworkInspect { .. }
-            | Request::NetworkRemove { .. } => Access::Api,
+            | Request::NetworkRemove { .. }
+            | Request::MeshStats { .. } => Access::Api,
             Request::JoinCluster(_) => Access::Anyone,
             Request::RenewCert { .. } => Access::Node,
             Request::Raft(_)
@@ -194,6 +201,12 @@ impl Request {
         )
     }
 
+    /// Is it served by the leader only (a follower forwards it)? Writes, and what only the
+    /// leader holds: the counters the nodes report over their sessions.
+    pub fn on_leader(&self) -> bool {
+        self.is_write() || matches!(self, Request::MeshStats { .. })
+    }
+
     /// A short name for logs and errors.
     pub fn name(&self) -> &'static str {
         match self {
@@ -219,6 +232,7 @@ impl Request {
             Request::NetworkList => "network ls",
             Request::NetworkInspect { .. } => "network inspect",
             Request::NetworkRemove { .. } => "network rm",
+            Request::MeshStats { .. } => "mesh stats",
             Request::JoinCluster(_) => "join",
             Request::RenewCert { .. } => "renew certificate",
             Request::Raft(_) => "raft",
@@ -335,6 +349,26 @@ pub enum Reply {
     Networks(Vec<Network>),
     /// `network inspect`.
     Network(Box<NetworkReply>),
+    /// `mesh stats`: one row per service and node that reported.
+    MeshStats(Vec<MeshStatsRow>),
+}
+
+/// One service's routing-mesh counters on one node (`mesh stats`): what that node's programs
+/// translated (published-port flows arriving there, VIP flows of its tasks), both directions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshStatsRow {
+    pub service_id: Id,
+    pub service_name: String,
+    /// `*:8080->80/tcp`, as `service ls` shows it.
+    pub ports: String,
+    pub node_id: Id,
+    pub hostname: String,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Flows created.
+    pub connections: u64,
+    /// How long ago the node reported them.
+    pub age_ms: u64,
 }
 
 /// `network inspect`: the network, and the address on it of the node that answered (the
@@ -472,6 +506,19 @@ pub enum AgentMessage {
     },
     /// The log stream is over on this node (with why, when it failed).
     LogsEnd { stream: u64, error: Option<String> },
+    /// The node's routing-mesh counters, per service (sent when they changed, at most once per
+    /// heartbeat).
+    MeshStats { services: Vec<ServiceCounters> },
+}
+
+/// One service's routing-mesh counters on one node, summed over CPUs and both directions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceCounters {
+    pub service_id: Id,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Flows created.
+    pub connections: u64,
 }
 
 /// One task's new status.
@@ -497,8 +544,7 @@ pub struct AgentLogLine {
 ///
 /// The first message of a session is `full` (it replaces what the agent holds); later ones carry
 /// only what changed. Besides the tasks, it carries the view the node's networking needs
-/// (networks, nodes with their addresses); issue 6 adds services, as further
-/// `#[serde(default)]` fields.
+/// (networks, nodes with their addresses, services for the routing mesh and DNS).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Assignments {
     pub full: bool,
@@ -514,6 +560,41 @@ pub struct Assignments {
     /// changed since the last message (always in a full one); None: unchanged.
     #[serde(default)]
     pub nodes: Option<Vec<NodeNet>>,
+    /// Every service as the routing mesh and DNS need it, when they changed since the last
+    /// message (always in a full one); None: unchanged.
+    #[serde(default)]
+    pub services: Option<Vec<ServiceNet>>,
+}
+
+/// A service as every node's routing mesh and DNS server see it: its names, endpoint mode,
+/// published ports and VIPs as allocated, the networks its tasks attach to, and how its tasks
+/// are named. Which tasks are backends is not here: a task serves from the moment its node
+/// plumbs it until it is unplumbed, as the node itself (local tasks) or gossip (remote ones)
+/// says, so that the data plane never waits for the managers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceNet {
+    pub id: Id,
+    pub name: String,
+    pub endpoint_mode: EndpointMode,
+    /// The published ports as allocated (a port still being allocated has published 0).
+    pub ports: Vec<PortConfig>,
+    /// One VIP per network (`vip` mode only).
+    pub vips: Vec<VirtualIp>,
+    /// The networks its tasks attach to, in order (by id, with the service's aliases there),
+    /// `ingress` last when it publishes ports.
+    pub networks: Vec<NetworkAttachmentConfig>,
+    /// Its tasks that have a node and have not ended, for their DNS names.
+    pub tasks: Vec<ServiceTaskName>,
+}
+
+/// What a task's DNS name is made of (`web.2.<task id>`; a global task has its node id in
+/// place of the slot).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceTaskName {
+    pub id: Id,
+    /// The replica's slot (1-based); 0 for a global service's task.
+    pub slot: u64,
+    pub node_id: Id,
 }
 
 /// A node as the networking of the other nodes sees it: where it is on the underlay (its VTEP

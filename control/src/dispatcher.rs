@@ -16,16 +16,20 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use mesh_cluster::Id;
+use mesh_cluster::alloc::service_networks;
+use mesh_cluster::naming::ports_column;
 use mesh_cluster::naming::task_name;
 use mesh_cluster::state::{
-    ClusterState, Network, Object, Op, ServiceMode, Task, TaskState, Tx, TxError,
+    ClusterState, EndpointMode, Network, NetworkAttachmentConfig, Object, Op, ServiceMode, Task,
+    TaskState, Tx, TxError,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::api::{
     AgentLogLine, AgentMessage, ApiError, AssignedTask, Assignments, Code, LogRecord, LogsRequest,
-    ManagerMessage, NodeLogsRequest, NodeNet, Request, StreamItem, TaskStatusUpdate,
+    ManagerMessage, MeshStatsRow, NodeLogsRequest, NodeNet, Reply, Request, ServiceCounters,
+    ServiceNet, ServiceTaskName, StreamItem, TaskStatusUpdate,
 };
 use crate::manager::{HEARTBEAT_TIMEOUT, Manager, ProposeError, now_millis};
 use crate::ops::manager_addrs;
@@ -65,6 +69,9 @@ pub(crate) struct Dispatch {
     next: AtomicU64,
     status_tx: mpsc::UnboundedSender<Reports>,
     status_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Reports>>>,
+    /// Each node's routing-mesh counters as it last reported them (in memory: they live in the
+    /// nodes' maps; a new leader hears them again within a heartbeat).
+    mesh_stats: Mutex<HashMap<Id, (Instant, Vec<ServiceCounters>)>>,
 }
 
 impl Dispatch {
@@ -76,7 +83,16 @@ impl Dispatch {
             next: AtomicU64::new(1),
             status_tx,
             status_rx: Arc::new(tokio::sync::Mutex::new(status_rx)),
+            mesh_stats: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn mesh_stats(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Id, (Instant, Vec<ServiceCounters>)>> {
+        self.mesh_stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<Id, SessionEntry>> {
@@ -182,16 +198,18 @@ pub(crate) fn node_assignments(state: &ClusterState, node: &Id) -> BTreeMap<Id, 
         .collect()
 }
 
-/// Everything a node's agent holds from the leader: its tasks, the networks and the nodes (for
-/// its networking).
+/// Everything a node's agent holds from the leader: its tasks, the networks, the nodes and the
+/// services (for its networking, routing mesh and DNS).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct AgentView {
     pub tasks: BTreeMap<Id, AssignedTask>,
     pub networks: Vec<Network>,
     pub nodes: Vec<NodeNet>,
+    pub services: Vec<ServiceNet>,
 }
 
-/// What a node must hold now: [`node_assignments`], every allocated network, every node.
+/// What a node must hold now: [`node_assignments`], every allocated network, every node, every
+/// service.
 pub(crate) fn agent_view(state: &ClusterState, node: &Id) -> AgentView {
     AgentView {
         tasks: node_assignments(state, node),
@@ -202,7 +220,104 @@ pub(crate) fn agent_view(state: &ClusterState, node: &Id) -> AgentView {
             .cloned()
             .collect(),
         nodes: state.nodes.values().map(NodeNet::of).collect(),
+        services: service_nets(state),
     }
+}
+
+/// Every service as the nodes' routing mesh and DNS need it (the same for every node).
+pub(crate) fn service_nets(state: &ClusterState) -> Vec<ServiceNet> {
+    state
+        .services
+        .values()
+        .map(|s| {
+            let networks = service_networks(state, s)
+                .into_iter()
+                .map(|id| {
+                    let aliases = s
+                        .spec
+                        .task
+                        .networks
+                        .iter()
+                        .find(|a| a.target == id)
+                        .map(|a| a.aliases.clone())
+                        .unwrap_or_default();
+                    NetworkAttachmentConfig {
+                        target: id,
+                        aliases,
+                    }
+                })
+                .collect();
+            let tasks = state
+                .tasks_of(&s.id)
+                .filter(|t| !t.status.state.is_terminal())
+                .filter_map(|t| {
+                    Some(ServiceTaskName {
+                        id: t.id.clone(),
+                        slot: t.slot,
+                        node_id: t.node_id.clone()?,
+                    })
+                })
+                .collect();
+            ServiceNet {
+                id: s.id.clone(),
+                name: s.spec.name.clone(),
+                endpoint_mode: s.spec.endpoint.mode,
+                ports: s.endpoint.ports.clone(),
+                vips: if s.spec.endpoint.mode == EndpointMode::Vip {
+                    s.endpoint.virtual_ips.clone()
+                } else {
+                    Vec::new()
+                },
+                networks,
+                tasks,
+            }
+        })
+        .collect()
+}
+
+/// The rows of `mesh stats` for `services` (all when None): one per service and node that
+/// reported, with zeros where a node has no counter for the service.
+pub(crate) fn mesh_stats_rows(
+    state: &ClusterState,
+    services: Option<&[Id]>,
+    reports: &BTreeMap<Id, (u64, Vec<ServiceCounters>)>,
+) -> Vec<MeshStatsRow> {
+    let mut rows = Vec::new();
+    let mut wanted: Vec<&mesh_cluster::state::Service> = state
+        .services
+        .values()
+        .filter(|s| services.is_none_or(|ids| ids.contains(&s.id)))
+        .collect();
+    wanted.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let mut nodes: Vec<(&Id, &str)> = reports
+        .keys()
+        .map(|id| {
+            let host = state
+                .nodes
+                .get(id)
+                .map_or(id.as_str(), |n| n.description.hostname.as_str());
+            (id, host)
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.1.cmp(b.1));
+    for s in wanted {
+        for (node, hostname) in &nodes {
+            let (age_ms, counters) = &reports[*node];
+            let c = counters.iter().find(|c| c.service_id == s.id);
+            rows.push(MeshStatsRow {
+                service_id: s.id.clone(),
+                service_name: s.spec.name.clone(),
+                ports: ports_column(s),
+                node_id: (*node).clone(),
+                hostname: (*hostname).to_owned(),
+                packets: c.map_or(0, |c| c.packets),
+                bytes: c.map_or(0, |c| c.bytes),
+                connections: c.map_or(0, |c| c.connections),
+                age_ms: *age_ms,
+            });
+        }
+    }
+    rows
 }
 
 /// What to send a node whose agent holds `sent` (None: nothing yet) so that it holds `now`;
@@ -215,6 +330,7 @@ pub(crate) fn diff_assignments(sent: Option<&AgentView>, now: &AgentView) -> Opt
             removed: Vec::new(),
             networks: Some(now.networks.clone()),
             nodes: Some(now.nodes.clone()),
+            services: Some(now.services.clone()),
         });
     };
     let tasks: Vec<AssignedTask> = now
@@ -235,15 +351,20 @@ pub(crate) fn diff_assignments(sent: Option<&AgentView>, now: &AgentView) -> Opt
         .collect();
     let networks = (sent.networks != now.networks).then(|| now.networks.clone());
     let nodes = (sent.nodes != now.nodes).then(|| now.nodes.clone());
-    (!tasks.is_empty() || !removed.is_empty() || networks.is_some() || nodes.is_some()).then_some(
-        Assignments {
-            full: false,
-            tasks,
-            removed,
-            networks,
-            nodes,
-        },
-    )
+    let services = (sent.services != now.services).then(|| now.services.clone());
+    (!tasks.is_empty()
+        || !removed.is_empty()
+        || networks.is_some()
+        || nodes.is_some()
+        || services.is_some())
+    .then_some(Assignments {
+        full: false,
+        tasks,
+        removed,
+        networks,
+        nodes,
+        services,
+    })
 }
 
 /// Is `new` a step forward from `cur`? Terminal states are final; a state never goes back; the
@@ -427,7 +548,37 @@ impl Manager {
                 dispatch.log_end(node_id, stream, error);
                 true
             }
+            AgentMessage::MeshStats { services } => {
+                dispatch
+                    .mesh_stats()
+                    .insert(node_id.clone(), (Instant::now(), services));
+                true
+            }
         }
+    }
+
+    /// `mesh stats` (on the leader): the counters the nodes last reported.
+    pub(crate) async fn mesh_stats(&self, queries: &[String]) -> Result<Reply, ApiError> {
+        let view = self.read().await?;
+        let state = &view.applied.state;
+        let ids = queries
+            .iter()
+            .map(|q| find_service(state, q).map(|s| s.id.clone()))
+            .collect::<Result<Vec<Id>, ApiError>>()?;
+        let now = Instant::now();
+        let reports: BTreeMap<Id, (u64, Vec<ServiceCounters>)> = self
+            .inner
+            .dispatch
+            .mesh_stats()
+            .iter()
+            .filter(|(node, _)| state.nodes.contains_key(*node))
+            .map(|(node, (at, c))| {
+                let age = u64::try_from(now.duration_since(*at).as_millis()).unwrap_or(u64::MAX);
+                (node.clone(), (age, c.clone()))
+            })
+            .collect();
+        let filter = (!ids.is_empty()).then_some(ids.as_slice());
+        Ok(Reply::MeshStats(mesh_stats_rows(state, filter, &reports)))
     }
 
     /// Leader loop: writes the task states agents report, in batches, forward transitions only.

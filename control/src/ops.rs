@@ -154,7 +154,7 @@ impl Manager {
     /// Serves a cluster API request (`Access::Api`, `Anyone`, `Node`): reads here, writes on
     /// the leader.
     pub async fn api(&self, peer: &Peer, req: Request) -> Result<Reply, ApiError> {
-        if req.is_write() && !self.is_leader() {
+        if req.on_leader() && !self.is_leader() {
             let reply = self.forward(&req).await?;
             return Ok(match reply {
                 // The join command names the manager the user asked.
@@ -211,6 +211,7 @@ impl Manager {
             | Request::NetworkList
             | Request::NetworkInspect { .. }
             | Request::NetworkRemove { .. }) => self.network_api(req).await,
+            Request::MeshStats { services } => self.mesh_stats(&services).await,
             Request::RenewCert { csr_pem } => {
                 let Peer::Node(id) = peer else {
                     return Err(ApiError::denied("renewing a certificate needs one"));

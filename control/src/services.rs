@@ -16,7 +16,8 @@ use mesh_cluster::naming::{ports_column, replicas_column};
 use mesh_cluster::orchestrator::{new_service, rollback_service, update_service};
 use mesh_cluster::spec::validate_service_spec;
 use mesh_cluster::state::{
-    ClusterState, Kind, Millis, Object, Op, Service, ServiceMode, ServiceSpec, Task, Tx,
+    ClusterState, Kind, Millis, Object, Op, Protocol, PublishMode, Service, ServiceMode,
+    ServiceSpec, Task, Tx,
 };
 use mesh_engine::{Engine, EngineError};
 
@@ -120,6 +121,7 @@ pub fn check_spec(
     spec.task.container.image = normalize_image(&spec.task.container.image);
     resolve_networks(state, spec)?;
     validate_service_spec(spec).map_err(|e| ApiError::invalid(e.to_string()))?;
+    check_mesh_ports(spec)?;
     check_ports(state, service, spec).map_err(|e| ApiError::invalid(e.to_string()))?;
     if let Some(other) = state.id_by_name(Kind::Service, &spec.name)
         && Some(&other) != service
@@ -128,6 +130,42 @@ pub fn check_spec(
             "name conflicts with an existing object: service {} already exists",
             spec.name
         )));
+    }
+    Ok(())
+}
+
+/// Ports every node's meshd uses itself, which the routing mesh therefore cannot publish: the
+/// managers' API and raft, gossip, and VXLAN.
+pub const RESERVED_PORTS: [(Protocol, u16, &str); 4] = [
+    (Protocol::Tcp, 2377, "meshd's API and raft"),
+    (Protocol::Tcp, 7946, "meshd's gossip"),
+    (Protocol::Udp, 7946, "meshd's gossip"),
+    (Protocol::Udp, 4789, "the overlay's VXLAN"),
+];
+
+/// Refuses what the routing mesh cannot publish: a port meshd uses itself, and a host-mode
+/// port without a published port (meshd does not pick one per node, as Docker does).
+fn check_mesh_ports(spec: &ServiceSpec) -> Result<(), ApiError> {
+    for p in &spec.endpoint.ports {
+        if let Some((_, _, what)) = RESERVED_PORTS
+            .iter()
+            .find(|(proto, port, _)| *proto == p.protocol && *port == p.published_port)
+        {
+            return Err(ApiError::invalid(format!(
+                "port {}/{} cannot be published: every node uses it for {what} (reserved: \
+                 2377/tcp, 7946/tcp, 7946/udp, 4789/udp)",
+                p.published_port,
+                p.protocol.as_str()
+            )));
+        }
+        if p.publish_mode == PublishMode::Host && p.published_port == 0 {
+            return Err(ApiError::invalid(format!(
+                "port ->{}/{} in host mode needs a published port: give published=PORT \
+                 (meshd does not pick host-mode ports)",
+                p.target_port,
+                p.protocol.as_str()
+            )));
+        }
     }
     Ok(())
 }
@@ -457,7 +495,28 @@ pub(crate) mod tests {
             target: Id::from("back"),
             aliases: vec![],
         }];
+        let with_port = |p: &str| {
+            let mut s = spec("api");
+            s.endpoint.ports = vec![parse_port(p).unwrap()];
+            s
+        };
         for (what, spec, want) in [
+            (
+                "raft port",
+                with_port("2377:80"),
+                "port 2377/tcp cannot be published",
+            ),
+            (
+                "gossip port",
+                with_port("published=7946,target=80,protocol=udp"),
+                "port 7946/udp cannot be published: every node uses it for meshd's gossip",
+            ),
+            ("vxlan port", with_port("4789:80/udp"), "4789/udp cannot"),
+            (
+                "host port 0",
+                with_port("target=80,mode=host"),
+                "host mode needs a published port",
+            ),
             ("constraint", bad_constraint, "invalid constraint"),
             ("name", spec("web"), "already exists"),
             ("port", taken_port, "8080/tcp is already in use"),

@@ -666,6 +666,18 @@ impl Mesh {
         Ok(())
     }
 
+    /// The interfaces other than the underlay with an attachment pinned under `pin_dir`, by
+    /// this run or an earlier one. After a restart, those of tasks that ended meanwhile are
+    /// still listed: detach them ([`Mesh::detach_task_veth`]) to drop their pins.
+    pub fn pinned_interfaces(&self) -> BTreeSet<String> {
+        let names = std::fs::read_dir(self.config.pin_dir.join("links"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok());
+        pinned_ifnames(names, &self.config.underlay_ifname)
+    }
+
     /// Makes the maps hold `desired`, writing only what differs, and sweeps the conntrack of
     /// backends that left. A refused desired state (a [`crate::PlanError`] inside the error)
     /// changes nothing.
@@ -738,6 +750,14 @@ impl Mesh {
     }
 }
 
+/// The interfaces named by link pins (`<program>@<ifname>`), the underlay's left out.
+fn pinned_ifnames(names: impl Iterator<Item = String>, underlay: &str) -> BTreeSet<String> {
+    names
+        .filter_map(|n| n.split_once('@').map(|(_, ifname)| ifname.to_owned()))
+        .filter(|ifname| ifname != underlay)
+        .collect()
+}
+
 /// An op in an error message, without its 16381 ring slots.
 struct OpName<'a>(&'a Op);
 
@@ -787,5 +807,26 @@ impl Mesh {
             programmed: Programmed::default(),
             ifaces: BTreeMap::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Link pins name their interface after the `@`; the underlay's are not task interfaces.
+    #[test]
+    fn pinned_interfaces_come_from_link_names() {
+        let names = [
+            "tc_underlay_in@eth0",
+            "xdp_mesh@eth0",
+            "tc_bridge_in@mbr4096",
+            "tc_task_in@mvabc0",
+            "tc_task_out@mvabc0",
+            "stray",
+        ]
+        .map(str::to_owned);
+        let got = pinned_ifnames(names.into_iter(), "eth0");
+        assert_eq!(got.into_iter().collect::<Vec<_>>(), ["mbr4096", "mvabc0"],);
     }
 }

@@ -5,6 +5,7 @@
 //! test panics.
 
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub const MESHCTL: &str = env!("CARGO_BIN_EXE_meshctl");
 
@@ -21,17 +22,25 @@ impl Lab {
     }
 
     pub fn up(name: &str, subnet_octet: u8, nodes: usize, managers: usize) -> Self {
+        Self::up_with(name, subnet_octet, nodes, managers, &[])
+    }
+
+    /// [`Lab::up`] with more `lab up` arguments (`--datapath xdp`).
+    pub fn up_with(
+        name: &str,
+        subnet_octet: u8,
+        nodes: usize,
+        managers: usize,
+        extra: &[&str],
+    ) -> Self {
         let lab = Self {
             prefix: Self::prefix_for(name),
             subnet_octet,
         };
-        let out = lab.meshctl_lab(&[
-            "up",
-            "--nodes",
-            &nodes.to_string(),
-            "--managers",
-            &managers.to_string(),
-        ]);
+        let (nodes, managers) = (nodes.to_string(), managers.to_string());
+        let mut args = vec!["up", "--nodes", &nodes, "--managers", &managers];
+        args.extend_from_slice(extra);
+        let out = lab.meshctl_lab(&args);
         assert!(
             out.status.success(),
             "lab up {} failed:\n{}",
@@ -100,4 +109,59 @@ pub fn host(cmd: &str, args: &[&str]) -> String {
         .output()
         .map(|o| stdout(&o))
         .unwrap_or_default()
+}
+
+/// The words of a command line without quoting (`"service ls -q"`).
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// `meshctl ARGS` inside `member` (talking to that node's meshd unless `--host` says otherwise).
+pub fn meshctl(lab: &Lab, member: &str, args: &[&str]) -> Output {
+    let mut cmd = vec!["meshctl"];
+    cmd.extend_from_slice(args);
+    lab.exec(member, &cmd)
+}
+
+/// Like [`meshctl`], and the command must succeed; returns its stdout.
+pub fn ok(lab: &Lab, member: &str, args: &[&str]) -> String {
+    let out = meshctl(lab, member, args);
+    assert!(
+        out.status.success(),
+        "meshctl {args:?} on {member} failed:\nstdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Like [`meshctl`], and the command must fail; returns its stderr.
+pub fn fails(lab: &Lab, member: &str, args: &[&str]) -> String {
+    let out = meshctl(lab, member, args);
+    assert!(
+        !out.status.success(),
+        "meshctl {args:?} on {member} succeeded but should not have:\n{}",
+        stdout(&out)
+    );
+    stderr(&out)
+}
+
+/// Polls `check` every 200 ms until it returns Ok, or panics after `within` with `what` and the
+/// last thing `check` saw.
+pub fn eventually<T>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "{what}: not within {within:?}; last seen:\n{last}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use mesh_cli::commands::{
-    self, Reported, network::NetworkCommand, node::NodeCommand, service::ServiceCommand,
-    swarm::SwarmCommand,
+    self, Reported, mesh::MeshCommand, network::NetworkCommand, node::NodeCommand,
+    service::ServiceCommand, swarm::SwarmCommand,
 };
 use mesh_cli::lab;
 
@@ -32,9 +32,12 @@ enum Command {
     /// Manage the swarm's nodes.
     #[command(subcommand)]
     Node(NodeCommand),
-    /// Manage services: create, ls, ps, inspect, logs, scale, update, rollback, rm.
+    /// Manage services: create, ls, ps, inspect, logs, scale, update, publish, rollback, rm.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// The routing mesh: stats.
+    #[command(subcommand)]
+    Mesh(MeshCommand),
     /// Manage overlay networks: create, ls, inspect, rm.
     #[command(subcommand)]
     Network(NetworkCommand),
@@ -62,6 +65,10 @@ enum LabCommand {
         /// The nodes' data path: tc, or xdp (then the switch ports run XDP too, as NICs would).
         #[arg(long, default_value = "tc")]
         datapath: String,
+        /// Start meshd in every node but form no swarm (nothing of the mesh or the overlay is
+        /// set up): for tests that drive the kernel-side crates directly.
+        #[arg(long)]
+        no_swarm: bool,
         /// Extra arguments for every meshd, after `--`.
         #[arg(last = true)]
         meshd_args: Vec<String>,
@@ -140,6 +147,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Node(cmd) => commands::node::run(&cli.target, cmd, &mut out),
         Command::Service(cmd) => commands::service::run(&cli.target, cmd, &mut out),
         Command::Network(cmd) => commands::network::run(&cli.target, cmd, &mut out),
+        Command::Mesh(cmd) => commands::mesh::run(&cli.target, cmd, &mut out),
         Command::Lab(cmd) => run_lab(cmd),
     }
 }
@@ -153,6 +161,7 @@ fn run_lab(cmd: LabCommand) -> Result<i32> {
             subnet,
             meshd,
             datapath,
+            no_swarm,
             meshd_args,
         } => {
             let plan = lab::LabPlan::new(&at.prefix, &subnet, nodes, managers)?;
@@ -169,6 +178,7 @@ fn run_lab(cmd: LabCommand) -> Result<i32> {
                     meshd,
                     meshd_args,
                     datapath,
+                    swarm: !no_swarm,
                 },
             )?;
             lab::list(&at.prefix, &mut std::io::stdout())?;

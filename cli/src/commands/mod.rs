@@ -1,5 +1,5 @@
-//! `meshctl`'s cluster commands (`swarm`, `node`, `service`, `network`): how meshctl finds its cluster, and the
-//! output as Docker prints it.
+//! `meshctl`'s cluster commands (`swarm`, `node`, `service`, `network`, `mesh`): how meshctl
+//! finds its cluster, and the output as Docker prints it.
 //!
 //! meshctl talks to one meshd: `--host` (or `MESH_HOST`), by default the local node's socket
 //! `unix:///var/lib/meshd/meshd.sock`. `--host tcp://IP:2377` reaches a manager over mutual TLS
@@ -7,6 +7,7 @@
 //! `MESH_CERT_PATH`, default `/var/lib/meshd/certs`); a worker's certificate gets only what a
 //! worker may do.
 
+pub mod mesh;
 pub mod network;
 pub mod node;
 pub mod service;

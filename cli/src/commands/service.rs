@@ -98,6 +98,20 @@ pub enum ServiceCommand {
     },
     /// Update a service.
     Update(Box<UpdateArgs>),
+    /// Publish a port of an existing service: `publish 8080:80 web` (as `update --publish-add`;
+    /// the service's tasks are replaced, as any change of its ports does).
+    Publish {
+        /// Exit at once instead of waiting for the service to converge.
+        #[arg(long, short)]
+        detach: bool,
+        /// Print no progress.
+        #[arg(long, short)]
+        quiet: bool,
+        /// PUBLISHED:TARGET[/udp], TARGET alone (a free port from 30000-32767 is published), or
+        /// published=P,target=T[,protocol=tcp|udp][,mode=ingress|host].
+        port: String,
+        service: String,
+    },
     /// Revert a service to its previous spec.
     Rollback {
         #[arg(long, short)]
@@ -664,7 +678,14 @@ pub fn update_spec(current: &ServiceSpec, a: &UpdateArgs) -> Result<ServiceSpec>
     }
     for p in &a.publish_add {
         let p = parse_port(p).map_err(spec_err)?;
-        ports.retain(|q| !(q.target_port == p.target_port && q.protocol == p.protocol));
+        // As Docker: the same port again changes nothing, and a published port given a new
+        // target replaces its old binding; other ports of the same target stay.
+        ports.retain(|q| {
+            *q != p
+                && !(p.published_port != 0
+                    && q.published_port == p.published_port
+                    && q.protocol == p.protocol)
+        });
         ports.push(p);
     }
     spec.endpoint.ports = ports;
@@ -942,7 +963,17 @@ pub fn run(target: &Target, cmd: ServiceCommand, out: &mut impl Write) -> Result
                     }
                 }
             }
-            inspect::print(&found, pretty, format.as_deref(), out)?;
+            // The mesh's counters, when the leader has them (an older one does not).
+            let stats = if found.is_empty() {
+                Vec::new()
+            } else {
+                let ids = found.iter().map(|s| s.id.to_string()).collect();
+                match conn.call_raw(&Request::MeshStats { services: ids }) {
+                    Ok(Reply::MeshStats(rows)) => rows,
+                    _ => Vec::new(),
+                }
+            };
+            inspect::print(&found, &stats, pretty, format.as_deref(), out)?;
             if let Some(e) = first_error {
                 return Err(e);
             }
@@ -1004,20 +1035,26 @@ pub fn run(target: &Target, cmd: ServiceCommand, out: &mut impl Write) -> Result
                 return Err(Reported(failed.join("\n")).into());
             }
         }
-        ServiceCommand::Update(a) => {
-            let conn = Conn::new(target)?;
-            if a.rollback {
-                conn.call(&Request::ServiceRollback {
-                    service: a.service.clone(),
-                })?;
-            } else {
-                update(&conn, &a)?;
-            }
-            writeln!(out, "{}", a.service)?;
-            out.flush()?;
-            if !a.common.detach {
-                progress::follow(&conn, &a.service, a.common.quiet, out)?;
-            }
+        ServiceCommand::Update(a) => run_update(target, &a, out)?,
+        ServiceCommand::Publish {
+            detach,
+            quiet,
+            port,
+            service,
+        } => {
+            // Checked before anything is sent.
+            parse_port(&port).map_err(spec_err)?;
+            let a = UpdateArgs {
+                publish_add: vec![port],
+                service,
+                common: CommonArgs {
+                    detach,
+                    quiet,
+                    ..CommonArgs::default()
+                },
+                ..UpdateArgs::default()
+            };
+            run_update(target, &a, out)?;
         }
         ServiceCommand::Rollback {
             detach,
@@ -1049,6 +1086,25 @@ pub fn run(target: &Target, cmd: ServiceCommand, out: &mut impl Write) -> Result
         }
     }
     Ok(0)
+}
+
+/// `service update` (and `service publish`): prints the service as given, then follows it until
+/// it converges (unless `--detach`).
+fn run_update(target: &Target, a: &UpdateArgs, out: &mut impl Write) -> Result<()> {
+    let conn = Conn::new(target)?;
+    if a.rollback {
+        conn.call(&Request::ServiceRollback {
+            service: a.service.clone(),
+        })?;
+    } else {
+        update(&conn, a)?;
+    }
+    writeln!(out, "{}", a.service)?;
+    out.flush()?;
+    if !a.common.detach {
+        progress::follow(&conn, &a.service, a.common.quiet, out)?;
+    }
+    Ok(())
 }
 
 /// Reads the service, applies the flags, writes it back; again if another write got in between.
@@ -1331,6 +1387,48 @@ mod tests {
             panic!()
         };
         assert_eq!(update_spec(&current, &none).unwrap(), current);
+    }
+
+    /// `--publish-add` (and `service publish`) adds a port as Docker does: other ports of the
+    /// same target stay, the same port again is one port, a published port given a new target
+    /// is replaced.
+    #[test]
+    fn publish_adds_ports_as_docker_does() {
+        let ServiceCommand::Publish { port, service, .. } =
+            parse(&["publish", "8081:80/udp", "web"])
+        else {
+            panic!()
+        };
+        assert_eq!((port.as_str(), service.as_str()), ("8081:80/udp", "web"));
+        let current = create(&["--name", "web", "-p", "8080:80", "meshd/busybox"]).unwrap();
+        let add = |spec: &ServiceSpec, p: &str| {
+            let ServiceCommand::Update(a) = parse(&["update", "--publish-add", p, "web"]) else {
+                panic!()
+            };
+            update_spec(spec, &a).unwrap()
+        };
+        let ports = |s: &ServiceSpec| {
+            s.endpoint
+                .ports
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}:{}/{}",
+                        p.published_port,
+                        p.target_port,
+                        p.protocol.as_str()
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let two = add(&current, "8081:80");
+        assert_eq!(ports(&two), ["8080:80/tcp", "8081:80/tcp"]);
+        assert_eq!(ports(&add(&two, "8081:80")), ["8080:80/tcp", "8081:80/tcp"]);
+        assert_eq!(ports(&add(&two, "8081:90")), ["8080:80/tcp", "8081:90/tcp"]);
+        assert_eq!(
+            ports(&add(&two, "8081:80/udp")),
+            ["8080:80/tcp", "8081:80/tcp", "8081:80/udp"]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The test image `meshd/busybox`: no registry is reachable here, so the lab builds it
-//! `FROM scratch` out of Debian's `busybox-static` (sh, httpd, nc, nslookup, wget, ...).
+//! `FROM scratch` out of Debian's `busybox-static` (sh, httpd, nc, nslookup, wget, ...) and our
+//! `udp-echo` (busybox-static has no UDP server: no `udpsvd`, no `nc -u`).
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -9,14 +10,25 @@ use anyhow::{Context, Result, bail};
 
 pub const TEST_IMAGE: &str = "meshd/busybox";
 const BUSYBOX: &str = "/bin/busybox";
+/// The image's label `meshd.image`: an image with another (older) one is built again.
+const IMAGE_VERSION: &str = "2";
+/// `udp-echo PORT`: answers each datagram with `<hostname> <datagram>` (built by build.rs).
+const UDP_ECHO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/udp-echo"));
 
 /// Builds `meshd/busybox` unless dockerd already has it.
 pub fn ensure_test_image() -> Result<()> {
     let present = Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", TEST_IMAGE])
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"meshd.image\"}}",
+            TEST_IMAGE,
+        ])
         .output()
         .context("running docker: run ./scripts/deps.sh (it installs and starts docker)")?;
-    if present.status.success() {
+    if present.status.success() && String::from_utf8_lossy(&present.stdout).trim() == IMAGE_VERSION
+    {
         return Ok(());
     }
     let version = Command::new("docker")
@@ -45,6 +57,12 @@ fn build(ctx: &std::path::Path) -> Result<()> {
         fs::create_dir_all(root.join(d))?;
     }
     fs::copy(BUSYBOX, root.join("bin/busybox"))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let echo = root.join("bin/udp-echo");
+        fs::write(&echo, UDP_ECHO)?;
+        fs::set_permissions(&echo, fs::Permissions::from_mode(0o755))?;
+    }
     let list = Command::new(BUSYBOX).arg("--list").output()?;
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         if applet != "busybox" {
@@ -55,7 +73,9 @@ fn build(ctx: &std::path::Path) -> Result<()> {
     fs::write(root.join("etc/group"), "root:x:0:\n")?;
     fs::write(
         ctx.join("Dockerfile"),
-        "FROM scratch\nCOPY rootfs /\nENV PATH=/bin\nCMD [\"sh\"]\n",
+        format!(
+            "FROM scratch\nCOPY rootfs /\nENV PATH=/bin\nLABEL meshd.image={IMAGE_VERSION}\nCMD [\"sh\"]\n"
+        ),
     )?;
     // The classic builder: Debian's docker.io has no buildx, and FROM scratch needs nothing more.
     let out = Command::new("docker")

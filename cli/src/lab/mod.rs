@@ -64,6 +64,9 @@ pub struct UpOptions {
     /// accepts `XDP_TX` frames would (a veth only accepts them then); with `tc` they run none,
     /// because XDP on a veth splits GSO packets and would slow every other path.
     pub datapath: String,
+    /// Form one swarm of the nodes (`false`: meshd runs outside any swarm, so it sets up
+    /// nothing of the overlay or the mesh).
+    pub swarm: bool,
 }
 
 /// Builds the lab and starts `meshd` everywhere. A lab already up is an error; the remains of an
@@ -112,6 +115,10 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
         wait_for_socket(plan, i)?;
     }
     // One swarm: init on n1, managers then workers join it.
+    if !opts.swarm {
+        state.complete = true;
+        return state.save();
+    }
     cluster::form(plan)
         .and_then(|()| cluster::wait_ready(plan, Duration::from_mins(1)))
         .with_context(|| {
@@ -185,6 +192,8 @@ pub fn start(prefix: &str, member: &str) -> Result<()> {
             .context("this lab was made by an older meshctl; run `meshctl lab down` and `up`")?,
         meshd_args: state.meshd_args.clone(),
         datapath: state.datapath.clone(),
+        // A restarted meshd finds its swarm (or none) in its own state.
+        swarm: true,
     };
     for &i in &nodes {
         if running.contains(&i) {
@@ -290,6 +299,8 @@ fn start_meshd(plan: &LabPlan, i: usize, opts: &UpOptions) -> Result<()> {
         .arg(plan.node_ns(i))
         .arg("--advertise-addr")
         .arg(plan.node_addr(i).to_string())
+        .arg("--datapath")
+        .arg(&opts.datapath)
         .args(&opts.meshd_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -28,7 +28,7 @@ use tokio::task::AbortHandle;
 
 use self::networking::{Membership, Networking};
 use self::tasks::{RunnerConfig, TaskRunner};
-use crate::api::{AgentMessage, ManagerMessage};
+use crate::api::{AgentMessage, ManagerMessage, ServiceCounters};
 use crate::daemon::Daemon;
 use crate::transport::Client;
 
@@ -159,6 +159,8 @@ pub async fn run(daemon: Weak<Daemon>, cfg: AgentConfig) {
         // it report again whatever the leader missed.
         while reports.try_recv().is_ok() {}
         let mut log_streams = LogStreams::default();
+        // The counters this session's leader has (a new session sends them again).
+        let mut sent_counters: Option<Vec<ServiceCounters>> = None;
         let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
         tick.tick().await;
         loop {
@@ -166,6 +168,14 @@ pub async fn run(daemon: Weak<Daemon>, cfg: AgentConfig) {
                 _ = tick.tick() => {
                     if tx.send(beat()).await.is_err() {
                         break;
+                    }
+                    let counters = cfg.networking.0.mesh_counters();
+                    if sent_counters.as_ref() != Some(&counters) {
+                        let msg = AgentMessage::MeshStats { services: counters.clone() };
+                        if tx.send(msg).await.is_err() {
+                            break;
+                        }
+                        sent_counters = Some(counters);
                     }
                 }
                 Some(updates) = reports.recv() => {
@@ -176,8 +186,12 @@ pub async fn run(daemon: Weak<Daemon>, cfg: AgentConfig) {
                 msg = stream.next() => match msg {
                     Some(Ok(ManagerMessage::Assignments(mut a))) => {
                         // The networking learns of new networks before the tasks that use them.
-                        if a.networks.is_some() || a.nodes.is_some() {
-                            cfg.networking.0.cluster(a.networks.take(), a.nodes.take());
+                        if a.networks.is_some() || a.nodes.is_some() || a.services.is_some() {
+                            cfg.networking.0.cluster(
+                                a.networks.take(),
+                                a.nodes.take(),
+                                a.services.take(),
+                            );
                         }
                         runner.assign(a);
                     }

@@ -10,8 +10,9 @@
 //! `detach` is called for tasks that may never have been attached.
 //!
 //! Around the tasks, the agent also tells the implementation who the node is in its swarm
-//! ([`TaskNetworking::joined`], when the agent starts), what the leader says about networks and
-//! nodes ([`TaskNetworking::cluster`], before the tasks of the same message reach the runner),
+//! ([`TaskNetworking::joined`], when the agent starts), what the leader says about networks,
+//! nodes and services ([`TaskNetworking::cluster`], before the tasks of the same message reach
+//! the runner),
 //! when the runner has adopted every running container ([`TaskNetworking::settled`]: whatever
 //! is plumbed and not attached since is stale), and when the node leaves the swarm
 //! ([`TaskNetworking::left`]).
@@ -24,7 +25,7 @@ use futures::future::BoxFuture;
 use mesh_cluster::Id;
 use mesh_cluster::state::{Network, Task};
 
-use crate::api::NodeNet;
+use crate::api::{NodeNet, ServiceCounters, ServiceNet};
 
 /// Who this node is in its swarm.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,8 +56,19 @@ pub trait TaskNetworking: Send + Sync + 'static {
     /// The agent starts for this node (after init, join, a restart or a role change).
     fn joined(&self, _membership: &Membership) {}
 
-    /// The leader's networks and nodes, whichever changed (None: unchanged).
-    fn cluster(&self, _networks: Option<Vec<Network>>, _nodes: Option<Vec<NodeNet>>) {}
+    /// The leader's networks, nodes and services, whichever changed (None: unchanged).
+    fn cluster(
+        &self,
+        _networks: Option<Vec<Network>>,
+        _nodes: Option<Vec<NodeNet>>,
+        _services: Option<Vec<ServiceNet>>,
+    ) {
+    }
+
+    /// The node's routing-mesh counters per service, for the leader (`mesh stats`).
+    fn mesh_counters(&self) -> Vec<ServiceCounters> {
+        Vec::new()
+    }
 
     /// The runner has the leader's full task list and has adopted (attached) every running
     /// container it keeps: interfaces and devices of anything else are stale.

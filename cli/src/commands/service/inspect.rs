@@ -1,7 +1,8 @@
 //! `service inspect`: Docker's JSON shape of a service (`Spec.TaskTemplate.ContainerSpec.Image`,
 //! `Endpoint.Spec.Ports`, durations in nanoseconds, empty fields left out), `--pretty` as
 //! Docker's template lays it out, and `--format` with the templates people use
-//! (`{{json .Spec}}`, `{{.Spec.Name}}`, `{{json .Endpoint.Spec.Ports}}`).
+//! (`{{json .Spec}}`, `{{.Spec.Name}}`, `{{json .Endpoint.Spec.Ports}}`). Beyond Docker, the
+//! routing mesh's counters: `MeshStats` in the JSON, a `Mesh:` section in `--pretty`.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -11,6 +12,7 @@ use mesh_cluster::spec::{format_cpus, format_duration};
 use mesh_cluster::state::{
     EndpointSpec, PortConfig, Service, ServiceMode, ServiceSpec, UpdateConfig, UpdateState,
 };
+use mesh_control::api::MeshStatsRow;
 use serde_json::{Map, Value, json};
 
 use crate::commands::node::{bytes_size, civil};
@@ -462,9 +464,63 @@ pub(crate) fn pretty(s: &Service, now: u64) -> String {
     o
 }
 
-/// Prints `services` as `service inspect` was asked to.
+/// A service's routing-mesh counters: the sum and each node's (None without any report).
+pub(crate) fn mesh_json(s: &Service, stats: &[MeshStatsRow]) -> Option<Value> {
+    let rows: Vec<&MeshStatsRow> = stats.iter().filter(|r| r.service_id == s.id).collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let sum = |f: fn(&MeshStatsRow) -> u64| rows.iter().map(|r| f(r)).sum::<u64>();
+    Some(json!({
+        "Packets": sum(|r| r.packets),
+        "Bytes": sum(|r| r.bytes),
+        "Connections": sum(|r| r.connections),
+        "Nodes": rows.iter().map(|r| json!({
+            "Node": r.hostname,
+            "Packets": r.packets,
+            "Bytes": r.bytes,
+            "Connections": r.connections,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+/// The `Mesh:` section of `--pretty`.
+fn mesh_pretty(s: &Service, stats: &[MeshStatsRow]) -> String {
+    let Some(v) = mesh_json(s, stats) else {
+        return String::new();
+    };
+    let mut o = String::new();
+    let _ = writeln!(o, "Mesh:");
+    let _ = writeln!(o, " Packets:	{}", v["Packets"]);
+    let _ = writeln!(o, " Bytes:		{}", v["Bytes"]);
+    let _ = writeln!(o, " Connections:	{}", v["Connections"]);
+    let _ = writeln!(o, " Nodes:");
+    for n in v["Nodes"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "  {}:	packets {}, bytes {}, connections {}",
+            n["Node"].as_str().unwrap_or_default(),
+            n["Packets"],
+            n["Bytes"],
+            n["Connections"]
+        );
+    }
+    o
+}
+
+/// The JSON of `service inspect`: Docker's, with the mesh's counters when there are any.
+fn inspect_json(s: &Service, stats: &[MeshStatsRow]) -> Value {
+    let mut v = service_json(s);
+    if let (Some(m), Value::Object(o)) = (mesh_json(s, stats), &mut v) {
+        o.insert("MeshStats".into(), m);
+    }
+    v
+}
+
+/// Prints `services` as `service inspect` was asked to, with their mesh counters (`stats`).
 pub(super) fn print(
     services: &[Service],
+    stats: &[MeshStatsRow],
     as_pretty: bool,
     format: Option<&str>,
     out: &mut impl Write,
@@ -472,13 +528,13 @@ pub(super) fn print(
     if as_pretty {
         let now = super::now_ms();
         for s in services {
-            write!(out, "{}", pretty(s, now))?;
+            write!(out, "{}{}", pretty(s, now), mesh_pretty(s, stats))?;
         }
         return Ok(());
     }
     match format {
         None => {
-            let all: Vec<Value> = services.iter().map(service_json).collect();
+            let all: Vec<Value> = services.iter().map(|s| inspect_json(s, stats)).collect();
             let mut buf = Vec::new();
             let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
             let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
@@ -488,12 +544,12 @@ pub(super) fn print(
         }
         Some("json") => {
             for s in services {
-                writeln!(out, "{}", service_json(s))?;
+                writeln!(out, "{}", inspect_json(s, stats))?;
             }
         }
         Some(t) => {
             for s in services {
-                writeln!(out, "{}", render(t, &service_json(s))?)?;
+                writeln!(out, "{}", render(t, &inspect_json(s, stats))?)?;
             }
         }
     }
@@ -541,6 +597,41 @@ mod tests {
         assert_eq!(render("{{.Nope}}", &v).unwrap(), "<no value>");
         assert!(render("{{index .Spec 1}}", &v).is_err());
         assert_eq!(v["Spec"]["UpdateConfig"]["Delay"], json!(10_000_000_000u64));
+    }
+
+    /// The mesh's counters: summed and per node in the JSON (`MeshStats`), a `Mesh:` section
+    /// in `--pretty`; nothing without a report.
+    #[test]
+    fn mesh_counters_are_shown() {
+        let s = service();
+        let row = |node: &str, packets| MeshStatsRow {
+            service_id: s.id.clone(),
+            service_name: "ghost".into(),
+            ports: "*:8080->2368/tcp".into(),
+            node_id: Id::from(node),
+            hostname: node.into(),
+            packets,
+            bytes: packets * 10,
+            connections: 1,
+            age_ms: 0,
+        };
+        let stats = [row("n1", 5), row("n2", 7)];
+        let v = inspect_json(&s, &stats);
+        assert_eq!(
+            render("{{json .MeshStats}}", &v).unwrap(),
+            r#"{"Packets":12,"Bytes":120,"Connections":2,"Nodes":[{"Node":"n1","Packets":5,"Bytes":50,"Connections":1},{"Node":"n2","Packets":7,"Bytes":70,"Connections":1}]}"#
+        );
+        assert_eq!(
+            render("{{json .Endpoint.Spec.Ports}}", &v).unwrap(),
+            r#"[{"Protocol":"tcp","TargetPort":2368,"PublishedPort":8080,"PublishMode":"ingress"}]"#
+        );
+        let text = mesh_pretty(&s, &stats);
+        assert!(
+            text.starts_with("Mesh:\n Packets:\t12\n Bytes:\t\t120\n Connections:\t2\n Nodes:\n  n1:\tpackets 5, bytes 50, connections 1\n"),
+            "{text}"
+        );
+        assert!(inspect_json(&s, &[]).get("MeshStats").is_none());
+        assert_eq!(mesh_pretty(&s, &[]), "");
     }
 
     #[test]

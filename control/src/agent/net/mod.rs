@@ -24,6 +24,8 @@
 //!   `<data-dir>/overlay-networks.json`) that no local task uses are removed, with any veth
 //!   left in them. Devices meshd did not create are never touched.
 
+pub mod dns;
+pub mod mesh;
 mod plan;
 mod view;
 
@@ -50,7 +52,7 @@ pub use self::plan::{
 };
 pub use self::view::{LocalInterface, LocalNetwork, LocalTask, NetView, SelfNode};
 use super::networking::{Membership, Networking, TaskNetworking};
-use crate::api::NodeNet;
+use crate::api::{NodeNet, ServiceCounters, ServiceNet};
 
 /// How often the converge loop re-programs every network even without a change (the kernel
 /// state could have been changed behind meshd's back) and clears stale devices.
@@ -65,6 +67,10 @@ const RESOLV_OPTIONS: &str = "ndots:0";
 const GOSSIP_WARMUP: Duration = Duration::from_secs(2);
 /// The file, in the data dir, listing the networks whose devices this meshd created.
 const RECORD_FILE: &str = "overlay-networks.json";
+/// How long a task is withdrawn before its interfaces go (`detach`): it leaves gossip, the
+/// routing mesh and DNS first, so that every node stops sending it new flows (gossip spreads a
+/// change in 100-300 ms) before its veth is deleted, rather than black-holing them meanwhile.
+pub const WITHDRAW_GRACE: Duration = Duration::from_millis(500);
 
 /// The node's networking (see the module's description). Cheap to clone.
 #[derive(Clone)]
@@ -86,6 +92,8 @@ struct Inner {
     engine: tokio::sync::Mutex<Option<Engine>>,
     /// The runner has adopted everything once (stale devices may be cleared).
     settled: AtomicBool,
+    /// The routing mesh's counters per service, as its runtime last read them.
+    counters: Mutex<Vec<ServiceCounters>>,
 }
 
 /// The gossip of one membership.
@@ -118,6 +126,7 @@ impl NodeNetworking {
             underlay: Mutex::new(None),
             engine: tokio::sync::Mutex::new(None),
             settled: AtomicBool::new(false),
+            counters: Mutex::new(Vec::new()),
         });
         tokio::spawn(converge_loop(Arc::downgrade(&inner)));
         Ok(Self { inner })
@@ -164,6 +173,11 @@ impl NodeNetworking {
     /// Undoes [`Self::pin_network`]: the devices go when no local task uses the network.
     pub fn unpin_network(&self, id: &Id) {
         self.inner.view.send_if_modified(|v| v.pinned.remove(id));
+    }
+
+    /// The routing mesh's counters per service (its runtime sets them; the agent reports them).
+    pub fn set_mesh_counters(&self, counters: Vec<ServiceCounters>) {
+        *lock(&self.inner.counters) = counters;
     }
 }
 
@@ -492,6 +506,13 @@ impl Inner {
         let Some(t) = self.view.borrow().tasks.get(task_id).cloned() else {
             return Ok(());
         };
+        // Withdrawn first (gossip, mesh, DNS), unplumbed once the other nodes heard it.
+        if self
+            .view
+            .send_if_modified(|v| v.leaving.insert(task_id.clone()))
+        {
+            tokio::time::sleep(WITHDRAW_GRACE).await;
+        }
         let vnis: BTreeSet<u32> = t.interfaces.iter().map(|i| i.vni).collect();
         let _guards = self.lock_all(&vnis).await;
         let hosts: Vec<String> = t.interfaces.iter().map(|i| i.host_ifname.clone()).collect();
@@ -499,8 +520,10 @@ impl Inner {
             .unplumb_task(&hosts)
             .await
             .map_err(|e| e.to_string())?;
-        self.view
-            .send_if_modified(|v| v.tasks.remove(task_id).is_some());
+        self.view.send_if_modified(|v| {
+            let left = v.leaving.remove(task_id);
+            v.tasks.remove(task_id).is_some() || left
+        });
         tracing::info!(task = %task_id, "task unplumbed");
         for vni in vnis {
             self.drop_devices_if_unused(vni).await;
@@ -611,9 +634,20 @@ impl TaskNetworking for NodeNetworking {
         self.inner.joined(membership);
     }
 
-    fn cluster(&self, networks: Option<Vec<Network>>, nodes: Option<Vec<NodeNet>>) {
+    fn cluster(
+        &self,
+        networks: Option<Vec<Network>>,
+        nodes: Option<Vec<NodeNet>>,
+        services: Option<Vec<ServiceNet>>,
+    ) {
         self.inner.view.send_if_modified(|v| {
             let mut changed = false;
+            if let Some(list) = services {
+                let map: BTreeMap<Id, ServiceNet> =
+                    list.into_iter().map(|s| (s.id.clone(), s)).collect();
+                changed |= v.services != map;
+                v.services = map;
+            }
             if let Some(list) = networks {
                 let map: BTreeMap<Id, Network> =
                     list.into_iter().map(|n| (n.id.clone(), n)).collect();
@@ -630,9 +664,16 @@ impl TaskNetworking for NodeNetworking {
         });
     }
 
+    fn mesh_counters(&self) -> Vec<ServiceCounters> {
+        lock(&self.inner.counters).clone()
+    }
+
     fn settled(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.inner.settled.store(true, Ordering::Relaxed);
+            self.inner
+                .view
+                .send_if_modified(|v| !std::mem::replace(&mut v.settled, true));
             self.inner.clear_stale().await;
         })
     }
@@ -752,7 +793,7 @@ async fn drive_gossip(inner: Weak<Inner>, m: Membership) {
 }
 
 /// The interface that carries `addr` in this namespace.
-fn interface_of(addr: Ipv4Addr) -> Result<String, String> {
+pub(crate) fn interface_of(addr: Ipv4Addr) -> Result<String, String> {
     let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("listing addresses: {e}"))?;
     for a in addrs {
         let found = a

@@ -209,11 +209,11 @@ pub fn remote_endpoints(view: &NetView, vni: u32) -> Vec<RemoteEndpoint> {
     out
 }
 
-/// This node's endpoints as gossip publishes them: every plumbed task interface.
+/// This node's endpoints as gossip publishes them: every plumbed task interface, but those of
+/// tasks being withdrawn.
 pub fn published_endpoints(view: &NetView) -> Vec<Endpoint> {
     let mut out: Vec<Endpoint> = view
-        .tasks
-        .values()
+        .serving_tasks()
         .flat_map(|t| {
             t.interfaces.iter().map(|i| Endpoint {
                 task_id: t.task_id.to_string(),
@@ -568,6 +568,10 @@ mod tests {
                 mac: [2, 0x42, 10, 0, 0, 9],
             }]
         );
+        // A task being withdrawn is no longer published.
+        let mut leaving = v.clone();
+        leaving.leaving.insert(t.id.clone());
+        assert!(published_endpoints(&leaving).is_empty());
         assert_eq!(
             seeds(&v),
             [

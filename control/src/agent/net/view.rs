@@ -10,7 +10,7 @@ use mesh_cluster::state::Network;
 use mesh_gossip::GossipView;
 use mesh_overlay::Mac;
 
-use crate::api::NodeNet;
+use crate::api::{NodeNet, ServiceNet};
 
 /// This node, once it is in a swarm.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,10 +69,15 @@ pub struct NetView {
     pub networks: BTreeMap<Id, Network>,
     /// Every node, by id, with its underlay address and its address on each network.
     pub nodes: BTreeMap<Id, NodeNet>,
+    /// Every service, by id, as the routing mesh and DNS need it.
+    pub services: BTreeMap<Id, ServiceNet>,
     /// Networks with devices on this node, by VNI.
     pub devices: BTreeMap<u32, LocalNetwork>,
     /// Tasks plumbed on this node, by id.
     pub tasks: BTreeMap<Id, LocalTask>,
+    /// Local tasks being withdrawn before their interfaces go (see
+    /// [`super::WITHDRAW_GRACE`]): no longer published by gossip, no backend, not in DNS.
+    pub leaving: BTreeSet<Id>,
     /// Networks kept up on this node without a local task
     /// ([`super::NodeNetworking::pin_network`]).
     pub pinned: BTreeSet<Id>,
@@ -82,9 +87,18 @@ pub struct NetView {
     /// partial `gossip` means "not heard yet", not "dead": entries left by an earlier run are
     /// kept rather than removed.
     pub gossip_ready: bool,
+    /// The task runner has the leader's full task list and has adopted every running container:
+    /// `tasks` and `services` are complete (until then, after a restart, what the earlier meshd
+    /// programmed is kept rather than replaced from a partial view).
+    pub settled: bool,
 }
 
 impl NetView {
+    /// The `ingress` network (the routing mesh's), once the leader's view names it.
+    pub fn ingress(&self) -> Option<&Network> {
+        self.networks.values().find(|n| n.spec.ingress)
+    }
+
     /// The network with VNI `vni`, as the leader knows it.
     pub fn network_by_vni(&self, vni: u32) -> Option<&Network> {
         self.networks.values().find(|n| n.vni == vni)
@@ -94,6 +108,13 @@ impl NetView {
     pub fn own_addr(&self, network: &Id) -> Option<Ipv4Addr> {
         let me = self.node.as_ref()?;
         self.nodes.get(&me.id)?.attachments.get(network).copied()
+    }
+
+    /// The plumbed tasks that serve: those not being withdrawn.
+    pub fn serving_tasks(&self) -> impl Iterator<Item = &LocalTask> {
+        self.tasks
+            .values()
+            .filter(|t| !self.leaving.contains(&t.task_id))
     }
 
     /// Does a plumbed task use VNI `vni`?
