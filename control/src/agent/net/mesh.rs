@@ -34,15 +34,6 @@ use super::view::NetView;
 use super::{NodeNetworking, interface_of, remote_endpoints};
 use crate::api::ServiceCounters;
 
-/// Ports meshd itself listens on (the managers' API and raft, gossip) or that carry the
-/// overlay: never published.
-pub const RESERVED_PORTS: [(Protocol, u16); 4] = [
-    (Protocol::Tcp, 2377),
-    (Protocol::Tcp, 7946),
-    (Protocol::Udp, 7946),
-    (Protocol::Udp, 4789),
-];
-
 /// How often counters are read (and attachments checked).
 const TICK: Duration = Duration::from_secs(1);
 /// Every this many ticks, attachments are checked against the kernel (an interface recreated
@@ -115,7 +106,10 @@ pub fn desired_mesh(view: &NetView) -> DesiredMesh {
                 .map(move |r| (*vni, r.ip, r.mac.octets(), r.vtep))
         })
         .collect();
-    let mut ports_taken: BTreeSet<(Protocol, u16)> = RESERVED_PORTS.into_iter().collect();
+    let mut ports_taken: BTreeSet<(Protocol, u16)> = crate::services::RESERVED_PORTS
+        .iter()
+        .map(|(proto, port, _)| (protocol(*proto), *port))
+        .collect();
     let mut vips_taken: BTreeSet<(u32, Ipv4Addr)> = BTreeSet::new();
     let mut services = Vec::new();
     for svc in view.services.values() {
