@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The benchmark, in one command (as root): installs what is missing, builds release binaries,
+# runs every scenario on its own lab (prefix `bench`, underlay 198.18.200.0/24) and writes
+# bench/results/<UTC time>.json and bench/results/latest.md. Extra arguments go to mesh-bench
+# (`bench/run.sh --help`). See bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/deps.sh
+echo "[bench] building release binaries (meshd's DNS is user space: release matters)" >&2
+cargo build --release --locked -p mesh-cli -p mesh-bench
+exec target/release/mesh-bench --meshctl target/release/meshctl \
+  --server target/release/mesh-bench-server "$@"

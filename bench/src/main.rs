@@ -1,0 +1,212 @@
+//! `mesh-bench`: runs every scenario of the benchmark and writes the results (see
+//! `bench/README.md`; `bench/run.sh` is the one command).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use mesh_bench::lab::parse_subnet;
+use mesh_bench::machine::{Machine, now_utc};
+use mesh_bench::report::{Datapath, Results};
+use mesh_bench::run::{Config, log, run};
+use mesh_bench::sys;
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Benchmarks meshd's routing mesh against direct forwarding, iptables and HAProxy"
+)]
+struct Args {
+    /// The meshctl binary (its meshd is the one next to it).
+    #[arg(long, default_value_os_t = sibling("meshctl"))]
+    meshctl: PathBuf,
+    /// The backend HTTP server.
+    #[arg(long, default_value_os_t = sibling("mesh-bench-server"))]
+    server: PathBuf,
+    /// The lab's prefix (its namespaces are PREFIX-n1.., PREFIX-client).
+    #[arg(long, default_value = "bench")]
+    prefix: String,
+    /// The lab's underlay: a /24 inside 198.18.0.0/15 that no other lab uses.
+    #[arg(long, default_value = "198.18.200.0/24")]
+    subnet: String,
+    /// Where `<UTC time>.json` and `latest.md` go.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
+    results: PathBuf,
+    /// The labs to run: tc, xdp or both.
+    #[arg(long, value_delimiter = ',', default_value = "tc,xdp")]
+    labs: Vec<String>,
+    /// Seconds of each iperf3 run (after 1 s omitted).
+    #[arg(long, default_value_t = 4)]
+    iperf_seconds: u64,
+    /// Seconds of each wrk run.
+    #[arg(long, default_value_t = 4)]
+    wrk_seconds: u64,
+    /// wrk threads for the connections-per-second run.
+    #[arg(long, default_value_t = 2)]
+    wrk_threads: u32,
+    /// wrk connections for the connections-per-second run.
+    #[arg(long, default_value_t = 16)]
+    wrk_connections: u32,
+    /// The fixed UDP rate (iperf3 -b).
+    #[arg(long, default_value = "300M")]
+    udp_rate: String,
+    /// Seconds of each dnsperf run.
+    #[arg(long, default_value_t = 5)]
+    dns_seconds: u64,
+}
+
+/// `NAME` in the folder of this binary.
+fn sibling(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match main_with(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mesh-bench: {e:#}");
+            if sys::interrupted() {
+                eprintln!(
+                    "mesh-bench: interrupted; the lab and everything the bench started are removed"
+                );
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn main_with(args: &Args) -> Result<()> {
+    // SAFETY: geteuid(2) reads a process attribute; it cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the bench needs root (it builds a lab of network namespaces)");
+    }
+    let missing: Vec<&str> = [
+        "ip", "nsenter", "docker", "iperf3", "wrk", "dnsperf", "dig", "unbound", "haproxy",
+        "iptables", "sysctl",
+    ]
+    .into_iter()
+    .filter(|p| !sys::have(p))
+    .collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing {}: run ./scripts/deps.sh (it installs them)",
+            missing.join(", ")
+        );
+    }
+    for (what, p) in [
+        ("meshctl", &args.meshctl),
+        ("mesh-bench-server", &args.server),
+    ] {
+        if !p.is_file() {
+            bail!(
+                "{what} not found at {}: build it with `cargo build --release -p mesh-cli -p mesh-bench`",
+                p.display()
+            );
+        }
+    }
+    let labs: Vec<Datapath> = args
+        .labs
+        .iter()
+        .map(|l| match l.as_str() {
+            "tc" => Ok(Datapath::Tc),
+            "xdp" => Ok(Datapath::Xdp),
+            other => bail!("invalid --labs {other:?}: use tc, xdp or tc,xdp"),
+        })
+        .collect::<Result<_>>()?;
+    let cfg = Config {
+        meshctl: absolute(&args.meshctl)?,
+        server: absolute(&args.server)?,
+        prefix: args.prefix.clone(),
+        net: parse_subnet(&args.subnet)?,
+        labs,
+        iperf_seconds: args.iperf_seconds,
+        wrk_seconds: args.wrk_seconds,
+        wrk_threads: args.wrk_threads,
+        wrk_connections: args.wrk_connections,
+        udp_rate: args.udp_rate.clone(),
+        dns_seconds: args.dns_seconds,
+    };
+    std::fs::create_dir_all(&args.results)
+        .with_context(|| format!("creating {}", args.results.display()))?;
+    sys::install_signal_handlers();
+
+    let started = Instant::now();
+    let (stamp, file_stamp) = now_utc();
+    let machine = Machine::from_proc();
+    log(&format!("machine: {}", machine.summary()));
+    let mut settings = BTreeMap::new();
+    for (k, v) in [
+        ("prefix", cfg.prefix.clone()),
+        ("subnet", args.subnet.clone()),
+        (
+            "iperf3",
+            format!(
+                "-t {} -O 1; UDP -b {} -l 1380; small UDP -b 0 -l 64",
+                cfg.iperf_seconds, cfg.udp_rate
+            ),
+        ),
+        (
+            "wrk_conn_per_s",
+            format!(
+                "-t {} -c {} -d {}s -H 'Connection: close'",
+                cfg.wrk_threads, cfg.wrk_connections, cfg.wrk_seconds
+            ),
+        ),
+        (
+            "wrk_latency",
+            format!(
+                "-t 1 -c 1 -d {}s --latency -H 'Connection: close'",
+                cfg.wrk_seconds
+            ),
+        ),
+        ("dnsperf", format!("-c 4 -T 1 -l {}", cfg.dns_seconds)),
+        (
+            "meshd",
+            cfg.meshctl.with_file_name("meshd").display().to_string(),
+        ),
+    ] {
+        settings.insert(k.to_owned(), v);
+    }
+    let mut results = Results {
+        started_utc: stamp,
+        wall_seconds: 0.0,
+        machine,
+        settings,
+        scenarios: Vec::new(),
+        dns: None,
+        convergence: None,
+        rss: Vec::new(),
+        targets: Vec::new(),
+        notes: Vec::new(),
+    };
+    run(&cfg, &mut results)?;
+    results.scenarios.sort_by_key(|r| r.scenario);
+    results
+        .rss
+        .sort_by(|a, b| (a.lab, &a.node).cmp(&(b.lab, &b.node)));
+    results.wall_seconds = started.elapsed().as_secs_f64();
+    results.targets = results.evaluate_targets();
+
+    println!("{}", results.render_text());
+    let json = args.results.join(format!("{file_stamp}.json"));
+    let mut text = serde_json::to_vec_pretty(&results)?;
+    text.push(b'\n');
+    std::fs::write(&json, text).with_context(|| format!("writing {}", json.display()))?;
+    let md = args.results.join("latest.md");
+    std::fs::write(&md, results.render_markdown())
+        .with_context(|| format!("writing {}", md.display()))?;
+    log(&format!("wrote {} and {}", json.display(), md.display()));
+    Ok(())
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(p).with_context(|| format!("resolving {}", p.display()))
+}

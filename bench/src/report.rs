@@ -1,0 +1,1102 @@
+//! The results (pure): scenarios, figures, targets with their verdicts, and the tables printed
+//! and written (plain text for the terminal, markdown for `results/latest.md`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::machine::Machine;
+
+/// A lab's data path: every scenario runs in one of two labs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Datapath {
+    Tc,
+    Xdp,
+}
+
+impl Datapath {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tc => "tc",
+            Self::Xdp => "xdp",
+        }
+    }
+}
+
+/// One way from the client to the same backend task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    Direct,
+    MeshTc,
+    MeshLocal,
+    Userspace,
+    Iptables,
+    DirectXdp,
+    MeshXdp,
+    UserspaceXdp,
+    IptablesXdp,
+}
+
+impl Scenario {
+    /// In the order they run (and are printed): each lab's mesh runs before iptables loads
+    /// netfilter's connection tracking into n1.
+    pub const ALL: [Self; 9] = [
+        Self::Direct,
+        Self::MeshTc,
+        Self::MeshLocal,
+        Self::Userspace,
+        Self::Iptables,
+        Self::DirectXdp,
+        Self::MeshXdp,
+        Self::UserspaceXdp,
+        Self::IptablesXdp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::MeshTc => "mesh-tc",
+            Self::MeshLocal => "mesh-local",
+            Self::Userspace => "userspace",
+            Self::Iptables => "iptables",
+            Self::DirectXdp => "direct (xdp lab)",
+            Self::MeshXdp => "mesh-xdp",
+            Self::UserspaceXdp => "userspace (xdp lab)",
+            Self::IptablesXdp => "iptables (xdp lab)",
+        }
+    }
+
+    pub fn lab(self) -> Datapath {
+        match self {
+            Self::Direct | Self::MeshTc | Self::MeshLocal | Self::Userspace | Self::Iptables => {
+                Datapath::Tc
+            }
+            Self::DirectXdp | Self::MeshXdp | Self::UserspaceXdp | Self::IptablesXdp => {
+                Datapath::Xdp
+            }
+        }
+    }
+
+    /// The scenarios of one lab, in order.
+    pub fn of_lab(lab: Datapath) -> impl Iterator<Item = Self> {
+        Self::ALL.into_iter().filter(move |s| s.lab() == lab)
+    }
+
+    /// `direct` of the same lab: what ratios are taken against.
+    #[must_use]
+    pub fn reference(self) -> Self {
+        match self.lab() {
+            Datapath::Tc => Self::Direct,
+            Datapath::Xdp => Self::DirectXdp,
+        }
+    }
+
+    /// How the client's packets reach the task (printed in the JSON and the README).
+    pub fn wiring(self) -> &'static str {
+        match self {
+            Self::Direct | Self::DirectXdp => {
+                "client -> task's ingress address, routed by n2 (the task's node): plain forwarding, no balancer"
+            }
+            Self::MeshTc => {
+                "client -> n1:published port; tc on n1 balances, VXLAN to the task on n2"
+            }
+            Self::MeshLocal => {
+                "client -> n2:published port; the mesh on n2 hands it to its local task"
+            }
+            Self::MeshXdp => {
+                "client -> n1:published port; XDP on n1 balances and encapsulates to n2"
+            }
+            Self::Userspace | Self::UserspaceXdp => {
+                "client -> n1; HAProxy (mode tcp) in n1 connects to the task over n1's VXLAN route"
+            }
+            Self::Iptables | Self::IptablesXdp => {
+                "client -> n1; iptables DNAT+MASQUERADE in n1 (kube-proxy's chains), VXLAN to n2"
+            }
+        }
+    }
+}
+
+/// Why a figure of a scenario that never ran is missing.
+pub const NOT_RUN: &str = "not run";
+
+/// A figure measured for every scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Metric {
+    #[serde(rename = "tcp_1_stream_gbit_s")]
+    Tcp1,
+    #[serde(rename = "tcp_4_streams_gbit_s")]
+    Tcp4,
+    #[serde(rename = "udp_received_mbit_s")]
+    UdpRate,
+    #[serde(rename = "udp_loss_percent")]
+    UdpLoss,
+    #[serde(rename = "udp_64b_received_kpps")]
+    Pps64,
+    #[serde(rename = "new_conn_per_s")]
+    ConnPerSec,
+    #[serde(rename = "latency_p50_us")]
+    LatP50,
+    #[serde(rename = "latency_p99_us")]
+    LatP99,
+}
+
+impl Metric {
+    pub const ALL: [Self; 8] = [
+        Self::Tcp1,
+        Self::Tcp4,
+        Self::UdpRate,
+        Self::UdpLoss,
+        Self::Pps64,
+        Self::ConnPerSec,
+        Self::LatP50,
+        Self::LatP99,
+    ];
+
+    pub fn header(self) -> &'static str {
+        match self {
+            Self::Tcp1 => "TCP 1 Gbit/s",
+            Self::Tcp4 => "TCP 4 Gbit/s",
+            Self::UdpRate => "UDP Mbit/s",
+            Self::UdpLoss => "UDP loss %",
+            Self::Pps64 => "64B kpps",
+            Self::ConnPerSec => "conn/s",
+            Self::LatP50 => "p50 us",
+            Self::LatP99 => "p99 us",
+        }
+    }
+
+    pub fn format(self, v: f64) -> String {
+        match self {
+            Self::Tcp1 | Self::Tcp4 | Self::UdpLoss => format!("{v:.2}"),
+            Self::UdpRate | Self::ConnPerSec => format!("{v:.0}"),
+            Self::Pps64 | Self::LatP50 | Self::LatP99 => format!("{v:.1}"),
+        }
+    }
+
+    /// Latency is compared by the microseconds added, everything else by ratio.
+    fn is_latency(self) -> bool {
+        matches!(self, Self::LatP50 | Self::LatP99)
+    }
+}
+
+/// One measured value, or why there is none.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Figure {
+    Value(f64),
+    /// Impossible by construction (UDP through `HAProxy` in TCP mode).
+    NotApplicable(String),
+    /// The tool or the path failed; the reason says how.
+    Failed(String),
+}
+
+impl Figure {
+    pub fn value(&self) -> Option<f64> {
+        match self {
+            Self::Value(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn cell(&self, metric: Metric) -> String {
+        match self {
+            Self::Value(v) => metric.format(*v),
+            Self::NotApplicable(_) => "N/A".to_owned(),
+            Self::Failed(_) => "failed".to_owned(),
+        }
+    }
+
+    fn why(&self) -> Option<String> {
+        match self {
+            Self::Value(_) => None,
+            Self::NotApplicable(r) => Some(format!("N/A: {r}")),
+            Self::Failed(r) => Some(format!("failed: {r}")),
+        }
+    }
+}
+
+impl<E: std::fmt::Display> From<Result<f64, E>> for Figure {
+    fn from(r: Result<f64, E>) -> Self {
+        match r {
+            Ok(v) if v.is_finite() => Self::Value(v),
+            Ok(v) => Self::Failed(format!("not a number: {v}")),
+            Err(e) => Self::Failed(format!("{e:#}")),
+        }
+    }
+}
+
+/// Every figure of one scenario.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScenarioResult {
+    pub scenario: Scenario,
+    pub name: &'static str,
+    pub lab: Datapath,
+    pub wiring: &'static str,
+    pub figures: BTreeMap<Metric, Figure>,
+}
+
+impl ScenarioResult {
+    pub fn new(scenario: Scenario) -> Self {
+        Self {
+            scenario,
+            name: scenario.name(),
+            lab: scenario.lab(),
+            wiring: scenario.wiring(),
+            figures: BTreeMap::new(),
+        }
+    }
+
+    /// Every figure failed for the same reason (the path did not work).
+    pub fn failed(scenario: Scenario, reason: &str) -> Self {
+        let mut r = Self::new(scenario);
+        for m in Metric::ALL {
+            r.figures.insert(m, Figure::Failed(reason.to_owned()));
+        }
+        r
+    }
+
+    pub fn get(&self, metric: Metric) -> Figure {
+        self.figures
+            .get(&metric)
+            .cloned()
+            .unwrap_or_else(|| Figure::Failed("not measured".to_owned()))
+    }
+}
+
+/// meshd's DNS beside unbound, for the same name.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Dns {
+    pub name: String,
+    pub meshd_qps: Figure,
+    pub unbound_qps: Figure,
+    pub meshd_lost_percent: Option<f64>,
+    pub unbound_lost_percent: Option<f64>,
+    pub how: String,
+}
+
+/// How fast the mesh follows the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Convergence {
+    /// From `service create --replicas 3 -p ...` to a successful request through every node.
+    pub create_to_all_nodes_s: Figure,
+    /// Per node: the first successful request through it.
+    pub per_node_s: Vec<(String, Figure)>,
+    /// From killing a node that holds a task to 10 requests in a row succeeding through n1.
+    pub node_kill_recovery_s: Figure,
+    pub node_kill_detail: String,
+}
+
+/// What a request loop saw around a node's death.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recovery {
+    /// Seconds from the kill to the first request of the final run of successes (0 when no
+    /// request failed); None when the requests never succeeded `streak` times in a row after
+    /// the last failure.
+    pub recovered_s: Option<f64>,
+    pub failed: usize,
+    pub total: usize,
+    pub first_failure_s: Option<f64>,
+    pub last_failure_s: Option<f64>,
+}
+
+/// Reads a request loop's samples (seconds since the kill, success), those before the kill
+/// ignored: recovery is the first request of the `streak` successes in a row that follow the
+/// last failure.
+pub fn recovery(samples: &[(f64, bool)], streak: usize) -> Recovery {
+    let after: Vec<(f64, bool)> = samples.iter().copied().filter(|(t, _)| *t >= 0.0).collect();
+    let failures: Vec<f64> = after
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(t, _)| *t)
+        .collect();
+    let last_failure = after.iter().rposition(|(_, ok)| !ok);
+    let tail_from = last_failure.map_or(0, |i| i + 1);
+    let tail = &after[tail_from..];
+    let recovered_s = if tail.len() >= streak {
+        Some(if last_failure.is_some() {
+            tail[0].0
+        } else {
+            0.0
+        })
+    } else {
+        None
+    };
+    Recovery {
+        recovered_s,
+        failed: failures.len(),
+        total: after.len(),
+        first_failure_s: failures.first().copied(),
+        last_failure_s: failures.last().copied(),
+    }
+}
+
+/// meshd's resident memory on one node of one lab (KiB).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rss {
+    pub lab: Datapath,
+    pub node: String,
+    pub idle_kib: Option<u64>,
+    pub load_max_kib: Option<u64>,
+}
+
+/// PASS, MISS, or not decidable (a figure is missing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    #[serde(rename = "PASS")]
+    Pass,
+    #[serde(rename = "MISS")]
+    Miss,
+    #[serde(rename = "UNKNOWN")]
+    Unknown,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pass => "PASS",
+            Self::Miss => "MISS",
+            Self::Unknown => "N/A",
+        }
+    }
+}
+
+/// A target of issue 7 with what was measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TargetResult {
+    pub target: String,
+    /// The ratio (ratio targets) or the added microseconds (latency targets).
+    pub measured: Option<f64>,
+    pub shown: String,
+    pub verdict: Verdict,
+}
+
+/// `lhs / rhs >= min`.
+pub fn ratio_target(target: &str, lhs: &Figure, rhs: &Figure, min: f64) -> TargetResult {
+    match (lhs.value(), rhs.value()) {
+        (Some(a), Some(b)) if b > 0.0 => {
+            let r = a / b;
+            TargetResult {
+                target: target.to_owned(),
+                measured: Some(r),
+                shown: format!("{r:.2}x ({} / {})", short(a), short(b)),
+                verdict: if r >= min {
+                    Verdict::Pass
+                } else {
+                    Verdict::Miss
+                },
+            }
+        }
+        _ => unknown(target, lhs, rhs),
+    }
+}
+
+/// `lhs - rhs < max` (microseconds added over the reference).
+pub fn added_target(target: &str, lhs: &Figure, rhs: &Figure, max: f64) -> TargetResult {
+    match (lhs.value(), rhs.value()) {
+        (Some(a), Some(b)) => {
+            let d = a - b;
+            TargetResult {
+                target: target.to_owned(),
+                measured: Some(d),
+                shown: format!("{d:+.1} us ({a:.1} vs {b:.1} us)"),
+                verdict: if d < max {
+                    Verdict::Pass
+                } else {
+                    Verdict::Miss
+                },
+            }
+        }
+        _ => unknown(target, lhs, rhs),
+    }
+}
+
+fn unknown(target: &str, lhs: &Figure, rhs: &Figure) -> TargetResult {
+    // The reasons are in the notes; here only which kind.
+    let why = match (lhs, rhs) {
+        (Figure::NotApplicable(r), _) | (_, Figure::NotApplicable(r)) => format!("N/A: {r}"),
+        (Figure::Failed(r), _) | (_, Figure::Failed(r)) if r == NOT_RUN => NOT_RUN.to_owned(),
+        (Figure::Failed(_), _) | (_, Figure::Failed(_)) => "a figure failed (see notes)".to_owned(),
+        _ => "the reference is zero".to_owned(),
+    };
+    TargetResult {
+        target: target.to_owned(),
+        measured: None,
+        shown: why,
+        verdict: Verdict::Unknown,
+    }
+}
+
+/// A number short enough for a ratio's explanation.
+fn short(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Everything one run found.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Results {
+    pub started_utc: String,
+    pub wall_seconds: f64,
+    pub machine: Machine,
+    pub settings: BTreeMap<String, String>,
+    pub scenarios: Vec<ScenarioResult>,
+    pub dns: Option<Dns>,
+    pub convergence: Option<Convergence>,
+    pub rss: Vec<Rss>,
+    pub targets: Vec<TargetResult>,
+    /// Anything worth knowing about this run (errors outside the figures).
+    pub notes: Vec<String>,
+}
+
+impl Results {
+    pub fn figure(&self, s: Scenario, m: Metric) -> Figure {
+        self.scenarios
+            .iter()
+            .find(|r| r.scenario == s)
+            .map_or_else(|| Figure::Failed(NOT_RUN.to_owned()), |r| r.get(m))
+    }
+
+    /// Issue 7's targets, evaluated on these results.
+    pub fn evaluate_targets(&self) -> Vec<TargetResult> {
+        use Metric::{ConnPerSec, LatP50, Pps64, Tcp1, Tcp4};
+        use Scenario::{Direct, IptablesXdp, MeshLocal, MeshTc, MeshXdp, Userspace, UserspaceXdp};
+        let f = |s, m| self.figure(s, m);
+        let mut t = vec![
+            ratio_target(
+                "mesh-tc TCP 1 stream >= 0.9x direct",
+                &f(MeshTc, Tcp1),
+                &f(Direct, Tcp1),
+                0.9,
+            ),
+            ratio_target(
+                "mesh-tc TCP 4 streams >= 0.9x direct",
+                &f(MeshTc, Tcp4),
+                &f(Direct, Tcp4),
+                0.9,
+            ),
+            ratio_target(
+                "mesh-xdp 64B pps >= 1.5x iptables (xdp lab)",
+                &f(MeshXdp, Pps64),
+                &f(IptablesXdp, Pps64),
+                1.5,
+            ),
+            ratio_target(
+                "mesh-xdp conn/s >= 1.5x iptables (xdp lab)",
+                &f(MeshXdp, ConnPerSec),
+                &f(IptablesXdp, ConnPerSec),
+                1.5,
+            ),
+        ];
+        for (mesh, userspace) in [
+            (MeshTc, Userspace),
+            (MeshLocal, Userspace),
+            (MeshXdp, UserspaceXdp),
+        ] {
+            t.push(ratio_target(
+                &format!("{} conn/s >= 2x {}", mesh.name(), userspace.name()),
+                &f(mesh, ConnPerSec),
+                &f(userspace, ConnPerSec),
+                2.0,
+            ));
+        }
+        for mesh in [MeshTc, MeshLocal, MeshXdp] {
+            let direct = mesh.reference();
+            t.push(added_target(
+                &format!("{} p50 latency < {} + 20 us", mesh.name(), direct.name()),
+                &f(mesh, LatP50),
+                &f(direct, LatP50),
+                20.0,
+            ));
+        }
+        let missing = || Figure::Failed(NOT_RUN.to_owned());
+        let (meshd, unbound) = self.dns.as_ref().map_or_else(
+            || (missing(), missing()),
+            |d| (d.meshd_qps.clone(), d.unbound_qps.clone()),
+        );
+        t.push(ratio_target(
+            "meshd DNS QPS >= 0.5x unbound",
+            &meshd,
+            &unbound,
+            0.5,
+        ));
+        t
+    }
+
+    /// The tables, in the order they are printed.
+    pub fn tables(&self) -> Vec<Table> {
+        let mut tables = vec![self.figures_table(), self.ratios_table()];
+        if let Some(d) = &self.dns {
+            let lost = |l: Option<f64>| l.map_or_else(|| "-".to_owned(), |l| format!("{l:.2}"));
+            let qps = |f: &Figure| f.value().map_or_else(|| f.cell(Metric::ConnPerSec), short);
+            tables.push(Table {
+                title: format!("DNS: `{}` A, {}", d.name, d.how),
+                header: vec!["server".into(), "QPS".into(), "lost %".into()],
+                rows: vec![
+                    vec![
+                        "meshd".into(),
+                        qps(&d.meshd_qps),
+                        lost(d.meshd_lost_percent),
+                    ],
+                    vec![
+                        "unbound".into(),
+                        qps(&d.unbound_qps),
+                        lost(d.unbound_lost_percent),
+                    ],
+                ],
+            });
+        }
+        if let Some(c) = &self.convergence {
+            let secs = |f: &Figure| {
+                f.value()
+                    .map_or_else(|| f.cell(Metric::LatP50), |v| format!("{v:.2} s"))
+            };
+            let per_node: Vec<String> = c
+                .per_node_s
+                .iter()
+                .map(|(n, f)| format!("{n} {}", secs(f)))
+                .collect();
+            tables.push(Table {
+                title: "Convergence (tc lab)".to_owned(),
+                header: vec!["event".into(), "time".into(), "detail".into()],
+                rows: vec![
+                    vec![
+                        "service create --replicas 3 -p -> a request succeeds through every node"
+                            .into(),
+                        secs(&c.create_to_all_nodes_s),
+                        per_node.join(", "),
+                    ],
+                    vec![
+                        "a task's node killed -> 10 requests in a row succeed through n1".into(),
+                        secs(&c.node_kill_recovery_s),
+                        c.node_kill_detail.clone(),
+                    ],
+                ],
+            });
+        }
+        if !self.rss.is_empty() {
+            let mib = |k: Option<u64>| {
+                k.map_or_else(
+                    || "-".to_owned(),
+                    |k| format!("{}.{}", k / 1024, k % 1024 * 10 / 1024),
+                )
+            };
+            tables.push(Table {
+                title: "meshd resident memory (VmRSS, MiB); load = max during wrk and dnsperf"
+                    .to_owned(),
+                header: vec![
+                    "lab".into(),
+                    "node".into(),
+                    "idle".into(),
+                    "under load".into(),
+                ],
+                rows: self
+                    .rss
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.lab.name().to_owned(),
+                            r.node.clone(),
+                            mib(r.idle_kib),
+                            mib(r.load_max_kib),
+                        ]
+                    })
+                    .collect(),
+            });
+        }
+        tables.push(Table {
+            title: "Targets".to_owned(),
+            header: vec!["target".into(), "measured".into(), "verdict".into()],
+            rows: self
+                .targets
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.target.clone(),
+                        t.shown.clone(),
+                        t.verdict.name().to_owned(),
+                    ]
+                })
+                .collect(),
+        });
+        tables
+    }
+
+    fn figures_table(&self) -> Table {
+        let mut header = vec!["scenario".to_owned()];
+        header.extend(Metric::ALL.iter().map(|m| m.header().to_owned()));
+        let rows = self
+            .scenarios
+            .iter()
+            .map(|r| {
+                let mut row = vec![r.name.to_owned()];
+                row.extend(Metric::ALL.iter().map(|m| r.get(*m).cell(*m)));
+                row
+            })
+            .collect();
+        Table {
+            title:
+                "Figures (same client, same backend task; higher is better except loss and latency)"
+                    .to_owned(),
+            header,
+            rows,
+        }
+    }
+
+    fn ratios_table(&self) -> Table {
+        let metrics: Vec<Metric> = Metric::ALL
+            .into_iter()
+            .filter(|m| *m != Metric::UdpLoss)
+            .collect();
+        let mut header = vec!["scenario".to_owned()];
+        header.extend(metrics.iter().map(|m| {
+            if m.is_latency() {
+                format!("{} added", m.header())
+            } else {
+                format!("{} x", m.header())
+            }
+        }));
+        let rows = self
+            .scenarios
+            .iter()
+            .map(|r| {
+                let reference = r.scenario.reference();
+                let mut row = vec![r.name.to_owned()];
+                for m in &metrics {
+                    let cell = match (r.get(*m).value(), self.figure(reference, *m).value()) {
+                        (Some(a), Some(b)) if m.is_latency() => format!("{:+.1}", a - b),
+                        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                        _ => "-".to_owned(),
+                    };
+                    row.push(cell);
+                }
+                row
+            })
+            .collect();
+        Table {
+            title: "Relative to direct in the same lab (x: ratio; added: microseconds over direct)"
+                .to_owned(),
+            header,
+            rows,
+        }
+    }
+
+    /// Why figures are missing, one line per scenario and reason.
+    pub fn missing_figures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.scenarios {
+            let mut by_reason: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+            for m in Metric::ALL {
+                if let Some(why) = r.get(m).why() {
+                    by_reason.entry(why).or_default().push(m.header());
+                }
+            }
+            for (why, metrics) in by_reason {
+                out.push(format!("{}: {}: {why}", r.name, metrics.join(", ")));
+            }
+        }
+        out
+    }
+
+    /// The missing figures with their reasons, then the run's notes.
+    fn all_notes(&self) -> Vec<String> {
+        self.missing_figures()
+            .into_iter()
+            .chain(self.notes.iter().cloned())
+            .collect()
+    }
+
+    /// The terminal's report.
+    pub fn render_text(&self) -> String {
+        let mut s = format!(
+            "meshd bench, {} (wall time {:.0} s)\nmachine: {}\n",
+            self.started_utc,
+            self.wall_seconds,
+            self.machine.summary()
+        );
+        for t in self.tables() {
+            s.push('\n');
+            s.push_str(&t.text());
+        }
+        let notes = self.all_notes();
+        if !notes.is_empty() {
+            s.push_str("\nNotes\n");
+            for n in notes {
+                let _ = writeln!(s, "- {n}");
+            }
+        }
+        s
+    }
+
+    /// `results/latest.md`.
+    pub fn render_markdown(&self) -> String {
+        let mut s = format!(
+            "Measured {} by `bench/run.sh` (wall time {:.0} s) on {}.\n",
+            self.started_utc,
+            self.wall_seconds,
+            self.machine.summary()
+        );
+        for t in self.tables() {
+            s.push('\n');
+            s.push_str(&t.markdown());
+        }
+        let notes = self.all_notes();
+        if !notes.is_empty() {
+            s.push('\n');
+            for n in notes {
+                let _ = writeln!(s, "- {n}");
+            }
+        }
+        s
+    }
+}
+
+/// A titled table of text cells.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    pub title: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Columns padded to their widest cell; numbers right-aligned.
+    pub fn text(&self) -> String {
+        let cols = self.header.len();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (i, c) in row.iter().enumerate().take(cols) {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+        let right: Vec<bool> = (0..cols).map(|i| self.right_aligned(i)).collect();
+        let line = |cells: &[String]| {
+            let mut l = String::new();
+            for (i, c) in cells.iter().enumerate().take(cols) {
+                let pad = widths[i] - c.chars().count();
+                if i > 0 {
+                    l.push_str("  ");
+                }
+                if right[i] {
+                    l.push_str(&" ".repeat(pad));
+                    l.push_str(c);
+                } else {
+                    l.push_str(c);
+                    l.push_str(&" ".repeat(pad));
+                }
+            }
+            l.trim_end().to_owned() + "\n"
+        };
+        let mut s = format!("{}\n", self.title);
+        s.push_str(&line(&self.header));
+        for row in &self.rows {
+            s.push_str(&line(row));
+        }
+        s
+    }
+
+    pub fn markdown(&self) -> String {
+        let esc = |c: &str| c.replace('|', "\\|");
+        let mut s = format!("**{}**\n\n", self.title);
+        let _ = writeln!(
+            s,
+            "| {} |",
+            self.header
+                .iter()
+                .map(|h| esc(h))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        let align: Vec<&str> = (0..self.header.len())
+            .map(|i| if self.right_aligned(i) { "---:" } else { "---" })
+            .collect();
+        let _ = writeln!(s, "| {} |", align.join(" | "));
+        for row in &self.rows {
+            let _ = writeln!(
+                s,
+                "| {} |",
+                row.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+            );
+        }
+        s
+    }
+}
+
+impl Table {
+    /// Columns of numbers (or their stand-ins) are right-aligned, text columns left.
+    fn right_aligned(&self, col: usize) -> bool {
+        col > 0
+            && self.rows.iter().all(|r| {
+                r.get(col).is_none_or(|c| {
+                    looks_numeric(c) || ["N/A", "failed", "-"].contains(&c.as_str())
+                })
+            })
+    }
+}
+
+fn looks_numeric(c: &str) -> bool {
+    let t = c.trim_end_matches(['x', 's', '%']).trim();
+    !t.is_empty() && t.parse::<f64>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine() -> Machine {
+        Machine {
+            cpu_model: "Test CPU".to_owned(),
+            cores: 2,
+            kernel: "6.1.0".to_owned(),
+            mem_total_mib: 4096,
+        }
+    }
+
+    fn scenario(s: Scenario, values: [f64; 8]) -> ScenarioResult {
+        let mut r = ScenarioResult::new(s);
+        for (m, v) in Metric::ALL.into_iter().zip(values) {
+            r.figures.insert(m, Figure::Value(v));
+        }
+        r
+    }
+
+    fn sample() -> Results {
+        use Scenario::*;
+        let mut userspace = scenario(Userspace, [5.0, 6.0, 0.0, 0.0, 0.0, 3000.0, 90.0, 200.0]);
+        for m in [Metric::UdpRate, Metric::UdpLoss, Metric::Pps64] {
+            userspace.figures.insert(
+                m,
+                Figure::NotApplicable("HAProxy in TCP mode proxies TCP only".to_owned()),
+            );
+        }
+        let mut r = Results {
+            started_utc: "2026-11-23T12:00:00Z".to_owned(),
+            wall_seconds: 300.0,
+            machine: machine(),
+            settings: BTreeMap::new(),
+            scenarios: vec![
+                scenario(
+                    Direct,
+                    [10.0, 12.0, 300.0, 0.0, 200.0, 10000.0, 50.0, 100.0],
+                ),
+                scenario(MeshTc, [9.5, 11.0, 300.0, 0.1, 180.0, 9000.0, 60.0, 120.0]),
+                scenario(
+                    MeshLocal,
+                    [8.0, 10.0, 300.0, 0.0, 190.0, 9500.0, 75.0, 110.0],
+                ),
+                userspace,
+                scenario(
+                    Iptables,
+                    [9.0, 10.0, 300.0, 0.0, 150.0, 7000.0, 65.0, 130.0],
+                ),
+                scenario(
+                    DirectXdp,
+                    [5.0, 6.0, 300.0, 0.0, 210.0, 9000.0, 50.0, 100.0],
+                ),
+                scenario(MeshXdp, [4.0, 5.0, 300.0, 0.0, 240.0, 8000.0, 55.0, 100.0]),
+                ScenarioResult::failed(UserspaceXdp, "path check: connection refused"),
+                scenario(
+                    IptablesXdp,
+                    [4.5, 5.5, 300.0, 0.0, 150.0, 6000.0, 60.0, 100.0],
+                ),
+            ],
+            dns: Some(Dns {
+                name: "web".to_owned(),
+                meshd_qps: Figure::Value(60000.0),
+                unbound_qps: Figure::Value(80000.0),
+                meshd_lost_percent: Some(0.0),
+                unbound_lost_percent: Some(0.0),
+                how: "dnsperf in the task".to_owned(),
+            }),
+            convergence: None,
+            rss: vec![],
+            targets: vec![],
+            notes: vec![],
+        };
+        r.targets = r.evaluate_targets();
+        r
+    }
+
+    #[test]
+    fn recovery_is_the_streak_after_the_last_failure() {
+        let samples = [
+            (-0.5, true),
+            (0.0, true),
+            (0.1, false),
+            (0.4, true),
+            (0.5, false),
+            (1.2, true),
+            (1.3, true),
+            (1.4, true),
+        ];
+        let r = recovery(&samples, 3);
+        assert_eq!(r.recovered_s, Some(1.2));
+        assert_eq!((r.failed, r.total), (2, 7));
+        assert_eq!(
+            (r.first_failure_s, r.last_failure_s),
+            (Some(0.1), Some(0.5))
+        );
+        // Not enough successes after the last failure.
+        assert_eq!(recovery(&samples, 4).recovered_s, None);
+        // Nothing failed: no outage.
+        let fine = [(0.0, true), (0.1, true), (0.2, true)];
+        assert_eq!(recovery(&fine, 3).recovered_s, Some(0.0));
+        assert_eq!(recovery(&[], 1).recovered_s, None);
+    }
+
+    #[test]
+    fn ratio_targets_pass_miss_and_unknown() {
+        let t = ratio_target("x", &Figure::Value(9.0), &Figure::Value(10.0), 0.9);
+        assert_eq!(t.verdict, Verdict::Pass);
+        assert!((t.measured.unwrap() - 0.9).abs() < 1e-12);
+        assert_eq!(t.shown, "0.90x (9.00 / 10.00)");
+        let t = ratio_target("x", &Figure::Value(8.9), &Figure::Value(10.0), 0.9);
+        assert_eq!(t.verdict, Verdict::Miss);
+        let t = ratio_target(
+            "x",
+            &Figure::NotApplicable("no UDP".to_owned()),
+            &Figure::Value(1.0),
+            2.0,
+        );
+        assert_eq!(t.verdict, Verdict::Unknown);
+        assert_eq!(t.shown, "N/A: no UDP");
+        let t = ratio_target("x", &Figure::Value(1.0), &Figure::Value(0.0), 2.0);
+        assert_eq!(t.verdict, Verdict::Unknown);
+    }
+
+    #[test]
+    fn latency_targets_compare_the_microseconds_added() {
+        let t = added_target("x", &Figure::Value(61.0), &Figure::Value(50.0), 20.0);
+        assert_eq!(t.verdict, Verdict::Pass);
+        assert_eq!(t.shown, "+11.0 us (61.0 vs 50.0 us)");
+        let t = added_target("x", &Figure::Value(70.0), &Figure::Value(50.0), 20.0);
+        assert_eq!(t.verdict, Verdict::Miss);
+        let t = added_target("x", &Figure::Value(40.0), &Figure::Value(50.0), 20.0);
+        assert_eq!(t.verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn every_target_is_evaluated_against_the_right_figures() {
+        let r = sample();
+        let by: BTreeMap<&str, &TargetResult> =
+            r.targets.iter().map(|t| (t.target.as_str(), t)).collect();
+        assert_eq!(r.targets.len(), 11);
+        // 9.5 / 10.0
+        let t = by["mesh-tc TCP 1 stream >= 0.9x direct"];
+        assert_eq!(t.verdict, Verdict::Pass);
+        // 11 / 12 = 0.917
+        assert_eq!(
+            by["mesh-tc TCP 4 streams >= 0.9x direct"].verdict,
+            Verdict::Pass
+        );
+        // 240 / 150 = 1.6
+        assert_eq!(
+            by["mesh-xdp 64B pps >= 1.5x iptables (xdp lab)"].verdict,
+            Verdict::Pass
+        );
+        // 8000 / 6000 = 1.33
+        assert_eq!(
+            by["mesh-xdp conn/s >= 1.5x iptables (xdp lab)"].verdict,
+            Verdict::Miss
+        );
+        assert_eq!(by["mesh-tc conn/s >= 2x userspace"].verdict, Verdict::Pass);
+        assert_eq!(
+            by["mesh-xdp conn/s >= 2x userspace (xdp lab)"].verdict,
+            Verdict::Unknown
+        );
+        // 75 - 50 = 25
+        assert_eq!(
+            by["mesh-local p50 latency < direct + 20 us"].verdict,
+            Verdict::Miss
+        );
+        assert_eq!(
+            by["mesh-xdp p50 latency < direct (xdp lab) + 20 us"].verdict,
+            Verdict::Pass
+        );
+        // 60000 / 80000 = 0.75
+        assert_eq!(by["meshd DNS QPS >= 0.5x unbound"].verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn tables_show_values_ratios_and_why_figures_are_missing() {
+        let r = sample();
+        let text = r.render_text();
+        assert!(
+            text.contains("machine: Test CPU, 2 cores, kernel 6.1.0, 4096 MiB"),
+            "{text}"
+        );
+        let figures = r.tables()[0].text();
+        let direct = figures.lines().find(|l| l.starts_with("direct ")).unwrap();
+        assert!(
+            direct.contains("10.00") && direct.contains("10000"),
+            "{direct}"
+        );
+        let userspace = figures
+            .lines()
+            .find(|l| l.starts_with("userspace "))
+            .unwrap();
+        assert!(userspace.contains("N/A"), "{userspace}");
+        let ratios = r.tables()[1].text();
+        let mesh = ratios.lines().find(|l| l.starts_with("mesh-tc ")).unwrap();
+        // TCP 1: 0.95; p50: +10.0 us.
+        assert!(mesh.contains("0.95") && mesh.contains("+10.0"), "{mesh}");
+        // The xdp lab's scenarios are compared with the xdp lab's direct.
+        let xdp = ratios.lines().find(|l| l.starts_with("mesh-xdp ")).unwrap();
+        assert!(xdp.contains("0.80"), "{xdp}");
+        assert!(
+            text.contains("userspace: UDP Mbit/s, UDP loss %, 64B kpps: N/A: HAProxy in TCP mode proxies TCP only"),
+            "{text}"
+        );
+        assert!(
+            text.contains("userspace (xdp lab): TCP 1 Gbit/s, TCP 4 Gbit/s"),
+            "{text}"
+        );
+        assert!(text.contains("MISS") && text.contains("PASS"));
+    }
+
+    #[test]
+    fn markdown_tables_are_well_formed() {
+        let md = sample().render_markdown();
+        let table: Vec<&str> = md
+            .lines()
+            .skip_while(|l| !l.starts_with("| scenario |"))
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        assert_eq!(table.len(), 2 + 9, "{md}");
+        let cols = table[0].matches('|').count();
+        assert!(table.iter().all(|l| l.matches('|').count() == cols), "{md}");
+        assert!(table[1].starts_with("| --- | ---: |"));
+    }
+
+    #[test]
+    fn text_tables_align_columns() {
+        let t = Table {
+            title: "T".to_owned(),
+            header: vec!["name".into(), "value".into()],
+            rows: vec![
+                vec!["a".into(), "1.5".into()],
+                vec!["longer".into(), "12.25".into()],
+            ],
+        };
+        assert_eq!(t.text(), "T\nname    value\na         1.5\nlonger  12.25\n");
+    }
+
+    #[test]
+    fn results_serialise_with_metric_keys() {
+        let r = sample();
+        let v = serde_json::to_value(&r).unwrap();
+        let direct = &v["scenarios"][0];
+        assert_eq!(direct["scenario"], "direct");
+        assert_eq!(direct["figures"]["tcp_1_stream_gbit_s"]["value"], 10.0);
+        assert_eq!(
+            v["scenarios"][3]["figures"]["udp_loss_percent"]["not_applicable"],
+            "HAProxy in TCP mode proxies TCP only"
+        );
+        assert_eq!(v["targets"][0]["verdict"], "PASS");
+    }
+}
