@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::{Lab, eventually, fails, host, ok, stderr, stdout};
+use crate::support::{Lab, eventually, fails, host, ok, stderr, stdout, words};
 
 /// The tasks' web server: answers `GET /` with the container's hostname (no newline).
 const HTTPD: &str =
@@ -235,20 +235,9 @@ fn publishes_tcp_and_udp(lab: &Lab) {
     ok(
         lab,
         "n1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "echo",
-            "-p",
-            "9000:9000/udp",
-            "--replicas",
-            "2",
-            "meshd/busybox",
-            "udp-echo",
-            "9000",
-        ],
+        &words(
+            "service create -d --name echo -p 9000:9000/udp --replicas 2 meshd/busybox udp-echo 9000",
+        ),
     );
     let web = wait_tasks(lab, "web", 2);
     let echo = wait_tasks(lab, "echo", 2);
@@ -436,40 +425,14 @@ fn mesh_publishes_resolves_and_balances() {
     ok(
         &lab,
         "n1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "rr",
-            "--endpoint-mode",
-            "dnsrr",
-            "--network",
-            "front",
-            "--replicas",
-            "2",
-            "--update-parallelism",
-            "0",
-            "meshd/busybox",
-            "udp-echo",
-            "9100",
-        ],
+        &words(
+            "service create -d --name rr --endpoint-mode dnsrr --network front --replicas 2 --update-parallelism 0 meshd/busybox udp-echo 9100",
+        ),
     );
     ok(
         &lab,
         "n1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "cli",
-            "--network",
-            "front",
-            "meshd/busybox",
-            "sleep",
-            "100000",
-        ],
+        &words("service create -d --name cli --network front meshd/busybox sleep 100000"),
     );
     let api = wait_tasks(&lab, "api", 3);
     let rr = wait_tasks(&lab, "rr", 2);
