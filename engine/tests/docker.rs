@@ -300,7 +300,12 @@ async fn runs_a_task_in_its_own_namespace_with_its_spec_logs_and_labels() {
         "the task must have its own network namespace"
     );
 
-    let lines = logs_until(&engine, &running.id, |l| l.iter().any(|l| l.text == "done")).await;
+    // stdout and stderr are copied into the log by separate readers, so "oops" may land
+    // after "done": wait for both, and compare the tail with the log's own last line.
+    let lines = logs_until(&engine, &running.id, |l| {
+        l.iter().any(|l| l.text == "done") && l.iter().any(|l| l.text == "oops")
+    })
+    .await;
     assert_eq!(
         texts(&lines, LogStream::Stdout),
         ["hi", "hello", "taskhost", "/tmp", "done"]
@@ -312,7 +317,7 @@ async fn runs_a_task_in_its_own_namespace_with_its_spec_logs_and_labels() {
         .collect()
         .await;
     assert_eq!(last.len(), 1, "{last:?}");
-    assert_eq!(last[0].text, "done");
+    assert_eq!(Some(&last[0].text), lines.last().map(|l| &l.text));
     assert!(
         last[0]
             .timestamp
