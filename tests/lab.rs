@@ -56,6 +56,21 @@ fn lab_up_reaches_every_node_and_down_leaves_nothing() {
         stdout(&out)
     );
 
+    // The switch is a plain L2 switch: no netfilter on its bridge.
+    let sw = format!("{}-sw", lab.prefix);
+    let nf = host(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &sw,
+            "sh",
+            "-c",
+            "cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo 0",
+        ],
+    );
+    assert_eq!(nf.trim(), "0", "br_netfilter is on in {sw}");
+
     let ls = stdout(&lab.meshctl_lab(&["ls"]));
     for i in 1..=3 {
         assert!(

@@ -11,16 +11,24 @@
 
 #define NS_PER_SEC 1000000000ULL
 
-static __always_inline void ct_key_of(struct mesh_ct_key *k, const struct pkt *p, __u8 kind)
+/* The key of packets from (saddr, sport) to (daddr, dport). */
+static __always_inline void ct_key_make(struct mesh_ct_key *k, __be32 saddr, __be16 sport, __be32 daddr,
+					__be16 dport, __u8 proto, __u8 kind)
 {
-	k->saddr = p->saddr;
-	k->daddr = p->daddr;
-	k->sport = p->sport;
-	k->dport = p->dport;
-	k->proto = p->proto;
+	k->saddr = saddr;
+	k->daddr = daddr;
+	k->sport = sport;
+	k->dport = dport;
+	k->proto = proto;
 	k->kind = kind;
 	k->pad[0] = 0;
 	k->pad[1] = 0;
+}
+
+/* The key of p itself. */
+static __always_inline void ct_key_of(struct mesh_ct_key *k, const struct pkt *p, __u8 kind)
+{
+	ct_key_make(k, p->saddr, p->sport, p->daddr, p->dport, p->proto, kind);
 }
 
 /* Whether ct may be used: fresh, and its backend still has the address backend_addr. */

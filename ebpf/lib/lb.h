@@ -16,6 +16,23 @@
 #define SNAT_LOW 1024
 #define SNAT_SPAN (65536 - SNAT_LOW)
 
+/* The reply direction of the flow that p starts: rev undoes the translation on the way back
+ * (from what the backend sends to what the client sent to). The caller picks the key. */
+static __always_inline void ct_reply_of(struct mesh_ct *rev, const struct pkt *p, __u32 backend_id,
+					__u32 svc_id, __u32 ifindex, __u8 flags, __u64 now)
+{
+	rev->saddr = p->daddr;
+	rev->daddr = p->saddr;
+	rev->sport = p->dport;
+	rev->dport = p->sport;
+	rev->backend_id = backend_id;
+	rev->svc_id = svc_id;
+	rev->ifindex = ifindex;
+	__builtin_memcpy(rev->dmac, p->smac, ETH_ALEN);
+	rev->flags = flags;
+	rev->last_seen = now;
+}
+
 /* Writes the reverse entry of an ingress flow, claiming the SNAT port in rkey->dport. Returns 0
  * if this flow owns (rkey, rev) now. */
 static __always_inline int ct_claim_reply(struct mesh_ct_key *rkey, struct mesh_ct *rev)
@@ -54,23 +71,9 @@ static __always_inline int lb_ingress(const struct mesh_config *cfg, const struc
 	if (ct && ct_alive(cfg, ct, p->proto, now, ct->daddr)) {
 		if (ct_touch(ct, now)) {
 			/* Keep the reverse entry alive too (the LRU may have dropped it). */
-			rkey.saddr = ct->daddr;
-			rkey.daddr = ct->saddr;
-			rkey.sport = ct->dport;
-			rkey.dport = ct->sport;
-			rkey.proto = p->proto;
-			rkey.kind = MESH_CT_INGRESS_REPLY;
-			rkey.pad[0] = rkey.pad[1] = 0;
-			rev.saddr = p->daddr;
-			rev.daddr = p->saddr;
-			rev.sport = p->dport;
-			rev.dport = p->sport;
-			rev.backend_id = ct->backend_id;
-			rev.svc_id = ct->svc_id;
-			rev.ifindex = ct->ifindex;
-			__builtin_memcpy(rev.dmac, p->smac, ETH_ALEN);
-			rev.flags = ct->flags;
-			rev.last_seen = now;
+			ct_key_make(&rkey, ct->daddr, ct->dport, ct->saddr, ct->sport, p->proto,
+				    MESH_CT_INGRESS_REPLY);
+			ct_reply_of(&rev, p, ct->backend_id, ct->svc_id, ct->ifindex, ct->flags, now);
 			bpf_map_update_elem(&mesh_ct, &rkey, &rev, BPF_ANY);
 		}
 		*out = *ct;
@@ -83,25 +86,11 @@ static __always_inline int lb_ingress(const struct mesh_config *cfg, const struc
 	if (!be)
 		return LB_REJECT;
 
-	rev.saddr = p->daddr;
-	rev.daddr = p->saddr;
-	rev.sport = p->dport;
-	rev.dport = p->sport;
-	rev.backend_id = backend_id;
-	rev.svc_id = fe->svc_id;
-	rev.ifindex = ifindex;
-	__builtin_memcpy(rev.dmac, p->smac, ETH_ALEN);
-	rev.flags = (be->flags & MESH_BE_LOCAL) ? MESH_CTF_LOCAL : 0;
-	rev.last_seen = now;
-
-	rkey.saddr = be->addr;
-	rkey.daddr = cfg->ingress_addr;
-	rkey.sport = be->port;
-	rkey.proto = p->proto;
-	rkey.kind = MESH_CT_INGRESS_REPLY;
-	rkey.pad[0] = rkey.pad[1] = 0;
+	ct_reply_of(&rev, p, backend_id, fe->svc_id, ifindex,
+		    (be->flags & MESH_BE_LOCAL) ? MESH_CTF_LOCAL : 0, now);
 	/* Keep the client's port when free, else a few hashed ones. */
-	rkey.dport = p->sport;
+	ct_key_make(&rkey, be->addr, be->port, cfg->ingress_addr, p->sport, p->proto,
+		    MESH_CT_INGRESS_REPLY);
 	if (ct_claim_reply(&rkey, &rev)) {
 		for (i = 1; i <= SNAT_TRIES; i++) {
 			rkey.dport = bpf_htons(SNAT_LOW + (hash + i * 40503u) % SNAT_SPAN);
@@ -170,22 +159,8 @@ static __always_inline int lb_vip(const struct mesh_config *cfg, const struct pk
 	out->pad2 = 0;
 	out->last_seen = now;
 
-	rkey.saddr = be->addr;
-	rkey.daddr = p->saddr;
-	rkey.sport = out->dport;
-	rkey.dport = p->sport;
-	rkey.proto = p->proto;
-	rkey.kind = MESH_CT_VIP_REPLY;
-	rkey.pad[0] = rkey.pad[1] = 0;
-	rev.saddr = p->daddr;
-	rev.daddr = p->saddr;
-	rev.sport = p->dport;
-	rev.dport = p->sport;
-	rev.backend_id = backend_id;
-	rev.svc_id = fe->svc_id;
-	__builtin_memcpy(rev.dmac, p->smac, ETH_ALEN);
-	rev.flags = out->flags;
-	rev.last_seen = now;
+	ct_key_make(&rkey, be->addr, out->dport, p->saddr, p->sport, p->proto, MESH_CT_VIP_REPLY);
+	ct_reply_of(&rev, p, backend_id, fe->svc_id, 0, out->flags, now);
 	bpf_map_update_elem(&mesh_ct, &rkey, &rev, BPF_ANY);
 	bpf_map_update_elem(&mesh_ct, &key, out, BPF_ANY);
 	mesh_count(fe->svc_id, 0, 1);
