@@ -6,6 +6,7 @@
 //! parts (`parse`, `report`, `config`, `machine`) are unit-tested; `lab`, `sys` and `run` are
 //! the thin runtime, whose guards remove everything on exit.
 
+pub mod bpfstats;
 pub mod config;
 pub mod lab;
 pub mod machine;

@@ -52,6 +52,15 @@ struct Args {
     /// The fixed UDP rate (iperf3 -b).
     #[arg(long, default_value = "300M")]
     udp_rate: String,
+    /// Runs of each TCP throughput figure (the median is reported: short runs on shared cores
+    /// vary).
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
+    /// Also measure each eBPF program's cost per run on the mesh scenarios (turns
+    /// `kernel.bpf_stats_enabled` on for the run, which slows every program a little: keep the
+    /// figures of a run without it).
+    #[arg(long)]
+    profile: bool,
     /// Seconds of each dnsperf run.
     #[arg(long, default_value_t = 5)]
     dns_seconds: u64,
@@ -133,6 +142,8 @@ fn main_with(args: &Args) -> Result<()> {
         wrk_connections: args.wrk_connections,
         udp_rate: args.udp_rate.clone(),
         dns_seconds: args.dns_seconds,
+        repeat: args.repeat,
+        profile: args.profile,
     };
     std::fs::create_dir_all(&args.results)
         .with_context(|| format!("creating {}", args.results.display()))?;
@@ -168,6 +179,10 @@ fn main_with(args: &Args) -> Result<()> {
             ),
         ),
         ("dnsperf", format!("-c 4 -T 1 -l {}", cfg.dns_seconds)),
+        (
+            "repeat",
+            format!("TCP 1/4 streams: median of {} runs", cfg.repeat),
+        ),
         (
             "meshd",
             cfg.meshctl.with_file_name("meshd").display().to_string(),

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::bpfstats::ProgCost;
+
 use crate::machine::Machine;
 
 /// A lab's data path: every scenario runs in one of two labs.
@@ -228,6 +230,23 @@ impl<E: std::fmt::Display> From<Result<f64, E>> for Figure {
     }
 }
 
+/// The median of runs of one figure (the mean of the middle two for an even count): short
+/// runs on shared cores have outliers both ways, and the median ignores one of each.
+#[must_use]
+pub fn median(samples: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        f64::midpoint(v[mid - 1], v[mid])
+    })
+}
+
 /// Every figure of one scenario.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ScenarioResult {
@@ -236,6 +255,12 @@ pub struct ScenarioResult {
     pub lab: Datapath,
     pub wiring: &'static str,
     pub figures: BTreeMap<Metric, Figure>,
+    /// Every run of a repeated figure, in order (its figure is their median).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub samples: BTreeMap<Metric, Vec<f64>>,
+    /// With `--profile`: what each eBPF program cost per run during a figure's runs.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub bpf: BTreeMap<Metric, Vec<ProgCost>>,
 }
 
 impl ScenarioResult {
@@ -246,6 +271,8 @@ impl ScenarioResult {
             lab: scenario.lab(),
             wiring: scenario.wiring(),
             figures: BTreeMap::new(),
+            samples: BTreeMap::new(),
+            bpf: BTreeMap::new(),
         }
     }
 
@@ -577,6 +604,39 @@ impl Results {
                         c.node_kill_detail.clone(),
                     ],
                 ],
+            });
+        }
+        let bpf_rows: Vec<Vec<String>> = self
+            .scenarios
+            .iter()
+            .flat_map(|r| {
+                r.bpf.iter().flat_map(move |(m, progs)| {
+                    progs.iter().map(move |p| {
+                        vec![
+                            r.name.to_owned(),
+                            m.header().to_owned(),
+                            p.program.clone(),
+                            p.runs.to_string(),
+                            format!("{:.0}", p.ns_per_run),
+                        ]
+                    })
+                })
+            })
+            .collect();
+        if !bpf_rows.is_empty() {
+            tables.push(Table {
+                title:
+                    "eBPF programs during a figure's runs (`--profile`: kernel.bpf_stats_enabled; \
+                        all nodes' instances summed; the statistics' own clock reads included)"
+                        .to_owned(),
+                header: vec![
+                    "scenario".into(),
+                    "figure".into(),
+                    "program".into(),
+                    "runs".into(),
+                    "ns/run".into(),
+                ],
+                rows: bpf_rows,
             });
         }
         if !self.rss.is_empty() {
@@ -920,6 +980,45 @@ mod tests {
         };
         r.targets = r.evaluate_targets();
         r
+    }
+
+    #[test]
+    fn profiled_programs_get_their_own_table_only_when_measured() {
+        let mut r = sample();
+        let count = r.tables().len();
+        let mesh = r
+            .scenarios
+            .iter_mut()
+            .find(|s| s.scenario == Scenario::MeshTc)
+            .unwrap();
+        mesh.bpf.insert(
+            Metric::ConnPerSec,
+            vec![ProgCost {
+                program: "tc_underlay_in".into(),
+                runs: 400,
+                ns_per_run: 212.4,
+            }],
+        );
+        let tables = r.tables();
+        assert_eq!(tables.len(), count + 1);
+        let bpf = tables.iter().find(|t| t.title.starts_with("eBPF")).unwrap();
+        assert_eq!(
+            bpf.rows,
+            [["mesh-tc", "conn/s", "tc_underlay_in", "400", "212"]]
+        );
+    }
+
+    #[test]
+    fn median_takes_the_middle_run_and_skips_what_is_not_a_number() {
+        for (runs, want) in [
+            (vec![], None),
+            (vec![7.0], Some(7.0)),
+            (vec![9.0, 1.0, 5.0], Some(5.0)),
+            (vec![4.0, 1.0, 3.0, 2.0], Some(2.5)),
+            (vec![f64::NAN, 2.0, 8.0, f64::INFINITY, 6.0], Some(6.0)),
+        ] {
+            assert_eq!(median(&runs), want, "{runs:?}");
+        }
     }
 
     #[test]

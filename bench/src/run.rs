@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::bpfstats::{self, RunTimeStats};
 use crate::config::{self, Forward};
 use crate::lab::{Lab, Task, task_ingress};
 use crate::parse;
 use crate::report::{
-    Convergence, Datapath, Dns, Figure, Metric, Results, Rss, Scenario, ScenarioResult, recovery,
+    Convergence, Datapath, Dns, Figure, Metric, Results, Rss, Scenario, ScenarioResult, median,
+    recovery,
 };
 use crate::sys::{self, Spawned, TempDir, http_get, in_netns, retry, sample_rss};
 
@@ -55,6 +57,10 @@ pub struct Config {
     pub wrk_connections: u32,
     pub udp_rate: String,
     pub dns_seconds: u64,
+    /// Runs of each TCP throughput figure; the median is reported.
+    pub repeat: u32,
+    /// Measure what the eBPF programs cost per run (kernel run-time statistics, on only then).
+    pub profile: bool,
 }
 
 /// `[bench +12.3s] ...` on stderr.
@@ -76,6 +82,11 @@ struct Endpoint {
 /// Runs every lab in `cfg.labs`, filling `results`. Errs only when interrupted; a lab that
 /// fails leaves its scenarios failed with the reason.
 pub fn run(cfg: &Config, results: &mut Results) -> Result<()> {
+    let _stats = if cfg.profile {
+        Some(RunTimeStats::enable()?)
+    } else {
+        None
+    };
     for &dp in &cfg.labs {
         let started = Instant::now();
         let before = results.scenarios.len();
@@ -379,20 +390,14 @@ fn measure(
         r.figures.insert(m, f);
     };
 
-    let tcp1 = iperf(cfg, lab, &host, ep.iperf, &[]);
-    sys::check_interrupt()?;
-    put(
-        &mut r,
-        Metric::Tcp1,
-        tcp1.map(|i| i.bits_per_second / 1e9).into(),
-    );
-    let tcp4 = iperf(cfg, lab, &host, ep.iperf, &["-P", "4"]);
-    sys::check_interrupt()?;
-    put(
-        &mut r,
-        Metric::Tcp4,
-        tcp4.map(|i| i.bits_per_second / 1e9).into(),
-    );
+    for (m, extra) in [(Metric::Tcp1, &[][..]), (Metric::Tcp4, &["-P", "4"][..])] {
+        let f = profiled(cfg, s, &mut r, m, |r| {
+            repeated(cfg, r, m, || {
+                iperf(cfg, lab, &host, ep.iperf, extra).map(|i| i.bits_per_second / 1e9)
+            })
+        })?;
+        put(&mut r, m, f);
+    }
     if let Some(why) = ep.no_udp {
         for m in [Metric::UdpRate, Metric::UdpLoss, Metric::Pps64] {
             put(&mut r, m, Figure::NotApplicable(why.to_owned()));
@@ -440,27 +445,28 @@ fn measure(
     }
 
     let url = format!("http://{addr}/");
-    let (conns, peak) = sample_rss(pids, || {
-        wrk(cfg, lab, &url, cfg.wrk_threads, cfg.wrk_connections, false)
-    });
-    sys::check_interrupt()?;
-    for (n, k) in peak {
-        let e = load.entry(n).or_default();
-        *e = (*e).max(k);
-    }
-    if let Ok(w) = &conns
-        && (w.socket_errors > 0 || w.non_2xx > 0)
-    {
-        results.notes.push(format!(
-            "{name}: the conn/s run saw {} socket errors and {} non-2xx answers in {} requests",
-            w.socket_errors, w.non_2xx, w.requests
-        ));
-    }
-    put(
-        &mut r,
-        Metric::ConnPerSec,
-        conns.map(|w| w.requests_per_sec).into(),
-    );
+    // One run only: back-to-back runs of new connections exhaust n1's source ports for
+    // HAProxy and iptables (TIME_WAIT, MASQUERADE), which would measure that instead.
+    let conns = profiled(cfg, s, &mut r, Metric::ConnPerSec, |_| {
+        let (conns, peak) = sample_rss(pids, || {
+            wrk(cfg, lab, &url, cfg.wrk_threads, cfg.wrk_connections, false)
+        });
+        sys::check_interrupt()?;
+        for (n, k) in peak {
+            let e = load.entry(n).or_default();
+            *e = (*e).max(k);
+        }
+        if let Ok(w) = &conns
+            && (w.socket_errors > 0 || w.non_2xx > 0)
+        {
+            results.notes.push(format!(
+                "{name}: the conn/s run saw {} socket errors and {} non-2xx answers in {} requests",
+                w.socket_errors, w.non_2xx, w.requests
+            ));
+        }
+        Ok(Figure::from(conns.map(|w| w.requests_per_sec)))
+    })?;
+    put(&mut r, Metric::ConnPerSec, conns);
     let lat = wrk(cfg, lab, &url, 1, 1, true);
     sys::check_interrupt()?;
     match lat {
@@ -480,6 +486,58 @@ fn measure(
         }
     }
     Ok(r)
+}
+
+/// `figure(r)`, and with `--profile` on a mesh scenario the eBPF programs' cost during it (in
+/// `r.bpf`; a failed snapshot is a note there, never a failed figure).
+fn profiled(
+    cfg: &Config,
+    s: Scenario,
+    r: &mut ScenarioResult,
+    m: Metric,
+    figure: impl FnOnce(&mut ScenarioResult) -> Result<Figure>,
+) -> Result<Figure> {
+    let on = cfg.profile
+        && matches!(
+            s,
+            Scenario::MeshTc | Scenario::MeshLocal | Scenario::MeshXdp
+        );
+    let before = if on { bpfstats::snapshot().ok() } else { None };
+    let f = figure(r)?;
+    if let Some(before) = before
+        && let Ok(after) = bpfstats::snapshot()
+    {
+        r.bpf.insert(m, bpfstats::cost(&before, &after));
+    }
+    Ok(f)
+}
+
+/// `one` run `cfg.repeat` times: the median of the runs that gave a number (every run kept in
+/// `r.samples`), or the first failure when none did. Errs only when interrupted.
+fn repeated(
+    cfg: &Config,
+    r: &mut ScenarioResult,
+    m: Metric,
+    mut one: impl FnMut() -> Result<f64>,
+) -> Result<Figure> {
+    let mut runs = Vec::new();
+    let mut failure = None;
+    for _ in 0..cfg.repeat.max(1) {
+        let f = Figure::from(one());
+        sys::check_interrupt()?;
+        match f {
+            Figure::Value(v) => runs.push(v),
+            other => {
+                failure.get_or_insert(other);
+            }
+        }
+    }
+    let figure = median(&runs).map_or_else(
+        || failure.unwrap_or_else(|| Figure::Failed("no run".to_owned())),
+        Figure::Value,
+    );
+    r.samples.insert(m, runs);
+    Ok(figure)
 }
 
 /// `iperf3 -c HOST -p PORT -t N -O 1 --json EXTRA` from the client; a busy server is asked
