@@ -2,10 +2,12 @@
  *
  * tc_underlay_in  ingress of the underlay interface: published ports (both datapaths: in xdp
  *                 mode it finds the flows xdp_mesh made for local backends). Translates and
- *                 redirects into the ingress bridge, whose FDB delivers to the task's veth or to
- *                 the VXLAN device (the kernel encapsulates, keeping GSO).
- * tc_bridge_in    ingress of the ingress bridge (frames to the node's own ingress address):
- *                 replies of published-port flows, reversed and redirected out of the underlay.
+ *                 redirects to the ingress network's VXLAN device for a remote backend (its
+ *                 FDB knows the backend's node; the kernel encapsulates, keeping GSO), or into
+ *                 the ingress bridge for a local one.
+ * tc_bridge_in    ingress of the ingress bridge and of the ingress VXLAN device (frames to the
+ *                 node's own ingress address): replies of published-port flows, reversed and
+ *                 redirected out of the underlay (remote replies never cross the bridge).
  * tc_task_in      ingress of a task veth's host side (traffic from the task): ARP for VIPs
  *                 answered, VIP:port DNATed to a backend (Maglev), then the bridge forwards.
  * tc_task_out     egress of a task veth's host side (traffic to the task): VIP replies reversed.
@@ -42,7 +44,11 @@ int tc_underlay_in(struct __sk_buff *skb)
 		/* TCP: the node's stack answers RST (nothing listens on a published port). */
 		return p.proto == IPPROTO_TCP ? TC_ACT_OK : TC_ACT_SHOT;
 	}
-	return redirect_translated(skb, &p, &ct, cfg->bridge_mac, cfg->ingress_bridge_ifindex);
+	/* A remote backend: straight to the VXLAN device, whose FDB knows the backend's node
+	 * (skipping the bridge); a local one through the bridge to the task's veth. */
+	return redirect_translated(skb, &p, &ct, cfg->bridge_mac,
+				   (ct.flags & MESH_CTF_LOCAL) || !cfg->ingress_vxlan_ifindex ?
+					   cfg->ingress_bridge_ifindex : cfg->ingress_vxlan_ifindex);
 }
 
 SEC("classifier")

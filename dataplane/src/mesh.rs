@@ -455,7 +455,8 @@ impl Mesh {
         let underlay_mac = netdev::mac(&config.underlay_ifname)?;
         let mut programs = Programs::load(&config.pin_dir)?;
         let programmed = programs.adopt().context("read pinned tables")?;
-        // Keep the ingress bridge settings an earlier run wrote, until it is attached again.
+        // Keep the ingress bridge and VXLAN settings an earlier run wrote, until they are
+        // attached again.
         let previous: abi::MeshConfig = {
             let m: Array<&mut MapData, abi::MeshConfig> =
                 Array::try_from(programs.map("mesh_config")?)?;
@@ -475,7 +476,7 @@ impl Mesh {
                 } else {
                     0
                 },
-            pad: 0,
+            ingress_vxlan_ifindex: previous.ingress_vxlan_ifindex,
             tcp_timeout_ns: secs_ns(config.timeouts.tcp),
             udp_timeout_ns: secs_ns(config.timeouts.udp),
         };
@@ -634,6 +635,31 @@ impl Mesh {
             }
         }
         Ok(())
+    }
+
+    /// Serves the ingress network's VXLAN device `ifname` (tc data path): published-port flows
+    /// to remote backends are sent straight to it rather than through the ingress bridge, and
+    /// their replies are reversed as they leave it (`tc_bridge_in` on its ingress), so neither
+    /// crosses the bridge on this node.
+    pub fn attach_ingress_vxlan(&mut self, ifname: &str) -> anyhow::Result<()> {
+        let ifindex = netdev::ifindex(ifname)?;
+        self.attach_tc("tc_bridge_in", ifname, TcAttachType::Ingress)?;
+        self.kernel_config.ingress_vxlan_ifindex = ifindex;
+        self.programs.set_config(&self.kernel_config)
+    }
+
+    /// Stops serving the ingress VXLAN device (remote flows go through the bridge again).
+    pub fn detach_ingress_vxlan(&mut self, ifname: &str) -> anyhow::Result<()> {
+        let current = netdev::ifindex(ifname).ok();
+        // The configured device, or gone (a node has one ingress VXLAN device): never leave
+        // the programs redirecting to an ifindex that may be reused.
+        if self.kernel_config.ingress_vxlan_ifindex != 0
+            && (current.is_none() || current == Some(self.kernel_config.ingress_vxlan_ifindex))
+        {
+            self.kernel_config.ingress_vxlan_ifindex = 0;
+            self.programs.set_config(&self.kernel_config)?;
+        }
+        self.detach_link("tc_bridge_in", ifname)
     }
 
     /// Serves a task's veth: `ifname` is the host side, enslaved to the bridge of network `vni`.

@@ -382,7 +382,7 @@ fn harness(name: &str, xdp: bool) -> Harness {
         underlay_mac: UNDERLAY_MAC,
         bridge_mac: BRIDGE_MAC,
         flags: MESH_CFG_READY | if xdp { MESH_CFG_XDP } else { 0 },
-        pad: 0,
+        ingress_vxlan_ifindex: 0,
         tcp_timeout_ns: 3600 * 1_000_000_000,
         udp_timeout_ns: 300 * 1_000_000_000,
     };

@@ -26,7 +26,7 @@ int main(void)
 	FIELD(mesh_config, underlay_mac);
 	FIELD(mesh_config, bridge_mac);
 	FIELD(mesh_config, flags);
-	FIELD(mesh_config, pad);
+	FIELD(mesh_config, ingress_vxlan_ifindex);
 	FIELD(mesh_config, tcp_timeout_ns);
 	FIELD(mesh_config, udp_timeout_ns);
 

@@ -41,7 +41,7 @@ struct mesh_config {
 	__u8 underlay_mac[6];
 	__u8 bridge_mac[6];        /* the ingress bridge's MAC: L2 source of frames sent into the overlay */
 	__u32 flags;               /* MESH_CFG_* */
-	__u32 pad;
+	__u32 ingress_vxlan_ifindex; /* the ingress network's VXLAN device, 0 until attached */
 	__u64 tcp_timeout_ns;      /* idle time after which a TCP flow is picked again (same backend if the set is unchanged) */
 	__u64 udp_timeout_ns;
 };

@@ -52,7 +52,7 @@ pub struct MeshConfig {
     pub underlay_mac: [u8; 6],
     pub bridge_mac: [u8; 6],
     pub flags: u32,
-    pub pad: u32,
+    pub ingress_vxlan_ifindex: u32,
     pub tcp_timeout_ns: u64,
     pub udp_timeout_ns: u64,
 }
@@ -206,7 +206,7 @@ pub fn layout() -> Vec<LayoutRow> {
             "underlay_addr": underlay_addr, "ingress_addr": ingress_addr,
             "underlay_ifindex": underlay_ifindex, "ingress_bridge_ifindex": ingress_bridge_ifindex,
             "ingress_vni": ingress_vni, "underlay_mac": underlay_mac, "bridge_mac": bridge_mac,
-            "flags": flags, "pad": pad, "tcp_timeout_ns": tcp_timeout_ns,
+            "flags": flags, "ingress_vxlan_ifindex": ingress_vxlan_ifindex, "tcp_timeout_ns": tcp_timeout_ns,
             "udp_timeout_ns": udp_timeout_ns,
         }
         "mesh_port_key" => MeshPortKey { "port": port, "proto": proto, "pad": pad }

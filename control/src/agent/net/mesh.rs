@@ -10,7 +10,9 @@
 //!   ended); a node that gossip declares dead takes its tasks out of every node's maps at once,
 //!   without waiting for the managers.
 //! - [`mesh_interfaces`] (pure) says what the programs serve: the ingress bridge (replies of
-//!   published-port flows) and every task veth (VIPs, east-west).
+//!   published-port flows from local tasks), the ingress VXLAN device (where flows to remote
+//!   tasks leave and their replies arrive, so they never cross the bridge) and every task veth
+//!   (VIPs, east-west).
 //! - [`spawn`] runs it: once the node is in a swarm it pins `ingress` up, loads the programs
 //!   (`Mesh::load`: pins under `<pin root>/<hostname>`, taken over after a restart), attaches
 //!   the interfaces as they come and go (each under its network's lock), and applies the
@@ -54,6 +56,9 @@ pub struct MeshSettings {
 pub enum MeshInterface {
     /// The ingress network's bridge with the node's address on it (the SNAT source).
     IngressBridge { vni: u32, node_addr: Ipv4Addr },
+    /// The ingress network's VXLAN device: remote published-port flows leave through it and
+    /// their replies are taken as they arrive, without crossing the bridge.
+    IngressVxlan { vni: u32 },
     /// A task veth's host side, on network `vni`.
     TaskVeth { vni: u32 },
 }
@@ -61,7 +66,9 @@ pub enum MeshInterface {
 impl MeshInterface {
     fn vni(&self) -> u32 {
         match self {
-            Self::IngressBridge { vni, .. } | Self::TaskVeth { vni } => *vni,
+            Self::IngressBridge { vni, .. }
+            | Self::IngressVxlan { vni }
+            | Self::TaskVeth { vni } => *vni,
         }
     }
 }
@@ -207,6 +214,7 @@ pub fn mesh_interfaces(view: &NetView) -> BTreeMap<String, MeshInterface> {
                 node_addr: d.node_addr,
             },
         );
+        out.insert(d.vxlan.clone(), MeshInterface::IngressVxlan { vni: d.vni });
     }
     for i in view.tasks.values().flat_map(|t| &t.interfaces) {
         out.insert(
@@ -401,6 +409,7 @@ impl Runtime {
             let done = self
                 .with_mesh(move |m| match a.iface {
                     MeshInterface::IngressBridge { .. } => m.detach_network_bridge(&n),
+                    MeshInterface::IngressVxlan { .. } => m.detach_ingress_vxlan(&n),
                     MeshInterface::TaskVeth { .. } => m.detach_task_veth(&n),
                 })
                 .await;
@@ -434,6 +443,7 @@ impl Runtime {
                         MeshInterface::IngressBridge { vni, node_addr } => {
                             m.attach_network_bridge(&n, vni, node_addr)?;
                         }
+                        MeshInterface::IngressVxlan { .. } => m.attach_ingress_vxlan(&n)?,
                         MeshInterface::TaskVeth { vni } => m.attach_task_veth(&n, vni)?,
                     }
                     Ok::<u32, anyhow::Error>(mesh_dataplane::netdev::ifindex(&n)?)
@@ -467,7 +477,12 @@ impl Runtime {
                 .with_mesh(move |m| {
                     names
                         .iter()
-                        .try_for_each(|n| m.detach_task_veth(n).and(m.detach_network_bridge(n)))
+                        .try_for_each(|n| match mesh_overlay::model::vni_of(n) {
+                            Some((mesh_overlay::model::DeviceRole::Vxlan, _)) => {
+                                m.detach_ingress_vxlan(n)
+                            }
+                            _ => m.detach_task_veth(n).and(m.detach_network_bridge(n)),
+                        })
                 })
                 .await;
             match result {
@@ -905,7 +920,8 @@ mod tests {
         assert_eq!(d.services[0].ports[0].mode, PublishMode::Host);
     }
 
-    /// The ingress bridge once its devices exist, every task veth; nothing outside a swarm.
+    /// The ingress bridge and VXLAN device once they exist, every task veth; nothing outside a
+    /// swarm.
     #[test]
     fn interfaces_served() {
         let v = view();
@@ -919,6 +935,10 @@ mod tests {
                         vni: INGRESS_VNI,
                         node_addr: ip("10.255.0.1")
                     }
+                ),
+                (
+                    "mvx4096".to_owned(),
+                    MeshInterface::IngressVxlan { vni: INGRESS_VNI }
                 ),
                 ("mvt10".to_owned(), MeshInterface::TaskVeth { vni: FRONT }),
                 (
