@@ -272,6 +272,7 @@ mod tests {
     use mesh_overlay::Mac;
 
     use super::*;
+    use crate::agent::net::fixtures;
     use crate::agent::net::view::{LocalInterface, LocalNetwork, LocalTask, SelfNode};
     use crate::api::{NodeNet, ServiceNet, ServiceTaskName};
 
@@ -325,15 +326,9 @@ mod tests {
         }
     }
 
+    /// A remote task of `service` on `front`.
     fn gossip_ep(task: &str, service: &str, addr: &str) -> GossipEndpoint {
-        GossipEndpoint {
-            task_id: task.into(),
-            service_id: service.into(),
-            network_id: "front".into(),
-            vni: 4097,
-            ip: ip(addr),
-            mac: Mac::from_ipv4(ip(addr)).octets(),
-        }
+        fixtures::gossip_ep(task, service, "front", 4097, addr)
     }
 
     /// n1 has devices for `front` (10.0.1.0/24); web has a local task (webt1) and a remote one

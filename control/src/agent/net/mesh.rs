@@ -563,10 +563,11 @@ mod tests {
     use mesh_cluster::Id;
     use mesh_cluster::spec::parse_port;
     use mesh_cluster::state::{EndpointMode, Network, NetworkSpec, VirtualIp};
-    use mesh_gossip::{Endpoint as GossipEndpoint, GossipView, NodeInfo};
+    use mesh_gossip::{GossipView, NodeInfo};
     use mesh_overlay::Mac;
 
     use super::*;
+    use crate::agent::net::fixtures::gossip_ep;
     use crate::agent::net::view::{LocalInterface, LocalNetwork, LocalTask, SelfNode};
     use crate::api::{NodeNet, ServiceNet};
 
@@ -630,17 +631,6 @@ mod tests {
                 .collect(),
             networks: Vec::new(),
             tasks: Vec::new(),
-        }
-    }
-
-    fn gossip_ep(task: &str, service: &str, net: &str, vni: u32, addr: &str) -> GossipEndpoint {
-        GossipEndpoint {
-            task_id: task.into(),
-            service_id: service.into(),
-            network_id: net.into(),
-            vni,
-            ip: ip(addr),
-            mac: Mac::from_ipv4(ip(addr)).octets(),
         }
     }
 
@@ -734,6 +724,10 @@ mod tests {
             .collect()
     }
 
+    fn task_names(s: &Service) -> Vec<&str> {
+        s.tasks.iter().map(|t| t.id.as_str()).collect()
+    }
+
     /// A service's backends are its local plumbed tasks and the remote ones gossip publishes,
     /// each behind its node; its published port and its VIP (on a network with devices here)
     /// become frontends.
@@ -790,13 +784,7 @@ mod tests {
         // A local task being withdrawn (stopping) is no backend any more.
         v.leaving.insert(Id::from("t1"));
         let d = desired_mesh(&v);
-        assert_eq!(
-            task_ids(&d.services[0])
-                .into_iter()
-                .map(|t| t.0)
-                .collect::<Vec<_>>(),
-            ["t2", "t3"]
-        );
+        assert_eq!(task_names(&d.services[0]), ["t2", "t3"]);
     }
 
     /// A node gossip declares dead (or no longer calls live) takes its tasks out at once.
@@ -899,13 +887,7 @@ mod tests {
             )],
         );
         let d = desired_mesh(&v);
-        assert_eq!(
-            task_ids(&d.services[0])
-                .into_iter()
-                .map(|t| t.0)
-                .collect::<Vec<_>>(),
-            ["t1", "t2"]
-        );
+        assert_eq!(task_names(&d.services[0]), ["t1", "t2"]);
     }
 
     /// Host mode is carried as is (the data plane keeps only local tasks for it).

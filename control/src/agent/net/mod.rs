@@ -29,6 +29,26 @@ pub mod mesh;
 mod plan;
 mod view;
 
+/// Fixtures the tests of `dns` and `mesh` share.
+#[cfg(test)]
+mod fixtures {
+    use mesh_gossip::Endpoint;
+    use mesh_overlay::Mac;
+
+    /// What a remote node gossips for task `task` of `service` at `addr` on network `net`.
+    pub fn gossip_ep(task: &str, service: &str, net: &str, vni: u32, addr: &str) -> Endpoint {
+        let ip = addr.parse().expect("an IPv4 address");
+        Endpoint {
+            task_id: task.into(),
+            service_id: service.into(),
+            network_id: net.into(),
+            vni,
+            ip,
+            mac: Mac::from_ipv4(ip).octets(),
+        }
+    }
+}
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
