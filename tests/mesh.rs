@@ -21,6 +21,17 @@ use crate::support::{Lab, eventually, fails, host, ok, stderr, stdout, words};
 const HTTPD: &str =
     "mkdir -p /www && hostname | tr -d '\\n' > /www/index.html && exec httpd -f -p 80 -h /www";
 
+/// `service create -d FLAGS meshd/busybox sh -c HTTPD` on n1, which must succeed.
+fn create_httpd(lab: &Lab, flags: &str) {
+    let args = [
+        &words("service create -d")[..],
+        &words(flags),
+        &["meshd/busybox", "sh", "-c", HTTPD],
+    ]
+    .concat();
+    ok(lab, "n1", &args);
+}
+
 /// Batches of fresh connections (or datagrams from fresh ports) from the client: one answer
 /// (or `ERR ...`) per line.
 const CLIENT: &str = r#"
@@ -213,25 +224,7 @@ fn through_every_node(lab: &Lab, nodes: usize, proto: &str, port: u16, tasks: &B
 /// Publishing on a tc or xdp data path: `-p 8080:80` (TCP) with 2 replicas on 3 nodes and a
 /// UDP echo, through all three nodes.
 fn publishes_tcp_and_udp(lab: &Lab) {
-    ok(
-        lab,
-        "n1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "web",
-            "-p",
-            "8080:80",
-            "--replicas",
-            "2",
-            "meshd/busybox",
-            "sh",
-            "-c",
-            HTTPD,
-        ],
-    );
+    create_httpd(lab, "--name web -p 8080:80 --replicas 2");
     ok(
         lab,
         "n1",
@@ -285,94 +278,41 @@ fn mesh_publishes_resolves_and_balances() {
     );
 
     // Bad ports are refused with nothing changed.
-    let version = ok(
-        &lab,
-        "n1",
-        &[
-            "service",
-            "inspect",
-            "--format",
-            "{{.Version.Index}}",
-            "web",
-        ],
-    );
+    let inspect_version = words("service inspect --format {{.Version.Index}} web");
+    let version = ok(&lab, "n1", &inspect_version);
     for (args, want) in [
         (
-            vec![
-                "service",
-                "create",
-                "-d",
-                "--name",
-                "bad",
-                "-p",
-                "2377:80",
-                "meshd/busybox",
-            ],
+            words("service create -d --name bad -p 2377:80 meshd/busybox"),
             "port 2377/tcp cannot be published",
         ),
         (
-            vec![
-                "service",
-                "create",
-                "-d",
-                "--name",
-                "bad",
-                "-p",
-                "8080:81",
-                "meshd/busybox",
-            ],
+            words("service create -d --name bad -p 8080:81 meshd/busybox"),
             "8080/tcp is already in use by service web",
         ),
         (
-            vec!["service", "publish", "-d", "7946:80/udp", "web"],
+            words("service publish -d 7946:80/udp web"),
             "port 7946/udp cannot be published",
         ),
         (
-            vec!["service", "publish", "-d", "9000:80/udp", "web"],
+            words("service publish -d 9000:80/udp web"),
             "9000/udp is already in use by service echo",
         ),
-        (
-            vec!["service", "publish", "-d", "80:80:80", "web"],
-            "invalid port",
-        ),
+        (words("service publish -d 80:80:80 web"), "invalid port"),
     ] {
         let e = fails(&lab, "n1", &args);
         assert!(e.contains(want), "{args:?}: {e}");
     }
     assert!(!ok(&lab, "n1", &["service", "ls"]).contains(" bad "));
     assert_eq!(
-        ok(
-            &lab,
-            "n1",
-            &[
-                "service",
-                "inspect",
-                "--format",
-                "{{.Version.Index}}",
-                "web"
-            ]
-        ),
+        ok(&lab, "n1", &inspect_version),
         version,
         "a refused publish changed web"
     );
 
     // Host mode: only the node running the task answers.
-    ok(
+    create_httpd(
         &lab,
-        "n1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "hweb",
-            "--publish",
-            "published=8081,target=80,mode=host",
-            "meshd/busybox",
-            "sh",
-            "-c",
-            HTTPD,
-        ],
+        "--name hweb --publish published=8081,target=80,mode=host",
     );
     let hweb = wait_tasks(&lab, "hweb", 1);
     let (task, on) = hweb
@@ -403,24 +343,9 @@ fn mesh_publishes_resolves_and_balances() {
 
     // DNS and east-west: `api` (3 tasks, alias `backend`) and `rr` (dnsrr) on `front`, called
     // from a task of another service there.
-    ok(
+    create_httpd(
         &lab,
-        "n1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "api",
-            "--network",
-            "name=front,alias=backend",
-            "--replicas",
-            "3",
-            "meshd/busybox",
-            "sh",
-            "-c",
-            HTTPD,
-        ],
+        "--name api --network name=front,alias=backend --replicas 3",
     );
     ok(
         &lab,
@@ -752,28 +677,9 @@ impl Drop for Haproxy {
 fn mesh_follows_scaling_and_node_death() {
     let started = Instant::now();
     let lab = Lab::up("meshfo", 192, 3, 1);
-    ok(
+    create_httpd(
         &lab,
-        "n1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "web",
-            "-p",
-            "8080:80",
-            "--replicas",
-            "2",
-            "--constraint",
-            "node.role==worker",
-            "--update-parallelism",
-            "0",
-            "meshd/busybox",
-            "sh",
-            "-c",
-            HTTPD,
-        ],
+        "--name web -p 8080:80 --replicas 2 --constraint node.role==worker --update-parallelism 0",
     );
     let two = wait_tasks(&lab, "web", 2);
     through_every_node(&lab, 3, "http", 8080, &two.keys().cloned().collect());
