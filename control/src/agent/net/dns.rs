@@ -268,7 +268,7 @@ async fn run(net: NodeNetworking) {
 mod tests {
     use mesh_cluster::state::{Meta, Network, NetworkAttachmentConfig, NetworkSpec, VirtualIp};
     use mesh_dns::{Endpoint, TaskSlot};
-    use mesh_gossip::{Endpoint as GossipEndpoint, GossipView, NodeInfo};
+    use mesh_gossip::Endpoint as GossipEndpoint;
     use mesh_overlay::Mac;
 
     use super::*;
@@ -388,16 +388,7 @@ mod tests {
                 }],
             },
         );
-        let mut g = GossipView::default();
-        for (id, addr) in [("n1", "198.18.0.11"), ("n2", "198.18.0.12")] {
-            g.live.insert(
-                id.into(),
-                NodeInfo {
-                    addr: IpAddr::V4(ip(addr)),
-                    hostname: id.into(),
-                },
-            );
-        }
+        let mut g = fixtures::live_nodes(&[("n1", "198.18.0.11"), ("n2", "198.18.0.12")]);
         g.endpoints.insert(
             "n2".into(),
             vec![

@@ -563,11 +563,10 @@ mod tests {
     use mesh_cluster::Id;
     use mesh_cluster::spec::parse_port;
     use mesh_cluster::state::{EndpointMode, Network, NetworkSpec, VirtualIp};
-    use mesh_gossip::{GossipView, NodeInfo};
     use mesh_overlay::Mac;
 
     use super::*;
-    use crate::agent::net::fixtures::gossip_ep;
+    use crate::agent::net::fixtures::{gossip_ep, live_nodes};
     use crate::agent::net::view::{LocalInterface, LocalNetwork, LocalTask, SelfNode};
     use crate::api::{NodeNet, ServiceNet};
 
@@ -685,20 +684,11 @@ mod tests {
                 ],
             },
         );
-        let mut g = GossipView::default();
-        for (id, addr) in [
+        let mut g = live_nodes(&[
             ("n1", "198.18.0.11"),
             ("n2", "198.18.0.12"),
             ("n3", "198.18.0.13"),
-        ] {
-            g.live.insert(
-                id.into(),
-                NodeInfo {
-                    addr: IpAddr::V4(ip(addr)),
-                    hostname: id.into(),
-                },
-            );
-        }
+        ]);
         g.endpoints.insert(
             "n2".into(),
             vec![

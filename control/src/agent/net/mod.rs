@@ -32,8 +32,25 @@ mod view;
 /// Fixtures the tests of `dns` and `mesh` share.
 #[cfg(test)]
 mod fixtures {
-    use mesh_gossip::Endpoint;
+    use std::net::IpAddr;
+
+    use mesh_gossip::{Endpoint, GossipView, NodeInfo};
     use mesh_overlay::Mac;
+
+    /// Gossip that calls these (node id, underlay address) live, with no endpoints yet.
+    pub fn live_nodes(nodes: &[(&str, &str)]) -> GossipView {
+        let mut g = GossipView::default();
+        for (id, addr) in nodes {
+            g.live.insert(
+                (*id).into(),
+                NodeInfo {
+                    addr: IpAddr::V4(addr.parse().expect("an IPv4 address")),
+                    hostname: (*id).into(),
+                },
+            );
+        }
+        g
+    }
 
     /// What a remote node gossips for task `task` of `service` at `addr` on network `net`.
     pub fn gossip_ep(task: &str, service: &str, net: &str, vni: u32, addr: &str) -> Endpoint {
