@@ -28,6 +28,12 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# cargo-machete: the test script checks for unused dependencies with it.
+if ! command -v cargo-machete >/dev/null; then
+  log "installing cargo-machete (crates.io)"
+  cargo install --locked --quiet cargo-machete
+fi
+
 # bpffs: meshd pins maps and links under /sys/fs/bpf/meshd.
 if ! mount | grep -q ' /sys/fs/bpf type bpf'; then
   log "mounting bpffs on /sys/fs/bpf"

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Runs every test: installs what is missing, checks formatting and lints, then the unit tests and
-# the end-to-end tests (which build their own labs; they need root and dockerd).
+# Runs every test: installs what is missing, checks formatting, lints, layout rules (file sizes,
+# unused dependencies), then the unit tests and the end-to-end tests (which build their own
+# labs; they need root and dockerd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 ./scripts/deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+./scripts/check-size.sh
+cargo machete
+# The e2e tests run the lab's meshd and meshctl from the target directory: build every binary.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"

@@ -366,9 +366,9 @@ fn control_certificates_decide_what_a_caller_may_do() {
                 .build()
                 .unwrap();
             let anonymous = rt.block_on(async {
-                let tls = mesh_control::pki::anonymous_client_config(&ca).unwrap();
-                mesh_control::transport::Client::tls(&addr, tls)
-                    .call(&mesh_control::api::Request::NodeList)
+                let tls = mesh_api::tls::anonymous_client_config(&ca).unwrap();
+                mesh_api::transport::Client::tls(&addr, tls)
+                    .call(&mesh_api::Request::NodeList)
                     .await
             });
             // Plain TCP: an HTTP/2 preface where a TLS ClientHello should be.

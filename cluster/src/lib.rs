@@ -1,11 +1,12 @@
 //! `mesh-cluster`: the cluster's state as data, and every decision made on it as a pure function
-//! (no I/O, no clock, no randomness that a test cannot control). `mesh-control` replicates the
+//! (no I/O, no clock, no randomness that a test cannot control). `mesh-manager` replicates the
 //! state with raft and runs these functions in its control loops.
 #![forbid(unsafe_code)]
 
 pub mod alloc;
 pub mod ids;
 pub mod naming;
+pub mod net;
 pub mod orchestrator;
 pub mod plan;
 pub mod scheduler;

@@ -8,6 +8,7 @@
 //! verbatim inside a sentence that says what meshd was doing.
 
 mod error;
+mod handle;
 mod resolv;
 mod spec;
 mod status;
@@ -26,6 +27,7 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 
 pub use error::EngineError;
+pub use handle::EngineHandle;
 pub use resolv::{MAX_NAMESERVERS, render_resolv_conf};
 pub use spec::{
     BindMount, ContainerSpec, DEFAULT_STOP_GRACE, LABEL_HOSTNAME, LABEL_NODE, LABEL_SERVICE,

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use mesh_control::api::{MeshStatsRow, Reply, Request};
+use mesh_api::{MeshStatsRow, Reply, Request};
 use serde_json::json;
 
 use super::{Target, call, unexpected};

@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::{Result, bail};
 use clap::Subcommand;
 use mesh_cluster::state::{Ipv4Cidr, Network, NetworkSpec};
-use mesh_control::api::{NetworkReply, Reply, Request};
+use mesh_api::{NetworkReply, Reply, Request};
 use serde_json::{Value, json};
 
 use super::service::inspect::{render, rfc3339};
@@ -113,8 +113,8 @@ fn options(n: &Network) -> Value {
         json!(n.vni.to_string()),
     );
     for (k, v) in &n.spec.options {
-        let key = if k == mesh_control::networks::MTU_OPTION {
-            mesh_control::networks::DOCKER_MTU_OPTION
+        let key = if k == mesh_cluster::net::MTU_OPTION {
+            mesh_cluster::net::DOCKER_MTU_OPTION
         } else {
             k.as_str()
         };

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use mesh_cluster::Id;
 use mesh_cluster::state::{Availability, Node, NodeRole, NodeState, Reachability};
-use mesh_control::api::{NodeUpdate, Reply, Request};
+use mesh_api::{NodeUpdate, Reply, Request};
 use serde_json::json;
 
 use super::{Target, call, unexpected};
@@ -269,7 +269,7 @@ pub fn pretty(n: &Node, ca_pem: &str) -> String {
     let _ = writeln!(s, "TLS Info:");
     let _ = writeln!(s, " TrustRoot:");
     let _ = writeln!(s, "{}", ca_pem.trim_end());
-    if let Ok((subject, key)) = mesh_control::pki::issuer_info(ca_pem) {
+    if let Ok((subject, key)) = mesh_api::tls::issuer_info(ca_pem) {
         let _ = writeln!(s);
         let _ = writeln!(s, " Issuer Subject:\t{subject}");
         let _ = writeln!(s, " Issuer Public Key:\t{key}");

@@ -26,10 +26,10 @@ use mesh_cluster::state::{
     ClusterState, Network, NetworkAttachmentConfig, Protocol, ServiceMode, ServiceSpec, Task,
     UpdateConfig,
 };
-use mesh_control::api::{
+use mesh_api::{
     ApiError, Code, LogsRequest, Reply, Request, ServiceTasksReply, StreamItem,
 };
-use mesh_control::transport::Client;
+use mesh_api::transport::Client;
 
 use super::{Reported, Target, connect, reported, runtime, unexpected};
 

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use anyhow::Result;
 use clap::Subcommand;
 use mesh_cluster::state::NodeRole;
-use mesh_control::api::{InitRequest, JoinRequest, Reply, Request};
+use mesh_api::{InitRequest, JoinRequest, Reply, Request};
 
 use super::{Target, call, unexpected};
 

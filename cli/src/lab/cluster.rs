@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use mesh_cluster::state::{NodeRole, NodeState};
-use mesh_control::api::{Info, InitRequest, JoinRequest, Reply, Request};
-use mesh_control::transport::Client;
+use mesh_api::{Info, InitRequest, JoinRequest, Reply, Request};
+use mesh_api::transport::Client;
 
 use super::LabPlan;
 

@@ -12,7 +12,7 @@ use mesh_cluster::spec::{format_cpus, format_duration};
 use mesh_cluster::state::{
     EndpointSpec, PortConfig, Service, ServiceMode, ServiceSpec, UpdateConfig, UpdateState,
 };
-use mesh_control::api::MeshStatsRow;
+use mesh_api::MeshStatsRow;
 use serde_json::{Map, Value, json};
 
 use crate::commands::node::{bytes_size, civil};

@@ -1,0 +1,135 @@
+//! What the node's networking knows, as one value that others subscribe to
+//! ([`super::NodeNetworking::subscribe`]): the leader's networks and nodes, this node's devices
+//! and plumbed tasks, and what gossip says of the other nodes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use mesh_cluster::Id;
+use mesh_cluster::state::Network;
+use mesh_gossip::GossipView;
+use mesh_overlay::Mac;
+
+use mesh_api::{NodeNet, ServiceNet};
+
+/// This node, once it is in a swarm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelfNode {
+    pub id: Id,
+    pub cluster_id: Id,
+    pub hostname: String,
+    /// The advertised underlay address: the VXLAN source and the gossip address.
+    pub addr: Ipv4Addr,
+}
+
+/// A network whose devices exist on this node (`mbr<vni>` with the node's address, `mvx<vni>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalNetwork {
+    pub network_id: Id,
+    pub vni: u32,
+    /// The node's own address on it (on the bridge): its tasks' gateway and DNS server.
+    pub node_addr: Ipv4Addr,
+    pub prefix_len: u8,
+    pub mtu: u32,
+    pub bridge: String,
+    pub vxlan: String,
+}
+
+/// One interface of a task plumbed on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalInterface {
+    pub network_id: Id,
+    pub vni: u32,
+    /// The veth's end in the node's namespace, a port of `mbr<vni>`
+    /// ([`mesh_overlay::task_host_ifname`]): where per-task programs attach.
+    pub host_ifname: String,
+    /// Its name inside the task: `eth0`, `eth1`, ... in the order of the task's networks.
+    pub ifname: String,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    pub mac: Mac,
+}
+
+/// A task whose interfaces are plumbed on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalTask {
+    pub task_id: Id,
+    pub service_id: Id,
+    pub container_id: String,
+    pub interfaces: Vec<LocalInterface>,
+}
+
+/// Everything the node's networking knows now. Rebuilt (and sent to subscribers) on every
+/// change: a leader's message, an attach or detach, a device created or removed, a gossip view.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetView {
+    /// None until the node is in a swarm (and again after it left).
+    pub node: Option<SelfNode>,
+    /// Every allocated network, by id, as the leader last said.
+    pub networks: BTreeMap<Id, Network>,
+    /// Every node, by id, with its underlay address and its address on each network.
+    pub nodes: BTreeMap<Id, NodeNet>,
+    /// Every service, by id, as the routing mesh and DNS need it.
+    pub services: BTreeMap<Id, ServiceNet>,
+    /// Networks with devices on this node, by VNI.
+    pub devices: BTreeMap<u32, LocalNetwork>,
+    /// Tasks plumbed on this node, by id.
+    pub tasks: BTreeMap<Id, LocalTask>,
+    /// Local tasks being withdrawn before their interfaces go (see
+    /// [`super::WITHDRAW_GRACE`]): no longer published by gossip, no backend, not in DNS.
+    pub leaving: BTreeSet<Id>,
+    /// Networks kept up on this node without a local task
+    /// ([`super::NodeNetworking::pin_network`]).
+    pub pinned: BTreeSet<Id>,
+    /// The cluster as this node's gossip sees it: live nodes with their endpoints, dead nodes.
+    pub gossip: GossipView,
+    /// Gossip has run long enough to have heard from every live node. Until then an empty or
+    /// partial `gossip` means "not heard yet", not "dead": entries left by an earlier run are
+    /// kept rather than removed.
+    pub gossip_ready: bool,
+    /// The task runner has the leader's full task list and has adopted every running container:
+    /// `tasks` and `services` are complete (until then, after a restart, what the earlier meshd
+    /// programmed is kept rather than replaced from a partial view).
+    pub settled: bool,
+}
+
+impl NetView {
+    /// The `ingress` network (the routing mesh's), once the leader's view names it.
+    pub fn ingress(&self) -> Option<&Network> {
+        self.networks.values().find(|n| n.spec.ingress)
+    }
+
+    /// The network with VNI `vni`, as the leader knows it.
+    pub fn network_by_vni(&self, vni: u32) -> Option<&Network> {
+        self.networks.values().find(|n| n.vni == vni)
+    }
+
+    /// This node's own address on network `id`, from the leader's allocation.
+    pub fn own_addr(&self, network: &Id) -> Option<Ipv4Addr> {
+        let me = self.node.as_ref()?;
+        self.nodes.get(&me.id)?.attachments.get(network).copied()
+    }
+
+    /// The plumbed tasks that serve: those not being withdrawn.
+    pub fn serving_tasks(&self) -> impl Iterator<Item = &LocalTask> {
+        self.tasks
+            .values()
+            .filter(|t| !self.leaving.contains(&t.task_id))
+    }
+
+    /// Does a plumbed task use VNI `vni`?
+    pub fn vni_in_use(&self, vni: u32) -> bool {
+        self.tasks
+            .values()
+            .any(|t| t.interfaces.iter().any(|i| i.vni == vni))
+    }
+
+    /// Should network `vni`'s devices stay on this node: a local task uses it, or it is pinned.
+    pub fn keeps(&self, vni: u32) -> bool {
+        self.vni_in_use(vni)
+            || self
+                .pinned
+                .iter()
+                .any(|id| self.networks.get(id).is_some_and(|n| n.vni == vni))
+    }
+}

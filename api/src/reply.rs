@@ -1,0 +1,188 @@
+//! The replies to [`crate::Request`]s, and what they carry.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use mesh_cluster::Id;
+use mesh_cluster::state::{Network, Node, NodeRole, Service, Task, TxError};
+use serde::{Deserialize, Serialize};
+
+use crate::request::{JoinClusterReply, RaftId, RaftPayload};
+
+/// The answer to a [`Request`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Reply {
+    Init(InitReply),
+    Joined {
+        node_id: Id,
+        role: NodeRole,
+    },
+    Left,
+    Info(Info),
+    Nodes(NodesReply),
+    Node(NodeReply),
+    /// A write that answers nothing more.
+    Done,
+    JoinToken(JoinTokenReply),
+    ClusterJoined(JoinClusterReply),
+    Cert {
+        cert_pem: String,
+        raft_id: RaftId,
+    },
+    Raft(RaftPayload),
+    Proposed {
+        index: u64,
+        result: Result<(), TxError>,
+    },
+    ReadIndex(ReadIndexReply),
+    /// `service create`: the new service's id.
+    ServiceCreated {
+        id: Id,
+    },
+    Services(Vec<ServiceSummary>),
+    Service(Box<Service>),
+    ServiceTasks(ServiceTasksReply),
+    /// `network create`: the new network's id.
+    NetworkCreated {
+        id: Id,
+    },
+    /// `network ls`, by name.
+    Networks(Vec<Network>),
+    /// `network inspect`.
+    Network(Box<NetworkReply>),
+    /// `mesh stats`: one row per service and node that reported.
+    MeshStats(Vec<MeshStatsRow>),
+}
+
+/// One service's routing-mesh counters on one node (`mesh stats`): what that node's programs
+/// translated (published-port flows arriving there, VIP flows of its tasks), both directions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshStatsRow {
+    pub service_id: Id,
+    pub service_name: String,
+    /// `*:8080->80/tcp`, as `service ls` shows it.
+    pub ports: String,
+    pub node_id: Id,
+    pub hostname: String,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Flows created.
+    pub connections: u64,
+    /// How long ago the node reported them.
+    pub age_ms: u64,
+}
+
+/// `network inspect`: the network, and the address on it of the node that answered (the
+/// gateway and DNS address its tasks use; every node has its own).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetworkReply {
+    pub network: Network,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// A row of `service ls`: the service with its REPLICAS and PORTS columns as the state has them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServiceSummary {
+    pub service: Service,
+    /// `3/3`.
+    pub replicas: String,
+    /// `*:8080->80/tcp`.
+    pub ports: String,
+}
+
+/// What `service ps` and the progress display need: the services, all their tasks, and every node
+/// (for hostnames and states).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServiceTasksReply {
+    pub services: Vec<Service>,
+    pub tasks: Vec<Task>,
+    pub nodes: Vec<Node>,
+}
+
+/// `service logs [--tail N] [--follow] [--timestamps] SERVICE|TASK`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LogsRequest {
+    /// A service (id, name, prefix) or a task (id or prefix).
+    pub target: String,
+    /// The last N lines of each task; all when None.
+    pub tail: Option<usize>,
+    pub follow: bool,
+    pub timestamps: bool,
+    /// Full task ids in the prefix.
+    pub no_trunc: bool,
+}
+
+/// One line of `service logs`, with Docker's context (`web.1.abc123def456@node1`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// `SERVICE.SLOT.TASKID@HOSTNAME`, padded as Docker pads it.
+    pub context: String,
+    pub stderr: bool,
+    pub timestamp: Option<String>,
+    pub text: String,
+}
+
+/// What a streaming request sends back, item by item (an `Err` ends the stream).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum StreamItem {
+    Logs(Vec<LogRecord>),
+    /// Something the user should know (a node that is not connected), printed on stderr.
+    Warning(String),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InitReply {
+    pub node_id: Id,
+    pub worker_token: String,
+    /// `IP:PORT` to join.
+    pub manager_addr: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinTokenReply {
+    pub role: NodeRole,
+    pub token: String,
+    pub manager_addr: String,
+}
+
+/// The node list; `manager_status.leader`/`reachability` are filled from raft as of the read.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodesReply {
+    pub nodes: Vec<Node>,
+    /// The node that answered (`*` in `node ls`).
+    pub self_id: Id,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeReply {
+    pub node: Node,
+    pub self_id: Id,
+    /// The cluster's root CA (for `inspect --pretty`'s TLS info).
+    pub ca_pem: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReadIndexReply {
+    pub index: u64,
+    pub leader: RaftId,
+    /// The leader's view of each manager (by raft id): reached recently or not.
+    pub reachable: BTreeMap<RaftId, bool>,
+}
+
+/// This node's place in the swarm (`Request::Info`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Info {
+    /// None: not part of a swarm.
+    pub node_id: Option<Id>,
+    pub cluster_id: Option<Id>,
+    pub role: Option<NodeRole>,
+    pub node_addr: Option<Ipv4Addr>,
+    /// The managers this node knows (`IP:PORT`).
+    pub managers: Vec<String>,
+    /// Managers only: the raft id and the current leader's address.
+    pub raft_id: Option<RaftId>,
+    pub leader_addr: Option<String>,
+    /// Where this node's client certificates are (for `meshctl --host tcp://...`).
+    pub cert_dir: String,
+}
+

@@ -1,0 +1,304 @@
+//! The requests every meshd serves, and how each is served ([`Request::route`]).
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use mesh_cluster::Id;
+use mesh_cluster::state::{Availability, NetworkSpec, NodeDescription, NodeRole, ServiceSpec, Tx};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::reply::LogsRequest;
+
+/// The port managers listen on, as Swarm's.
+pub const MANAGER_PORT: u16 = 2377;
+
+/// Everything a caller can ask of a meshd.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Request {
+    // Local socket only: this node's membership.
+    /// `swarm init`.
+    Init(InitRequest),
+    /// `swarm join`.
+    Join(JoinRequest),
+    /// `swarm leave`.
+    Leave {
+        force: bool,
+    },
+    /// What this node is in the swarm.
+    Info,
+
+    // The cluster API: a manager's local socket, or a manager certificate.
+    NodeList,
+    NodeInspect {
+        node: String,
+    },
+    NodeUpdate(NodeUpdate),
+    NodeRemove {
+        node: String,
+        force: bool,
+    },
+    JoinToken {
+        role: NodeRole,
+        rotate: bool,
+    },
+    /// `service create`: the whole spec, networks named by name or id.
+    ServiceCreate {
+        spec: ServiceSpec,
+    },
+    /// `service ls`.
+    ServiceList,
+    /// `service inspect`: by id, name or unique id prefix.
+    ServiceInspect {
+        service: String,
+    },
+    /// `service ps` (and the progress display): the services' tasks and the nodes they are on.
+    ServiceTasks {
+        services: Vec<String>,
+    },
+    /// `service update`: the new spec, made by the client from the service as it read it at
+    /// `version` (a service changed since is refused: "update out of sequence").
+    ServiceUpdate {
+        service: String,
+        version: u64,
+        spec: ServiceSpec,
+    },
+    /// `service update --rollback`.
+    ServiceRollback {
+        service: String,
+    },
+    /// `service scale SERVICE=REPLICAS`.
+    ServiceScale {
+        service: String,
+        replicas: u64,
+    },
+    /// `service rm`.
+    ServiceRemove {
+        service: String,
+    },
+    /// `service logs`: a streaming request (`Mesh/Stream`), answered by [`StreamItem`]s.
+    ServiceLogs(LogsRequest),
+    /// `network create`: the spec as the user gave it (driver, subnet, options, labels).
+    NetworkCreate {
+        spec: NetworkSpec,
+    },
+    /// `network ls`.
+    NetworkList,
+    /// `network inspect`: by id, name or unique id prefix.
+    NetworkInspect {
+        network: String,
+    },
+    /// `network rm`: by id, name or unique id prefix.
+    NetworkRemove {
+        network: String,
+    },
+    /// `mesh stats` and the counters of `service inspect`: each node's routing-mesh counters
+    /// of the given services (all when empty), as the nodes last reported them to the leader.
+    MeshStats {
+        services: Vec<String>,
+    },
+
+    // A TLS client without a certificate: a joiner with a token.
+    JoinCluster(JoinClusterRequest),
+
+    // Any node certificate.
+    /// A new certificate for the caller's key, with the role the cluster state gives it.
+    RenewCert {
+        csr_pem: String,
+    },
+
+    // Manager certificates: raft and the managers' own traffic.
+    Raft(RaftPayload),
+    /// Propose a transaction on the leader (a follower's `Manager::propose`).
+    Propose(Tx),
+    /// The leader's read index, for a linearizable read on a follower.
+    ReadIndex,
+    /// A manager that has started raft asks the leader to add it as a voter.
+    AddManager {
+        raft_id: RaftId,
+        addr: String,
+    },
+}
+
+/// Who may send a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Only over the local socket.
+    Local,
+    /// The local socket or a manager certificate; served by managers only.
+    Api,
+    /// Anyone that completed TLS (with or without a certificate).
+    Anyone,
+    /// Any node certificate of the cluster.
+    Node,
+    /// Manager certificates only.
+    Manager,
+}
+
+
+/// How a request is served, said once for each request ([`Request::route`]): its name in logs
+/// and errors, who may send it, whether it changes the cluster state, and whether only the
+/// leader can serve it (a follower forwards it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub name: &'static str,
+    pub access: Access,
+    /// Changes the cluster state (and so runs on the leader).
+    pub writes: bool,
+    /// Served by the leader only: writes, and what only the leader holds (the counters the
+    /// nodes report over their sessions).
+    pub on_leader: bool,
+}
+
+const fn route(name: &'static str, access: Access, writes: bool, on_leader: bool) -> Route {
+    Route {
+        name,
+        access,
+        writes,
+        on_leader,
+    }
+}
+
+/// A request that reads.
+const fn read(name: &'static str, access: Access) -> Route {
+    route(name, access, false, false)
+}
+
+/// A request that writes the cluster state (on the leader).
+const fn write(name: &'static str) -> Route {
+    route(name, Access::Api, true, true)
+}
+
+impl Request {
+    /// The one table of how each request is served.
+    pub fn route(&self) -> Route {
+        use Access::{Anyone, Api, Local, Manager, Node};
+        match self {
+            Request::Init(_) => read("swarm init", Local),
+            Request::Join(_) => read("swarm join", Local),
+            Request::Leave { .. } => read("swarm leave", Local),
+            Request::Info => read("info", Local),
+            Request::NodeList => read("node ls", Api),
+            Request::NodeInspect { .. } => read("node inspect", Api),
+            Request::NodeUpdate(_) => write("node update"),
+            Request::NodeRemove { .. } => write("node rm"),
+            Request::JoinToken { rotate, .. } => {
+                route("swarm join-token", Api, *rotate, *rotate)
+            }
+            Request::ServiceCreate { .. } => write("service create"),
+            Request::ServiceList => read("service ls", Api),
+            Request::ServiceInspect { .. } => read("service inspect", Api),
+            Request::ServiceTasks { .. } => read("service ps", Api),
+            Request::ServiceUpdate { .. } => write("service update"),
+            Request::ServiceRollback { .. } => write("service rollback"),
+            Request::ServiceScale { .. } => write("service scale"),
+            Request::ServiceRemove { .. } => write("service rm"),
+            Request::ServiceLogs(_) => read("service logs", Api),
+            Request::NetworkCreate { .. } => write("network create"),
+            Request::NetworkList => read("network ls", Api),
+            Request::NetworkInspect { .. } => read("network inspect", Api),
+            Request::NetworkRemove { .. } => write("network rm"),
+            Request::MeshStats { .. } => route("mesh stats", Api, false, true),
+            Request::JoinCluster(_) => route("join", Anyone, true, true),
+            // Any manager signs, after a linearizable read of the caller's role.
+            Request::RenewCert { .. } => read("renew certificate", Node),
+            Request::Raft(_) => read("raft", Manager),
+            Request::Propose(_) => read("propose", Manager),
+            Request::ReadIndex => read("read index", Manager),
+            Request::AddManager { .. } => read("add manager", Manager),
+        }
+    }
+
+    pub fn access(&self) -> Access {
+        self.route().access
+    }
+
+    /// Does it change the cluster state (and so run on the leader)?
+    pub fn is_write(&self) -> bool {
+        self.route().writes
+    }
+
+    /// Is it served by the leader only (a follower forwards it)?
+    pub fn on_leader(&self) -> bool {
+        self.route().on_leader
+    }
+
+    /// A short name for logs and errors.
+    pub fn name(&self) -> &'static str {
+        self.route().name
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct InitRequest {
+    /// The address other nodes reach this one at (default: meshd's `--advertise-addr`).
+    pub advertise_addr: Option<Ipv4Addr>,
+    /// Where to listen (default `0.0.0.0:2377`).
+    pub listen_addr: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub token: String,
+    /// A manager, `HOST:PORT`.
+    pub remote: String,
+    pub advertise_addr: Option<Ipv4Addr>,
+    pub listen_addr: Option<SocketAddr>,
+}
+
+/// `node update` and `node promote|demote`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NodeUpdate {
+    pub node: String,
+    pub availability: Option<Availability>,
+    pub role: Option<NodeRole>,
+    pub label_add: Vec<(String, String)>,
+    pub label_rm: Vec<String>,
+}
+
+/// What a joiner sends once it trusts the manager.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinClusterRequest {
+    pub secret: String,
+    pub csr_pem: String,
+    pub description: NodeDescription,
+    pub advertise_addr: Ipv4Addr,
+    /// The port it will listen on if it becomes a manager.
+    pub listen_port: u16,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinClusterReply {
+    pub cluster_id: Id,
+    pub node_id: Id,
+    pub role: NodeRole,
+    /// 0 for a worker.
+    pub raft_id: RaftId,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    /// The managers' `IP:PORT`s.
+    pub managers: Vec<String>,
+}
+
+
+/// The raft identity of a manager (0 for a worker).
+pub type RaftId = u64;
+
+/// A raft message between managers, opaque here: the manager crate encodes openraft's types
+/// into it and decodes them out, so that clients of the API need not link raft. It is carried
+/// as the JSON it holds, so the frame on the wire is what it would be with the types inline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RaftPayload(pub Box<serde_json::value::RawValue>);
+
+impl RaftPayload {
+    pub fn encode<T: Serialize>(v: &T) -> Result<Self, ApiError> {
+        serde_json::value::to_raw_value(v)
+            .map(Self)
+            .map_err(|e| ApiError::internal(format!("encoding a raft message: {e}")))
+    }
+
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_str(self.0.get())
+            .map_err(|e| ApiError::internal(format!("decoding a raft message: {e}")))
+    }
+}

@@ -1,0 +1,478 @@
+//! gRPC (tonic) on both listeners, and the clients that call them.
+//!
+//! The server side does its own TLS accept (tokio-rustls) so that each connection carries who
+//! the peer is ([`Peer`]: the local socket, an anonymous TLS client, or a node certificate) into
+//! every request; the node daemon authorises by it. A plain TCP client fails the
+//! handshake and gets nothing. Clients use their own connectors too: TLS to a manager (its
+//! certificate must carry [`crate::tls::MANAGER_NAME`] under our CA), TLS pinned by a join token's
+//! digest, or the unix socket.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use hyper_util::rt::TokioIo;
+use rustls::{ClientConfig, ServerConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Connected;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming};
+
+use crate::error::{ApiError, Code};
+use crate::reply::{Reply, StreamItem};
+use crate::request::Request;
+use crate::session::{AgentMessage, ManagerMessage};
+use crate::tls::{self as pki, CertIdentity};
+
+/// The generated gRPC code of `proto/mesh.proto`.
+pub mod proto {
+    #![expect(clippy::pedantic, reason = "generated code")]
+    tonic::include_proto!("meshd");
+}
+
+use proto::Frame;
+use proto::mesh_client::MeshClient;
+use proto::mesh_server::{Mesh, MeshServer};
+
+/// Frames are JSON; snapshots and big transactions need room.
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// Who is on the other end of a connection.
+#[derive(Clone, Debug)]
+pub enum Peer {
+    /// `meshd.sock` (whoever can open it is root on this node).
+    Local,
+    /// TLS without a client certificate.
+    Anonymous,
+    /// A node certificate of our cluster.
+    Node(CertIdentity),
+}
+
+/// What the service asks of the daemon.
+pub trait Handler: Send + Sync + 'static {
+    fn call(
+        &self,
+        peer: Peer,
+        req: Request,
+    ) -> impl Future<Output = Result<Reply, ApiError>> + Send;
+
+    /// A node's session: messages from its agent come in on `inbound`, answers go to `outbound`.
+    fn session(
+        &self,
+        peer: Peer,
+        inbound: Pin<Box<dyn Stream<Item = Result<AgentMessage, ApiError>> + Send>>,
+        outbound: mpsc::Sender<ManagerMessage>,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// A streaming request (`service logs`): items go to `out` until the request is done, an
+    /// `Err` is sent, or the client goes away (`out` closes).
+    fn stream(
+        &self,
+        peer: Peer,
+        req: Request,
+        out: mpsc::Sender<Result<StreamItem, ApiError>>,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = peer;
+        async move {
+            let _ = out
+                .send(Err(ApiError::invalid(format!(
+                    "{} is not served as a stream here",
+                    req.name()
+                ))))
+                .await;
+        }
+    }
+}
+
+pub fn encode<T: Serialize>(v: &T) -> Frame {
+    Frame {
+        body: serde_json::to_vec(v).expect("API types serialize"),
+    }
+}
+
+pub fn decode<T: DeserializeOwned>(f: &Frame) -> Result<T, ApiError> {
+    serde_json::from_slice(&f.body)
+        .map_err(|e| ApiError::invalid(format!("undecodable message: {e}")))
+}
+
+struct Service<H> {
+    handler: Arc<H>,
+}
+
+#[tonic::async_trait]
+impl<H: Handler> Mesh for Service<H> {
+    async fn call(&self, req: GrpcRequest<Frame>) -> Result<GrpcResponse<Frame>, Status> {
+        let peer = req
+            .extensions()
+            .get::<Peer>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no peer identity"))?;
+        let request: Request =
+            decode(req.get_ref()).map_err(|e| Status::invalid_argument(e.message))?;
+        let result = self.handler.call(peer, request).await;
+        Ok(GrpcResponse::new(encode(&result)))
+    }
+
+    type SessionStream = Pin<Box<dyn Stream<Item = Result<Frame, Status>> + Send>>;
+
+    async fn session(
+        &self,
+        req: GrpcRequest<Streaming<Frame>>,
+    ) -> Result<GrpcResponse<Self::SessionStream>, Status> {
+        let peer = req
+            .extensions()
+            .get::<Peer>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no peer identity"))?;
+        if !matches!(peer, Peer::Node(_)) {
+            return Err(Status::permission_denied(
+                "a session needs a node certificate of this swarm",
+            ));
+        }
+        let inbound = req.into_inner().map(|f| match f {
+            Ok(f) => decode::<AgentMessage>(&f),
+            Err(s) => Err(ApiError::unavailable(s.message().to_owned())),
+        });
+        let (tx, rx) = mpsc::channel::<ManagerMessage>(16);
+        let handler = self.handler.clone();
+        tokio::spawn(async move { handler.session(peer, Box::pin(inbound), tx).await });
+        let out = ReceiverStream::new(rx).map(|m| Ok(encode(&m)));
+        Ok(GrpcResponse::new(Box::pin(out)))
+    }
+
+    type StreamStream = Pin<Box<dyn Stream<Item = Result<Frame, Status>> + Send>>;
+
+    async fn stream(
+        &self,
+        req: GrpcRequest<Frame>,
+    ) -> Result<GrpcResponse<Self::StreamStream>, Status> {
+        let peer = req
+            .extensions()
+            .get::<Peer>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no peer identity"))?;
+        let request: Request =
+            decode(req.get_ref()).map_err(|e| Status::invalid_argument(e.message))?;
+        let (tx, rx) = mpsc::channel::<Result<StreamItem, ApiError>>(64);
+        let handler = self.handler.clone();
+        tokio::spawn(async move { handler.stream(peer, request, tx).await });
+        let out = ReceiverStream::new(rx).map(|m| Ok(encode(&m)));
+        Ok(GrpcResponse::new(Box::pin(out)))
+    }
+}
+
+/// A connection and who is on its other end.
+pub struct Conn<S> {
+    io: S,
+    peer: Peer,
+}
+
+impl<S> Connected for Conn<S> {
+    type ConnectInfo = Peer;
+    fn connect_info(&self) -> Peer {
+        self.peer.clone()
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+fn server<H: Handler>(handler: Arc<H>) -> MeshServer<Service<H>> {
+    MeshServer::new(Service { handler })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
+/// Serves the local API on `listener` until the task is dropped.
+pub async fn serve_unix<H: Handler>(listener: UnixListener, handler: Arc<H>) {
+    let incoming = futures::stream::unfold(listener, |l| async move {
+        let conn = l.accept().await.map(|(io, _)| Conn {
+            io,
+            peer: Peer::Local,
+        });
+        Some((conn, l))
+    });
+    if let Err(e) = tonic::transport::Server::builder()
+        .add_service(server(handler))
+        .serve_with_incoming(incoming)
+        .await
+    {
+        tracing::error!("local API server stopped: {e}");
+    }
+}
+
+/// Serves TCP 2377 with TLS on `listener` until `stop` resolves; the listener is closed then
+/// (connections still open drain on their own).
+pub async fn serve_tls<H: Handler>(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    handler: Arc<H>,
+    stop: impl Future<Output = ()> + Send,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let (tx, rx) =
+        mpsc::channel::<io::Result<Conn<tokio_rustls::server::TlsStream<TcpStream>>>>(64);
+    let (stopped_tx, mut stopped) = tokio::sync::watch::channel(false);
+    let accept = tokio::spawn(async move {
+        loop {
+            let (tcp, from) = tokio::select! {
+                _ = stopped.changed() => return,
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("accepting on 2377: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            // Handshakes in parallel, each with a deadline: a silent client holds nothing up.
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let tls = match tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%from, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%from, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let peer = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                    None => Peer::Anonymous,
+                    Some(cert) => match pki::identify(cert) {
+                        Ok(id) => Peer::Node(id),
+                        Err(e) => {
+                            tracing::warn!(%from, "refusing a certificate: {e:#}");
+                            return;
+                        }
+                    },
+                };
+                let _ = tx.send(Ok(Conn { io: tls, peer })).await;
+            });
+        }
+    });
+    let stop = async move {
+        stop.await;
+        // Close the listener at once, so that the port is free for whoever binds it next.
+        let _ = stopped_tx.send(true);
+    };
+    let result = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(2)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(4)))
+        .add_service(server(handler))
+        .serve_with_incoming_shutdown(ReceiverStream::new(rx), stop)
+        .await;
+    accept.abort();
+    if let Err(e) = result {
+        tracing::error!("2377 server stopped: {e}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+/// A client of one meshd: its local socket, or a manager over TLS. Connects lazily and
+/// reconnects after failures; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: MeshClient<Channel>,
+    target: String,
+}
+
+fn endpoint(uri: &str) -> Endpoint {
+    Endpoint::from_shared(uri.to_owned())
+        .expect("a valid URI")
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(2))
+        .keep_alive_timeout(Duration::from_secs(4))
+        .keep_alive_while_idle(true)
+}
+
+impl Client {
+    fn new(channel: Channel, target: String) -> Self {
+        Self {
+            inner: MeshClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            target,
+        }
+    }
+
+    /// The local API at `sock`.
+    pub fn local(sock: &Path) -> Self {
+        let path: PathBuf = sock.to_owned();
+        let connector = tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move { Ok::<_, io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+        });
+        Self::new(
+            endpoint("http://meshd.sock").connect_with_connector_lazy(connector),
+            format!("unix://{}", sock.display()),
+        )
+    }
+
+    /// A manager at `addr` (`IP:PORT`) over TLS with `tls` (which holds our certificate, if any,
+    /// and decides which servers to trust).
+    pub fn tls(addr: &str, tls: Arc<ClientConfig>) -> Self {
+        let target = addr.to_owned();
+        let connector = tower::service_fn(move |_: Uri| {
+            let addr = target.clone();
+            let tls = tls.clone();
+            async move {
+                let tcp = TcpStream::connect(&addr).await?;
+                tcp.set_nodelay(true)?;
+                let stream = tokio_rustls::TlsConnector::from(tls)
+                    .connect(pki::manager_server_name(), tcp)
+                    .await?;
+                Ok::<_, io::Error>(TokioIo::new(stream))
+            }
+        });
+        Self::new(
+            endpoint(&format!("http://{addr}")).connect_with_connector_lazy(connector),
+            addr.to_owned(),
+        )
+    }
+
+    /// What this client talks to (`unix://...` or `IP:PORT`).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Sends `req` and waits up to `timeout` for the answer.
+    pub async fn call_with_timeout(
+        &self,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Reply, ApiError> {
+        let mut client = self.inner.clone();
+        let fut = client.call(encode(req));
+        let resp = match tokio::time::timeout(timeout, fut).await {
+            Err(_) => {
+                return Err(ApiError::unavailable(format!(
+                    "{} did not answer {} within {timeout:?}",
+                    self.target,
+                    req.name()
+                )));
+            }
+            Ok(Err(status)) => return Err(status_error(&self.target, &status)),
+            Ok(Ok(resp)) => resp,
+        };
+        decode::<Result<Reply, ApiError>>(resp.get_ref())?
+    }
+
+    /// Sends `req` and waits up to 30 s.
+    pub async fn call(&self, req: &Request) -> Result<Reply, ApiError> {
+        self.call_with_timeout(req, Duration::from_secs(30)).await
+    }
+
+    /// Opens a session: `outbound` goes to the manager; the returned stream is its answers.
+    pub async fn session(
+        &self,
+        outbound: mpsc::Receiver<AgentMessage>,
+    ) -> Result<Pin<Box<dyn Stream<Item = Result<ManagerMessage, ApiError>> + Send>>, ApiError>
+    {
+        let mut client = self.inner.clone();
+        let out = ReceiverStream::new(outbound).map(|m| encode(&m));
+        let target = self.target.clone();
+        let resp = tokio::time::timeout(Duration::from_secs(5), client.session(out))
+            .await
+            .map_err(|_| ApiError::unavailable(format!("{target} did not open a session")))?
+            .map_err(|s| status_error(&target, &s))?;
+        let inbound = resp.into_inner().map(move |f| match f {
+            Ok(f) => decode::<ManagerMessage>(&f),
+            Err(s) => Err(status_error(&target, &s)),
+        });
+        Ok(Box::pin(inbound))
+    }
+}
+
+impl Client {
+    /// Sends a streaming request; the answer is its items, ending after the first `Err`.
+    pub async fn stream(
+        &self,
+        req: &Request,
+    ) -> Result<Pin<Box<dyn Stream<Item = Result<StreamItem, ApiError>> + Send>>, ApiError> {
+        let mut client = self.inner.clone();
+        let target = self.target.clone();
+        let resp = tokio::time::timeout(Duration::from_secs(30), client.stream(encode(req)))
+            .await
+            .map_err(|_| ApiError::unavailable(format!("{target} did not answer {}", req.name())))?
+            .map_err(|s| status_error(&target, &s))?;
+        let items = resp.into_inner().map(move |f| match f {
+            Ok(f) => decode::<Result<StreamItem, ApiError>>(&f).and_then(|r| r),
+            Err(s) => Err(status_error(&target, &s)),
+        });
+        Ok(Box::pin(items))
+    }
+}
+
+fn status_error(target: &str, status: &Status) -> ApiError {
+    use std::error::Error as _;
+    let code = match status.code() {
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => Code::PermissionDenied,
+        tonic::Code::InvalidArgument => Code::InvalidArgument,
+        _ => Code::Unavailable,
+    };
+    // Transport errors hide their cause in the source chain (refused, TLS alert, ...).
+    let mut cause = String::new();
+    let mut src = status.source();
+    while let Some(s) = src {
+        cause = s.to_string();
+        src = s.source();
+    }
+    let msg = if cause.is_empty() || status.message().contains(&cause) {
+        status.message().to_owned()
+    } else {
+        format!("{}: {cause}", status.message())
+    };
+    ApiError::new(code, format!("cannot reach {target}: {msg}"))
+}

@@ -1,0 +1,267 @@
+//! The swarm's own requests: join tokens (and their rotation), a joiner's request with its token,
+//! certificate renewals; and the cluster's first transaction, which `swarm init` proposes.
+
+use std::collections::BTreeMap;
+
+use mesh_api::{
+    ApiError, Code, JoinClusterReply, JoinClusterRequest, JoinTokenReply, Reply, now_millis,
+};
+use mesh_cluster::Id;
+use mesh_cluster::state::{
+    Availability, ClusterState, ManagerStatus, Meta, Node, NodeDescription, NodeRole, NodeSpec,
+    NodeState, NodeStatus, Object, Op, Reachability, Tx, TxError,
+};
+use mesh_cluster::token::{self, JoinToken};
+
+use crate::ca;
+use crate::manager::{Manager, ProposeError};
+
+/// How many rotated secrets the cluster remembers (to say "rotated" rather than "wrong").
+const RETIRED_KEPT: usize = 8;
+
+fn secret() -> String {
+    token::secret_from(rand::random())
+}
+
+/// The cluster's first transaction: the cluster (CA, token secrets, address pool), the first
+/// manager's node, and the `ingress` network.
+pub fn bootstrap_tx(
+    cluster_id: &Id,
+    node_id: &Id,
+    ca: &(String, String),
+    description: NodeDescription,
+    advertise: std::net::Ipv4Addr,
+    port: u16,
+) -> Tx {
+    use mesh_cluster::state::{ClusterInfo, Network, NetworkSpec};
+    let cluster = ClusterInfo {
+        id: cluster_id.clone(),
+        meta: Meta::default(),
+        root_ca_cert_pem: ca.0.clone(),
+        root_ca_key_pem: ca.1.clone(),
+        worker_token_secret: secret(),
+        manager_token_secret: secret(),
+        default_pool: "10.0.0.0/8".parse().expect("a valid prefix"),
+        subnet_len: 24,
+        last_raft_id: 1,
+        retired_token_secrets: Vec::new(),
+    };
+    let node = Node {
+        id: node_id.clone(),
+        meta: Meta::default(),
+        spec: NodeSpec {
+            role: NodeRole::Manager,
+            availability: Availability::Active,
+            labels: BTreeMap::new(),
+        },
+        description,
+        status: NodeStatus {
+            state: NodeState::Ready,
+            message: String::new(),
+            addr: Some(advertise),
+        },
+        manager_status: Some(ManagerStatus {
+            raft_id: 1,
+            addr: format!("{advertise}:{port}"),
+            reachability: Reachability::Reachable,
+            leader: true,
+        }),
+        attachments: BTreeMap::new(),
+    };
+    let subnet = "10.255.0.0/16".parse().expect("a valid prefix");
+    let ingress = Network {
+        id: Id::random(),
+        meta: Meta::default(),
+        spec: NetworkSpec {
+            name: "ingress".into(),
+            driver: "overlay".into(),
+            subnet: Some(subnet),
+            attachable: false,
+            ingress: true,
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+        },
+        subnet,
+        vni: 4096,
+    };
+    Tx {
+        at: now_millis(),
+        ops: vec![
+            Op::Put(Object::Cluster(cluster)),
+            Op::Put(Object::Node(node)),
+            Op::Put(Object::Network(ingress)),
+        ],
+    }
+}
+
+/// The swarm's own requests: join tokens, joins and certificates.
+pub struct SwarmApi<'m> {
+    pub(crate) m: &'m Manager,
+}
+
+impl SwarmApi<'_> {
+    pub async fn join_token(&self, role: NodeRole, rotate: bool) -> Result<Reply, ApiError> {
+        if rotate {
+            self.m.with_retries(|s| {
+                let mut c = cluster(s)?.clone();
+                let old = match role {
+                    NodeRole::Worker => std::mem::replace(&mut c.worker_token_secret, secret()),
+                    NodeRole::Manager => std::mem::replace(&mut c.manager_token_secret, secret()),
+                };
+                c.retired_token_secrets.push(old);
+                let excess = c.retired_token_secrets.len().saturating_sub(RETIRED_KEPT);
+                c.retired_token_secrets.drain(..excess);
+                Ok(Some(Tx {
+                    at: now_millis(),
+                    ops: vec![Op::Put(Object::Cluster(c))],
+                }))
+            })
+            .await?;
+        }
+        let state = if rotate {
+            self.m.state()
+        } else {
+            self.m.read().await?.applied.state
+        };
+        let c = cluster(&state)?;
+        let secret = match role {
+            NodeRole::Worker => &c.worker_token_secret,
+            NodeRole::Manager => &c.manager_token_secret,
+        };
+        let ca =
+            mesh_api::tls::pem_to_der(&c.root_ca_cert_pem).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Reply::JoinToken(JoinTokenReply {
+            role,
+            token: JoinToken::new(&ca, secret).to_string(),
+            manager_addr: self.m.addr().to_owned(),
+        }))
+    }
+
+    /// A joiner with a token (on the leader): check the secret, record the node, sign its key.
+    pub async fn join_cluster(&self, j: JoinClusterRequest) -> Result<Reply, ApiError> {
+        let _g = self.m.inner.write_lock.lock().await;
+        let mut attempts = 0;
+        loop {
+            let state = self.m.state();
+            let c = cluster(&state)?;
+            let role = if j.secret == c.worker_token_secret {
+                NodeRole::Worker
+            } else if j.secret == c.manager_token_secret {
+                NodeRole::Manager
+            } else if c.retired_token_secrets.contains(&j.secret) {
+                return Err(ApiError::new(
+                    Code::TokenRotated,
+                    "invalid join token: this token was rotated and no longer admits new nodes; get the current one with `meshctl swarm join-token worker` (or `manager`) on a manager",
+                ));
+            } else {
+                return Err(ApiError::new(
+                    Code::TokenInvalid,
+                    "invalid join token: its secret is not a join token of this swarm; check it, or get one with `meshctl swarm join-token worker` (or `manager`) on a manager",
+                ));
+            };
+            let node_id = Id::random();
+            let mut ops = Vec::new();
+            let mut raft_id = 0;
+            if role == NodeRole::Manager {
+                let mut c = c.clone();
+                c.last_raft_id += 1;
+                raft_id = c.last_raft_id;
+                ops.push(Op::Put(Object::Cluster(c)));
+            }
+            let cert_pem = ca::issue(
+                &c.root_ca_cert_pem,
+                &c.root_ca_key_pem,
+                &j.csr_pem,
+                &c.id,
+                &node_id,
+                role,
+            )
+            .map_err(|e| ApiError::invalid(format!("{e:#}")))?;
+            ops.push(Op::Put(Object::Node(Node {
+                id: node_id.clone(),
+                meta: Meta::default(),
+                spec: NodeSpec {
+                    role,
+                    availability: Availability::Active,
+                    labels: BTreeMap::new(),
+                },
+                description: j.description.clone(),
+                status: NodeStatus {
+                    state: NodeState::Unknown,
+                    message: String::new(),
+                    addr: Some(j.advertise_addr),
+                },
+                manager_status: (role == NodeRole::Manager).then(|| ManagerStatus {
+                    raft_id,
+                    addr: format!("{}:{}", j.advertise_addr, j.listen_port),
+                    reachability: Reachability::Unknown,
+                    leader: false,
+                }),
+                attachments: BTreeMap::new(),
+            })));
+            match self.m
+                .propose(Tx {
+                    at: now_millis(),
+                    ops,
+                })
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(%node_id, ?role, addr = %j.advertise_addr, "node joined");
+                    return Ok(Reply::ClusterJoined(JoinClusterReply {
+                        cluster_id: c.id.clone(),
+                        node_id,
+                        role,
+                        raft_id,
+                        cert_pem,
+                        ca_pem: c.root_ca_cert_pem.clone(),
+                        managers: manager_addrs(&self.m.state()),
+                    }));
+                }
+                Err(ProposeError::Tx(TxError::Conflict { .. })) if attempts < 5 => attempts += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// A node asks for a certificate for a new key: it gets the role the state gives it.
+pub(crate) fn renew_cert(state: &ClusterState, node_id: &Id, csr_pem: &str) -> Result<Reply, ApiError> {
+    let c = cluster(state)?;
+    let node = state.nodes.get(node_id).ok_or_else(|| {
+        ApiError::denied(format!(
+            "node {node_id} is not part of this swarm (removed?)"
+        ))
+    })?;
+    let cert_pem = ca::issue(
+        &c.root_ca_cert_pem,
+        &c.root_ca_key_pem,
+        csr_pem,
+        &c.id,
+        node_id,
+        node.spec.role,
+    )
+    .map_err(|e| ApiError::invalid(format!("{e:#}")))?;
+    let raft_id = match (&node.spec.role, &node.manager_status) {
+        (NodeRole::Manager, Some(m)) => m.raft_id,
+        _ => 0,
+    };
+    Ok(Reply::Cert { cert_pem, raft_id })
+}
+
+pub(crate) fn cluster(state: &ClusterState) -> Result<&mesh_cluster::state::ClusterInfo, ApiError> {
+    state
+        .cluster
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("the swarm is still being initialised"))
+}
+
+/// Every manager's `IP:PORT` in `state`.
+pub fn manager_addrs(state: &ClusterState) -> Vec<String> {
+    state
+        .nodes
+        .values()
+        .filter(|n| n.spec.role == NodeRole::Manager)
+        .filter_map(|n| n.manager_status.as_ref().map(|m| m.addr.clone()))
+        .collect()
+}

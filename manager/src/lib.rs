@@ -1,0 +1,19 @@
+//! `mesh-manager`: what a manager runs. The cluster state ([`mesh_cluster::state::ClusterState`])
+//! replicated by raft (openraft over a redb store, [`store`], talking to the other managers over
+//! the API's transport, [`raft_net`]); [`manager::Manager`], the handle control loops use (propose
+//! a `Tx`, read or watch the state, run while leading); [`planner`], the leader's control loop
+//! (orchestrator, allocator, scheduler from `mesh-cluster`); [`dispatcher`], the leader's side of
+//! every node's session; [`handlers`], the cluster API; [`ca`], the cluster's certificate
+//! authority. It talks to no Docker engine and knows nothing of the agent.
+
+pub mod ca;
+pub mod dispatcher;
+pub mod handlers;
+pub mod lookup;
+pub mod manager;
+pub mod planner;
+pub mod raft_net;
+pub mod store;
+
+pub use handlers::ClusterApi;
+pub use manager::{Manager, ManagerConfig, ManagerHook};
