@@ -7,20 +7,22 @@
 //! ([`plan`]) turns it into map operations, [`Mesh`] carries them out.
 
 pub mod maglev;
+mod maps;
 pub mod mesh;
 pub mod model;
 pub mod netdev;
 pub mod plan;
 pub mod probe;
+mod programs;
 
 #[cfg(test)]
 mod packet_tests;
 
 pub use maglev::MaglevRing;
 pub use mesh::{
-    ApplyReport, Datapath, FlowEntry, FlowKind, Mesh, MeshConfig, ServiceCounters, Timeouts,
+    ApplyReport, Datapath, FlowEntry, FlowKind, Mesh, MeshOptions, ServiceCounters, Timeouts,
 };
 pub use model::{
-    DesiredMesh, Endpoint, INGRESS_VNI, Protocol, PublishMode, PublishedPort, Service, Task, Vip,
+    DesiredMesh, INGRESS_VNI, Protocol, PublishMode, PublishedPort, Service, Task, TaskAddress, Vip,
 };
 pub use plan::PlanError;

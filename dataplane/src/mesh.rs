@@ -1,5 +1,6 @@
 //! [`Mesh`]: the routing mesh of one node, loaded, attached and fed. The thin runtime around
-//! [`crate::plan`]: it carries out the planned [`Op`]s on the pinned maps.
+//! [`crate::plan`]: it attaches the programs and has [`Programs`] carry out the planned [`Op`]s
+//! on the pinned maps.
 //!
 //! Every call that names an interface works in the calling thread's network namespace (meshd
 //! enters the node's namespace for the whole process; tests call from a thread inside it).
@@ -13,23 +14,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::TcAttachOptions;
 use aya::programs::xdp::XdpLink;
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
-use aya::{Ebpf, EbpfLoader};
-use mesh_ebpf::abi::{
-    self, MESH_BE_LOCAL, MESH_BE_VALID, MESH_CFG_READY, MESH_CFG_XDP, MESH_CT_INGRESS,
-    MESH_CT_INGRESS_REPLY, MESH_CT_VIP, MESH_CT_VIP_REPLY, MESH_IF_BRIDGE, MESH_IF_TASK,
-    MESH_MAX_BACKENDS, MESH_RING_SIZE, MeshBackend, MeshCt, MeshCtKey, MeshFrontend, MeshIface,
-    MeshPortKey, MeshSvcStats, MeshVipKey,
-};
+use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_BRIDGE, MESH_IF_TASK, MeshIface};
 use tracing::{info, warn};
 
 use crate::model::{DesiredMesh, INGRESS_VNI, Protocol};
 use crate::netdev;
-use crate::plan::{self, BackendRow, FrontendKey, Op, Programmed};
+use crate::plan::{self, Op, Programmed};
+use crate::programs::Programs;
 
 /// Where published ports are served on the underlay interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +56,7 @@ impl Default for Timeouts {
 
 /// What [`Mesh::load`] needs to know about the node.
 #[derive(Clone, Debug)]
-pub struct MeshConfig {
+pub struct MeshOptions {
     /// The underlay interface published ports arrive on (`eth0` in the lab).
     pub underlay_ifname: String,
     /// The node's advertised address: published ports' destination and VXLAN's outer source.
@@ -74,8 +69,8 @@ pub struct MeshConfig {
     pub timeouts: Timeouts,
 }
 
-impl MeshConfig {
-    /// A configuration with the defaults: ingress VNI 4096, default timeouts.
+impl MeshOptions {
+    /// Options with the defaults: ingress VNI 4096, default timeouts.
     pub fn new(
         underlay_ifname: &str,
         underlay_addr: Ipv4Addr,
@@ -148,293 +143,13 @@ impl FlowEntry {
     }
 }
 
-const TC_PROGRAMS: [&str; 4] = [
-    "tc_underlay_in",
-    "tc_bridge_in",
-    "tc_task_in",
-    "tc_task_out",
-];
-
-/// The mesh's programs, loaded (and verified) with their maps pinned under one directory.
-pub(crate) struct Programs {
-    pub(crate) tc: Ebpf,
-    pub(crate) xdp: Ebpf,
-}
-
-impl Programs {
-    pub(crate) fn load(pin_dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(pin_dir.join("links")).with_context(|| {
-            format!(
-                "create pin directory {} (is bpffs mounted at /sys/fs/bpf?)",
-                pin_dir.display()
-            )
-        })?;
-        let mut tc = EbpfLoader::new()
-            .default_map_pin_directory(pin_dir)
-            .load(&mesh_ebpf::TC_LB.0)
-            .context("load tc_lb.o")?;
-        for name in TC_PROGRAMS {
-            let p: &mut SchedClassifier = tc
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("{name} missing from tc_lb.o"))?
-                .try_into()?;
-            p.load().with_context(|| format!("load (verify) {name}"))?;
-        }
-        let mut xdp = EbpfLoader::new()
-            .default_map_pin_directory(pin_dir)
-            .load(&mesh_ebpf::XDP_MESH.0)
-            .context("load xdp_mesh.o")?;
-        let p: &mut Xdp = xdp
-            .program_mut("xdp_mesh")
-            .ok_or_else(|| anyhow!("xdp_mesh missing from xdp_mesh.o"))?
-            .try_into()?;
-        p.load().context("load (verify) xdp_mesh")?;
-        Ok(Self { tc, xdp })
-    }
-
-    fn map(&mut self, name: &str) -> anyhow::Result<&mut aya::maps::Map> {
-        self.tc
-            .map_mut(name)
-            .ok_or_else(|| anyhow!("map {name} missing from tc_lb.o"))
-    }
-
-    pub(crate) fn set_config(&mut self, c: &abi::MeshConfig) -> anyhow::Result<()> {
-        let mut m: Array<&mut MapData, abi::MeshConfig> =
-            Array::try_from(self.map("mesh_config")?)?;
-        m.set(0, c, 0).context("write mesh_config")?;
-        Ok(())
-    }
-
-    pub(crate) fn set_iface(&mut self, ifindex: u32, v: &MeshIface) -> anyhow::Result<()> {
-        let mut m: HashMap<&mut MapData, u32, MeshIface> =
-            HashMap::try_from(self.map("mesh_ifaces")?)?;
-        m.insert(ifindex, v, 0).context("write mesh_ifaces")?;
-        Ok(())
-    }
-
-    fn del_iface(&mut self, ifindex: u32) -> anyhow::Result<()> {
-        let mut m: HashMap<&mut MapData, u32, MeshIface> =
-            HashMap::try_from(self.map("mesh_ifaces")?)?;
-        m.remove(&ifindex).ok();
-        Ok(())
-    }
-
-    /// Carries out one planned operation.
-    pub(crate) fn run_op(&mut self, op: &Op) -> anyhow::Result<usize> {
-        match op {
-            Op::ResetStats { slot } => {
-                let mut m: PerCpuArray<&mut MapData, MeshSvcStats> =
-                    PerCpuArray::try_from(self.map("mesh_stats")?)?;
-                let n = aya::util::nr_cpus().map_err(|(s, e)| anyhow!("{s}: {e}"))?;
-                m.set(
-                    *slot,
-                    PerCpuValues::try_from(vec![MeshSvcStats::default(); n])?,
-                    0,
-                )?;
-            }
-            Op::PutBackend { id, row } => {
-                let mut m: Array<&mut MapData, MeshBackend> =
-                    Array::try_from(self.map("mesh_backends")?)?;
-                m.set(*id, backend_value(row), 0)?;
-            }
-            Op::DelBackend { id } => {
-                let mut m: Array<&mut MapData, MeshBackend> =
-                    Array::try_from(self.map("mesh_backends")?)?;
-                m.set(*id, MeshBackend::default(), 0)?;
-            }
-            Op::PutRing { ring, slots } => {
-                let mut m: Array<&mut MapData, u32> = Array::try_from(self.map("mesh_rings")?)?;
-                let base = ring * MESH_RING_SIZE;
-                for (i, id) in slots.iter().enumerate() {
-                    m.set(base + i as u32, id, 0)?;
-                }
-            }
-            Op::PutFrontend { key, row } => {
-                let v = MeshFrontend {
-                    svc_id: row.service_slot,
-                    ring_id: row.ring.unwrap_or(u32::MAX),
-                    flags: row.flags,
-                };
-                match key {
-                    FrontendKey::Port { protocol, port } => {
-                        let mut m: HashMap<&mut MapData, MeshPortKey, MeshFrontend> =
-                            HashMap::try_from(self.map("mesh_ports")?)?;
-                        m.insert(port_key(*protocol, *port), v, 0)?;
-                    }
-                    FrontendKey::Vip { vni, addr } => {
-                        let mut m: HashMap<&mut MapData, MeshVipKey, MeshFrontend> =
-                            HashMap::try_from(self.map("mesh_vips")?)?;
-                        m.insert(vip_key(*vni, *addr), v, 0)?;
-                    }
-                }
-            }
-            Op::DelFrontend { key } => match key {
-                FrontendKey::Port { protocol, port } => {
-                    let mut m: HashMap<&mut MapData, MeshPortKey, MeshFrontend> =
-                        HashMap::try_from(self.map("mesh_ports")?)?;
-                    m.remove(&port_key(*protocol, *port)).ok();
-                }
-                FrontendKey::Vip { vni, addr } => {
-                    let mut m: HashMap<&mut MapData, MeshVipKey, MeshFrontend> =
-                        HashMap::try_from(self.map("mesh_vips")?)?;
-                    m.remove(&vip_key(*vni, *addr)).ok();
-                }
-            },
-            Op::SweepConntrack { backend_ids } => return self.sweep(backend_ids),
-        }
-        Ok(0)
-    }
-
-    /// Removes every conntrack entry (both directions) of the given backends.
-    fn sweep(&mut self, backend_ids: &BTreeSet<u32>) -> anyhow::Result<usize> {
-        let mut m: HashMap<&mut MapData, MeshCtKey, MeshCt> =
-            HashMap::try_from(self.map("mesh_ct")?)?;
-        let doomed: Vec<MeshCtKey> = m
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, v)| backend_ids.contains(&v.backend_id))
-            .map(|(k, _)| k)
-            .collect();
-        let mut n = 0;
-        for k in &doomed {
-            if m.remove(k).is_ok() {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    pub(crate) fn flows(&mut self) -> anyhow::Result<Vec<FlowEntry>> {
-        let m: HashMap<&mut MapData, MeshCtKey, MeshCt> = HashMap::try_from(self.map("mesh_ct")?)?;
-        Ok(m.iter()
-            .filter_map(Result::ok)
-            .filter_map(|(k, v)| decode_flow(&k, &v))
-            .collect())
-    }
-
-    /// The state pinned maps hold from an earlier run.
-    fn adopt(&mut self) -> anyhow::Result<Programmed> {
-        let backends: Array<&mut MapData, MeshBackend> =
-            Array::try_from(self.map("mesh_backends")?)?;
-        let mut rows = Vec::new();
-        for id in 0..MESH_MAX_BACKENDS {
-            let b = backends.get(&id, 0)?;
-            if b.flags & MESH_BE_VALID != 0 {
-                rows.push((id, backend_row(&b)));
-            }
-        }
-        let mut fronts = Vec::new();
-        let ports: HashMap<&mut MapData, MeshPortKey, MeshFrontend> =
-            HashMap::try_from(self.map("mesh_ports")?)?;
-        for (k, v) in ports.iter().filter_map(Result::ok) {
-            let protocol = if k.proto == 6 {
-                Protocol::Tcp
-            } else {
-                Protocol::Udp
-            };
-            let key = FrontendKey::Port {
-                protocol,
-                port: u16::from_be_bytes(k.port),
-            };
-            fronts.push((key, ring_of(&v)));
-        }
-        let vips: HashMap<&mut MapData, MeshVipKey, MeshFrontend> =
-            HashMap::try_from(self.map("mesh_vips")?)?;
-        for (k, v) in vips.iter().filter_map(Result::ok) {
-            let key = FrontendKey::Vip {
-                vni: k.vni,
-                addr: Ipv4Addr::from(k.addr),
-            };
-            fronts.push((key, ring_of(&v)));
-        }
-        Ok(Programmed::adopt(rows, fronts))
-    }
-
-    fn stats(&mut self, slot: u32) -> anyhow::Result<ServiceCounters> {
-        let m: PerCpuArray<&mut MapData, MeshSvcStats> =
-            PerCpuArray::try_from(self.map("mesh_stats")?)?;
-        let per_cpu = m.get(&slot, 0)?;
-        Ok(per_cpu
-            .iter()
-            .fold(ServiceCounters::default(), |a, c| ServiceCounters {
-                packets: a.packets + c.packets,
-                bytes: a.bytes + c.bytes,
-                connections: a.connections + c.conns,
-            }))
-    }
-}
-
-fn ring_of(v: &MeshFrontend) -> Option<u32> {
-    (v.ring_id != u32::MAX).then_some(v.ring_id)
-}
-
-fn port_key(protocol: Protocol, port: u16) -> MeshPortKey {
-    MeshPortKey {
-        port: port.to_be_bytes(),
-        proto: protocol.number(),
-        pad: 0,
-    }
-}
-
-fn vip_key(vni: u32, addr: Ipv4Addr) -> MeshVipKey {
-    MeshVipKey {
-        vni,
-        addr: addr.octets(),
-    }
-}
-
-fn backend_value(row: &BackendRow) -> MeshBackend {
-    MeshBackend {
-        addr: row.addr.octets(),
-        vtep: row.vtep.octets(),
-        port: row.port.to_be_bytes(),
-        mac: row.mac,
-        flags: MESH_BE_VALID | if row.local { MESH_BE_LOCAL } else { 0 },
-    }
-}
-
-fn backend_row(b: &MeshBackend) -> BackendRow {
-    BackendRow {
-        addr: Ipv4Addr::from(b.addr),
-        port: u16::from_be_bytes(b.port),
-        mac: b.mac,
-        vtep: Ipv4Addr::from(b.vtep),
-        local: b.flags & MESH_BE_LOCAL != 0,
-    }
-}
-
-fn decode_flow(k: &MeshCtKey, v: &MeshCt) -> Option<FlowEntry> {
-    let kind = match k.kind {
-        MESH_CT_INGRESS => FlowKind::Ingress,
-        MESH_CT_INGRESS_REPLY => FlowKind::IngressReply,
-        MESH_CT_VIP => FlowKind::Vip,
-        MESH_CT_VIP_REPLY => FlowKind::VipReply,
-        _ => return None,
-    };
-    let protocol = match k.proto {
-        6 => Protocol::Tcp,
-        17 => Protocol::Udp,
-        _ => return None,
-    };
-    let sa = |a: [u8; 4], p: [u8; 2]| SocketAddrV4::new(Ipv4Addr::from(a), u16::from_be_bytes(p));
-    Some(FlowEntry {
-        kind,
-        protocol,
-        from: sa(k.saddr, k.sport),
-        to: sa(k.daddr, k.dport),
-        new_from: sa(v.saddr, v.sport),
-        new_to: sa(v.daddr, v.dport),
-        backend_id: v.backend_id,
-    })
-}
-
 fn secs_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The routing mesh of one node.
 pub struct Mesh {
-    config: MeshConfig,
+    options: MeshOptions,
     programs: Programs,
     kernel_config: abi::MeshConfig,
     programmed: Programmed,
@@ -443,72 +158,68 @@ pub struct Mesh {
 }
 
 impl Mesh {
-    /// Loads the programs (maps pinned under `config.pin_dir`, reused if an earlier meshd left
+    /// Loads the programs (maps pinned under `options.pin_dir`, reused if an earlier meshd left
     /// them), writes the node settings and attaches to the underlay interface: `tc_underlay_in`
     /// at tc ingress, and with [`Datapath::Xdp`] `xdp_mesh` in native mode. Existing pinned
     /// attachments are replaced atomically.
     ///
     /// The caller must have the underlay interface up with its address. Published ports start
     /// working once [`Mesh::attach_network_bridge`] has attached the ingress bridge.
-    pub fn load(config: MeshConfig) -> anyhow::Result<Self> {
-        let underlay_ifindex = netdev::ifindex(&config.underlay_ifname)?;
-        let underlay_mac = netdev::mac(&config.underlay_ifname)?;
-        let mut programs = Programs::load(&config.pin_dir)?;
+    pub fn load(options: MeshOptions) -> anyhow::Result<Self> {
+        let underlay_ifindex = netdev::ifindex(&options.underlay_ifname)?;
+        let underlay_mac = netdev::mac(&options.underlay_ifname)?;
+        let mut programs = Programs::load(&options.pin_dir)?;
         let programmed = programs.adopt().context("read pinned tables")?;
         // Keep the ingress bridge and VXLAN settings an earlier run wrote, until they are
         // attached again.
-        let previous: abi::MeshConfig = {
-            let m: Array<&mut MapData, abi::MeshConfig> =
-                Array::try_from(programs.map("mesh_config")?)?;
-            m.get(&0, 0)?
-        };
+        let previous = programs.read_config()?;
         let kernel_config = abi::MeshConfig {
-            underlay_addr: config.underlay_addr.octets(),
+            underlay_addr: options.underlay_addr.octets(),
             ingress_addr: previous.ingress_addr,
             underlay_ifindex,
             ingress_bridge_ifindex: previous.ingress_bridge_ifindex,
-            ingress_vni: config.ingress_vni,
+            ingress_vni: options.ingress_vni,
             underlay_mac,
             bridge_mac: previous.bridge_mac,
             flags: MESH_CFG_READY
-                | if config.datapath == Datapath::Xdp {
+                | if options.datapath == Datapath::Xdp {
                     MESH_CFG_XDP
                 } else {
                     0
                 },
             ingress_vxlan_ifindex: previous.ingress_vxlan_ifindex,
-            tcp_timeout_ns: secs_ns(config.timeouts.tcp),
-            udp_timeout_ns: secs_ns(config.timeouts.udp),
+            tcp_timeout_ns: secs_ns(options.timeouts.tcp),
+            udp_timeout_ns: secs_ns(options.timeouts.udp),
         };
         programs.set_config(&kernel_config)?;
         let mut mesh = Self {
-            config,
+            options,
             programs,
             kernel_config,
             programmed,
             ifaces: BTreeMap::new(),
         };
-        let underlay = mesh.config.underlay_ifname.clone();
+        let underlay = mesh.options.underlay_ifname.clone();
         mesh.attach_tc("tc_underlay_in", &underlay, TcAttachType::Ingress)?;
-        match mesh.config.datapath {
+        match mesh.options.datapath {
             Datapath::Xdp => mesh.attach_xdp(&underlay)?,
             Datapath::Tc => mesh.detach_link("xdp_mesh", &underlay)?,
         }
         info!(
             underlay = %underlay,
-            datapath = ?mesh.config.datapath,
-            pin_dir = %mesh.config.pin_dir.display(),
+            datapath = ?mesh.options.datapath,
+            pin_dir = %mesh.options.pin_dir.display(),
             "mesh loaded"
         );
         Ok(mesh)
     }
 
-    pub fn config(&self) -> &MeshConfig {
-        &self.config
+    pub fn options(&self) -> &MeshOptions {
+        &self.options
     }
 
     fn link_path(&self, prog: &str, ifname: &str) -> PathBuf {
-        self.config
+        self.options
             .pin_dir
             .join("links")
             .join(format!("{prog}@{ifname}"))
@@ -614,7 +325,7 @@ impl Mesh {
             },
         )?;
         self.ifaces.insert(ifname.to_owned(), ifindex);
-        if vni == self.config.ingress_vni {
+        if vni == self.options.ingress_vni {
             self.attach_tc("tc_bridge_in", ifname, TcAttachType::Ingress)?;
             self.kernel_config.ingress_addr = node_addr.octets();
             self.kernel_config.ingress_bridge_ifindex = ifindex;
@@ -696,19 +407,19 @@ impl Mesh {
     /// this run or an earlier one. After a restart, those of tasks that ended meanwhile are
     /// still listed: detach them ([`Mesh::detach_task_veth`]) to drop their pins.
     pub fn pinned_interfaces(&self) -> BTreeSet<String> {
-        let names = std::fs::read_dir(self.config.pin_dir.join("links"))
+        let names = std::fs::read_dir(self.options.pin_dir.join("links"))
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok());
-        pinned_ifnames(names, &self.config.underlay_ifname)
+        pinned_ifnames(names, &self.options.underlay_ifname)
     }
 
     /// Makes the maps hold `desired`, writing only what differs, and sweeps the conntrack of
     /// backends that left. A refused desired state (a [`crate::PlanError`] inside the error)
     /// changes nothing.
     pub fn apply(&mut self, desired: &DesiredMesh) -> anyhow::Result<ApplyReport> {
-        let (next, ops) = plan::plan(&self.programmed, desired, self.config.ingress_vni)?;
+        let (next, ops) = plan::plan(&self.programmed, desired, self.options.ingress_vni)?;
         let mut report = ApplyReport::default();
         for op in &ops {
             match self.programs.run_op(op) {
@@ -741,7 +452,7 @@ impl Mesh {
 
     /// Detaches everything this node attached and removes its pins (maps included).
     pub fn remove(self) -> anyhow::Result<()> {
-        let dir = self.config.pin_dir.clone();
+        let dir = self.options.pin_dir.clone();
         drop(self);
         Self::remove_pins(&dir)
     }
@@ -822,7 +533,7 @@ impl Mesh {
         let mut programs = Programs::load(pin_dir)?;
         programs.set_config(&kernel_config)?;
         Ok(Self {
-            config: MeshConfig::new(
+            options: MeshOptions::new(
                 "lo",
                 Ipv4Addr::from(kernel_config.underlay_addr),
                 Datapath::Tc,

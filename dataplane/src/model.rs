@@ -63,7 +63,7 @@ pub struct Vip {
 
 /// A task's address and MAC on one network.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Endpoint {
+pub struct TaskAddress {
     pub vni: u32,
     pub addr: Ipv4Addr,
     pub mac: [u8; 6],
@@ -78,7 +78,7 @@ pub struct Task {
     /// Whether the task runs on this node.
     pub local: bool,
     /// Its addresses, one per network; published ports use the one on the ingress network.
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: Vec<TaskAddress>,
 }
 
 /// One service as the data plane needs it.

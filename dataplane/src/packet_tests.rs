@@ -14,7 +14,7 @@ use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_TASK, MeshIface
 
 use crate::mesh::{FlowKind, Mesh, check_root};
 use crate::model::{
-    DesiredMesh, Endpoint, Protocol, PublishMode, PublishedPort, Service, Task, Vip,
+    DesiredMesh, Protocol, PublishMode, PublishedPort, Service, Task, TaskAddress, Vip,
 };
 
 const TC_ACT_OK: u32 = 0;
@@ -281,12 +281,12 @@ fn desired(with_task_a: bool) -> DesiredMesh {
         node_addr: PEER,
         local: false,
         endpoints: vec![
-            Endpoint {
+            TaskAddress {
                 vni: 4096,
                 addr: TASK_A,
                 mac: TASK_A_MAC,
             },
-            Endpoint {
+            TaskAddress {
                 vni: 4097,
                 addr: TASK_A_NET,
                 mac: TASK_A_NET_MAC,
@@ -297,7 +297,7 @@ fn desired(with_task_a: bool) -> DesiredMesh {
         id: "b".into(),
         node_addr: NODE,
         local: true,
-        endpoints: vec![Endpoint {
+        endpoints: vec![TaskAddress {
             vni: 4096,
             addr: TASK_B,
             mac: TASK_B_MAC,
@@ -538,6 +538,7 @@ fn truncations(h: &mut Harness, prog: &str, frame: &[u8], ok: &[u32]) {
 // ---- the tables ---------------------------------------------------------------------------
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "a fixture table reads as one table")]
 fn tc_underlay_in_translates_published_ports_and_passes_the_rest() {
     if !check_root() {
         return;
@@ -787,6 +788,7 @@ fn tc_underlay_in_translates_published_ports_and_passes_the_rest() {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "a fixture table reads as one table")]
 fn xdp_mesh_encapsulates_remote_backends_and_decapsulates_their_replies() {
     if !check_root() {
         return;

@@ -291,6 +291,36 @@ pub fn plan(
     let want = frontends_of(desired, ingress_vni)?;
     let want_rows: BTreeSet<BackendRow> =
         want.values().flat_map(|f| f.rows.iter().copied()).collect();
+    let rings_needed = check_capacity(desired, &want, &want_rows)?;
+
+    let mut next = Programmed::default();
+    let mut ops = Vec::new();
+    assign_service_slots(current, desired, &mut next, &mut ops)?;
+    let removed = assign_backends(current, &want_rows, &mut next, &mut ops)?;
+    plan_frontends(current, &want, rings_needed, &mut next, &mut ops)?;
+    for key in current.frontends.keys() {
+        if !want.contains_key(key) {
+            ops.push(Op::DelFrontend { key: *key });
+        }
+    }
+    // Last, once nothing points at them: removed backends and their conntrack.
+    for id in &removed {
+        ops.push(Op::DelBackend { id: *id });
+    }
+    if !removed.is_empty() {
+        ops.push(Op::SweepConntrack {
+            backend_ids: removed,
+        });
+    }
+    Ok((next, ops))
+}
+
+/// Refuses a desired state the maps cannot hold; returns the number of rings it needs.
+fn check_capacity(
+    desired: &DesiredMesh,
+    want: &BTreeMap<FrontendKey, WantFrontend>,
+    want_rows: &BTreeSet<BackendRow>,
+) -> Result<usize, PlanError> {
     if want_rows.len() > MESH_MAX_BACKENDS as usize {
         return Err(PlanError::TooMany {
             what: "backends",
@@ -313,12 +343,16 @@ pub fn plan(
             max: MESH_MAX_SERVICES,
         });
     }
+    Ok(rings_needed)
+}
 
-    let mut next = Programmed::default();
-    let mut ops = Vec::new();
-    let mut late = Vec::new();
-
-    // Counter slots.
+/// Keeps the counter slots of services that stay and gives new services a fresh (reset) one.
+fn assign_service_slots(
+    current: &Programmed,
+    desired: &DesiredMesh,
+    next: &mut Programmed,
+    ops: &mut Vec<Op>,
+) -> Result<(), PlanError> {
     let wanted_services: BTreeSet<&String> = desired.services.iter().map(|s| &s.id).collect();
     let mut used: BTreeSet<u32> = BTreeSet::new();
     for (id, slot) in &current.services {
@@ -346,8 +380,16 @@ pub fn plan(
             ops.push(Op::ResetStats { slot });
         }
     }
+    Ok(())
+}
 
-    // Backends.
+/// Keeps the ids of backends that stay and writes new ones; returns the ids of those removed.
+fn assign_backends(
+    current: &Programmed,
+    want_rows: &BTreeSet<BackendRow>,
+    next: &mut Programmed,
+    ops: &mut Vec<Op>,
+) -> Result<BTreeSet<u32>, PlanError> {
     let mut used: BTreeSet<u32> = BTreeSet::new();
     for (row, id) in &current.backends {
         if want_rows.contains(row) {
@@ -361,7 +403,7 @@ pub fn plan(
         .filter(|(row, _)| !want_rows.contains(row))
         .map(|(_, id)| *id)
         .collect();
-    for row in &want_rows {
+    for row in want_rows {
         if !next.backends.contains_key(row) {
             let blocked: BTreeSet<u32> = used.union(&removed).copied().collect();
             let id = lowest_free(&blocked, MESH_MAX_BACKENDS).ok_or(PlanError::TooMany {
@@ -374,94 +416,125 @@ pub fn plan(
             ops.push(Op::PutBackend { id, row: *row });
         }
     }
+    Ok(removed)
+}
 
-    // Rings and frontends.
-    let mut used_rings: BTreeSet<u32> = BTreeSet::new();
-    for (key, f) in &want {
-        if let Some(FrontendRow { ring: Some(r), .. }) = current.frontends.get(key)
-            && !f.rows.is_empty()
-        {
-            used_rings.insert(*r);
+/// Ring ids in a plan: those kept, and those freed (not handed out again in the same plan).
+struct RingIds {
+    used: BTreeSet<u32>,
+    freed: BTreeSet<u32>,
+    /// For the error message.
+    needed: usize,
+}
+
+impl RingIds {
+    fn new(
+        current: &Programmed,
+        want: &BTreeMap<FrontendKey, WantFrontend>,
+        needed: usize,
+    ) -> Self {
+        let mut used: BTreeSet<u32> = BTreeSet::new();
+        for (key, f) in want {
+            if let Some(FrontendRow { ring: Some(r), .. }) = current.frontends.get(key)
+                && !f.rows.is_empty()
+            {
+                used.insert(*r);
+            }
+        }
+        let freed = current
+            .rings
+            .keys()
+            .copied()
+            .filter(|r| !used.contains(r))
+            .collect();
+        Self {
+            used,
+            freed,
+            needed,
         }
     }
-    let freed_rings: BTreeSet<u32> = current
-        .rings
-        .keys()
-        .copied()
-        .filter(|r| !used_rings.contains(r))
-        .collect();
-    let mut ring_ops = Vec::new();
+
+    /// The frontend's current ring, else the lowest free one.
+    fn for_frontend(&mut self, current: Option<&FrontendRow>) -> Result<u32, PlanError> {
+        if let Some(FrontendRow { ring: Some(r), .. }) = current {
+            return Ok(*r);
+        }
+        let blocked: BTreeSet<u32> = self.used.union(&self.freed).copied().collect();
+        let r = lowest_free(&blocked, MESH_MAX_RINGS).ok_or(PlanError::TooMany {
+            what: "rings (with those being freed)",
+            count: self.needed + self.freed.len(),
+            max: MESH_MAX_RINGS,
+        })?;
+        self.used.insert(r);
+        Ok(r)
+    }
+}
+
+/// Fills the rings and writes the frontends that changed (all rings before any frontend, so a
+/// frontend never points at a ring not yet filled).
+fn plan_frontends(
+    current: &Programmed,
+    want: &BTreeMap<FrontendKey, WantFrontend>,
+    rings_needed: usize,
+    next: &mut Programmed,
+    ops: &mut Vec<Op>,
+) -> Result<(), PlanError> {
+    let mut rings = RingIds::new(current, want, rings_needed);
     let mut fe_ops = Vec::new();
-    for (key, f) in &want {
+    for (key, f) in want {
         let ring = if f.rows.is_empty() {
             None
         } else {
-            let ring = if let Some(FrontendRow { ring: Some(r), .. }) = current.frontends.get(key) {
-                *r
-            } else {
-                let blocked: BTreeSet<u32> = used_rings.union(&freed_rings).copied().collect();
-                let r = lowest_free(&blocked, MESH_MAX_RINGS).ok_or(PlanError::TooMany {
-                    what: "rings (with those being freed)",
-                    count: rings_needed + freed_rings.len(),
-                    max: MESH_MAX_RINGS,
-                })?;
-                used_rings.insert(r);
-                r
-            };
+            let ring = rings.for_frontend(current.frontends.get(key))?;
             let rows: Vec<BackendRow> = f.rows.iter().copied().collect();
             if current.rings.get(&ring) != Some(&Some(rows.clone())) {
-                let names: Vec<String> = rows.iter().map(BackendRow::name).collect();
-                let table = MaglevRing::new(&names, MESH_RING_SIZE);
-                let slots = table
-                    .slots()
-                    .iter()
-                    .map(|&i| next.backends[&rows[i as usize]])
-                    .collect();
-                ring_ops.push(Op::PutRing { ring, slots });
+                ops.push(Op::PutRing {
+                    ring,
+                    slots: ring_slots(&rows, &next.backends),
+                });
             }
             next.rings.insert(ring, Some(rows));
             Some(ring)
         };
-        let mut flags = 0;
-        if f.rows.is_empty() {
-            flags |= MESH_FE_NO_BACKEND;
-        }
-        if f.host {
-            flags |= MESH_FE_HOST;
-        }
         let row = FrontendRow {
             service_slot: next.services[&f.service],
             ring,
-            flags,
+            flags: frontend_flags(f),
         };
         if current.frontends.get(key) != Some(&row) {
             fe_ops.push(Op::PutFrontend { key: *key, row });
         }
         next.frontends.insert(*key, row);
     }
-    ops.extend(ring_ops);
     ops.extend(fe_ops);
-    for key in current.frontends.keys() {
-        if !want.contains_key(key) {
-            ops.push(Op::DelFrontend { key: *key });
-        }
+    Ok(())
+}
+
+/// The Maglev ring of `rows`, as backend ids.
+fn ring_slots(rows: &[BackendRow], backend_ids: &BTreeMap<BackendRow, u32>) -> Vec<u32> {
+    let names: Vec<String> = rows.iter().map(BackendRow::name).collect();
+    MaglevRing::new(&names, MESH_RING_SIZE)
+        .slots()
+        .iter()
+        .map(|&i| backend_ids[&rows[i as usize]])
+        .collect()
+}
+
+fn frontend_flags(f: &WantFrontend) -> u32 {
+    let mut flags = 0;
+    if f.rows.is_empty() {
+        flags |= MESH_FE_NO_BACKEND;
     }
-    for id in &removed {
-        late.push(Op::DelBackend { id: *id });
+    if f.host {
+        flags |= MESH_FE_HOST;
     }
-    if !removed.is_empty() {
-        late.push(Op::SweepConntrack {
-            backend_ids: removed,
-        });
-    }
-    ops.extend(late);
-    Ok((next, ops))
+    flags
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Endpoint, PublishedPort, Service, Task, Vip};
+    use crate::model::{PublishedPort, Service, Task, TaskAddress, Vip};
 
     fn task(n: u8, local: bool) -> Task {
         Task {
@@ -469,12 +542,12 @@ mod tests {
             node_addr: Ipv4Addr::new(198, 18, 0, 10 + n),
             local,
             endpoints: vec![
-                Endpoint {
+                TaskAddress {
                     vni: 4096,
                     addr: Ipv4Addr::new(10, 255, 1, n),
                     mac: [2, 0, 0, 0, 0, n],
                 },
-                Endpoint {
+                TaskAddress {
                     vni: 4097,
                     addr: Ipv4Addr::new(10, 0, 1, n),
                     mac: [2, 0, 0, 0, 1, n],

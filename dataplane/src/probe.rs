@@ -2,10 +2,12 @@
 //! The smallest end-to-end proof that a clang-built object loads through aya, attaches in
 //! native mode, and that its maps read back with the layout of `mesh_abi.h`.
 
-use aya::maps::PerCpuArray;
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use mesh_ebpf::abi::MeshCounter;
+use mesh_ebpf::maps::ProbeCounters;
+
+use crate::maps;
 
 /// The probe program, loaded and attached to one interface until dropped.
 pub struct PacketProbe {
@@ -48,12 +50,7 @@ impl PacketProbe {
 
     /// Packets and bytes seen for IP protocol `proto`, summed over CPUs.
     pub fn count(&self, proto: u8) -> anyhow::Result<MeshCounter> {
-        let map: PerCpuArray<_, MeshCounter> = PerCpuArray::try_from(
-            self.ebpf
-                .map("probe_counters")
-                .ok_or_else(|| anyhow::anyhow!("probe_counters missing"))?,
-        )?;
-        let per_cpu = map.get(&u32::from(proto), 0)?;
+        let per_cpu = maps::open::<ProbeCounters>(&self.ebpf)?.get(&u32::from(proto), 0)?;
         Ok(per_cpu
             .iter()
             .fold(MeshCounter::default(), |a, c| MeshCounter {

@@ -154,6 +154,7 @@ pub struct MeshSvcStats {
 const _: () = assert!(size_of::<MeshSvcStats>() == 24);
 
 /// Marks the mirrors as plain old data for aya's typed maps.
+#[cfg(feature = "aya")]
 macro_rules! pod {
     ($($t:ty),*) => {$(
         // SAFETY: `#[repr(C)]`, only integer fields, no implicit padding (checked against the C
@@ -162,6 +163,7 @@ macro_rules! pod {
         unsafe impl aya::Pod for $t {}
     )*};
 }
+#[cfg(feature = "aya")]
 pod!(
     MeshCounter,
     MeshConfig,

@@ -1,9 +1,13 @@
 //! `mesh-ebpf`: the kernel half of meshd. The programs are C (`ebpf/*.c`, compiled by `build.rs`
 //! with clang for the BPF target); this crate carries their object bytes and the `#[repr(C)]`
 //! mirrors of `include/mesh_abi.h`, checked field by field against the C layout.
+//!
+//! aya is optional (feature `aya`, for the `aya::Pod` impls of the mirrors): a crate that only
+//! needs the object bytes, such as `meshctl`'s lab, does not link it.
 #![deny(unsafe_code)] // one exception: the `aya::Pod` impls of the ABI mirrors
 
 pub mod abi;
+pub mod maps;
 
 /// A BPF object file, 8-byte aligned as the ELF parser wants it.
 #[repr(C, align(8))]
