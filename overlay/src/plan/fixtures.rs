@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::links::*;
+use super::links::{LinkKind, LinkState, VXLAN_PORT_FLAGS, VxlanConfig};
 use super::task::TaskObserved;
 use crate::model::{Mac, NetworkDevices, TaskInterface};
 

@@ -2,9 +2,9 @@
 //! wanted go in; the steps that make the one equal to the other come out, after every check
 //! that can refuse the request. Nothing here does I/O; [`crate::Overlay`] reads and executes.
 //!
-//! One file per concern: [`links`] is the kernel's state as the plans see it, [`network`] a
-//! network's bridge and VXLAN device, [`endpoints`] the static entries for remote tasks,
-//! [`task`] a task's veths, addresses and route, and [`undo`] runs a task's steps undoably.
+//! One file per concern: `links` is the kernel's state as the plans see it, `network` a
+//! network's bridge and VXLAN device, `endpoints` the static entries for remote tasks,
+//! `task` a task's veths, addresses and route, and `undo` runs a task's steps undoably.
 
 mod endpoints;
 mod links;
