@@ -10,7 +10,7 @@ use std::ops::RangeInclusive;
 use crate::Id;
 use crate::state::{
     ClusterState, EndpointMode, Ipv4Cidr, Millis, Network, NetworkSpec, Object, Op, PortConfig,
-    Protocol, PublishMode, Service, TaskNetwork, TaskState, Tx, VirtualIp,
+    Protocol, PublishMode, Service, Task, TaskNetwork, TaskState, Tx, VirtualIp,
 };
 
 /// Where overlay subnets come from when the cluster does not say.
@@ -404,6 +404,20 @@ pub fn allocate(state: &ClusterState, now: Millis) -> Allocation {
         },
         errors: Vec::new(),
     };
+    let networks = allocate_networks(state, &mut out);
+    let mut pools: BTreeMap<Id, AddressPool> = networks
+        .values()
+        .map(|n| (n.id.clone(), AddressPool::new(n)))
+        .collect();
+    let held = Held::claim(state, &mut pools);
+    allocate_nodes(state, &networks, &held, &mut pools, &mut out);
+    allocate_services(state, &held, &mut pools, &mut out);
+    allocate_tasks(state, now, &held, &mut pools, &mut out);
+    out
+}
+
+/// Every network, with a VNI and subnet given to those that had none.
+fn allocate_networks(state: &ClusterState, out: &mut Allocation) -> BTreeMap<Id, Network> {
     let mut networks: BTreeMap<Id, Network> = BTreeMap::new();
     let (mut subnets_now, mut vnis_now) = (Vec::new(), BTreeSet::new());
     for n in state.networks.values() {
@@ -421,46 +435,68 @@ pub fn allocate(state: &ClusterState, now: Millis) -> Allocation {
             Err(e) => out.errors.push(e),
         }
     }
+    networks
+}
 
-    // Everything already held, first come first kept.
-    let mut pools: BTreeMap<Id, AddressPool> = networks
-        .values()
-        .map(|n| (n.id.clone(), AddressPool::new(n)))
-        .collect();
-    let mut kept = |net: &Id, addr: Ipv4Addr| pools.get_mut(net).is_some_and(|p| p.claim(addr));
-    let mut node_keep: HashMap<(&Id, &Id), bool> = HashMap::new();
-    for node in state.nodes.values() {
-        for (net, addr) in &node.attachments {
-            node_keep.insert((&node.id, net), kept(net, *addr));
-        }
-    }
-    let mut vip_keep: HashMap<(&Id, &Id), bool> = HashMap::new();
-    for s in state.services.values() {
-        for v in &s.endpoint.virtual_ips {
-            vip_keep.insert((&s.id, &v.network_id), kept(&v.network_id, v.addr));
-        }
-    }
-    let mut task_keep: HashMap<(&Id, &Id), bool> = HashMap::new();
-    for t in state
-        .tasks
-        .values()
-        .filter(|t| !t.status.state.is_terminal())
-    {
-        for n in &t.networks {
-            task_keep.insert((&t.id, &n.network_id), kept(&n.network_id, n.addr));
-        }
-    }
+/// Which addresses already held (by owner and network) are kept: each is claimed in its pool,
+/// first come first kept; one outside the subnet or held twice is not.
+struct Held<'s> {
+    nodes: HashMap<(&'s Id, &'s Id), bool>,
+    vips: HashMap<(&'s Id, &'s Id), bool>,
+    tasks: HashMap<(&'s Id, &'s Id), bool>,
+}
 
-    // Nodes: one address on every network.
+impl<'s> Held<'s> {
+    fn claim(state: &'s ClusterState, pools: &mut BTreeMap<Id, AddressPool>) -> Self {
+        let mut kept = |net: &Id, addr: Ipv4Addr| pools.get_mut(net).is_some_and(|p| p.claim(addr));
+        let mut nodes = HashMap::new();
+        for node in state.nodes.values() {
+            for (net, addr) in &node.attachments {
+                nodes.insert((&node.id, net), kept(net, *addr));
+            }
+        }
+        let mut vips = HashMap::new();
+        for s in state.services.values() {
+            for v in &s.endpoint.virtual_ips {
+                vips.insert((&s.id, &v.network_id), kept(&v.network_id, v.addr));
+            }
+        }
+        let mut tasks = HashMap::new();
+        for t in state
+            .tasks
+            .values()
+            .filter(|t| !t.status.state.is_terminal())
+        {
+            for n in &t.networks {
+                tasks.insert((&t.id, &n.network_id), kept(&n.network_id, n.addr));
+            }
+        }
+        Self { nodes, vips, tasks }
+    }
+}
+
+/// The next free address of network `net`.
+fn take(pools: &mut BTreeMap<Id, AddressPool>, net: &Id) -> Result<Ipv4Addr, AllocError> {
+    pools.get_mut(net).map_or_else(
+        || Err(AllocError::UnknownNetwork(net.clone())),
+        AddressPool::take,
+    )
+}
+
+/// Nodes: one address on every network.
+fn allocate_nodes(
+    state: &ClusterState,
+    networks: &BTreeMap<Id, Network>,
+    held: &Held<'_>,
+    pools: &mut BTreeMap<Id, AddressPool>,
+    out: &mut Allocation,
+) {
     for node in state.nodes.values() {
         let mut attachments = BTreeMap::new();
         for net in networks.keys() {
             let addr = match node.attachments.get(net) {
-                Some(a) if node_keep.get(&(&node.id, net)) == Some(&true) => Ok(*a),
-                _ => pools.get_mut(net).map_or_else(
-                    || Err(AllocError::UnknownNetwork(net.clone())),
-                    AddressPool::take,
-                ),
+                Some(a) if held.nodes.get(&(&node.id, net)) == Some(&true) => Ok(*a),
+                _ => take(pools, net),
             };
             match addr {
                 Ok(a) => {
@@ -475,25 +511,16 @@ pub fn allocate(state: &ClusterState, now: Millis) -> Allocation {
             out.tx.ops.push(Op::Put(Object::Node(node)));
         }
     }
+}
 
-    // Services: published ports and VIPs.
-    // Ports already given out win over ports asked for (a conflicting request is refused below).
-    let mut ports_held: HashMap<(Protocol, u16), &Id> = HashMap::new();
-    let given = state
-        .services
-        .values()
-        .flat_map(|s| s.endpoint.ports.iter().map(move |p| (s, p)));
-    let asked = state
-        .services
-        .values()
-        .flat_map(|s| s.spec.endpoint.ports.iter().map(move |p| (s, p)));
-    for (s, p) in given.chain(asked) {
-        if p.publish_mode == PublishMode::Ingress && p.published_port != 0 {
-            ports_held
-                .entry((p.protocol, p.published_port))
-                .or_insert(&s.id);
-        }
-    }
+/// Services: published ports and VIPs.
+fn allocate_services(
+    state: &ClusterState,
+    held: &Held<'_>,
+    pools: &mut BTreeMap<Id, AddressPool>,
+    out: &mut Allocation,
+) {
+    let mut ports_held = published_ports(state);
     let mut next_dynamic: HashMap<Protocol, u16> = HashMap::new();
     for s in state.services.values() {
         let ports = match allocate_ports(state, s, &mut ports_held, &mut next_dynamic) {
@@ -508,11 +535,8 @@ pub fn allocate(state: &ClusterState, now: Millis) -> Allocation {
             for net in service_networks(state, s) {
                 let old = s.endpoint.virtual_ips.iter().find(|v| v.network_id == net);
                 let addr = match old {
-                    Some(v) if vip_keep.get(&(&s.id, &net)) == Some(&true) => Ok(v.addr),
-                    _ => pools.get_mut(&net).map_or_else(
-                        || Err(AllocError::UnknownNetwork(net.clone())),
-                        AddressPool::take,
-                    ),
+                    Some(v) if held.vips.get(&(&s.id, &net)) == Some(&true) => Ok(v.addr),
+                    _ => take(pools, &net),
                 };
                 match addr {
                     Ok(addr) => vips.push(VirtualIp {
@@ -530,8 +554,38 @@ pub fn allocate(state: &ClusterState, now: Millis) -> Allocation {
             out.tx.ops.push(Op::Put(Object::Service(s)));
         }
     }
+}
 
-    // New tasks: an address on each network, then pending for the scheduler.
+/// The ingress ports in use and by whom. Ports already given out win over ports asked for (a
+/// conflicting request is refused by [`allocate_ports`]).
+fn published_ports(state: &ClusterState) -> HashMap<(Protocol, u16), &Id> {
+    let mut ports_held: HashMap<(Protocol, u16), &Id> = HashMap::new();
+    let given = state
+        .services
+        .values()
+        .flat_map(|s| s.endpoint.ports.iter().map(move |p| (s, p)));
+    let asked = state
+        .services
+        .values()
+        .flat_map(|s| s.spec.endpoint.ports.iter().map(move |p| (s, p)));
+    for (s, p) in given.chain(asked) {
+        if p.publish_mode == PublishMode::Ingress && p.published_port != 0 {
+            ports_held
+                .entry((p.protocol, p.published_port))
+                .or_insert(&s.id);
+        }
+    }
+    ports_held
+}
+
+/// New tasks: an address on each network, then pending for the scheduler.
+fn allocate_tasks(
+    state: &ClusterState,
+    now: Millis,
+    held: &Held<'_>,
+    pools: &mut BTreeMap<Id, AddressPool>,
+    out: &mut Allocation,
+) {
     for t in state.tasks.values() {
         if t.status.state != TaskState::New || t.desired_state > TaskState::Running {
             continue;
@@ -539,47 +593,17 @@ pub fn allocate(state: &ClusterState, now: Millis) -> Allocation {
         let Some(service) = state.services.get(&t.service_id) else {
             continue;
         };
-        let mut wanted: Vec<Id> = t.spec.networks.iter().map(|a| a.target.clone()).collect();
-        if publishes(service)
-            && let Some(ingress) = state.networks.values().find(|n| n.spec.ingress)
-            && !wanted.contains(&ingress.id)
-        {
-            wanted.push(ingress.id.clone());
-        }
         let mut task = t.clone();
-        task.networks.clear();
-        let mut failed = None;
-        for net in &wanted {
-            let old = t.networks.iter().find(|n| &n.network_id == net);
-            let addr = match old {
-                Some(n) if task_keep.get(&(&t.id, net)) == Some(&true) => Ok(n.addr),
-                _ => pools.get_mut(net).map_or_else(
-                    || Err(AllocError::UnknownNetwork(net.clone())),
-                    AddressPool::take,
-                ),
-            };
-            match addr {
-                Ok(addr) => task.networks.push(TaskNetwork {
-                    network_id: net.clone(),
-                    addr,
-                    mac: mac_for(addr),
-                }),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
-        match failed {
-            None => {
+        match task_addresses(state, service, t, held, pools) {
+            Ok(networks) => {
+                task.networks = networks;
                 task.status.state = TaskState::Pending;
                 task.status.message = "pending task scheduling".into();
                 task.status.err.clear();
                 task.status.timestamp = now;
             }
-            Some(e) => {
+            Err(e) => {
                 // Addresses taken for this task stay claimed until the next pass; keep none.
-                task.networks.clone_from(&t.networks);
                 task.status.err = e.to_string();
                 if task.status.err != t.status.err {
                     task.status.timestamp = now;
@@ -591,7 +615,38 @@ pub fn allocate(state: &ClusterState, now: Millis) -> Allocation {
             out.tx.ops.push(Op::Put(Object::Task(task)));
         }
     }
-    out
+}
+
+/// Task `t`'s address on each of its networks (and `ingress` when its service publishes ports):
+/// the one it holds when kept, else a new one; the first failure ends it.
+fn task_addresses(
+    state: &ClusterState,
+    service: &Service,
+    t: &Task,
+    held: &Held<'_>,
+    pools: &mut BTreeMap<Id, AddressPool>,
+) -> Result<Vec<TaskNetwork>, AllocError> {
+    let mut wanted: Vec<Id> = t.spec.networks.iter().map(|a| a.target.clone()).collect();
+    if publishes(service)
+        && let Some(ingress) = state.networks.values().find(|n| n.spec.ingress)
+        && !wanted.contains(&ingress.id)
+    {
+        wanted.push(ingress.id.clone());
+    }
+    let mut networks = Vec::new();
+    for net in &wanted {
+        let old = t.networks.iter().find(|n| &n.network_id == net);
+        let addr = match old {
+            Some(n) if held.tasks.get(&(&t.id, net)) == Some(&true) => n.addr,
+            _ => take(pools, net)?,
+        };
+        networks.push(TaskNetwork {
+            network_id: net.clone(),
+            addr,
+            mac: mac_for(addr),
+        });
+    }
+    Ok(networks)
 }
 
 /// The service's ports with every ingress `published=0` filled: kept from its last allocation

@@ -270,6 +270,24 @@ pub fn schedule(state: &ClusterState, now: Millis) -> Tx {
         .enumerate()
         .map(|(i, n)| (&n.node.id, i))
         .collect();
+    let groups = group_pending_and_load_nodes(state, &mut nodes, &index);
+    let mut tx = Tx {
+        at: now,
+        ops: Vec::new(),
+    };
+    for group in groups.into_values().flatten() {
+        place_group(&group, &mut nodes, &index, now, &mut tx);
+    }
+    tx
+}
+
+/// Groups the pending tasks by service and spec; every placed task charges its node with its
+/// resources, its service's activity and its host ports.
+fn group_pending_and_load_nodes<'s>(
+    state: &'s ClusterState,
+    nodes: &mut [NodeInfo<'s>],
+    index: &HashMap<&Id, usize>,
+) -> BTreeMap<&'s Id, Vec<Group<'s>>> {
     let mut service_ports: HashMap<&Id, Vec<(Protocol, u16)>> = HashMap::new();
     let mut groups: BTreeMap<&Id, Vec<Group>> = BTreeMap::new();
     for t in state.tasks.values() {
@@ -311,75 +329,83 @@ pub fn schedule(state: &ClusterState, now: Millis) -> Tx {
         });
         n.host_ports.extend(ports.iter().copied());
     }
+    groups
+}
 
-    let mut tx = Tx {
-        at: now,
-        ops: Vec::new(),
-    };
-    let assign = |t: &Task, node: &Node| {
-        let mut t = t.clone();
-        t.node_id = Some(node.id.clone());
-        t.status.state = TaskState::Assigned;
-        t.status.message = "scheduler assigned task to node".into();
-        t.status.err.clear();
-        t.status.timestamp = now;
-        Op::Put(Object::Task(t))
-    };
-    let wait = |t: &Task, why: &str| {
-        (t.status.err != why).then(|| {
-            let mut t = t.clone();
-            why.clone_into(&mut t.status.err);
-            t.status.timestamp = now;
-            Op::Put(Object::Task(t))
-        })
-    };
-    for group in groups.into_values().flatten() {
-        let mut tasks = group.tasks.clone();
-        tasks.sort_by_key(|t| (t.slot, &t.id));
-        let (preassigned, free): (Vec<&Task>, Vec<&Task>) =
-            tasks.into_iter().partition(|t| t.node_id.is_some());
-        for t in preassigned {
-            let Some(&i) = t.node_id.as_ref().and_then(|n| index.get(n)) else {
-                tx.ops
-                    .extend(wait(t, "no suitable node (the task's node is gone)"));
-                continue;
-            };
-            if group.failure(&nodes[i]).is_none() {
-                group.add(&mut nodes[i]);
-                tx.ops.push(assign(t, nodes[i].node));
-            } else {
-                let why = group.explain(&nodes[i..=i]);
-                tx.ops.extend(wait(t, &why));
-            }
-        }
-        if free.is_empty() {
-            continue;
-        }
-        let candidates: Vec<usize> = (0..nodes.len())
-            .filter(|i| group.fixed_failure(&nodes[*i]).is_none())
-            .collect();
-        let prefs: Vec<String> = group
-            .spec
-            .placement
-            .preferences
-            .iter()
-            .map(|p| p.spread.clone())
-            .collect();
-        let mut tree = build_tree(&nodes, &group.service.id, &candidates, &prefs);
-        let mut unplaced = Vec::new();
-        for t in free {
-            match tree.place(&mut nodes, &group) {
-                Some(i) => tx.ops.push(assign(t, nodes[i].node)),
-                None => unplaced.push(t),
-            }
-        }
-        if !unplaced.is_empty() {
-            let why = group.explain(&nodes);
+/// Places one group's tasks: those with a node already chosen on it when it fits, the others
+/// by the group's spread preferences; the ones left wait with the reason.
+fn place_group<'s>(
+    group: &Group<'s>,
+    nodes: &mut [NodeInfo<'s>],
+    index: &HashMap<&Id, usize>,
+    now: Millis,
+    tx: &mut Tx,
+) {
+    let mut tasks = group.tasks.clone();
+    tasks.sort_by_key(|t| (t.slot, &t.id));
+    let (preassigned, free): (Vec<&Task>, Vec<&Task>) =
+        tasks.into_iter().partition(|t| t.node_id.is_some());
+    for t in preassigned {
+        let Some(&i) = t.node_id.as_ref().and_then(|n| index.get(n)) else {
             tx.ops
-                .extend(unplaced.into_iter().filter_map(|t| wait(t, &why)));
+                .extend(wait(t, "no suitable node (the task's node is gone)", now));
+            continue;
+        };
+        if group.failure(&nodes[i]).is_none() {
+            group.add(&mut nodes[i]);
+            tx.ops.push(assign(t, nodes[i].node, now));
+        } else {
+            let why = group.explain(&nodes[i..=i]);
+            tx.ops.extend(wait(t, &why, now));
         }
     }
-    tx
+    if free.is_empty() {
+        return;
+    }
+    let candidates: Vec<usize> = (0..nodes.len())
+        .filter(|i| group.fixed_failure(&nodes[*i]).is_none())
+        .collect();
+    let prefs: Vec<String> = group
+        .spec
+        .placement
+        .preferences
+        .iter()
+        .map(|p| p.spread.clone())
+        .collect();
+    let mut tree = build_tree(nodes, &group.service.id, &candidates, &prefs);
+    let mut unplaced = Vec::new();
+    for t in free {
+        match tree.place(nodes, group) {
+            Some(i) => tx.ops.push(assign(t, nodes[i].node, now)),
+            None => unplaced.push(t),
+        }
+    }
+    if !unplaced.is_empty() {
+        let why = group.explain(nodes);
+        tx.ops
+            .extend(unplaced.into_iter().filter_map(|t| wait(t, &why, now)));
+    }
+}
+
+/// Task `t` assigned to `node`.
+fn assign(t: &Task, node: &Node, now: Millis) -> Op {
+    let mut t = t.clone();
+    t.node_id = Some(node.id.clone());
+    t.status.state = TaskState::Assigned;
+    t.status.message = "scheduler assigned task to node".into();
+    t.status.err.clear();
+    t.status.timestamp = now;
+    Op::Put(Object::Task(t))
+}
+
+/// Task `t` waiting because of `why`; nothing when it already says so.
+fn wait(t: &Task, why: &str, now: Millis) -> Option<Op> {
+    (t.status.err != why).then(|| {
+        let mut t = t.clone();
+        why.clone_into(&mut t.status.err);
+        t.status.timestamp = now;
+        Op::Put(Object::Task(t))
+    })
 }
 
 #[cfg(test)]

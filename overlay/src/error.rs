@@ -51,9 +51,4 @@ impl OverlayError {
         let what = what.into();
         move |source| Self::Netlink { what, source }
     }
-
-    /// Bad input (nothing was changed): the caller should not retry the same request.
-    pub fn is_invalid_input(&self) -> bool {
-        matches!(self, Self::Invalid(_) | Self::Conflict(_))
-    }
 }

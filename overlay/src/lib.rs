@@ -11,14 +11,18 @@
 mod error;
 mod kernel;
 pub mod model;
-pub mod netns;
+
+/// Network namespaces, from [`mesh_netns`] (kept here so `mesh_overlay::netns::NetNs` stays).
+pub mod netns {
+    pub use mesh_netns::*;
+}
 pub mod plan;
 
 pub use error::OverlayError;
 pub use kernel::Overlay;
+pub use mesh_netns::NetNs;
 pub use model::{
     Mac, NetworkDevices, RemoteEndpoint, TaskInterface, bridge_name, overlay_mtu, task_host_ifname,
     vxlan_name,
 };
-pub use netns::NetNs;
 pub use plan::{EndpointOp, NetworkState, NetworkStep, TaskStep};

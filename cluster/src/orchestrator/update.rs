@@ -54,10 +54,53 @@ pub(super) fn advance(w: &mut Work, ids: &mut dyn FnMut() -> Id) {
         w.service.spec.update.clone()
     };
     let live = w.live_slots();
+    let (candidates, converging) = find_candidates(w, &live);
+    start_update(w, &candidates);
+    let Some(status) = w.service.update_status.clone() else {
+        return;
+    };
+    if !matches!(
+        status.state,
+        UpdateState::Updating | UpdateState::RollbackStarted
+    ) {
+        return;
+    }
+    if check_failures(w, &status, &cfg, live.len()) {
+        return;
+    }
+
+    let flight = in_flight(w, &live, &status, &cfg);
+    let room = if cfg.parallelism == 0 {
+        usize::MAX
+    } else {
+        (cfg.parallelism as usize).saturating_sub(flight.count)
+    };
+    let finished = candidates.is_empty() && !converging;
+    for c in candidates.into_iter().take(room) {
+        match cfg.order {
+            UpdateOrder::StopFirst if !c.old.is_empty() => {
+                for i in c.old {
+                    w.set_desired(i, TaskState::Shutdown);
+                }
+                w.create(&c.slot, TaskState::Ready, ids);
+            }
+            _ => {
+                w.create(&c.slot, TaskState::Running, ids);
+            }
+        }
+    }
+    if finished && flight.all_running {
+        complete(w, &cfg, rolling_back, flight.last_started);
+    }
+}
+
+/// The live slots still to update, and whether a start-first slot is still converging (its new
+/// task not yet running). A start-first slot whose new task runs has its old tasks shut down.
+fn find_candidates(w: &mut Work, live: &[SlotKey]) -> (Vec<Candidate>, bool) {
     let slots = w.slots();
     let mut candidates = Vec::new();
     let mut converging = false;
-    for slot in &live {
+    for slot in live {
         let members = slots.get(slot).map_or(&[][..], Vec::as_slice);
         let (clean, dirty): (Vec<usize>, Vec<usize>) = members
             .iter()
@@ -95,7 +138,11 @@ pub(super) fn advance(w: &mut Work, ids: &mut dyn FnMut() -> Id) {
             }
         }
     }
+    (candidates, converging)
+}
 
+/// Marks the service updating when there is something to update and no update is under way.
+fn start_update(w: &mut Work, candidates: &[Candidate]) {
     let state = w.service.update_status.as_ref().map(|u| u.state);
     if !candidates.is_empty()
         && matches!(
@@ -111,88 +158,76 @@ pub(super) fn advance(w: &mut Work, ids: &mut dyn FnMut() -> Id) {
         });
         w.changed = true;
     }
-    let Some(status) = w.service.update_status.clone() else {
-        return;
-    };
-    if !matches!(
-        status.state,
-        UpdateState::Updating | UpdateState::RollbackStarted
-    ) {
-        return;
-    }
-    if check_failures(w, &status, &cfg, live.len()) {
-        return;
-    }
+}
 
-    // Slots in flight: new tasks of this update not yet running, or running for less than delay.
+/// Where the update's new tasks stand.
+struct Flight {
+    /// Slots in flight: new tasks of this update not yet running, or running for less than delay.
+    count: usize,
+    /// When the newest of them started running.
+    last_started: Option<u64>,
+    /// Every runnable clean task in a live slot runs.
+    all_running: bool,
+}
+
+/// Counts the slots in flight; wakes the orchestrator when each one's delay ends.
+fn in_flight(w: &mut Work, live: &[SlotKey], status: &UpdateStatus, cfg: &UpdateConfig) -> Flight {
     let live_set: HashSet<&SlotKey> = live.iter().collect();
-    let mut in_flight = 0usize;
-    let mut last_started: Option<u64> = None;
-    let mut all_running = true;
+    let mut flight = Flight {
+        count: 0,
+        last_started: None,
+        all_running: true,
+    };
     let mut wake = Vec::new();
     for t in &w.tasks {
         if !runnable(t) || !live_set.contains(&w.slot_of(t)) || w.is_dirty(t) {
             continue;
         }
         let running = t.status.state == TaskState::Running;
-        all_running &= running;
+        flight.all_running &= running;
         if t.meta.created_at < status.started_at {
             continue;
         }
         if running {
-            last_started =
-                Some(last_started.map_or(t.status.timestamp, |l| l.max(t.status.timestamp)));
+            flight.last_started = Some(
+                flight
+                    .last_started
+                    .map_or(t.status.timestamp, |l| l.max(t.status.timestamp)),
+            );
             let free_at = t.status.timestamp + cfg.delay_ms;
             if w.now < free_at {
-                in_flight += 1;
+                flight.count += 1;
                 wake.push(free_at);
             }
         } else {
-            in_flight += 1;
+            flight.count += 1;
         }
     }
     for at in wake {
         w.wake(at);
     }
+    flight
+}
 
-    let room = if cfg.parallelism == 0 {
-        usize::MAX
+/// Every slot runs the new spec: the update (or rollback) completes once the monitor period has
+/// passed since the last one started.
+fn complete(w: &mut Work, cfg: &UpdateConfig, rolling_back: bool, last_started: Option<u64>) {
+    // Swarm watches at least a second past the delay, so that the last delay is monitored.
+    let monitor = if cfg.delay_ms > 0 && cfg.delay_ms >= cfg.monitor_ms {
+        cfg.delay_ms + 1_000
     } else {
-        (cfg.parallelism as usize).saturating_sub(in_flight)
+        cfg.monitor_ms
     };
-    let finished = candidates.is_empty() && !converging;
-    for c in candidates.into_iter().take(room) {
-        match cfg.order {
-            UpdateOrder::StopFirst if !c.old.is_empty() => {
-                for i in c.old {
-                    w.set_desired(i, TaskState::Shutdown);
-                }
-                w.create(&c.slot, TaskState::Ready, ids);
-            }
-            _ => {
-                w.create(&c.slot, TaskState::Running, ids);
-            }
-        }
-    }
-
-    if finished && all_running {
-        // Swarm watches at least a second past the delay, so that the last delay is monitored.
-        let monitor = if cfg.delay_ms > 0 && cfg.delay_ms >= cfg.monitor_ms {
-            cfg.delay_ms + 1_000
+    let done_at = last_started.map_or(w.now, |l| l + monitor);
+    if w.now >= done_at {
+        let (state, message) = if rolling_back {
+            (UpdateState::RollbackCompleted, "rollback completed")
         } else {
-            cfg.monitor_ms
+            (UpdateState::Completed, "update completed")
         };
-        let done_at = last_started.map_or(w.now, |l| l + monitor);
-        if w.now >= done_at {
-            let (state, message) = if rolling_back {
-                (UpdateState::RollbackCompleted, "rollback completed")
-            } else {
-                (UpdateState::Completed, "update completed")
-            };
-            w.set_update_state(state, message.into());
-        } else {
-            w.wake(done_at);
-        }
+        w.set_update_state(state, message.into());
+    } else {
+        w.wake(done_at);
     }
 }
 

@@ -1,9 +1,13 @@
-//! Network namespaces by name (`/run/netns/NAME`, as `ip netns` makes them).
+//! `mesh-netns`: network namespaces by name (`/run/netns/NAME`, as `ip netns` makes them) or by
+//! path, with nothing but `nix` and `std`, so the lab and `meshctl` can enter namespaces without
+//! linking netlink.
 //!
 //! meshd stays in the host's mount namespace (so the host bpffs at `/sys/fs/bpf` stays visible
 //! and pins survive restarts) and enters a node's network namespace with `setns(CLONE_NEWNET)`:
 //! the whole process at start-up ([`NetNs::enter_process`]), or one thread at a time
 //! ([`NetNs::run`]) to reach into a container's namespace.
+
+#![forbid(unsafe_code)]
 
 use std::fs::File;
 use std::io;

@@ -1,0 +1,75 @@
+//! The cluster's objects, as swarmkit has them: nodes, networks, services, tasks, secrets,
+//! configs and the cluster itself. [`ClusterState`] is the single source of truth that raft
+//! replicates; it changes only by [`Tx`]s, applied atomically with optimistic version checks, so
+//! that control loops can compute changes from a snapshot and propose them safely.
+//!
+//! One file per concern: `addr` (IPv4 prefixes), the objects (`node`, `network`,
+//! `service`, `task`, `blob` for secrets and configs), `tx` (objects as transactions
+//! carry them, changes, refusals) and `store` (the state and how a transaction applies).
+//! Every type is re-exported here: `mesh_cluster::state::X` is the path to use.
+
+mod addr;
+mod blob;
+mod network;
+mod node;
+mod service;
+mod store;
+mod task;
+mod tx;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Id;
+
+pub use addr::Ipv4Cidr;
+pub use blob::Blob;
+pub use network::{Network, NetworkSpec};
+pub use node::{
+    Availability, ManagerStatus, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
+    Reachability, Resources,
+};
+pub use service::{
+    ContainerSpec, Endpoint, EndpointMode, EndpointSpec, FailureAction, FileReference,
+    NetworkAttachmentConfig, Placement, PortConfig, Protocol, PublishMode, ResourceRequirements,
+    RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, SpreadPreference, TaskSpec,
+    UpdateConfig, UpdateOrder, UpdateState, UpdateStatus, VirtualIp,
+};
+pub use store::ClusterState;
+pub use task::{Task, TaskNetwork, TaskState, TaskStatus};
+pub use tx::{Kind, Object, Op, Tx, TxError};
+
+/// Milliseconds since the Unix epoch, as the proposing leader saw them.
+pub type Millis = u64;
+
+/// Versioning and timestamps every object carries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The raft log index of the object's last change; 0 for an object not yet stored.
+    pub version: u64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// Cluster-wide settings and secrets, one per cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub id: Id,
+    pub meta: Meta,
+    /// The root CA (PEM). Every manager can issue node certificates with it.
+    pub root_ca_cert_pem: String,
+    pub root_ca_key_pem: String,
+    /// The secret halves of the join tokens; rotation replaces them.
+    pub worker_token_secret: String,
+    pub manager_token_secret: String,
+    /// Default address pool for overlay networks, cut into `/subnet_len` networks.
+    pub default_pool: Ipv4Cidr,
+    pub subnet_len: u8,
+    /// The last raft node id handed out (ids are never reused, so a removed manager that comes
+    /// back cannot be mistaken for a new one).
+    #[serde(default)]
+    pub last_raft_id: u64,
+    /// Token secrets replaced by rotation (newest last, a few kept), so that a joiner with an old
+    /// token is told it was rotated rather than that it is wrong.
+    #[serde(default)]
+    pub retired_token_secrets: Vec<String>,
+}

@@ -1,0 +1,187 @@
+//! One rtnetlink connection per namespace, and what it reads: links with their addresses, the
+//! default route.
+
+use std::net::Ipv4Addr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::address::AddressMessage;
+use rtnetlink::packet_route::link::LinkMessage;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
+use rtnetlink::sys::protocols::NETLINK_ROUTE;
+use rtnetlink::sys::{Socket, TokioSocket};
+use rtnetlink::{AddressMessageBuilder, Handle, RouteMessageBuilder};
+
+use super::Result;
+use super::decode::{ipv4_of, link_state};
+use crate::OverlayError;
+use crate::netns::NetNs;
+use crate::plan::LinkState;
+
+/// One rtnetlink connection, bound to the namespace it was opened in.
+#[derive(Clone)]
+pub(super) struct Netlink {
+    pub(super) handle: Handle,
+    /// Where it is, for error messages.
+    pub(super) place: String,
+    /// Held for each dump: a netlink socket runs one dump at a time and answers a second one
+    /// with EBUSY, and clones of one [`Overlay`] share the socket.
+    pub(super) dumps: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Netlink {
+    pub(super) fn connect_here(place: &str) -> Result<Self> {
+        require_runtime()?;
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(OverlayError::io("opening a netlink socket"))?;
+        tokio::spawn(conn);
+        Ok(Self {
+            handle,
+            place: place.to_owned(),
+            dumps: Arc::default(),
+        })
+    }
+
+    /// A socket keeps the namespace it was created in: make it on a thread inside `ns`, use it
+    /// from here.
+    pub(super) fn connect_in(ns: &NetNs) -> Result<Self> {
+        require_runtime()?;
+        let place = format!("namespace {}", ns.path().display());
+        let socket = ns
+            .run(|| Socket::new(NETLINK_ROUTE))
+            .and_then(|s| s)
+            .map_err(OverlayError::io(format!(
+                "opening a netlink socket in {place}"
+            )))?;
+        // SAFETY: the descriptor is a netlink socket just released by its only owner.
+        let socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
+        let (conn, handle, _) = rtnetlink::from_socket(socket);
+        tokio::spawn(conn);
+        Ok(Self {
+            handle,
+            place,
+            dumps: Arc::default(),
+        })
+    }
+
+    pub(super) async fn links(&self) -> Result<Vec<LinkState>> {
+        let _dump = self.dumps.lock().await;
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(OverlayError::netlink(format!(
+                "listing links in {}",
+                self.place
+            )))?;
+        let mut links: Vec<LinkState> = msgs.iter().map(link_state).collect();
+        let addrs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(OverlayError::netlink(format!(
+                "listing addresses in {}",
+                self.place
+            )))?;
+        for a in &addrs {
+            if let Some(ip) = ipv4_of(a)
+                && let Some(l) = links.iter_mut().find(|l| l.index == a.header.index)
+            {
+                l.ipv4.push((ip, a.header.prefix_len));
+            }
+        }
+        Ok(links)
+    }
+
+    pub(super) async fn index_of(&self, name: &str) -> Result<u32> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .match_name(name)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(OverlayError::netlink(format!(
+                "finding link {name} in {}",
+                self.place
+            )))?;
+        msgs.first()
+            .map(|m| m.header.index)
+            .ok_or_else(|| OverlayError::invalid(format!("no link {name} in {}", self.place)))
+    }
+
+    pub(super) async fn delete(&self, index: u32, name: &str) -> Result<()> {
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(OverlayError::netlink(format!(
+                "deleting {name} in {}",
+                self.place
+            )))
+    }
+
+    pub(super) async fn del_address(
+        &self,
+        index: u32,
+        addr: Ipv4Addr,
+        prefix_len: u8,
+    ) -> std::result::Result<(), rtnetlink::Error> {
+        let msg = AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(index)
+            .address(addr, prefix_len)
+            .build();
+        self.handle.address().del(msg).execute().await
+    }
+
+    pub(super) async fn default_gateway(&self) -> Result<Option<Ipv4Addr>> {
+        let _dump = self.dumps.lock().await;
+        let routes: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(OverlayError::netlink(format!(
+                "listing routes in {}",
+                self.place
+            )))?;
+        Ok(routes.iter().find_map(|r| {
+            let main = r.header.table == RouteHeader::RT_TABLE_MAIN
+                || r
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::Table(t) if *t == u32::from(RouteHeader::RT_TABLE_MAIN)));
+            if r.header.address_family != AddressFamily::Inet
+                || r.header.destination_prefix_length != 0
+                || !main
+            {
+                return None;
+            }
+            r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(RouteAddress::Inet(gw)) => Some(*gw),
+                _ => None,
+            })
+        }))
+    }
+}
+
+pub(super) fn require_runtime() -> Result<()> {
+    tokio::runtime::Handle::try_current()
+        .map(|_| ())
+        .map_err(|_| OverlayError::Io {
+            what: "connecting to netlink".to_owned(),
+            source: std::io::Error::other("Overlay needs a tokio runtime: call it from one"),
+        })
+}
