@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark, in one command (as root): installs what is missing, builds release binaries,
 # runs every scenario on its own lab (prefix `bench`, underlay 198.18.200.0/24) and writes
-# bench/results/<UTC time>.json and bench/results/latest.md. Extra arguments go to mesh-bench
-# (`bench/run.sh --help`). See bench/README.md.
+# bench/results/<UTC time>.json, its chart bench/results/<UTC time>.svg, bench/results/latest.md
+# and the README's chart bench/chart.svg. Extra arguments go to mesh-bench (`bench/run.sh
+# --help`). See bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,5 +1,6 @@
-//! `mesh-bench`: runs every scenario of the benchmark and writes the results (see
-//! `bench/README.md`; `bench/run.sh` is the one command).
+//! `mesh-bench`: runs every scenario of the benchmark and writes the results and their chart
+//! (see `bench/README.md`; `bench/run.sh` is the one command); `mesh-bench chart` redraws the
+//! chart of a results file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,7 +8,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use mesh_bench::chart;
 use mesh_bench::lab::parse_subnet;
 use mesh_bench::machine::{Machine, now_utc};
 use mesh_bench::report::{Datapath, Results};
@@ -16,9 +18,12 @@ use mesh_bench::sys;
 
 #[derive(Parser, Debug)]
 #[command(
-    about = "Benchmarks meshd's routing mesh against direct forwarding, iptables and HAProxy"
+    about = "Benchmarks meshd's routing mesh against direct forwarding, iptables and HAProxy",
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The meshctl binary (its meshd is the one next to it).
     #[arg(long, default_value_os_t = sibling("meshctl"))]
     meshctl: PathBuf,
@@ -31,9 +36,13 @@ struct Args {
     /// The lab's underlay: a /24 inside 198.18.0.0/15 that no other lab uses.
     #[arg(long, default_value = "198.18.200.0/24")]
     subnet: String,
-    /// Where `<UTC time>.json` and `latest.md` go.
+    /// Where `<UTC time>.json`, its chart `<UTC time>.svg` and `latest.md` go.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     results: PathBuf,
+    /// Where the chart is also written (the README's; not with --profile, whose figures are
+    /// not the ones to quote).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/chart.svg"))]
+    chart: PathBuf,
     /// The labs to run: tc, xdp or both.
     #[arg(long, value_delimiter = ',', default_value = "tc,xdp")]
     labs: Vec<String>,
@@ -66,6 +75,19 @@ struct Args {
     dns_seconds: u64,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// (Re)draws the chart of a results file, e.g. `mesh-bench chart bench/results/X.json -o
+    /// bench/chart.svg`.
+    Chart {
+        /// A results file (`bench/results/<UTC time>.json`).
+        json: PathBuf,
+        /// The SVG to write (default: the results file with `.svg`).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
 /// `NAME` in the folder of this binary.
 fn sibling(name: &str) -> PathBuf {
     std::env::current_exe()
@@ -76,7 +98,14 @@ fn sibling(name: &str) -> PathBuf {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match main_with(&args) {
+    let outcome = match &args.command {
+        Some(Command::Chart { json, output }) => {
+            let svg = output.clone().unwrap_or_else(|| json.with_extension("svg"));
+            chart::redraw(json, &svg).map(|()| eprintln!("mesh-bench: wrote {}", svg.display()))
+        }
+        None => main_with(&args),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mesh-bench: {e:#}");
@@ -93,6 +122,42 @@ fn main() -> ExitCode {
 }
 
 fn main_with(args: &Args) -> Result<()> {
+    preflight(args)?;
+    let cfg = config(args)?;
+    std::fs::create_dir_all(&args.results)
+        .with_context(|| format!("creating {}", args.results.display()))?;
+    sys::install_signal_handlers();
+
+    let started = Instant::now();
+    let (stamp, file_stamp) = now_utc();
+    let machine = Machine::from_proc();
+    log(&format!("machine: {}", machine.summary()));
+    let mut results = Results {
+        started_utc: stamp,
+        wall_seconds: 0.0,
+        machine,
+        settings: settings(args, &cfg),
+        scenarios: Vec::new(),
+        dns: None,
+        convergence: None,
+        rss: Vec::new(),
+        targets: Vec::new(),
+        notes: Vec::new(),
+    };
+    run(&cfg, &mut results)?;
+    results.scenarios.sort_by_key(|r| r.scenario);
+    results
+        .rss
+        .sort_by(|a, b| (a.lab, &a.node).cmp(&(b.lab, &b.node)));
+    results.wall_seconds = started.elapsed().as_secs_f64();
+    results.targets = results.evaluate_targets();
+
+    println!("{}", results.render_text());
+    write(args, &results, &file_stamp)
+}
+
+/// Root, the tools and the binaries the bench runs.
+fn preflight(args: &Args) -> Result<()> {
     // SAFETY: geteuid(2) reads a process attribute; it cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the bench needs root (it builds a lab of network namespaces)");
@@ -121,6 +186,11 @@ fn main_with(args: &Args) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The run's configuration from the command line.
+fn config(args: &Args) -> Result<Config> {
     let labs: Vec<Datapath> = args
         .labs
         .iter()
@@ -130,7 +200,7 @@ fn main_with(args: &Args) -> Result<()> {
             other => bail!("invalid --labs {other:?}: use tc, xdp or tc,xdp"),
         })
         .collect::<Result<_>>()?;
-    let cfg = Config {
+    Ok(Config {
         meshctl: absolute(&args.meshctl)?,
         server: absolute(&args.server)?,
         prefix: args.prefix.clone(),
@@ -144,15 +214,11 @@ fn main_with(args: &Args) -> Result<()> {
         dns_seconds: args.dns_seconds,
         repeat: args.repeat,
         profile: args.profile,
-    };
-    std::fs::create_dir_all(&args.results)
-        .with_context(|| format!("creating {}", args.results.display()))?;
-    sys::install_signal_handlers();
+    })
+}
 
-    let started = Instant::now();
-    let (stamp, file_stamp) = now_utc();
-    let machine = Machine::from_proc();
-    log(&format!("machine: {}", machine.summary()));
+/// The settings recorded in the results.
+fn settings(args: &Args, cfg: &Config) -> BTreeMap<String, String> {
     let mut settings = BTreeMap::new();
     for (k, v) in [
         ("prefix", cfg.prefix.clone()),
@@ -190,35 +256,40 @@ fn main_with(args: &Args) -> Result<()> {
     ] {
         settings.insert(k.to_owned(), v);
     }
-    let mut results = Results {
-        started_utc: stamp,
-        wall_seconds: 0.0,
-        machine,
-        settings,
-        scenarios: Vec::new(),
-        dns: None,
-        convergence: None,
-        rss: Vec::new(),
-        targets: Vec::new(),
-        notes: Vec::new(),
-    };
-    run(&cfg, &mut results)?;
-    results.scenarios.sort_by_key(|r| r.scenario);
-    results
-        .rss
-        .sort_by(|a, b| (a.lab, &a.node).cmp(&(b.lab, &b.node)));
-    results.wall_seconds = started.elapsed().as_secs_f64();
-    results.targets = results.evaluate_targets();
+    settings
+}
 
-    println!("{}", results.render_text());
+/// `<UTC time>.json`, its chart `<UTC time>.svg`, `latest.md`, and the chart again at
+/// `--chart` (unless profiled).
+fn write(args: &Args, results: &Results, file_stamp: &str) -> Result<()> {
     let json = args.results.join(format!("{file_stamp}.json"));
-    let mut text = serde_json::to_vec_pretty(&results)?;
+    let mut text = serde_json::to_vec_pretty(results)?;
     text.push(b'\n');
     std::fs::write(&json, text).with_context(|| format!("writing {}", json.display()))?;
     let md = args.results.join("latest.md");
     std::fs::write(&md, results.render_markdown())
         .with_context(|| format!("writing {}", md.display()))?;
     log(&format!("wrote {} and {}", json.display(), md.display()));
+    let data = chart::prepare(
+        &chart::title(&results.started_utc),
+        &chart::figures_of(results),
+    );
+    let svg = json.with_extension("svg");
+    chart::write(&svg, &data)?;
+    if args.profile {
+        log(&format!(
+            "wrote {} (not {}: a profiled run)",
+            svg.display(),
+            args.chart.display()
+        ));
+    } else {
+        chart::write(&args.chart, &data)?;
+        log(&format!(
+            "wrote {} and {}",
+            svg.display(),
+            args.chart.display()
+        ));
+    }
     Ok(())
 }
 
