@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use crate::support::{Lab, stderr, stdout};
 use mesh_dataplane::probe::PacketProbe;
 use mesh_dataplane::{
-    Datapath, DesiredMesh, Endpoint, FlowKind, Mesh, MeshConfig, Protocol, PublishMode,
-    PublishedPort, Service, Task, Vip,
+    Datapath, DesiredMesh, FlowKind, Mesh, MeshOptions, Protocol, PublishMode, PublishedPort,
+    Service, Task, TaskAddress, Vip,
 };
 use mesh_overlay::netns::NetNs;
 
@@ -67,15 +67,15 @@ struct TestTask {
 }
 
 impl TestTask {
-    fn ingress(&self) -> Endpoint {
-        Endpoint {
+    fn ingress(&self) -> TaskAddress {
+        TaskAddress {
             vni: 4096,
             addr: Ipv4Addr::new(10, 255, 1, self.n),
             mac: mac(1, self.n),
         }
     }
-    fn net(&self) -> Endpoint {
-        Endpoint {
+    fn net(&self) -> TaskAddress {
+        TaskAddress {
             vni: NET,
             addr: Ipv4Addr::new(10, 0, 1, self.n),
             mac: mac(2, self.n),
@@ -159,7 +159,7 @@ impl Drop for Plumbing {
             c.wait().ok();
         }
         for (_, m) in std::mem::take(&mut self.meshes) {
-            let dir = m.config().pin_dir.clone();
+            let dir = m.options().pin_dir.clone();
             if let Err(e) = m.remove() {
                 eprintln!("remove mesh pins {}: {e:#}", dir.display());
             }
@@ -416,7 +416,7 @@ fn load_mesh(lab: &Lab, i: usize, datapath: Datapath, want: DesiredMesh, fresh: 
         if fresh {
             Mesh::remove_pins(std::path::Path::new(&pin_dir))?;
         }
-        let mut mesh = Mesh::load(MeshConfig::new("eth0", underlay, datapath, &pin_dir))?;
+        let mut mesh = Mesh::load(MeshOptions::new("eth0", underlay, datapath, &pin_dir))?;
         mesh.attach_network_bridge("mbr4096", 4096, node_ingress(i))?;
         mesh.attach_network_bridge("mbr4097", NET, node_net(i))?;
         for v in &locals {

@@ -3,8 +3,8 @@
 //! they end (or, with `follow`, until the leader cancels the stream).
 
 use futures::{FutureExt, StreamExt};
-use mesh_cluster::Id;
 use mesh_api::{AgentLogLine, AgentMessage, NodeLogsRequest};
+use mesh_cluster::Id;
 use mesh_engine::{EngineHandle, LABEL_NODE, LABEL_TASK, LogStream};
 use tokio::sync::mpsc;
 

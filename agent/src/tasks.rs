@@ -28,16 +28,15 @@ use mesh_cluster::naming::container_name;
 use mesh_cluster::state::{Millis, TaskState, TaskStatus};
 use mesh_engine::{
     ContainerEventKind, ContainerSpec, ContainerStatus, DEFAULT_STOP_GRACE, Engine, EngineError,
-    EngineHandle,
-    LABEL_NODE, LABEL_TASK, task_labels,
+    EngineHandle, LABEL_NODE, LABEL_TASK, task_labels,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::networking::Networking;
-use mesh_api::{AssignedTask, Assignments, TaskStatusUpdate};
 use mesh_api::now_millis;
+use mesh_api::{AssignedTask, Assignments, TaskStatusUpdate};
 
 /// Containers are listed again this often, to catch anything the events missed.
 const RESYNC_EVERY: Duration = Duration::from_secs(10);

@@ -5,7 +5,6 @@ use std::fmt;
 use mesh_cluster::state::TxError;
 use serde::{Deserialize, Serialize};
 
-
 /// What kind of failure; callers branch on it, users read the message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Code {

@@ -185,4 +185,3 @@ pub struct Info {
     /// Where this node's client certificates are (for `meshctl --host tcp://...`).
     pub cert_dir: String,
 }
-

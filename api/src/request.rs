@@ -134,7 +134,6 @@ pub enum Access {
     Manager,
 }
 
-
 /// How a request is served, said once for each request ([`Request::route`]): its name in logs
 /// and errors, who may send it, whether it changes the cluster state, and whether only the
 /// leader can serve it (a follower forwards it).
@@ -181,9 +180,7 @@ impl Request {
             Request::NodeInspect { .. } => read("node inspect", Api),
             Request::NodeUpdate(_) => write("node update"),
             Request::NodeRemove { .. } => write("node rm"),
-            Request::JoinToken { rotate, .. } => {
-                route("swarm join-token", Api, *rotate, *rotate)
-            }
+            Request::JoinToken { rotate, .. } => route("swarm join-token", Api, *rotate, *rotate),
             Request::ServiceCreate { .. } => write("service create"),
             Request::ServiceList => read("service ls", Api),
             Request::ServiceInspect { .. } => read("service inspect", Api),
@@ -278,7 +275,6 @@ pub struct JoinClusterReply {
     /// The managers' `IP:PORT`s.
     pub managers: Vec<String>,
 }
-
 
 /// The raft identity of a manager (0 for a worker).
 pub type RaftId = u64;

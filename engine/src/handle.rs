@@ -62,7 +62,10 @@ mod tests {
     #[test]
     fn takes_a_path_or_a_unix_url() {
         assert_eq!(EngineHandle::new("/run/d.sock").socket(), "/run/d.sock");
-        assert_eq!(EngineHandle::new("unix:///run/d.sock").socket(), "/run/d.sock");
+        assert_eq!(
+            EngineHandle::new("unix:///run/d.sock").socket(),
+            "/run/d.sock"
+        );
         assert_eq!(EngineHandle::default().socket(), DEFAULT_SOCKET);
     }
 }

@@ -144,5 +144,4 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("certificate signing request"), "{e}");
     }
-
 }

@@ -26,12 +26,12 @@ use mesh_cluster::state::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use mesh_api::now_millis;
 use mesh_api::{
     AgentLogLine, AgentMessage, ApiError, AssignedTask, Assignments, Code, LogRecord, LogsRequest,
     ManagerMessage, MeshStatsRow, NodeLogsRequest, NodeNet, Reply, Request, ServiceCounters,
     ServiceNet, ServiceTaskName, StreamItem, TaskStatusUpdate,
 };
-use mesh_api::now_millis;
 
 use crate::handlers::swarm::manager_addrs;
 use crate::lookup::{find_service, find_task};
@@ -580,7 +580,8 @@ impl Dispatcher {
             .map(|q| find_service(state, q).map(|s| s.id.clone()))
             .collect::<Result<Vec<Id>, ApiError>>()?;
         let now = Instant::now();
-        let reports: BTreeMap<Id, (u64, Vec<ServiceCounters>)> = self.m
+        let reports: BTreeMap<Id, (u64, Vec<ServiceCounters>)> = self
+            .m
             .inner
             .dispatch
             .mesh_stats()
@@ -615,7 +616,8 @@ impl Dispatcher {
                 if ops.is_empty() {
                     break;
                 }
-                match self.m
+                match self
+                    .m
                     .propose(Tx {
                         at: now_millis(),
                         ops,

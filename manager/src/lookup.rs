@@ -63,7 +63,10 @@ fn lookup<'a, T: Named>(
     if let Some(o) = objects.get(&Id::from(query)) {
         return Found::One(o);
     }
-    let by_name: Vec<&T> = objects.values().filter(|o| o.name() == Some(query)).collect();
+    let by_name: Vec<&T> = objects
+        .values()
+        .filter(|o| o.name() == Some(query))
+        .collect();
     let found: Vec<&T> = if by_name.is_empty() {
         objects
             .values()
@@ -103,7 +106,12 @@ pub fn find_service<'a>(state: &'a ClusterState, query: &str) -> Result<&'a Serv
 /// A network: its full id, its name, or a unique id prefix.
 pub fn find_network<'a>(state: &'a ClusterState, query: &str) -> Result<&'a Network, ApiError> {
     let found = lookup(&state.networks, query);
-    answer(found, "network", query, format!("network {query} not found"))
+    answer(
+        found,
+        "network",
+        query,
+        format!("network {query} not found"),
+    )
 }
 
 /// A node: its full id, its hostname, or a unique id prefix.

@@ -134,7 +134,8 @@ impl PeerNetwork {
         req: RaftRequest,
         option: &RPCOption,
     ) -> Result<RaftReply, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
-        let payload = RaftPayload::encode(&req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload =
+            RaftPayload::encode(&req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let reply = self
             .client
             .call_with_timeout(&Request::Raft(payload), option.hard_ttl())
@@ -142,7 +143,8 @@ impl PeerNetwork {
         match reply {
             Ok(Reply::Raft(r)) => {
                 self.peers.answered(self.target);
-                r.decode().map_err(|e| RPCError::Network(NetworkError::new(&e)))
+                r.decode()
+                    .map_err(|e| RPCError::Network(NetworkError::new(&e)))
             }
             Ok(other) => Err(RPCError::Network(NetworkError::new(&ApiError::internal(
                 format!("unexpected reply to a raft RPC: {other:?}"),

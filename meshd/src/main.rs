@@ -48,7 +48,11 @@ struct Args {
     datapath: DatapathArg,
     /// The node's Docker engine, where its tasks run: `unix:///PATH` (docker's `DOCKER_HOST`
     /// is read as docker reads it).
-    #[arg(long, env = "DOCKER_HOST", default_value = "unix:///var/run/docker.sock")]
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
     engine: String,
     /// Idle time after which a mesh TCP flow is balanced again (to the same backend while the
     /// backends are unchanged, so an idle connection survives it).
@@ -145,9 +149,7 @@ async fn run(args: Args) -> Result<()> {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    let result = mesh_node::run(cfg, stop)
-        .await
-        .context("meshd failed");
+    let result = mesh_node::run(cfg, stop).await.context("meshd failed");
     // The mesh's pins stay: the programs keep serving until the next meshd takes them over.
     mesh.abort();
     dns.abort();

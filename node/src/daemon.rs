@@ -36,9 +36,9 @@ use mesh_api::{
     JoinRequest, MANAGER_PORT, ManagerMessage, NodeUpdate, Reply, Request, StreamItem,
 };
 use mesh_engine::{EngineError, EngineHandle};
-use mesh_manager::handlers::services::normalize_image;
 use mesh_manager::ca::{self, NodeKey};
 use mesh_manager::dispatcher::Dispatcher;
+use mesh_manager::handlers::services::normalize_image;
 use mesh_manager::handlers::swarm::bootstrap_tx;
 use mesh_manager::manager::{LOGS_KEPT, SNAPSHOT_EVERY};
 use mesh_manager::{ClusterApi, Manager, ManagerConfig, ManagerHook};

@@ -25,10 +25,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mesh_cluster::net::INGRESS_VNI;
 use mesh_cluster::state::{PortConfig, PublishMode as StatePublishMode};
 use mesh_dataplane::{
-    Datapath, DesiredMesh, Endpoint, INGRESS_VNI, Mesh, MeshConfig, Protocol, PublishMode,
-    PublishedPort, Service, Task, Timeouts, Vip,
+    Datapath, DesiredMesh, Mesh, MeshOptions, Protocol, PublishMode, PublishedPort, Service, Task,
+    TaskAddress, Timeouts, Vip,
 };
 use tokio::task::JoinHandle;
 
@@ -152,7 +153,7 @@ pub fn desired_mesh(view: &NetView) -> DesiredMesh {
                 endpoints: t
                     .interfaces
                     .iter()
-                    .map(|i| Endpoint {
+                    .map(|i| TaskAddress {
                         vni: i.vni,
                         addr: i.addr,
                         mac: i.mac.octets(),
@@ -160,7 +161,7 @@ pub fn desired_mesh(view: &NetView) -> DesiredMesh {
                     .collect(),
             })
             .collect();
-        let mut remote: BTreeMap<(&str, Ipv4Addr), Vec<Endpoint>> = BTreeMap::new();
+        let mut remote: BTreeMap<(&str, Ipv4Addr), Vec<TaskAddress>> = BTreeMap::new();
         for (info, ep) in view.gossip.remote_endpoints(me.id.as_str()) {
             let IpAddr::V4(vtep) = info.addr else {
                 continue;
@@ -176,7 +177,7 @@ pub fn desired_mesh(view: &NetView) -> DesiredMesh {
             remote
                 .entry((ep.task_id.as_str(), vtep))
                 .or_default()
-                .push(Endpoint {
+                .push(TaskAddress {
                     vni: ep.vni,
                     addr: ep.ip,
                     mac: ep.mac,
@@ -367,7 +368,7 @@ impl Runtime {
                 return false;
             }
         };
-        let mut config = MeshConfig::new(
+        let mut config = MeshOptions::new(
             &ifname,
             addr,
             self.settings.datapath,

@@ -18,9 +18,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use mesh_api::{ApiError, Code, Reply, Request};
 use mesh_api::tls::Credentials;
 use mesh_api::transport::Client;
+use mesh_api::{ApiError, Code, Reply, Request};
 
 /// Where meshctl goes by default.
 pub const DEFAULT_HOST: &str = "unix:///var/lib/meshd/meshd.sock";

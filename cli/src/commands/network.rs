@@ -6,8 +6,8 @@ use std::io::Write;
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use mesh_cluster::state::{Ipv4Cidr, Network, NetworkSpec};
 use mesh_api::{NetworkReply, Reply, Request};
+use mesh_cluster::state::{Ipv4Cidr, Network, NetworkSpec};
 use serde_json::{Value, json};
 
 use super::service::inspect::{render, rfc3339};

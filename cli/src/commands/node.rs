@@ -5,9 +5,9 @@ use std::io::Write;
 
 use anyhow::Result;
 use clap::Subcommand;
+use mesh_api::{NodeUpdate, Reply, Request};
 use mesh_cluster::Id;
 use mesh_cluster::state::{Availability, Node, NodeRole, NodeState, Reachability};
-use mesh_api::{NodeUpdate, Reply, Request};
 use serde_json::json;
 
 use super::{Target, call, unexpected};

@@ -16,6 +16,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
+use mesh_api::transport::Client;
+use mesh_api::{ApiError, Code, LogsRequest, Reply, Request, ServiceTasksReply, StreamItem};
 use mesh_cluster::Id;
 use mesh_cluster::spec::{
     SpecError, format_mode, parse_cpus, parse_duration, parse_endpoint_mode, parse_env,
@@ -26,10 +28,6 @@ use mesh_cluster::state::{
     ClusterState, Network, NetworkAttachmentConfig, Protocol, ServiceMode, ServiceSpec, Task,
     UpdateConfig,
 };
-use mesh_api::{
-    ApiError, Code, LogsRequest, Reply, Request, ServiceTasksReply, StreamItem,
-};
-use mesh_api::transport::Client;
 
 use super::{Reported, Target, connect, reported, runtime, unexpected};
 

@@ -5,8 +5,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::Result;
 use clap::Subcommand;
-use mesh_cluster::state::NodeRole;
 use mesh_api::{InitRequest, JoinRequest, Reply, Request};
+use mesh_cluster::state::NodeRole;
 
 use super::{Target, call, unexpected};
 

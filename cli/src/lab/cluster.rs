@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use mesh_cluster::state::{NodeRole, NodeState};
-use mesh_api::{Info, InitRequest, JoinRequest, Reply, Request};
 use mesh_api::transport::Client;
+use mesh_api::{Info, InitRequest, JoinRequest, Reply, Request};
+use mesh_cluster::state::{NodeRole, NodeState};
 
 use super::LabPlan;
 

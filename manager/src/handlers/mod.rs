@@ -74,7 +74,9 @@ impl<'m> ClusterApi<'m> {
             | Request::NetworkList
             | Request::NetworkInspect { .. }
             | Request::NetworkRemove { .. }) => NetworkApi { m }.serve(req).await,
-            Request::MeshStats { services } => Dispatcher::new(m.clone()).mesh_stats(&services).await,
+            Request::MeshStats { services } => {
+                Dispatcher::new(m.clone()).mesh_stats(&services).await
+            }
             other => Err(ApiError::internal(format!(
                 "{} is not a cluster API request",
                 other.name()

@@ -113,10 +113,11 @@ impl NetworkApi<'_> {
         match req {
             Request::NetworkCreate { spec } => {
                 let id = Id::random();
-                self.m.with_retries(|s| {
-                    create_network_tx(s, spec.clone(), &id, now_millis()).map(Some)
-                })
-                .await?;
+                self.m
+                    .with_retries(|s| {
+                        create_network_tx(s, spec.clone(), &id, now_millis()).map(Some)
+                    })
+                    .await?;
                 tracing::info!(network = %spec.name, %id, "network created");
                 Ok(Reply::NetworkCreated { id })
             }
@@ -139,7 +140,8 @@ impl NetworkApi<'_> {
                 })))
             }
             Request::NetworkRemove { network } => {
-                let reply = self.m
+                let reply = self
+                    .m
                     .with_retries(|s| remove_network_tx(s, &network, now_millis()).map(Some))
                     .await?;
                 tracing::info!(%network, "network removed");

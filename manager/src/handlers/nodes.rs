@@ -228,7 +228,10 @@ mod tests {
         assert_eq!(find_node(&s, "xyz").unwrap().id.as_str(), "xyz333");
         let e = find_node(&s, "abc").unwrap_err();
         assert!(e.message.contains("ambiguous"), "{e}");
-        assert_eq!(find_node(&s, "nope").unwrap_err().code, mesh_api::Code::NotFound);
+        assert_eq!(
+            find_node(&s, "nope").unwrap_err().code,
+            mesh_api::Code::NotFound
+        );
     }
 
     #[test]
@@ -332,4 +335,3 @@ mod tests {
         assert!(remove_node(&s, "two", true).unwrap().is_some());
     }
 }
-

@@ -10,17 +10,16 @@
 //! image before it calls the swarm), and tasks scheduled onto a node whose engine lacks the image
 //! are rejected there (`No such image: ...`).
 
+use mesh_api::{ApiError, Code, Reply, Request, ServiceSummary, ServiceTasksReply, now_millis};
 use mesh_cluster::Id;
 use mesh_cluster::alloc::check_ports;
 use mesh_cluster::naming::{ports_column, replicas_column};
+use mesh_cluster::net::RESERVED_PORTS;
 use mesh_cluster::orchestrator::{new_service, rollback_service, update_service};
 use mesh_cluster::spec::validate_service_spec;
 use mesh_cluster::state::{
-    ClusterState, Kind, Millis, Object, Op, PublishMode, Service, ServiceMode,
-    ServiceSpec, Tx,
+    ClusterState, Kind, Millis, Object, Op, PublishMode, Service, ServiceMode, ServiceSpec, Tx,
 };
-use mesh_api::{ApiError, Code, Reply, Request, ServiceSummary, ServiceTasksReply, now_millis};
-use mesh_cluster::net::RESERVED_PORTS;
 
 use crate::lookup::find_service;
 use crate::manager::Manager;
@@ -262,10 +261,11 @@ impl ServiceApi<'_> {
         match req {
             Request::ServiceCreate { spec } => {
                 let id = Id::random();
-                self.m.with_retries(|s| {
-                    create_service_tx(s, spec.clone(), &id, now_millis()).map(Some)
-                })
-                .await?;
+                self.m
+                    .with_retries(|s| {
+                        create_service_tx(s, spec.clone(), &id, now_millis()).map(Some)
+                    })
+                    .await?;
                 tracing::info!(service = %spec.name, %id, "service created");
                 Ok(Reply::ServiceCreated { id })
             }
@@ -290,22 +290,26 @@ impl ServiceApi<'_> {
                 version,
                 spec,
             } => {
-                self.m.with_retries(|s| {
-                    update_service_tx(s, &service, version, spec.clone(), now_millis())
-                })
-                .await?;
+                self.m
+                    .with_retries(|s| {
+                        update_service_tx(s, &service, version, spec.clone(), now_millis())
+                    })
+                    .await?;
                 Ok(Reply::Done)
             }
             Request::ServiceRollback { service } => {
-                self.m.with_retries(|s| rollback_service_tx(s, &service, now_millis()).map(Some))
+                self.m
+                    .with_retries(|s| rollback_service_tx(s, &service, now_millis()).map(Some))
                     .await
             }
             Request::ServiceScale { service, replicas } => {
-                self.m.with_retries(|s| scale_service_tx(s, &service, replicas, now_millis()))
+                self.m
+                    .with_retries(|s| scale_service_tx(s, &service, replicas, now_millis()))
                     .await
             }
             Request::ServiceRemove { service } => {
-                let reply = self.m
+                let reply = self
+                    .m
                     .with_retries(|s| remove_service_tx(s, &service, now_millis()).map(Some))
                     .await?;
                 tracing::info!(%service, "service removed");
@@ -317,7 +321,6 @@ impl ServiceApi<'_> {
             ))),
         }
     }
-
 }
 
 #[cfg(test)]

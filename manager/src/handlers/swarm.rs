@@ -102,21 +102,24 @@ pub struct SwarmApi<'m> {
 impl SwarmApi<'_> {
     pub async fn join_token(&self, role: NodeRole, rotate: bool) -> Result<Reply, ApiError> {
         if rotate {
-            self.m.with_retries(|s| {
-                let mut c = cluster(s)?.clone();
-                let old = match role {
-                    NodeRole::Worker => std::mem::replace(&mut c.worker_token_secret, secret()),
-                    NodeRole::Manager => std::mem::replace(&mut c.manager_token_secret, secret()),
-                };
-                c.retired_token_secrets.push(old);
-                let excess = c.retired_token_secrets.len().saturating_sub(RETIRED_KEPT);
-                c.retired_token_secrets.drain(..excess);
-                Ok(Some(Tx {
-                    at: now_millis(),
-                    ops: vec![Op::Put(Object::Cluster(c))],
-                }))
-            })
-            .await?;
+            self.m
+                .with_retries(|s| {
+                    let mut c = cluster(s)?.clone();
+                    let old = match role {
+                        NodeRole::Worker => std::mem::replace(&mut c.worker_token_secret, secret()),
+                        NodeRole::Manager => {
+                            std::mem::replace(&mut c.manager_token_secret, secret())
+                        }
+                    };
+                    c.retired_token_secrets.push(old);
+                    let excess = c.retired_token_secrets.len().saturating_sub(RETIRED_KEPT);
+                    c.retired_token_secrets.drain(..excess);
+                    Ok(Some(Tx {
+                        at: now_millis(),
+                        ops: vec![Op::Put(Object::Cluster(c))],
+                    }))
+                })
+                .await?;
         }
         let state = if rotate {
             self.m.state()
@@ -128,8 +131,8 @@ impl SwarmApi<'_> {
             NodeRole::Worker => &c.worker_token_secret,
             NodeRole::Manager => &c.manager_token_secret,
         };
-        let ca =
-            mesh_api::tls::pem_to_der(&c.root_ca_cert_pem).map_err(|e| ApiError::internal(e.to_string()))?;
+        let ca = mesh_api::tls::pem_to_der(&c.root_ca_cert_pem)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(Reply::JoinToken(JoinTokenReply {
             role,
             token: JoinToken::new(&ca, secret).to_string(),
@@ -199,7 +202,8 @@ impl SwarmApi<'_> {
                 }),
                 attachments: BTreeMap::new(),
             })));
-            match self.m
+            match self
+                .m
                 .propose(Tx {
                     at: now_millis(),
                     ops,
@@ -226,7 +230,11 @@ impl SwarmApi<'_> {
 }
 
 /// A node asks for a certificate for a new key: it gets the role the state gives it.
-pub(crate) fn renew_cert(state: &ClusterState, node_id: &Id, csr_pem: &str) -> Result<Reply, ApiError> {
+pub(crate) fn renew_cert(
+    state: &ClusterState,
+    node_id: &Id,
+    csr_pem: &str,
+) -> Result<Reply, ApiError> {
     let c = cluster(state)?;
     let node = state.nodes.get(node_id).ok_or_else(|| {
         ApiError::denied(format!(

@@ -8,11 +8,11 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use anyhow::{Result, bail};
+use mesh_api::MeshStatsRow;
 use mesh_cluster::spec::{format_cpus, format_duration};
 use mesh_cluster::state::{
     EndpointSpec, PortConfig, Service, ServiceMode, ServiceSpec, UpdateConfig, UpdateState,
 };
-use mesh_api::MeshStatsRow;
 use serde_json::{Map, Value, json};
 
 use crate::commands::node::{bytes_size, civil};
