@@ -20,7 +20,7 @@ pub enum Reply {
     Left,
     Info(Info),
     Nodes(NodesReply),
-    Node(NodeReply),
+    Node(Box<NodeReply>),
     /// A write that answers nothing more.
     Done,
     JoinToken(JoinTokenReply),

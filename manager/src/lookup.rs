@@ -86,11 +86,11 @@ fn answer<'a, T>(
     found: Found<'a, T>,
     what: &str,
     query: &str,
-    missing: String,
+    missing: impl FnOnce() -> String,
 ) -> Result<&'a T, ApiError> {
     match found {
         Found::One(o) => Ok(o),
-        Found::None => Err(ApiError::not_found(missing)),
+        Found::None => Err(ApiError::not_found(missing())),
         Found::Many(n) => Err(ApiError::invalid(format!(
             "{what} {query} is ambiguous ({n} matches found)"
         ))),
@@ -100,7 +100,7 @@ fn answer<'a, T>(
 /// A service: its full id, its name, or a unique id prefix.
 pub fn find_service<'a>(state: &'a ClusterState, query: &str) -> Result<&'a Service, ApiError> {
     let found = lookup(&state.services, query);
-    answer(found, "service", query, format!("no such service: {query}"))
+    answer(found, "service", query, || format!("no such service: {query}"))
 }
 
 /// A network: its full id, its name, or a unique id prefix.
@@ -117,7 +117,7 @@ pub fn find_network<'a>(state: &'a ClusterState, query: &str) -> Result<&'a Netw
 /// A node: its full id, its hostname, or a unique id prefix.
 pub fn find_node<'a>(state: &'a ClusterState, query: &str) -> Result<&'a Node, ApiError> {
     let found = lookup(&state.nodes, query);
-    answer(found, "node", query, format!("node {query} not found"))
+    answer(found, "node", query, || format!("node {query} not found"))
 }
 
 /// A task: its full id or a unique id prefix.

@@ -41,11 +41,11 @@ impl NodeApi<'_> {
             .as_ref()
             .map(|c| c.root_ca_cert_pem.clone())
             .unwrap_or_default();
-        Ok(Reply::Node(NodeReply {
+        Ok(Reply::Node(Box::new(NodeReply {
             node,
             self_id: self.m.node_id().clone(),
             ca_pem,
-        }))
+        })))
     }
 }
 
