@@ -3,5 +3,4 @@
 //! whole cluster on one machine.
 
 pub mod commands;
-pub mod lab;
 pub mod table;

@@ -100,18 +100,17 @@ fn answer<'a, T>(
 /// A service: its full id, its name, or a unique id prefix.
 pub fn find_service<'a>(state: &'a ClusterState, query: &str) -> Result<&'a Service, ApiError> {
     let found = lookup(&state.services, query);
-    answer(found, "service", query, || format!("no such service: {query}"))
+    answer(found, "service", query, || {
+        format!("no such service: {query}")
+    })
 }
 
 /// A network: its full id, its name, or a unique id prefix.
 pub fn find_network<'a>(state: &'a ClusterState, query: &str) -> Result<&'a Network, ApiError> {
     let found = lookup(&state.networks, query);
-    answer(
-        found,
-        "network",
-        query,
-        format!("network {query} not found"),
-    )
+    answer(found, "network", query, || {
+        format!("network {query} not found")
+    })
 }
 
 /// A node: its full id, its hostname, or a unique id prefix.

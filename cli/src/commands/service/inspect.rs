@@ -8,13 +8,16 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use mesh_api::MeshStatsRow;
+use mesh_api::{MeshStatsRow, Reply, Request};
 use mesh_cluster::spec::{format_cpus, format_duration};
 use mesh_cluster::state::{
-    EndpointSpec, PortConfig, Service, ServiceMode, ServiceSpec, UpdateConfig, UpdateState,
+    ContainerSpec, EndpointSpec, Placement, PortConfig, ResourceRequirements, Service, ServiceMode,
+    ServiceSpec, UpdateConfig, UpdateState,
 };
 use serde_json::{Map, Value, json};
 
+use super::client::{Conn, now_ms};
+use crate::commands::Target;
 use crate::commands::node::{bytes_size, civil};
 
 const NANOS_PER_MS: u64 = 1_000_000;
@@ -324,13 +327,21 @@ pub(crate) fn render(template: &str, v: &Value) -> Result<String> {
 }
 
 /// `service inspect --pretty`, as Docker's template lays it out.
-#[expect(
-    clippy::many_single_char_names,
-    reason = "short names keep Docker's layout readable"
-)]
 pub(crate) fn pretty(s: &Service, now: u64) -> String {
-    let spec = &s.spec;
     let mut o = String::new();
+    pretty_name_and_mode(&mut o, s);
+    pretty_update_status(&mut o, s, now);
+    pretty_placement(&mut o, &s.spec.task.placement);
+    pretty_update_configs(&mut o, &s.spec);
+    pretty_container(&mut o, &s.spec.task.container);
+    pretty_resources(&mut o, &s.spec.task.resources);
+    pretty_endpoint(&mut o, s);
+    o
+}
+
+/// `ID`, `Name`, `Labels` and `Service Mode`.
+fn pretty_name_and_mode(o: &mut String, s: &Service) {
+    let spec = &s.spec;
     let _ = writeln!(o, "\nID:\t\t{}", s.id);
     let _ = writeln!(o, "Name:\t\t{}", spec.name);
     if !spec.labels.is_empty() {
@@ -352,22 +363,30 @@ pub(crate) fn pretty(s: &Service, now: u64) -> String {
             let _ = writeln!(o, " Replicas:\t{replicas}");
         }
     }
-    if let Some(u) = &s.update_status {
-        let ago = |ms: u64| {
-            format!(
-                "{} ago",
-                mesh_cluster::naming::human_duration(now.saturating_sub(ms)).to_lowercase()
-            )
-        };
-        let _ = writeln!(o, "UpdateStatus:");
-        let _ = writeln!(o, " State:\t\t{}", update_state(u.state));
-        let _ = writeln!(o, " Started:\t{}", ago(u.started_at));
-        if let Some(c) = u.completed_at {
-            let _ = writeln!(o, " Completed:\t{}", ago(c));
-        }
-        let _ = writeln!(o, " Message:\t{}", u.message);
+}
+
+/// `UpdateStatus`, when the service has been updated.
+fn pretty_update_status(o: &mut String, s: &Service, now: u64) {
+    let Some(u) = &s.update_status else {
+        return;
+    };
+    let ago = |ms: u64| {
+        format!(
+            "{} ago",
+            mesh_cluster::naming::human_duration(now.saturating_sub(ms)).to_lowercase()
+        )
+    };
+    let _ = writeln!(o, "UpdateStatus:");
+    let _ = writeln!(o, " State:\t\t{}", update_state(u.state));
+    let _ = writeln!(o, " Started:\t{}", ago(u.started_at));
+    if let Some(c) = u.completed_at {
+        let _ = writeln!(o, " Completed:\t{}", ago(c));
     }
-    let p = &spec.task.placement;
+    let _ = writeln!(o, " Message:\t{}", u.message);
+}
+
+/// `Placement`.
+fn pretty_placement(o: &mut String, p: &Placement) {
     let _ = writeln!(o, "Placement:");
     if !p.constraints.is_empty() {
         let _ = writeln!(o, " Constraints:\t[{}]", p.constraints.join(" "));
@@ -383,6 +402,10 @@ pub(crate) fn pretty(s: &Service, now: u64) -> String {
     if p.max_replicas_per_node > 0 {
         let _ = writeln!(o, " Max Replicas Per Node:   {}", p.max_replicas_per_node);
     }
+}
+
+/// `UpdateConfig` and `RollbackConfig`.
+fn pretty_update_configs(o: &mut String, spec: &ServiceSpec) {
     for (title, c, order) in [
         ("UpdateConfig", &spec.update, "Update order:     "),
         ("RollbackConfig", &spec.rollback, "Rollback order:   "),
@@ -399,7 +422,10 @@ pub(crate) fn pretty(s: &Service, now: u64) -> String {
         let _ = writeln!(o, " Max failure ratio: {}", c.max_failure_ratio);
         let _ = writeln!(o, " {order} {}", c.order.as_str());
     }
-    let c = &spec.task.container;
+}
+
+/// `ContainerSpec`.
+fn pretty_container(o: &mut String, c: &ContainerSpec) {
     let _ = writeln!(o, "ContainerSpec:");
     let _ = writeln!(o, " Image:\t\t{}", c.image);
     if !c.command.is_empty() {
@@ -417,26 +443,27 @@ pub(crate) fn pretty(s: &Service, now: u64) -> String {
     if !c.user.is_empty() {
         let _ = writeln!(o, " User: {}", c.user);
     }
-    let r = &spec.task.resources;
+}
+
+/// `Resources`: reservations and limits, those set.
+fn pretty_resources(o: &mut String, r: &ResourceRequirements) {
     let _ = writeln!(o, "Resources:");
-    if r.reservations.nano_cpus > 0 || r.reservations.memory_bytes > 0 {
-        let _ = writeln!(o, " Reservations:");
-        if r.reservations.nano_cpus > 0 {
-            let _ = writeln!(o, "  CPU:\t\t{}", format_cpus(r.reservations.nano_cpus));
-        }
-        if r.reservations.memory_bytes > 0 {
-            let _ = writeln!(o, "  Memory:\t{}", bytes_size(r.reservations.memory_bytes));
-        }
-    }
-    if r.limits.nano_cpus > 0 || r.limits.memory_bytes > 0 {
-        let _ = writeln!(o, " Limits:");
-        if r.limits.nano_cpus > 0 {
-            let _ = writeln!(o, "  CPU:\t\t{}", format_cpus(r.limits.nano_cpus));
-        }
-        if r.limits.memory_bytes > 0 {
-            let _ = writeln!(o, "  Memory:\t{}", bytes_size(r.limits.memory_bytes));
+    for (title, x) in [(" Reservations:", &r.reservations), (" Limits:", &r.limits)] {
+        if x.nano_cpus > 0 || x.memory_bytes > 0 {
+            let _ = writeln!(o, "{title}");
+            if x.nano_cpus > 0 {
+                let _ = writeln!(o, "  CPU:\t\t{}", format_cpus(x.nano_cpus));
+            }
+            if x.memory_bytes > 0 {
+                let _ = writeln!(o, "  Memory:\t{}", bytes_size(x.memory_bytes));
+            }
         }
     }
+}
+
+/// `Networks`, `Endpoint Mode` and `Ports` (those published, else those asked for).
+fn pretty_endpoint(o: &mut String, s: &Service) {
+    let spec = &s.spec;
     if !spec.task.networks.is_empty() {
         let nets: Vec<&str> = spec
             .task
@@ -461,7 +488,6 @@ pub(crate) fn pretty(s: &Service, now: u64) -> String {
             let _ = writeln!(o, "  PublishMode = {}", p.publish_mode.as_str());
         }
     }
-    o
 }
 
 /// A service's routing-mesh counters: the sum and each node's (None without any report).
@@ -517,6 +543,42 @@ fn inspect_json(s: &Service, stats: &[MeshStatsRow]) -> Value {
     v
 }
 
+/// `service inspect`: every service found is printed, then the first one not found is the error.
+pub(super) fn run(
+    target: &Target,
+    services: &[String],
+    pretty: bool,
+    format: Option<&str>,
+    out: &mut impl Write,
+) -> Result<()> {
+    let conn = Conn::new(target)?;
+    let mut found = Vec::new();
+    let mut first_error = None;
+    for q in services {
+        match conn.inspect(q) {
+            Ok(s) => found.push(s),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    // The mesh's counters, when the leader has them (an older one does not).
+    let stats = if found.is_empty() {
+        Vec::new()
+    } else {
+        let ids = found.iter().map(|s| s.id.to_string()).collect();
+        match conn.call_raw(&Request::MeshStats { services: ids }) {
+            Ok(Reply::MeshStats(rows)) => rows,
+            _ => Vec::new(),
+        }
+    };
+    print(&found, &stats, pretty, format, out)?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Prints `services` as `service inspect` was asked to, with their mesh counters (`stats`).
 pub(super) fn print(
     services: &[Service],
@@ -526,7 +588,7 @@ pub(super) fn print(
     out: &mut impl Write,
 ) -> Result<()> {
     if as_pretty {
-        let now = super::now_ms();
+        let now = now_ms();
         for s in services {
             write!(out, "{}{}", pretty(s, now), mesh_pretty(s, stats))?;
         }

@@ -21,7 +21,8 @@ use anyhow::Result;
 use mesh_cluster::orchestrator::is_task_dirty;
 use mesh_cluster::state::{Node, Service, ServiceMode, Task, TaskState, UpdateState};
 
-use super::{Conn, Reported, stdout_is_tty};
+use super::client::{Conn, stdout_is_tty};
+use crate::commands::Reported;
 
 /// Docker polls the service this often.
 const POLL: Duration = Duration::from_millis(500);

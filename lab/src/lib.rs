@@ -1,14 +1,16 @@
-//! `meshctl lab`: many nodes on one machine. Namespaces `P-n1..P-nN` and `P-client` hang off a
-//! bridge in `P-sw` with underlay addresses from a /24 of 198.18.0.0/15 and no route out; every
-//! node runs its own `meshd`. [`down`] removes every trace, also of a lab whose `up` was killed
-//! half-way.
+//! `mesh-lab`, behind `meshctl lab`: many nodes on one machine. Namespaces `P-n1..P-nN` and
+//! `P-client` hang off a bridge in `P-sw` with underlay addresses from a /24 of 198.18.0.0/15 and
+//! no route out; every node runs its own `meshd`. [`down`] removes every trace, also of a lab
+//! whose `up` was killed half-way.
+//!
+//! The lab drives the kernel only through iproute2 (`ip`) and a shell in the switch namespace:
+//! it links neither netlink nor aya, so that `meshctl` stays a thin client.
 
 pub mod cluster;
 mod image;
 mod plan;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -236,9 +238,14 @@ fn preflight(opts: &UpOptions) -> Result<()> {
     Ok(())
 }
 
-/// Where the lab pins the switch ports' XDP links.
-fn switch_pins(prefix: &str) -> PathBuf {
+/// Where older meshctls pinned the switch ports' XDP links (`down` still removes it).
+fn old_switch_pins(prefix: &str) -> PathBuf {
     Path::new("/sys/fs/bpf/meshd").join(format!("{prefix}-sw"))
+}
+
+/// The object file `ip` loads on the switch ports with `--datapath xdp`.
+fn switch_probe(plan: &LabPlan) -> PathBuf {
+    plan.state_dir().join("switch-probe.o")
 }
 
 fn build_network(plan: &LabPlan, xdp_switch: bool) -> Result<()> {
@@ -247,9 +254,12 @@ fn build_network(plan: &LabPlan, xdp_switch: bool) -> Result<()> {
     ip(&["-n", &sw, "link", "set", "lo", "up"])?;
     ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
     ip(&["-n", &sw, "link", "set", "br0", "up"])?;
-    mesh_overlay::netns::NetNs::open(&sw)?
-        .run(switch_without_netfilter)?
-        .context("turning br_netfilter off in the lab's switch")?;
+    switch_without_netfilter(&sw).context("turning br_netfilter off in the lab's switch")?;
+    let probe = switch_probe(plan);
+    if xdp_switch {
+        fs::write(&probe, &mesh_ebpf::PROBE.0)
+            .with_context(|| format!("writing {}", probe.display()))?;
+    }
     let mut members: Vec<Member> = plan.node_indexes().map(Member::Node).collect();
     members.push(Member::Client);
     for m in &members {
@@ -265,11 +275,12 @@ fn build_network(plan: &LabPlan, xdp_switch: bool) -> Result<()> {
         ])?;
         ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
         if xdp_switch {
-            let pin = switch_pins(&plan.prefix).join(format!("xdp@{port}"));
-            let iface = port.clone();
-            mesh_overlay::netns::NetNs::open(&sw)?
-                .run(move || mesh_dataplane::probe::PacketProbe::attach_pinned(&iface, &pin))?
-                .with_context(|| format!("attaching XDP to switch port {port}"))?;
+            // Native XDP lives as long as the port: `down` deletes the namespace, and it.
+            let obj = probe.to_str().context("the lab's state dir is not UTF-8")?;
+            ip(&[
+                "-n", &sw, "link", "set", "dev", &port, "xdpdrv", "obj", obj, "sec", "xdp",
+            ])
+            .with_context(|| format!("attaching XDP to switch port {port}"))?;
         }
         ip(&[
             "-n",
@@ -287,19 +298,13 @@ fn build_network(plan: &LabPlan, xdp_switch: bool) -> Result<()> {
 
 /// A switch runs no netfilter. Once dockerd has loaded `br_netfilter`, every new namespace starts
 /// with `bridge-nf-call-*` on, and every frame crossing `br0` would go through the IP hooks
-/// (about a tenth of the lab's throughput and connection rate, measured).
-fn switch_without_netfilter() -> std::io::Result<()> {
-    for key in [
-        "bridge-nf-call-iptables",
-        "bridge-nf-call-ip6tables",
-        "bridge-nf-call-arptables",
-    ] {
-        let path = Path::new("/proc/sys/net/bridge").join(key);
-        if path.exists() {
-            fs::write(&path, "0")?;
-        }
-    }
-    Ok(())
+/// (about a tenth of the lab's throughput and connection rate, measured). Without the module the
+/// files do not exist and there is nothing to turn off.
+fn switch_without_netfilter(sw: &str) -> Result<()> {
+    const SCRIPT: &str = "for k in iptables ip6tables arptables; do \
+        f=/proc/sys/net/bridge/bridge-nf-call-$k; \
+        if [ -e \"$f\" ]; then echo 0 > \"$f\" || exit 1; fi; done";
+    ip(&["netns", "exec", sw, "sh", "-c", SCRIPT])
 }
 
 fn start_meshd(plan: &LabPlan, i: usize, opts: &UpOptions) -> Result<()> {
@@ -479,7 +484,7 @@ pub fn down(prefix: &str) -> Result<()> {
     for pins in hostnames
         .iter()
         .map(|h| Path::new("/sys/fs/bpf/meshd").join(h))
-        .chain([switch_pins(prefix)])
+        .chain([old_switch_pins(prefix)])
     {
         if pins.exists() {
             fs::remove_dir_all(&pins).with_context(|| format!("removing {}", pins.display()))?;
@@ -557,12 +562,18 @@ fn remove_task_containers(hostnames: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `lab ls`: one row per member, with its address, meshd's pid and its log.
-pub fn list(prefix: &str, out: &mut impl Write) -> Result<()> {
-    let Some(state) = LabState::load(prefix) else {
-        writeln!(out, "no lab {prefix:?} (start one with `meshctl lab up`)")?;
-        return Ok(());
-    };
+/// What `lab ls` shows: a table (header first) and whether `up` finished.
+#[derive(Debug)]
+pub struct Listing {
+    /// One row per member, with its address, meshd's pid and its log.
+    pub rows: Vec<Vec<String>>,
+    /// `false`: this lab did not finish coming up.
+    pub complete: bool,
+}
+
+/// `lab ls`: one row per member, with its address, meshd's pid and its log (`None`: no lab).
+pub fn list(prefix: &str) -> Option<Listing> {
+    let state = LabState::load(prefix)?;
     let plan = &state.plan;
     let procs = lab_processes(plan);
     let mut rows = vec![vec![
@@ -595,14 +606,10 @@ pub fn list(prefix: &str, out: &mut impl Write) -> Result<()> {
         "-".to_owned(),
         "-".to_owned(),
     ]);
-    crate::table::write(out, &rows)?;
-    if !state.complete {
-        writeln!(
-            out,
-            "(this lab did not finish coming up; `meshctl lab up` cleans it and starts again)"
-        )?;
-    }
-    Ok(())
+    Some(Listing {
+        rows,
+        complete: state.complete,
+    })
 }
 
 /// A node's role as its meshd reports it (the plan's when it does not answer).

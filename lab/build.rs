@@ -1,11 +1,11 @@
-//! Builds `udp-echo` (`src/lab/udp_echo.c`), the UDP server of the lab's test image, as a static
+//! Builds `udp-echo` (`udp_echo.c`), the UDP server of the lab's test image, as a static
 //! executable: the image is FROM scratch, and Debian's busybox-static has no UDP server.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let src = "src/lab/udp_echo.c";
+    let src = "udp_echo.c";
     println!("cargo:rerun-if-changed={src}");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("udp-echo");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
