@@ -1,5 +1,9 @@
 //! meshd's end-to-end tests: one binary (hickory, openraft), one module per area, each test on
 //! its own lab. They need root and dockerd; `./scripts/test.sh` provides both.
+#![expect(
+    clippy::too_many_lines,
+    reason = "an end-to-end scenario reads as one story, step after step"
+)]
 
 mod support;
 

@@ -82,41 +82,37 @@ fn lookup<'a, T: Named>(
     }
 }
 
-fn answer<'a, T>(
-    found: Found<'a, T>,
-    what: &str,
-    query: &str,
-    missing: impl FnOnce() -> String,
-) -> Result<&'a T, ApiError> {
-    match found {
-        Found::One(o) => Ok(o),
-        Found::None => Err(ApiError::not_found(missing())),
-        Found::Many(n) => Err(ApiError::invalid(format!(
-            "{what} {query} is ambiguous ({n} matches found)"
-        ))),
+impl<'a, T> Found<'a, T> {
+    /// The one object found, or an error as Docker words it.
+    fn answer(
+        self,
+        what: &str,
+        query: &str,
+        missing: impl FnOnce() -> String,
+    ) -> Result<&'a T, ApiError> {
+        match self {
+            Found::One(o) => Ok(o),
+            Found::None => Err(ApiError::not_found(missing())),
+            Found::Many(n) => Err(ApiError::invalid(format!(
+                "{what} {query} is ambiguous ({n} matches found)"
+            ))),
+        }
     }
 }
 
 /// A service: its full id, its name, or a unique id prefix.
 pub fn find_service<'a>(state: &'a ClusterState, query: &str) -> Result<&'a Service, ApiError> {
-    let found = lookup(&state.services, query);
-    answer(found, "service", query, || {
-        format!("no such service: {query}")
-    })
+    lookup(&state.services, query).answer("service", query, || format!("no such service: {query}"))
 }
 
 /// A network: its full id, its name, or a unique id prefix.
 pub fn find_network<'a>(state: &'a ClusterState, query: &str) -> Result<&'a Network, ApiError> {
-    let found = lookup(&state.networks, query);
-    answer(found, "network", query, || {
-        format!("network {query} not found")
-    })
+    lookup(&state.networks, query).answer("network", query, || format!("network {query} not found"))
 }
 
 /// A node: its full id, its hostname, or a unique id prefix.
 pub fn find_node<'a>(state: &'a ClusterState, query: &str) -> Result<&'a Node, ApiError> {
-    let found = lookup(&state.nodes, query);
-    answer(found, "node", query, || format!("node {query} not found"))
+    lookup(&state.nodes, query).answer("node", query, || format!("node {query} not found"))
 }
 
 /// A task: its full id or a unique id prefix.

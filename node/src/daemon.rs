@@ -791,9 +791,8 @@ impl Daemon {
     /// takes the request checks (as the docker CLI resolves an image before it calls the
     /// swarm); managers talk to no engine.
     async fn check_image(&self, req: &Request) -> Result<(), ApiError> {
-        let spec = match req {
-            Request::ServiceCreate { spec } | Request::ServiceUpdate { spec, .. } => spec,
-            _ => return Ok(()),
+        let (Request::ServiceCreate { spec } | Request::ServiceUpdate { spec, .. }) = req else {
+            return Ok(());
         };
         let image = normalize_image(&spec.task.container.image);
         if image.trim().is_empty() {
