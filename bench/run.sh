@@ -9,6 +9,6 @@ cd "$(dirname "$0")/.."
 
 ./scripts/deps.sh
 echo "[bench] building release binaries (meshd's DNS is user space: release matters)" >&2
-cargo build --release --locked -p mesh-cli -p mesh-bench
+cargo build --release --locked -p meshd -p mesh-cli -p mesh-bench
 exec target/release/mesh-bench --meshctl target/release/meshctl \
   --server target/release/mesh-bench-server "$@"

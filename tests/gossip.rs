@@ -15,7 +15,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mesh_gossip::{Endpoint, Gossip, GossipConfig, GossipView, NodeInfo};
+use mesh_gossip::{Gossip, GossipConfig, GossipView, NodeInfo, TaskEndpoint};
 use mesh_overlay::netns::NetNs;
 use tokio::sync::{mpsc, watch};
 
@@ -28,7 +28,7 @@ const PORT: u16 = 7947;
 const LIMIT: Duration = Duration::from_secs(10);
 
 enum Cmd {
-    SetEndpoints(Vec<Endpoint>, std_mpsc::Sender<Result<(), String>>),
+    SetEndpoints(Vec<TaskEndpoint>, std_mpsc::Sender<Result<(), String>>),
     SetSeeds(Vec<SocketAddr>),
     Timeouts(std_mpsc::Sender<BTreeMap<String, Duration>>),
 }
@@ -106,7 +106,7 @@ impl NsGossip {
             .unwrap_or_else(|_| panic!("gossip {} stopped", self.name));
     }
 
-    fn set_endpoints(&self, eps: &[Endpoint]) {
+    fn set_endpoints(&self, eps: &[TaskEndpoint]) {
         let (tx, rx) = std_mpsc::channel();
         self.send(Cmd::SetEndpoints(eps.to_vec(), tx));
         rx.recv()
@@ -154,8 +154,8 @@ impl Drop for NsGossip {
     }
 }
 
-fn ep(task: &str, network: &str, vni: u32, last: u8) -> Endpoint {
-    Endpoint {
+fn ep(task: &str, network: &str, vni: u32, last: u8) -> TaskEndpoint {
+    TaskEndpoint {
         task_id: task.into(),
         service_id: "svc0gossip".into(),
         network_id: network.into(),

@@ -209,11 +209,6 @@ impl Request {
         self.route().access
     }
 
-    /// Does it change the cluster state (and so run on the leader)?
-    pub fn is_write(&self) -> bool {
-        self.route().writes
-    }
-
     /// Is it served by the leader only (a follower forwards it)?
     pub fn on_leader(&self) -> bool {
         self.route().on_leader

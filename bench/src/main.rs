@@ -181,7 +181,7 @@ fn preflight(args: &Args) -> Result<()> {
     ] {
         if !p.is_file() {
             bail!(
-                "{what} not found at {}: build it with `cargo build --release -p mesh-cli -p mesh-bench`",
+                "{what} not found at {}: build it with `cargo build --release -p meshd -p mesh-cli -p mesh-bench`",
                 p.display()
             );
         }

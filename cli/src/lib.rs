@@ -1,6 +1,6 @@
-//! `mesh-cli`: the two binaries. `meshd` composes the other crates into a node daemon and holds
-//! no logic of its own; `meshctl` is the Docker-like command line, with the `lab` that runs a
-//! whole cluster on one machine.
+//! `mesh-cli`: `meshctl`, the Docker-like command line. It links the API (`mesh-api`), the pure
+//! cluster logic it shares with the managers (`mesh-cluster`: spec parsers, naming) and the lab
+//! (`mesh-lab`), and nothing of the manager, the agent or the kernel side.
 
 pub mod commands;
 pub mod table;

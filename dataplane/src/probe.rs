@@ -23,22 +23,6 @@ impl PacketProbe {
         Ok(Self { ebpf })
     }
 
-    /// Attaches `xdp_probe` to `iface` (calling thread's namespace) and pins the link at `pin`,
-    /// so that it outlives this process: it stays until the pin is removed and the interface
-    /// goes. The lab puts it on its switch ports: a veth accepts frames sent to it with
-    /// `XDP_TX`/`XDP_REDIRECT` only when it runs a native XDP program itself, as a NIC would.
-    pub fn attach_pinned(iface: &str, pin: &std::path::Path) -> anyhow::Result<()> {
-        let mut ebpf = EbpfLoader::new().load(&mesh_ebpf::PROBE.0)?;
-        let prog = Self::program(&mut ebpf)?;
-        let id = prog.attach(iface, XdpMode::Driver)?;
-        let link: aya::programs::links::FdLink = prog.take_link(id)?.try_into()?;
-        if let Some(dir) = pin.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        link.pin(pin)?;
-        Ok(())
-    }
-
     fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
         let prog: &mut Xdp = ebpf
             .program_mut("xdp_probe")

@@ -11,7 +11,7 @@ mod wire;
 
 pub use server::{DEFAULT_MAX_UDP_PAYLOAD, DnsConfig, DnsError, DnsServer, DnsStats};
 pub use table::{
-    Addresses, DEFAULT_TASK_TTL, DEFAULT_VIP_TTL, Endpoint, Lookup, NameTable, NameTableBuilder,
-    PtrAnswer, ServiceRecords, TableError, TaskRecord, TaskSlot, Ttls,
+    Addresses, DEFAULT_TASK_TTL, DEFAULT_VIP_TTL, Lookup, NameTable, NameTableBuilder, PtrAnswer,
+    ServiceRecords, ServiceResolution, TableError, TaskRecord, TaskSlot, Ttls,
 };
 pub use upstream::{RESOLV_CONF, parse_resolv_conf, upstreams_from_file};

@@ -22,7 +22,7 @@ const MAX_LABEL_LEN: usize = 63;
 
 /// How a service is reached by its name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Endpoint {
+pub enum ServiceResolution {
     /// `NAME` resolves to this virtual IP (endpoint mode `vip`).
     Vip(IpAddr),
     /// `NAME` resolves to every task address (endpoint mode `dnsrr`).
@@ -73,7 +73,7 @@ pub struct ServiceRecords {
     pub name: String,
     /// Further names with the same answers as `name` (network aliases, stack-style names).
     pub aliases: Vec<String>,
-    pub endpoint: Endpoint,
+    pub endpoint: ServiceResolution,
     /// The tasks that should be resolvable (meshd decides: running, healthy).
     pub tasks: Vec<TaskRecord>,
 }
@@ -84,7 +84,7 @@ impl ServiceRecords {
         Self {
             name: name.into(),
             aliases: Vec::new(),
-            endpoint: Endpoint::Vip(vip),
+            endpoint: ServiceResolution::Vip(vip),
             tasks: Vec::new(),
         }
     }
@@ -94,7 +94,7 @@ impl ServiceRecords {
         Self {
             name: name.into(),
             aliases: Vec::new(),
-            endpoint: Endpoint::Dnsrr,
+            endpoint: ServiceResolution::Dnsrr,
             tasks: Vec::new(),
         }
     }
@@ -231,14 +231,14 @@ impl NameTableBuilder {
 
         let task_addrs: Vec<IpAddr> = service.tasks.iter().map(|t| t.addr).collect();
         let (own_addrs, own_ttl) = match service.endpoint {
-            Endpoint::Vip(vip) => (vec![vip], ttls.vip),
-            Endpoint::Dnsrr => (task_addrs.clone(), ttls.tasks),
+            ServiceResolution::Vip(vip) => (vec![vip], ttls.vip),
+            ServiceResolution::Dnsrr => (task_addrs.clone(), ttls.tasks),
         };
         for name in std::iter::once(&service.name).chain(&service.aliases) {
             view.add_name(name, &own_addrs, own_ttl);
             view.add_name(&format!("tasks.{name}"), &task_addrs, ttls.tasks);
         }
-        if let Endpoint::Vip(vip) = service.endpoint {
+        if let ServiceResolution::Vip(vip) = service.endpoint {
             view.add_ptr(vip, &service.name, ttls.vip);
         }
         for (task, (short, full)) in service.tasks.iter().zip(&task_names) {

@@ -90,7 +90,7 @@ impl Drop for Cleanup {
     }
 }
 
-/// `meshd/busybox` is built by `meshctl lab up` (cli/src/lab/image.rs); these tests may run
+/// `meshd/busybox` is built by `meshctl lab up` (lab/src/image.rs); these tests may run
 /// before any lab did, so they build the same image the same way when it is missing.
 async fn ensure_test_image(engine: &Engine) {
     static BUILD: Mutex<()> = Mutex::new(());

@@ -2,13 +2,13 @@
 //! one endpoint set into another.
 //!
 //! - `info` → [`NodeInfo`] as JSON.
-//! - `ep/<task id>/<network id>` → [`Endpoint`] as JSON, one key per endpoint: a new or gone
+//! - `ep/<task id>/<network id>` → [`TaskEndpoint`] as JSON, one key per endpoint: a new or gone
 //!   task sends one key (or one tombstone), not the node's whole table.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::GossipError;
-use crate::model::{Endpoint, NodeInfo};
+use crate::model::{NodeInfo, TaskEndpoint};
 
 pub(crate) const INFO_KEY: &str = "info";
 pub(crate) const ENDPOINT_PREFIX: &str = "ep/";
@@ -33,7 +33,7 @@ pub(crate) fn check_id(what: &str, id: &str) -> Result<(), GossipError> {
 }
 
 /// The key of an endpoint: `ep/<task id>/<network id>`.
-pub(crate) fn endpoint_key(ep: &Endpoint) -> Result<String, GossipError> {
+pub(crate) fn endpoint_key(ep: &TaskEndpoint) -> Result<String, GossipError> {
     check_id("task id", &ep.task_id)?;
     check_id("network id", &ep.network_id)?;
     Ok(format!("{ENDPOINT_PREFIX}{}/{}", ep.task_id, ep.network_id))
@@ -66,9 +66,9 @@ pub(crate) fn decode_info(value: &str) -> Option<NodeInfo> {
 }
 
 /// Decodes an endpoint value, and only if it matches the key it was published under.
-pub(crate) fn decode_endpoint(key: &str, value: &str) -> Option<Endpoint> {
+pub(crate) fn decode_endpoint(key: &str, value: &str) -> Option<TaskEndpoint> {
     let (task, network) = parse_endpoint_key(key)?;
-    let ep: Endpoint = serde_json::from_str(value).ok()?;
+    let ep: TaskEndpoint = serde_json::from_str(value).ok()?;
     (ep.task_id == task && ep.network_id == network).then_some(ep)
 }
 
@@ -84,7 +84,7 @@ pub(crate) enum KvChange {
 /// returns an error and no change.
 pub(crate) fn endpoint_changes(
     current: &BTreeMap<String, String>,
-    desired: &[Endpoint],
+    desired: &[TaskEndpoint],
 ) -> Result<Vec<KvChange>, GossipError> {
     let mut wanted = BTreeMap::new();
     for ep in desired {
@@ -95,7 +95,7 @@ pub(crate) fn endpoint_changes(
             )));
         }
         let key = endpoint_key(ep)?;
-        let value = serde_json::to_string(ep).expect("Endpoint serializes");
+        let value = serde_json::to_string(ep).expect("TaskEndpoint serializes");
         if wanted.insert(key, value).is_some() {
             return Err(GossipError::InvalidEndpoint(format!(
                 "task {} appears twice on network {}: one endpoint per (task, network)",
@@ -126,8 +126,8 @@ mod tests {
 
     use super::*;
 
-    fn ep(task: &str, net: &str, last: u8) -> Endpoint {
-        Endpoint {
+    fn ep(task: &str, net: &str, last: u8) -> TaskEndpoint {
+        TaskEndpoint {
             task_id: task.into(),
             service_id: "svc1".into(),
             network_id: net.into(),

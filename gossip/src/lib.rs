@@ -2,7 +2,7 @@
 //! the endpoint table (which task address and MAC live behind which node).
 //!
 //! Every node runs one [`Gossip`]. It publishes, in its own chitchat key-value namespace, its
-//! [`NodeInfo`] (key `info`) and one key per [`Endpoint`] (`ep/<task>/<network>`), so that a
+//! [`NodeInfo`] (key `info`) and one key per [`TaskEndpoint`] (`ep/<task>/<network>`), so that a
 //! task coming or going sends one small delta. Scuttlebutt anti-entropy spreads the keys;
 //! chitchat's phi-accrual failure detector decides who is live. [`Gossip::view`] gives a
 //! [`GossipView`] (live nodes, their endpoints, dead nodes) rebuilt on every change: the data
@@ -54,7 +54,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{self, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
-pub use model::{Endpoint, GossipView, NodeInfo};
+pub use model::{GossipView, NodeInfo, TaskEndpoint};
 
 use keys::{ENDPOINT_PREFIX, INFO_KEY, KvChange, check_id, encode_info, endpoint_changes};
 use view::{Liveness, Member, build_view};
@@ -301,7 +301,7 @@ impl Gossip {
     /// Replaces this node's published endpoints: new ones are set, changed ones updated, gone
     /// ones deleted (tombstoned), unchanged ones not touched. An invalid or duplicated endpoint
     /// refuses the whole set and changes nothing.
-    pub async fn set_endpoints(&self, endpoints: &[Endpoint]) -> Result<(), GossipError> {
+    pub async fn set_endpoints(&self, endpoints: &[TaskEndpoint]) -> Result<(), GossipError> {
         let mut chitchat = self.chitchat.lock().await;
         let own = chitchat.self_node_state();
         let current: BTreeMap<String, String> = own
@@ -317,17 +317,6 @@ impl Gossip {
                 KvChange::Delete { key } => own.delete(&key),
             }
         }
-        Ok(())
-    }
-
-    /// Replaces this node's published info (e.g. a new underlay address).
-    pub async fn set_info(&self, info: &NodeInfo) -> Result<(), GossipError> {
-        let value = encode_info(info)?;
-        self.chitchat
-            .lock()
-            .await
-            .self_node_state()
-            .set(INFO_KEY, value);
         Ok(())
     }
 

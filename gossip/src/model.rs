@@ -16,7 +16,7 @@ pub struct NodeInfo {
 /// One task's place on one overlay network, as its node publishes it (one key per endpoint, so
 /// that a change sends one small delta).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Endpoint {
+pub struct TaskEndpoint {
     pub task_id: String,
     pub service_id: String,
     pub network_id: String,
@@ -38,7 +38,7 @@ pub struct GossipView {
     pub live: BTreeMap<String, NodeInfo>,
     /// The endpoints of live nodes only (this node's included), sorted by (task, network); a
     /// live node without endpoints has an empty list.
-    pub endpoints: BTreeMap<String, Vec<Endpoint>>,
+    pub endpoints: BTreeMap<String, Vec<TaskEndpoint>>,
     /// Nodes the failure detector declared dead (no live incarnation of the same node id).
     pub dead: BTreeSet<String>,
 }
@@ -49,7 +49,7 @@ impl GossipView {
     pub fn remote_endpoints<'a>(
         &'a self,
         node_id: &'a str,
-    ) -> impl Iterator<Item = (&'a NodeInfo, &'a Endpoint)> + 'a {
+    ) -> impl Iterator<Item = (&'a NodeInfo, &'a TaskEndpoint)> + 'a {
         self.endpoints
             .iter()
             .filter(move |(id, _)| id.as_str() != node_id)

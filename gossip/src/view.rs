@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::keys::{INFO_KEY, decode_endpoint, decode_info, parse_endpoint_key};
-use crate::model::{Endpoint, GossipView};
+use crate::model::{GossipView, TaskEndpoint};
 
 /// What chitchat's failure detector says of a member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub(crate) fn build_view(members: &[Member]) -> GossipView {
         else {
             continue;
         };
-        let mut endpoints: Vec<Endpoint> = member
+        let mut endpoints: Vec<TaskEndpoint> = member
             .key_values
             .iter()
             .filter(|(k, _)| parse_endpoint_key(k).is_some())
@@ -82,8 +82,8 @@ mod tests {
         }
     }
 
-    fn ep(task: &str, net: &str) -> Endpoint {
-        Endpoint {
+    fn ep(task: &str, net: &str) -> TaskEndpoint {
+        TaskEndpoint {
             task_id: task.into(),
             service_id: "s".into(),
             network_id: net.into(),
@@ -98,7 +98,7 @@ mod tests {
         generation: u64,
         liveness: Liveness,
         last: u8,
-        eps: &[Endpoint],
+        eps: &[TaskEndpoint],
     ) -> Member {
         let mut key_values = vec![(INFO_KEY.to_owned(), encode_info(&info(node, last)).unwrap())];
         for e in eps {

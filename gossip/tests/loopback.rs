@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use mesh_gossip::{Endpoint, Gossip, GossipConfig, GossipView, NodeInfo};
+use mesh_gossip::{Gossip, GossipConfig, GossipView, NodeInfo, TaskEndpoint};
 use tokio::sync::watch;
 
 /// Upper bound for anything to happen: only there to end a hung test.
@@ -34,8 +34,8 @@ fn config(node: &str, cluster: &str, port: u16, seeds: &[SocketAddr]) -> GossipC
     c
 }
 
-fn ep(task: &str, last: u8) -> Endpoint {
-    Endpoint {
+fn ep(task: &str, last: u8) -> TaskEndpoint {
+    TaskEndpoint {
         task_id: task.into(),
         service_id: "svc".into(),
         network_id: "net1".into(),

@@ -267,8 +267,8 @@ async fn run(net: NodeNetworking) {
 #[cfg(test)]
 mod tests {
     use mesh_cluster::state::{Meta, Network, NetworkAttachmentConfig, NetworkSpec, VirtualIp};
-    use mesh_dns::{Endpoint, TaskSlot};
-    use mesh_gossip::Endpoint as GossipEndpoint;
+    use mesh_dns::{ServiceResolution, TaskSlot};
+    use mesh_gossip::TaskEndpoint as GossipEndpoint;
     use mesh_overlay::Mac;
 
     use super::*;
@@ -444,7 +444,7 @@ mod tests {
         let names: Vec<&str> = front.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["rr", "web"]);
         let rr = &front.services[0];
-        assert_eq!(rr.endpoint, Endpoint::Dnsrr);
+        assert_eq!(rr.endpoint, ServiceResolution::Dnsrr);
         assert_eq!(
             addrs(rr),
             [
@@ -453,7 +453,10 @@ mod tests {
             ]
         );
         let web = &front.services[1];
-        assert_eq!(web.endpoint, Endpoint::Vip(IpAddr::V4(ip("10.0.1.100"))));
+        assert_eq!(
+            web.endpoint,
+            ServiceResolution::Vip(IpAddr::V4(ip("10.0.1.100")))
+        );
         assert_eq!(web.aliases, ["www"]);
         assert_eq!(
             addrs(web),

@@ -34,7 +34,7 @@ mod view;
 mod fixtures {
     use std::net::IpAddr;
 
-    use mesh_gossip::{Endpoint, GossipView, NodeInfo};
+    use mesh_gossip::{GossipView, NodeInfo, TaskEndpoint};
     use mesh_overlay::Mac;
 
     /// Gossip that calls these (node id, underlay address) live, with no endpoints yet.
@@ -53,9 +53,9 @@ mod fixtures {
     }
 
     /// What a remote node gossips for task `task` of `service` at `addr` on network `net`.
-    pub fn gossip_ep(task: &str, service: &str, net: &str, vni: u32, addr: &str) -> Endpoint {
+    pub fn gossip_ep(task: &str, service: &str, net: &str, vni: u32, addr: &str) -> TaskEndpoint {
         let ip = addr.parse().expect("an IPv4 address");
-        Endpoint {
+        TaskEndpoint {
             task_id: task.into(),
             service_id: service.into(),
             network_id: net.into(),

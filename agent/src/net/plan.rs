@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use mesh_cluster::Id;
 use mesh_cluster::state::{Network, Task};
-use mesh_gossip::{DEFAULT_PORT, Endpoint};
+use mesh_gossip::{DEFAULT_PORT, TaskEndpoint};
 use mesh_overlay::{
     Mac, NetworkDevices, RemoteEndpoint, TaskInterface, bridge_name, overlay_mtu, task_host_ifname,
     vxlan_name,
@@ -211,11 +211,11 @@ pub fn remote_endpoints(view: &NetView, vni: u32) -> Vec<RemoteEndpoint> {
 
 /// This node's endpoints as gossip publishes them: every plumbed task interface, but those of
 /// tasks being withdrawn.
-pub fn published_endpoints(view: &NetView) -> Vec<Endpoint> {
-    let mut out: Vec<Endpoint> = view
+pub fn published_endpoints(view: &NetView) -> Vec<TaskEndpoint> {
+    let mut out: Vec<TaskEndpoint> = view
         .serving_tasks()
         .flat_map(|t| {
-            t.interfaces.iter().map(|i| Endpoint {
+            t.interfaces.iter().map(|i| TaskEndpoint {
                 task_id: t.task_id.to_string(),
                 service_id: t.service_id.to_string(),
                 network_id: i.network_id.to_string(),
@@ -381,8 +381,8 @@ mod tests {
         }
     }
 
-    fn ep(task: &str, net: &str, vni: u32, addr: &str) -> Endpoint {
-        Endpoint {
+    fn ep(task: &str, net: &str, vni: u32, addr: &str) -> TaskEndpoint {
+        TaskEndpoint {
             task_id: task.into(),
             service_id: "svc".into(),
             network_id: net.into(),
@@ -392,7 +392,7 @@ mod tests {
         }
     }
 
-    fn live(v: &mut NetView, id: &str, addr: &str, eps: Vec<Endpoint>) {
+    fn live(v: &mut NetView, id: &str, addr: &str, eps: Vec<TaskEndpoint>) {
         v.gossip.live.insert(
             id.into(),
             NodeInfo {
@@ -559,7 +559,7 @@ mod tests {
         v.tasks.insert(t.id.clone(), p.local);
         assert_eq!(
             published_endpoints(&v),
-            [Endpoint {
+            [TaskEndpoint {
                 task_id: t.id.to_string(),
                 service_id: "svc".into(),
                 network_id: NET.into(),
