@@ -5,6 +5,7 @@
 //! nothing of the manager or the agent; both sides of every call share these types.
 
 pub mod error;
+pub mod raft;
 pub mod reply;
 pub mod request;
 pub mod session;
@@ -12,6 +13,7 @@ pub mod tls;
 pub mod transport;
 
 pub use error::{ApiError, Code};
+pub use raft::{RaftId, RaftPayload};
 pub use reply::*;
 pub use request::*;
 pub use session::*;

@@ -7,7 +7,7 @@ use mesh_cluster::Id;
 use mesh_cluster::state::{Network, Node, NodeRole, Service, Task, TxError};
 use serde::{Deserialize, Serialize};
 
-use crate::request::{JoinClusterReply, RaftId, RaftPayload};
+use crate::raft::{RaftId, RaftPayload};
 
 /// The answer to a [`Request`].
 #[derive(Debug, Serialize, Deserialize)]
@@ -99,19 +99,6 @@ pub struct ServiceTasksReply {
     pub nodes: Vec<Node>,
 }
 
-/// `service logs [--tail N] [--follow] [--timestamps] SERVICE|TASK`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct LogsRequest {
-    /// A service (id, name, prefix) or a task (id or prefix).
-    pub target: String,
-    /// The last N lines of each task; all when None.
-    pub tail: Option<usize>,
-    pub follow: bool,
-    pub timestamps: bool,
-    /// Full task ids in the prefix.
-    pub no_trunc: bool,
-}
-
 /// One line of `service logs`, with Docker's context (`web.1.abc123def456@node1`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LogRecord {
@@ -184,4 +171,17 @@ pub struct Info {
     pub leader_addr: Option<String>,
     /// Where this node's client certificates are (for `meshctl --host tcp://...`).
     pub cert_dir: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinClusterReply {
+    pub cluster_id: Id,
+    pub node_id: Id,
+    pub role: NodeRole,
+    /// 0 for a worker.
+    pub raft_id: RaftId,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    /// The managers' `IP:PORT`s.
+    pub managers: Vec<String>,
 }

@@ -2,12 +2,10 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use mesh_cluster::Id;
 use mesh_cluster::state::{Availability, NetworkSpec, NodeDescription, NodeRole, ServiceSpec, Tx};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
-use crate::reply::LogsRequest;
+use crate::raft::{RaftId, RaftPayload};
 
 /// The port managers listen on, as Swarm's.
 pub const MANAGER_PORT: u16 = 2377;
@@ -258,38 +256,15 @@ pub struct JoinClusterRequest {
     pub listen_port: u16,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct JoinClusterReply {
-    pub cluster_id: Id,
-    pub node_id: Id,
-    pub role: NodeRole,
-    /// 0 for a worker.
-    pub raft_id: RaftId,
-    pub cert_pem: String,
-    pub ca_pem: String,
-    /// The managers' `IP:PORT`s.
-    pub managers: Vec<String>,
-}
-
-/// The raft identity of a manager (0 for a worker).
-pub type RaftId = u64;
-
-/// A raft message between managers, opaque here: the manager crate encodes openraft's types
-/// into it and decodes them out, so that clients of the API need not link raft. It is carried
-/// as the JSON it holds, so the frame on the wire is what it would be with the types inline.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RaftPayload(pub Box<serde_json::value::RawValue>);
-
-impl RaftPayload {
-    pub fn encode<T: Serialize>(v: &T) -> Result<Self, ApiError> {
-        serde_json::value::to_raw_value(v)
-            .map(Self)
-            .map_err(|e| ApiError::internal(format!("encoding a raft message: {e}")))
-    }
-
-    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_json::from_str(self.0.get())
-            .map_err(|e| ApiError::internal(format!("decoding a raft message: {e}")))
-    }
+/// `service logs [--tail N] [--follow] [--timestamps] SERVICE|TASK`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LogsRequest {
+    /// A service (id, name, prefix) or a task (id or prefix).
+    pub target: String,
+    /// The last N lines of each task; all when None.
+    pub tail: Option<usize>,
+    pub follow: bool,
+    pub timestamps: bool,
+    /// Full task ids in the prefix.
+    pub no_trunc: bool,
 }
