@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use mesh_api::transport::Client;
-use mesh_api::{AgentMessage, ManagerMessage, ServiceCounters};
+use mesh_api::{AgentMessage, ApiError, ManagerMessage, ServiceCounters};
 use mesh_engine::EngineHandle;
 
 use crate::logs;
@@ -133,29 +133,20 @@ pub async fn run(node: Weak<dyn NodeEvents>, cfg: AgentConfig) {
         networking: cfg.networking.clone(),
         engine: cfg.engine.clone(),
     });
-    let mut managers = cfg.managers.clone();
-    let mut hint: Option<String> = None;
-    let mut next = usize::MAX;
+    let mut managers = Managers {
+        known: cfg.managers.clone(),
+        hint: None,
+        next: usize::MAX,
+    };
     loop {
-        let target = match hint.take() {
-            Some(h) => h,
-            None if managers.is_empty() => {
-                tracing::warn!("agent: no manager known");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            None => {
-                next = next.wrapping_add(1);
-                managers[next % managers.len()].clone()
-            }
+        let Some(target) = managers.pick() else {
+            tracing::warn!("agent: no manager known");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
         };
         let client = Client::tls(&target, cfg.tls.clone());
         let (tx, rx) = mpsc::channel(64);
-        let beat = || AgentMessage::Heartbeat {
-            description: cfg.describer.get(),
-            addr: cfg.addr,
-        };
-        let _ = tx.try_send(beat());
+        let _ = tx.try_send(heartbeat(&cfg));
         let mut stream = match client.session(rx).await {
             Ok(s) => s,
             Err(e) => {
@@ -167,89 +158,170 @@ pub async fn run(node: Weak<dyn NodeEvents>, cfg: AgentConfig) {
         // What the runner reported while there was no session: the next full assignments make
         // it report again whatever the leader missed.
         while reports.try_recv().is_ok() {}
-        let mut log_streams = LogStreams::default();
-        // The counters this session's leader has (a new session sends them again).
-        let mut sent_counters: Option<Vec<ServiceCounters>> = None;
+        let mut session = Session {
+            cfg: &cfg,
+            node: &node,
+            runner: &runner,
+            managers: &mut managers,
+            target: &target,
+            tx: &tx,
+            log_streams: LogStreams::default(),
+            sent_counters: None,
+        };
         let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
         tick.tick().await;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    if tx.send(beat()).await.is_err() {
-                        break;
-                    }
-                    let counters = cfg.networking.0.mesh_counters();
-                    if sent_counters.as_ref() != Some(&counters) {
-                        let msg = AgentMessage::MeshStats { services: counters.clone() };
-                        if tx.send(msg).await.is_err() {
-                            break;
-                        }
-                        sent_counters = Some(counters);
-                    }
-                }
+            let goes_on = tokio::select! {
+                _ = tick.tick() => session.beat().await,
                 Some(updates) = reports.recv() => {
-                    if tx.send(AgentMessage::TaskStatus { updates }).await.is_err() {
-                        break;
-                    }
+                    session.tx.send(AgentMessage::TaskStatus { updates }).await.is_ok()
                 }
-                msg = stream.next() => match msg {
-                    Some(Ok(ManagerMessage::Assignments(mut a))) => {
-                        // The networking learns of new networks before the tasks that use them.
-                        if a.networks.is_some() || a.nodes.is_some() || a.services.is_some() {
-                            cfg.networking.0.cluster(
-                                a.networks.take(),
-                                a.nodes.take(),
-                                a.services.take(),
-                            );
-                        }
-                        runner.assign(a);
-                    }
-                    Some(Ok(ManagerMessage::Logs(req))) => {
-                        let stream = req.stream;
-                        let task = tokio::spawn(logs::send_logs(cfg.engine.clone(), req, cfg.node_id.clone(), tx.clone()));
-                        log_streams.add(stream, task.abort_handle());
-                    }
-                    Some(Ok(ManagerMessage::LogsCancel { stream })) => log_streams.cancel(stream),
-                    Some(Ok(ManagerMessage::Status { managers: m, role })) => {
-                        if !m.is_empty() && m != managers {
-                            managers.clone_from(&m);
-                            if let Some(n) = node.upgrade() {
-                                n.managers_changed(m);
-                            }
-                        }
-                        if role != cfg.role {
-                            tracing::info!(?role, "the swarm changed this node's role");
-                            if let Some(n) = node.upgrade() {
-                                n.role_changed(role, target.clone());
-                            }
-                            // The daemon replaces this agent once the new certificate is in.
-                            tokio::time::sleep(Duration::from_secs(30)).await;
-                        }
-                    }
-                    Some(Ok(ManagerMessage::NotLeader { leader, managers: m })) => {
-                        if !m.is_empty() {
-                            managers = m;
-                        }
-                        if leader.as_deref() != Some(target.as_str()) {
-                            hint = leader;
-                        }
-                        break;
-                    }
-                    Some(Ok(ManagerMessage::Removed)) => {
-                        tracing::error!("this node was removed from the swarm (node rm); run `meshctl swarm leave` and join again");
-                        tokio::time::sleep(Duration::from_secs(5)).await;
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!("agent: session with {target} ended: {e}");
-                        break;
-                    }
-                    None => break,
-                }
+                msg = stream.next() => session.on_message(msg).await,
+            };
+            if !goes_on {
+                break;
             }
         }
-        drop(log_streams);
+        drop(session);
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The managers the agent knows, and which one it opens its next session with.
+struct Managers {
+    known: Vec<String>,
+    /// The leader a manager named.
+    hint: Option<String>,
+    /// The last of `known` tried (in turn).
+    next: usize,
+}
+
+impl Managers {
+    /// The leader a manager named, else the next known manager in turn; none when no manager is
+    /// known.
+    fn pick(&mut self) -> Option<String> {
+        match self.hint.take() {
+            Some(h) => Some(h),
+            None if self.known.is_empty() => None,
+            None => {
+                self.next = self.next.wrapping_add(1);
+                Some(self.known[self.next % self.known.len()].clone())
+            }
+        }
+    }
+}
+
+fn heartbeat(cfg: &AgentConfig) -> AgentMessage {
+    AgentMessage::Heartbeat {
+        description: cfg.describer.get(),
+        addr: cfg.addr,
+    }
+}
+
+/// One session with a manager, at `target`.
+struct Session<'a> {
+    cfg: &'a AgentConfig,
+    node: &'a Weak<dyn NodeEvents>,
+    runner: &'a TaskRunner,
+    managers: &'a mut Managers,
+    target: &'a str,
+    tx: &'a mpsc::Sender<AgentMessage>,
+    log_streams: LogStreams,
+    /// The counters this session's leader has (a new session sends them again).
+    sent_counters: Option<Vec<ServiceCounters>>,
+}
+
+impl Session<'_> {
+    /// A heartbeat, and the mesh counters when they changed; false when the session is gone.
+    async fn beat(&mut self) -> bool {
+        if self.tx.send(heartbeat(self.cfg)).await.is_err() {
+            return false;
+        }
+        let counters = self.cfg.networking.0.mesh_counters();
+        if self.sent_counters.as_ref() != Some(&counters) {
+            let msg = AgentMessage::MeshStats {
+                services: counters.clone(),
+            };
+            if self.tx.send(msg).await.is_err() {
+                return false;
+            }
+            self.sent_counters = Some(counters);
+        }
+        true
+    }
+
+    /// What the manager sent (`None`: the stream ended); false when the session is over.
+    async fn on_message(&mut self, msg: Option<Result<ManagerMessage, ApiError>>) -> bool {
+        let cfg = self.cfg;
+        let target = self.target;
+        match msg {
+            Some(Ok(ManagerMessage::Assignments(mut a))) => {
+                // The networking learns of new networks before the tasks that use them.
+                if a.networks.is_some() || a.nodes.is_some() || a.services.is_some() {
+                    cfg.networking
+                        .0
+                        .cluster(a.networks.take(), a.nodes.take(), a.services.take());
+                }
+                self.runner.assign(a);
+            }
+            Some(Ok(ManagerMessage::Logs(req))) => {
+                let stream = req.stream;
+                let task = tokio::spawn(logs::send_logs(
+                    cfg.engine.clone(),
+                    req,
+                    cfg.node_id.clone(),
+                    self.tx.clone(),
+                ));
+                self.log_streams.add(stream, task.abort_handle());
+            }
+            Some(Ok(ManagerMessage::LogsCancel { stream })) => self.log_streams.cancel(stream),
+            Some(Ok(ManagerMessage::Status { managers: m, role })) => {
+                self.on_status(m, role).await;
+            }
+            Some(Ok(ManagerMessage::NotLeader {
+                leader,
+                managers: m,
+            })) => {
+                if !m.is_empty() {
+                    self.managers.known = m;
+                }
+                if leader.as_deref() != Some(target) {
+                    self.managers.hint = leader;
+                }
+                return false;
+            }
+            Some(Ok(ManagerMessage::Removed)) => {
+                tracing::error!(
+                    "this node was removed from the swarm (node rm); run `meshctl swarm leave` and join again"
+                );
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                return false;
+            }
+            Some(Err(e)) => {
+                tracing::debug!("agent: session with {target} ended: {e}");
+                return false;
+            }
+            None => return false,
+        }
+        true
+    }
+
+    /// The managers to fall back on, and the role the swarm gives the node.
+    async fn on_status(&mut self, m: Vec<String>, role: NodeRole) {
+        if !m.is_empty() && m != self.managers.known {
+            self.managers.known.clone_from(&m);
+            if let Some(n) = self.node.upgrade() {
+                n.managers_changed(m);
+            }
+        }
+        if role != self.cfg.role {
+            tracing::info!(?role, "the swarm changed this node's role");
+            if let Some(n) = self.node.upgrade() {
+                n.role_changed(role, self.target.to_owned());
+            }
+            // The daemon replaces this agent once the new certificate is in.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
     }
 }
 

@@ -25,49 +25,13 @@
 //!   left in them. Devices meshd did not create are never touched.
 
 pub mod dns;
+mod gossip;
 pub mod mesh;
 mod plan;
 mod view;
 
-/// Fixtures the tests of `dns` and `mesh` share.
-#[cfg(test)]
-mod fixtures {
-    use std::net::IpAddr;
-
-    use mesh_gossip::{GossipView, NodeInfo, TaskEndpoint};
-    use mesh_overlay::Mac;
-
-    /// Gossip that calls these (node id, underlay address) live, with no endpoints yet.
-    pub fn live_nodes(nodes: &[(&str, &str)]) -> GossipView {
-        let mut g = GossipView::default();
-        for (id, addr) in nodes {
-            g.live.insert(
-                (*id).into(),
-                NodeInfo {
-                    addr: IpAddr::V4(addr.parse().expect("an IPv4 address")),
-                    hostname: (*id).into(),
-                },
-            );
-        }
-        g
-    }
-
-    /// What a remote node gossips for task `task` of `service` at `addr` on network `net`.
-    pub fn gossip_ep(task: &str, service: &str, net: &str, vni: u32, addr: &str) -> TaskEndpoint {
-        let ip = addr.parse().expect("an IPv4 address");
-        TaskEndpoint {
-            task_id: task.into(),
-            service_id: service.into(),
-            network_id: net.into(),
-            vni,
-            ip,
-            mac: Mac::from_ipv4(ip).octets(),
-        }
-    }
-}
-
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -78,11 +42,10 @@ use futures::future::BoxFuture;
 use mesh_cluster::Id;
 use mesh_cluster::state::{Network, Task};
 use mesh_engine::EngineHandle;
-use mesh_gossip::{DEFAULT_PORT, Gossip, GossipConfig, NodeInfo};
 use mesh_overlay::{EndpointOp, NetNs, NetworkDevices, Overlay, RemoteEndpoint};
 use tokio::sync::{OwnedMutexGuard, watch};
-use tokio::task::AbortHandle;
 
+use self::gossip::MemberRun;
 pub use self::plan::{
     PlanError, TaskPlan, Underlay, network_devices, plan_task, published_endpoints,
     remote_endpoints, seeds, stale_ports,
@@ -99,9 +62,6 @@ const VIEW_WAIT: Duration = Duration::from_secs(10);
 /// The resolv.conf options of every task: names are tried as given first (service names have
 /// no dots).
 const RESOLV_OPTIONS: &str = "ndots:0";
-/// How long gossip runs before its view is trusted to say who is gone (the failure detector
-/// needs about a second; hearing from every live node takes a few rounds of 100 ms).
-const GOSSIP_WARMUP: Duration = Duration::from_secs(2);
 /// The file, in the data dir, listing the networks whose devices this meshd created.
 const RECORD_FILE: &str = "overlay-networks.json";
 /// How long a task is withdrawn before its interfaces go (`detach`): it leaves gossip, the
@@ -131,12 +91,6 @@ struct Inner {
     settled: AtomicBool,
     /// The routing mesh's counters per service, as its runtime last read them.
     counters: Mutex<Vec<ServiceCounters>>,
-}
-
-/// The gossip of one membership.
-struct MemberRun {
-    membership: Membership,
-    driver: AbortHandle,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -565,40 +519,6 @@ impl Inner {
         Ok(())
     }
 
-    fn joined(self: &Arc<Self>, m: &Membership) {
-        let mut member = lock(&self.member);
-        if member
-            .as_ref()
-            .is_some_and(|r| r.membership == *m && !r.driver.is_finished())
-        {
-            return;
-        }
-        if let Some(old) = member.take() {
-            old.driver.abort();
-        }
-        self.view.send_if_modified(|v| {
-            let node = Some(SelfNode {
-                id: m.node_id.clone(),
-                cluster_id: m.cluster_id.clone(),
-                hostname: m.hostname.clone(),
-                addr: m.addr,
-            });
-            if v.node == node {
-                return false;
-            }
-            v.node = node;
-            // A new gossip starts: what the old one saw is no longer news.
-            v.gossip = mesh_gossip::GossipView::default();
-            v.gossip_ready = false;
-            true
-        });
-        let driver = tokio::spawn(drive_gossip(Arc::downgrade(self), m.clone())).abort_handle();
-        *member = Some(MemberRun {
-            membership: m.clone(),
-            driver,
-        });
-    }
-
     async fn left(&self) {
         if let Some(run) = lock(&self.member).take() {
             run.driver.abort();
@@ -741,91 +661,6 @@ async fn converge_loop(inner: Weak<Inner>) {
     }
 }
 
-/// One membership's gossip: started (and retried while the port is taken), seeded from the
-/// leader's node list, publishing the node's endpoints, and feeding the view with what it sees.
-async fn drive_gossip(inner: Weak<Inner>, m: Membership) {
-    let addr = IpAddr::V4(m.addr);
-    let mut config = GossipConfig::new(
-        m.node_id.as_str(),
-        m.cluster_id.as_str(),
-        SocketAddr::new(addr, DEFAULT_PORT),
-        NodeInfo {
-            addr,
-            hostname: m.hostname.clone(),
-        },
-    );
-    let mut warned = false;
-    let gossip = loop {
-        if let Some(i) = inner.upgrade() {
-            config.seeds = seeds(&i.view.borrow());
-        }
-        match Gossip::start(config.clone()).await {
-            Ok(g) => break g,
-            Err(e) => {
-                if !warned {
-                    tracing::warn!("gossip: {e}; retrying every 2s");
-                    warned = true;
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
-    };
-    let mut gossip_view = gossip.view();
-    let Some(mut rx) = inner.upgrade().map(|i| i.view.subscribe()) else {
-        return;
-    };
-    let warm = tokio::time::sleep(GOSSIP_WARMUP);
-    tokio::pin!(warm);
-    let mut ready = false;
-    let mut seeded: Vec<SocketAddr> = config.seeds.clone();
-    let mut published = None;
-    loop {
-        {
-            let (want_seeds, want_eps) = {
-                let v = rx.borrow_and_update();
-                (seeds(&v), published_endpoints(&v))
-            };
-            if want_seeds != seeded {
-                gossip.set_seeds(want_seeds.iter().copied());
-                seeded = want_seeds;
-            }
-            if published.as_ref() != Some(&want_eps) {
-                match gossip.set_endpoints(&want_eps).await {
-                    Ok(()) => published = Some(want_eps),
-                    Err(e) => tracing::warn!("gossip: publishing endpoints: {e}"),
-                }
-            }
-        }
-        tokio::select! {
-            changed = gossip_view.changed() => {
-                if changed.is_err() {
-                    tracing::error!("gossip stopped: remote entries are no longer updated");
-                    return;
-                }
-                let g = gossip_view.borrow_and_update().clone();
-                let Some(i) = inner.upgrade() else { return };
-                i.view.send_if_modified(|v| {
-                    if v.gossip == g {
-                        return false;
-                    }
-                    v.gossip = g;
-                    true
-                });
-            }
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-            () = &mut warm, if !ready => {
-                ready = true;
-                let Some(i) = inner.upgrade() else { return };
-                i.view.send_if_modified(|v| !std::mem::replace(&mut v.gossip_ready, true));
-            }
-        }
-    }
-}
-
 /// The interface that carries `addr` in this namespace.
 pub(crate) fn interface_of(addr: Ipv4Addr) -> Result<String, String> {
     let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("listing addresses: {e}"))?;
@@ -855,4 +690,41 @@ fn write_record(path: &Path, vnis: &BTreeSet<u32>) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec(vnis)?)?;
     std::fs::rename(&tmp, path)
+}
+
+/// Fixtures the tests of `dns` and `mesh` share.
+#[cfg(test)]
+mod fixtures {
+    use std::net::IpAddr;
+
+    use mesh_gossip::{GossipView, NodeInfo, TaskEndpoint};
+    use mesh_overlay::Mac;
+
+    /// Gossip that calls these (node id, underlay address) live, with no endpoints yet.
+    pub fn live_nodes(nodes: &[(&str, &str)]) -> GossipView {
+        let mut g = GossipView::default();
+        for (id, addr) in nodes {
+            g.live.insert(
+                (*id).into(),
+                NodeInfo {
+                    addr: IpAddr::V4(addr.parse().expect("an IPv4 address")),
+                    hostname: (*id).into(),
+                },
+            );
+        }
+        g
+    }
+
+    /// What a remote node gossips for task `task` of `service` at `addr` on network `net`.
+    pub fn gossip_ep(task: &str, service: &str, net: &str, vni: u32, addr: &str) -> TaskEndpoint {
+        let ip = addr.parse().expect("an IPv4 address");
+        TaskEndpoint {
+            task_id: task.into(),
+            service_id: service.into(),
+            network_id: net.into(),
+            vni,
+            ip,
+            mac: Mac::from_ipv4(ip).octets(),
+        }
+    }
 }
