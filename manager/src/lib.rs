@@ -3,7 +3,8 @@
 //! the API's transport, [`raft_net`]); [`manager::Manager`], the handle control loops use (propose
 //! a `Tx`, read or watch the state, run while leading); [`planner`], the leader's control loop
 //! (orchestrator, allocator, scheduler from `mesh-cluster`); [`dispatcher`], the leader's side of
-//! every node's session; [`handlers`], the cluster API; [`ca`], the cluster's certificate
+//! every node's session; [`handlers`], the cluster API; [`peer_api`], the managers' own requests
+//! (raft, forwarded proposals and reads, joining managers); [`ca`], the cluster's certificate
 //! authority. It talks to no Docker engine and knows nothing of the agent.
 
 pub mod ca;
@@ -11,6 +12,7 @@ pub mod dispatcher;
 pub mod handlers;
 pub mod lookup;
 pub mod manager;
+pub mod peer_api;
 pub mod planner;
 pub mod raft_net;
 pub mod store;

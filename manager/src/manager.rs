@@ -775,16 +775,7 @@ mod tests {
                 "{peer:?}"
             );
             let m = self.0.get().expect("manager started").clone();
-            match req {
-                Request::Raft(r) => Ok(Reply::Raft(m.raft_rpc(&r).await?)),
-                Request::Propose(tx) => m.propose_here(tx).await,
-                Request::ReadIndex => Ok(Reply::ReadIndex(m.read_index_here().await?)),
-                Request::AddManager { raft_id, addr } => m.add_manager(raft_id, &addr).await,
-                other => Err(ApiError::internal(format!(
-                    "{} is not routed here",
-                    other.name()
-                ))),
-            }
+            m.serve_manager_request(&peer, req).await
         }
 
         async fn session(
