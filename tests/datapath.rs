@@ -1,4 +1,4 @@
-//! The routing mesh's data path (issue 6, kernel half): published ports through every node to
+//! The routing mesh's data path (the kernel half): published ports through every node to
 //! tasks on other nodes (VXLAN) and on the same node, TCP and UDP, with `--datapath tc` and
 //! `--datapath xdp`; a VIP balanced from a task; conntrack swept when a backend leaves; no
 //! iptables/nftables rule anywhere.

@@ -1,4 +1,4 @@
-//! The routing mesh (issue 6) on lab clusters, as users meet it: published ports answer through
+//! The routing mesh on lab clusters, as users meet it: published ports answer through
 //! every node (also one without a task), TCP (busybox httpd) and UDP (`udp-echo`), with
 //! `--datapath tc` and `--datapath xdp`; host mode answers only where a task runs; `dnsrr` has no
 //! VIP and may publish; names resolve inside tasks (`web`, `tasks.web`, aliases, PTR); a VIP is

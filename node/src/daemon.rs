@@ -294,8 +294,10 @@ impl Daemon {
 impl Daemon {
     /// Refuses a service whose image this node's engine does not have: no registry is reachable
     /// from a meshd cluster, so an image must be in the nodes' engines already. The node that
-    /// takes the request checks (as the docker CLI resolves an image before it calls the
-    /// swarm); managers talk to no engine.
+    /// takes the request on its local socket checks (as the docker CLI resolves an image before
+    /// it calls the swarm); a request that reaches a manager over 2377 (forwarded by a follower,
+    /// or a remote meshctl) is not checked again, and a node whose engine lacks the image
+    /// rejects the task (`No such image: ...`). Managers talk to no engine.
     async fn check_image(&self, req: &Request) -> Result<(), ApiError> {
         let (Request::ServiceCreate { spec } | Request::ServiceUpdate { spec, .. }) = req else {
             return Ok(());
@@ -346,7 +348,9 @@ impl Handler for Daemon {
             }
             other => {
                 let m = self.manager()?;
-                self.check_image(&other).await?;
+                if matches!(peer, Peer::Local) {
+                    self.check_image(&other).await?;
+                }
                 ClusterApi::new(&m).serve(&peer, other).await
             }
         }

@@ -1,4 +1,4 @@
-//! DNS on this node (issue 6): one `mesh-dns` server, fed from the node's [`NetView`].
+//! DNS on this node: one `mesh-dns` server, fed from the node's [`NetView`].
 //!
 //! - [`dns_records`] (pure) says what each network's view answers: for every network with
 //!   devices on this node, every service whose tasks attach to it, by name and aliases: its VIP

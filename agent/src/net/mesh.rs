@@ -1,4 +1,4 @@
-//! The routing mesh on this node (issue 6): the eBPF data path of `mesh-dataplane` fed from the
+//! The routing mesh on this node: the eBPF data path of `mesh-dataplane` fed from the
 //! node's [`NetView`].
 //!
 //! - [`desired_mesh`] (pure) says what the maps should hold: every service with a frontend here

@@ -1,7 +1,7 @@
 //! The node's networking: one component per meshd ([`NodeNetworking`]) that holds the overlay
 //! (netlink, through `mesh-overlay`), the node's gossip (`mesh-gossip`, UDP 7946) and a view of
 //! networks, nodes, local devices, plumbed tasks and gossip ([`NetView`]) that others subscribe
-//! to (the eBPF mesh and DNS of issue 6).
+//! to (the eBPF mesh and DNS).
 //!
 //! - Tasks ([`TaskNetworking`]): `attach` makes sure each of the task's networks has its devices
 //!   (bridge `mbr<vni>` with the node's address, VXLAN `mvx<vni>`), programs their remote entries,
