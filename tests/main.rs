@@ -15,3 +15,4 @@ mod mesh;
 mod networks;
 mod overlay;
 mod services;
+mod trust;

@@ -5,6 +5,7 @@
 //! nothing of the manager or the agent; both sides of every call share these types.
 
 pub mod error;
+pub mod private;
 pub mod raft;
 pub mod reply;
 pub mod request;

@@ -1,10 +1,11 @@
 //! The replies to [`crate::Request`]s, and what they carry.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::Ipv4Addr;
 
 use mesh_cluster::Id;
-use mesh_cluster::state::{Network, Node, NodeRole, Service, Task, TxError};
+use mesh_cluster::state::{Network, Node, NodeRole, REDACTED, Service, Task, TxError};
 use serde::{Deserialize, Serialize};
 
 use crate::raft::{RaftId, RaftPayload};
@@ -117,7 +118,8 @@ pub enum StreamItem {
     Warning(String),
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `swarm init`'s answer; its `Debug` prints the token as `<redacted>`.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct InitReply {
     pub node_id: Id,
     pub worker_token: String,
@@ -125,11 +127,32 @@ pub struct InitReply {
     pub manager_addr: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `swarm join-token`'s answer; its `Debug` prints the token as `<redacted>`.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct JoinTokenReply {
     pub role: NodeRole,
     pub token: String,
     pub manager_addr: String,
+}
+
+impl fmt::Debug for InitReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InitReply")
+            .field("node_id", &self.node_id)
+            .field("worker_token", &REDACTED)
+            .field("manager_addr", &self.manager_addr)
+            .finish()
+    }
+}
+
+impl fmt::Debug for JoinTokenReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinTokenReply")
+            .field("role", &self.role)
+            .field("token", &REDACTED)
+            .field("manager_addr", &self.manager_addr)
+            .finish()
+    }
 }
 
 /// The node list; `manager_status.leader`/`reachability` are filled from raft as of the read.

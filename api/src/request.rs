@@ -1,8 +1,11 @@
 //! The requests every meshd serves, and how each is served ([`Request::route`]).
 
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use mesh_cluster::state::{Availability, NetworkSpec, NodeDescription, NodeRole, ServiceSpec, Tx};
+use mesh_cluster::state::{
+    Availability, NetworkSpec, NodeDescription, NodeRole, REDACTED, ServiceSpec, Tx,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::raft::{RaftId, RaftPayload};
@@ -226,7 +229,8 @@ pub struct InitRequest {
     pub listen_addr: Option<SocketAddr>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `swarm join`; its `Debug` prints the token as `<redacted>`.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct JoinRequest {
     pub token: String,
     /// A manager, `HOST:PORT`.
@@ -245,8 +249,9 @@ pub struct NodeUpdate {
     pub label_rm: Vec<String>,
 }
 
-/// What a joiner sends once it trusts the manager.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// What a joiner sends once it trusts the manager; its `Debug` prints the secret as
+/// `<redacted>`.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct JoinClusterRequest {
     pub secret: String,
     pub csr_pem: String,
@@ -254,6 +259,29 @@ pub struct JoinClusterRequest {
     pub advertise_addr: Ipv4Addr,
     /// The port it will listen on if it becomes a manager.
     pub listen_port: u16,
+}
+
+impl fmt::Debug for JoinRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinRequest")
+            .field("token", &REDACTED)
+            .field("remote", &self.remote)
+            .field("advertise_addr", &self.advertise_addr)
+            .field("listen_addr", &self.listen_addr)
+            .finish()
+    }
+}
+
+impl fmt::Debug for JoinClusterRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinClusterRequest")
+            .field("secret", &REDACTED)
+            .field("csr_pem", &self.csr_pem)
+            .field("description", &self.description)
+            .field("advertise_addr", &self.advertise_addr)
+            .field("listen_port", &self.listen_port)
+            .finish()
+    }
 }
 
 /// `service logs [--tail N] [--follow] [--timestamps] SERVICE|TASK`.
@@ -267,4 +295,47 @@ pub struct LogsRequest {
     pub timestamps: bool,
     /// Full task ids in the prefix.
     pub no_trunc: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::{InitReply, JoinTokenReply, Reply};
+
+    #[test]
+    fn debug_never_prints_a_secret() {
+        let token = "MSHTKN-1-digest-topsecretvalue";
+        let join = Request::Join(JoinRequest {
+            token: token.into(),
+            remote: "198.18.0.11:2377".into(),
+            advertise_addr: None,
+            listen_addr: None,
+        });
+        let cluster = Request::JoinCluster(JoinClusterRequest {
+            secret: "topsecretvalue".into(),
+            csr_pem: "CSR".into(),
+            description: NodeDescription::default(),
+            advertise_addr: Ipv4Addr::LOCALHOST,
+            listen_port: MANAGER_PORT,
+        });
+        let init = Reply::Init(InitReply {
+            node_id: "n1".into(),
+            worker_token: token.into(),
+            manager_addr: "a".into(),
+        });
+        let jt = Reply::JoinToken(JoinTokenReply {
+            role: NodeRole::Manager,
+            token: token.into(),
+            manager_addr: "a".into(),
+        });
+        for text in [
+            format!("{join:?}"),
+            format!("{cluster:#?}"),
+            format!("{init:?}"),
+            format!("{jt:?}"),
+        ] {
+            assert!(!text.contains("topsecretvalue"), "{text}");
+            assert!(text.contains("<redacted>"), "{text}");
+        }
+    }
 }

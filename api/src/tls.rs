@@ -9,7 +9,6 @@
 
 use std::fmt;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +16,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use mesh_cluster::Id;
 use mesh_cluster::state::NodeRole;
 use mesh_cluster::token::ca_digest;
+
+use crate::private;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -119,7 +120,7 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// A node's TLS material: the cluster CA, its certificate and its key. On disk under
-/// `<data-dir>/certs/` as `ca.pem`, `node.pem` and `node-key.pem` (mode 0600); `meshctl --host
+/// `<data-dir>/certs/` (0700) as `ca.pem`, `node.pem` and `node-key.pem` (each 0600); `meshctl --host
 /// tcp://...` reads the same files.
 #[derive(Clone)]
 pub struct Credentials {
@@ -147,18 +148,17 @@ impl Credentials {
         })
     }
 
+    /// Writes the three files into `dir` (0700), each 0600.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-        for (name, text, mode) in [
-            ("ca.pem", &self.ca_pem, 0o644),
-            ("node.pem", &self.cert_pem, 0o644),
-            ("node-key.pem", &self.key_pem, 0o600),
+        private::private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, text) in [
+            ("ca.pem", &self.ca_pem),
+            ("node.pem", &self.cert_pem),
+            ("node-key.pem", &self.key_pem),
         ] {
-            let tmp = dir.join(format!(".{name}.tmp"));
-            fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-            fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
-            fs::rename(&tmp, dir.join(name))?;
+            let path = dir.join(name);
+            private::write_private(&path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -45,6 +45,15 @@ use proto::mesh_server::{Mesh, MeshServer};
 
 /// Frames are JSON; snapshots and big transactions need room.
 const MAX_MESSAGE: usize = 64 << 20;
+/// The largest frame a TLS client without a certificate may send: a join (a CSR and the node's
+/// description) fits many times over.
+pub const MAX_ANONYMOUS_MESSAGE: usize = 64 << 10;
+/// How many connections without a certificate 2377 holds at once; more are closed at once.
+pub const MAX_ANONYMOUS_CONNECTIONS: usize = 64;
+/// How many TLS handshakes 2377 runs at once (each has a 5 s deadline); more are closed at once.
+pub const MAX_HANDSHAKES: usize = 256;
+/// A connection without a certificate is closed after this long (a join takes seconds).
+const ANONYMOUS_MAX_AGE: Duration = Duration::from_mins(1);
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug)]
@@ -170,10 +179,12 @@ impl<H: Handler> Mesh for Service<H> {
     }
 }
 
-/// A connection and who is on its other end.
+/// A connection and who is on its other end (and, for an anonymous one, its place among the
+/// [`MAX_ANONYMOUS_CONNECTIONS`], given back when the connection is dropped).
 pub struct Conn<S> {
     io: S,
     peer: Peer,
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl<S> Connected for Conn<S> {
@@ -219,9 +230,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
     }
 }
 
-fn server<H: Handler>(handler: Arc<H>) -> MeshServer<Service<H>> {
+fn server<H: Handler>(handler: Arc<H>, max_in: usize) -> MeshServer<Service<H>> {
     MeshServer::new(Service { handler })
-        .max_decoding_message_size(MAX_MESSAGE)
+        .max_decoding_message_size(max_in)
         .max_encoding_message_size(MAX_MESSAGE)
 }
 
@@ -231,11 +242,12 @@ pub async fn serve_unix<H: Handler>(listener: UnixListener, handler: Arc<H>) {
         let conn = l.accept().await.map(|(io, _)| Conn {
             io,
             peer: Peer::Local,
+            _slot: None,
         });
         Some((conn, l))
     });
     if let Err(e) = tonic::transport::Server::builder()
-        .add_service(server(handler))
+        .add_service(server(handler, MAX_MESSAGE))
         .serve_with_incoming(incoming)
         .await
     {
@@ -244,17 +256,22 @@ pub async fn serve_unix<H: Handler>(listener: UnixListener, handler: Arc<H>) {
 }
 
 /// Serves TCP 2377 with TLS on `listener` until `stop` resolves; the listener is closed then
-/// (connections still open drain on their own).
+/// (connections still open drain on their own). Connections with a node certificate and
+/// anonymous ones are served apart: anonymous peers may send frames of at most
+/// [`MAX_ANONYMOUS_MESSAGE`] bytes and hold at most [`MAX_ANONYMOUS_CONNECTIONS`] connections.
 pub async fn serve_tls<H: Handler>(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     handler: Arc<H>,
     stop: impl Future<Output = ()> + Send,
 ) {
+    type TlsConn = Conn<tokio_rustls::server::TlsStream<TcpStream>>;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let (tx, rx) =
-        mpsc::channel::<io::Result<Conn<tokio_rustls::server::TlsStream<TcpStream>>>>(64);
+    let (nodes_tx, nodes_rx) = mpsc::channel::<io::Result<TlsConn>>(64);
+    let (anon_tx, anon_rx) = mpsc::channel::<io::Result<TlsConn>>(MAX_ANONYMOUS_CONNECTIONS);
     let (stopped_tx, mut stopped) = tokio::sync::watch::channel(false);
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let anonymous = Arc::new(Semaphore::new(MAX_ANONYMOUS_CONNECTIONS));
     let accept = tokio::spawn(async move {
         loop {
             let (tcp, from) = tokio::select! {
@@ -268,10 +285,16 @@ pub async fn serve_tls<H: Handler>(
                     }
                 },
             };
+            let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+                tracing::debug!(%from, "too many TLS handshakes in progress; closing");
+                continue;
+            };
             let acceptor = acceptor.clone();
-            let tx = tx.clone();
+            let (nodes_tx, anon_tx, anonymous) =
+                (nodes_tx.clone(), anon_tx.clone(), anonymous.clone());
             // Handshakes in parallel, each with a deadline: a silent client holds nothing up.
             tokio::spawn(async move {
+                let _handshake = handshake;
                 let _ = tcp.set_nodelay(true);
                 let tls = match tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp))
                     .await
@@ -286,32 +309,60 @@ pub async fn serve_tls<H: Handler>(
                         return;
                     }
                 };
-                let peer = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-                    None => Peer::Anonymous,
-                    Some(cert) => match pki::identify(cert) {
-                        Ok(id) => Peer::Node(id),
-                        Err(e) => {
-                            tracing::warn!(%from, "refusing a certificate: {e:#}");
-                            return;
-                        }
-                    },
+                let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                let Some(cert) = cert else {
+                    let Ok(slot) = anonymous.try_acquire_owned() else {
+                        tracing::warn!(%from, "{MAX_ANONYMOUS_CONNECTIONS} connections without a certificate already open; closing");
+                        return;
+                    };
+                    let conn = Conn {
+                        io: tls,
+                        peer: Peer::Anonymous,
+                        _slot: Some(slot),
+                    };
+                    let _ = anon_tx.send(Ok(conn)).await;
+                    return;
                 };
-                let _ = tx.send(Ok(Conn { io: tls, peer })).await;
+                let peer = match pki::identify(cert) {
+                    Ok(id) => Peer::Node(id),
+                    Err(e) => {
+                        tracing::warn!(%from, "refusing a certificate: {e:#}");
+                        return;
+                    }
+                };
+                let conn = Conn {
+                    io: tls,
+                    peer,
+                    _slot: None,
+                };
+                let _ = nodes_tx.send(Ok(conn)).await;
             });
         }
     });
+    let (anon_stop_tx, anon_stop_rx) = oneshot::channel::<()>();
     let stop = async move {
         stop.await;
         // Close the listener at once, so that the port is free for whoever binds it next.
         let _ = stopped_tx.send(true);
+        let _ = anon_stop_tx.send(());
     };
+    let anon = tokio::spawn(
+        tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(4))
+            .max_connection_age(ANONYMOUS_MAX_AGE)
+            .add_service(server(handler.clone(), MAX_ANONYMOUS_MESSAGE))
+            .serve_with_incoming_shutdown(ReceiverStream::new(anon_rx), async move {
+                let _ = anon_stop_rx.await;
+            }),
+    );
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(2)))
         .http2_keepalive_timeout(Some(Duration::from_secs(4)))
-        .add_service(server(handler))
-        .serve_with_incoming_shutdown(ReceiverStream::new(rx), stop)
+        .add_service(server(handler, MAX_MESSAGE))
+        .serve_with_incoming_shutdown(ReceiverStream::new(nodes_rx), stop)
         .await;
     accept.abort();
+    anon.abort();
     if let Err(e) = result {
         tracing::error!("2377 server stopped: {e}");
     }
@@ -476,3 +527,6 @@ fn status_error(target: &str, status: &Status) -> ApiError {
     };
     ApiError::new(code, format!("cannot reach {target}: {msg}"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -22,8 +22,8 @@ pub const SECRET_LEN: usize = 25;
 
 const BASE36: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
-/// A parsed join token.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A parsed join token. Its `Debug` prints the secret as `<redacted>` (`Display` is the token).
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct JoinToken {
     /// [`ca_digest`] of the root CA the joiner must find at the manager.
     pub ca_digest: String,
@@ -62,6 +62,26 @@ impl JoinToken {
     pub fn pins(&self, ca_der: &[u8]) -> bool {
         self.ca_digest == ca_digest(ca_der)
     }
+}
+
+impl fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinToken")
+            .field("ca_digest", &self.ca_digest)
+            .field("secret", &crate::state::REDACTED)
+            .finish()
+    }
+}
+
+/// Compares two secrets in time that depends only on their lengths, not on where they differ,
+/// so that a caller cannot find a token secret one character at a time.
+pub fn secret_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
 }
 
 impl fmt::Display for JoinToken {
@@ -134,6 +154,22 @@ fn base36(bytes: &[u8], width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_the_secret_and_secrets_compare_whole() {
+        let t = JoinToken::new(b"ca", &secret_from([7; 16]));
+        let text = format!("{t:?}");
+        assert!(!text.contains(&t.secret), "{text}");
+        assert!(
+            text.contains("<redacted>") && text.contains(&t.ca_digest),
+            "{text}"
+        );
+        assert!(secret_eq(&t.secret, &t.secret.clone()));
+        assert!(!secret_eq(&t.secret, &secret_from([8; 16])));
+        assert!(!secret_eq("abc", "abcd"));
+        assert!(!secret_eq("abc", "abd"));
+        assert!(secret_eq("", ""));
+    }
 
     fn token() -> JoinToken {
         JoinToken::new(b"a CA certificate", &secret_from([7; 16]))

@@ -66,8 +66,10 @@ pub struct AppliedState {
 /// Opens (or creates) the store in `dir`: the log store, the state machine restored from the last
 /// snapshot, and a receiver that sees every applied state.
 pub fn open(dir: &Path) -> anyhow::Result<(LogStore, StateMachine, watch::Receiver<AppliedState>)> {
-    std::fs::create_dir_all(dir)?;
-    let db = Arc::new(Database::create(dir.join("raft.redb"))?);
+    mesh_api::private::private_dir(dir)?;
+    let path = dir.join("raft.redb");
+    let db = Arc::new(Database::create(&path)?);
+    mesh_api::private::private_file(&path)?;
     {
         // Create both tables, so that readers never meet a missing one.
         let w = db.begin_write()?;

@@ -6,8 +6,9 @@
 //! on managers, raft in `<data-dir>/raft/`; after a restart the daemon resumes as the same node.
 //! Managers also serve TCP 2377 (mutual TLS); every node runs an [`agent`].
 //!
-//! Authorisation is here, in `Daemon::call` (the [`Handler`] of both listeners): each request's [`Access`] against the caller
-//! ([`Peer`]). The managers' own requests then go to
+//! Authorisation is here, in `Daemon::call` (the [`Handler`] of both listeners): each request's
+//! [`Access`] against the caller ([`Peer`]), then against the cluster state (`authorise`). The
+//! managers' own requests then go to
 //! [`Manager::serve_manager_request`](mesh_manager::Manager::serve_manager_request), the rest to
 //! the cluster API or the dispatcher.
 //!
@@ -37,6 +38,7 @@ use mesh_manager::manager::{LOGS_KEPT, SNAPSHOT_EVERY};
 use mesh_manager::peer_api::is_manager_request;
 use mesh_manager::{ClusterApi, Manager, ManagerConfig};
 
+mod authorise;
 mod identity;
 mod membership;
 
@@ -56,8 +58,9 @@ pub struct Daemon {
 /// Runs a node until `stop` resolves: serves the socket, resumes the swarm membership kept on
 /// disk, then shuts everything down cleanly.
 pub async fn run(cfg: DaemonConfig, stop: impl Future<Output = ()>) -> Result<()> {
-    fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    // 0700, and whatever an older meshd left wider (0644 certificates, ...) tightened to 0600.
+    mesh_api::private::tighten_tree(&cfg.data_dir)
+        .with_context(|| format!("securing {}", cfg.data_dir.display()))?;
     let sock = cfg.socket();
     let _ = fs::remove_file(&sock);
     let listener =
@@ -244,51 +247,6 @@ impl Daemon {
             cert_dir,
         })
     }
-
-    /// Checks `req` against who sent it.
-    fn authorise(&self, peer: &Peer, req: &Request) -> Result<(), ApiError> {
-        if let (Peer::Node(id), Some(m)) = (peer, self.member()) {
-            let ours = m.identity().cluster_id;
-            if id.cluster_id != ours {
-                return Err(ApiError::denied(
-                    "permission denied: a certificate of another swarm",
-                ));
-            }
-        }
-        let manager_cert = matches!(peer, Peer::Node(id) if id.role == NodeRole::Manager);
-        let ok = match req.access() {
-            Access::Local => matches!(peer, Peer::Local),
-            Access::Api => matches!(peer, Peer::Local) || manager_cert,
-            Access::Anyone => true,
-            Access::Node => matches!(peer, Peer::Node(_)),
-            Access::Manager => manager_cert,
-        };
-        if ok {
-            return Ok(());
-        }
-        let who = match peer {
-            Peer::Local => "the local socket".to_owned(),
-            Peer::Anonymous => "a client without a certificate".to_owned(),
-            Peer::Node(id) => format!(
-                "node {} with a {} certificate",
-                id.node_id,
-                match id.role {
-                    NodeRole::Manager => "manager",
-                    NodeRole::Worker => "worker",
-                }
-            ),
-        };
-        let needs = match req.access() {
-            Access::Local => "is only served on the node's local socket",
-            Access::Api | Access::Manager => "needs a manager certificate of this swarm",
-            Access::Node => "needs a node certificate of this swarm",
-            Access::Anyone => "is open to all",
-        };
-        Err(ApiError::denied(format!(
-            "permission denied: {} {needs}, and {who} called it",
-            req.name()
-        )))
-    }
 }
 
 impl Daemon {
@@ -337,7 +295,7 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, ApiError> {
 
 impl Handler for Daemon {
     async fn call(&self, peer: Peer, req: Request) -> Result<Reply, ApiError> {
-        self.authorise(&peer, &req)?;
+        self.authorise(&peer, &req).await?;
         match req {
             Request::Init(r) => self.init(r).await,
             Request::Join(r) => self.join(r).await,
@@ -362,7 +320,6 @@ impl Handler for Daemon {
         inbound: Pin<Box<dyn Stream<Item = Result<AgentMessage, ApiError>> + Send>>,
         outbound: mpsc::Sender<ManagerMessage>,
     ) {
-        let Peer::Node(id) = peer else { return };
         let Ok(m) = self.manager() else {
             let _ = outbound
                 .send(ManagerMessage::NotLeader {
@@ -372,6 +329,14 @@ impl Handler for Daemon {
                 .await;
             return;
         };
+        // The leader's state is the swarm's: a node it no longer has is told so at once.
+        if m.is_leader()
+            && authorise::check_standing(&peer, Access::Node, "session", &m.state()).is_err()
+        {
+            let _ = outbound.send(ManagerMessage::Removed).await;
+            return;
+        }
+        let Peer::Node(id) = peer else { return };
         Dispatcher::new(m)
             .serve_session(id.node_id, inbound, outbound)
             .await;
@@ -383,7 +348,7 @@ impl Handler for Daemon {
         req: Request,
         out: mpsc::Sender<Result<StreamItem, ApiError>>,
     ) {
-        if let Err(e) = self.authorise(&peer, &req) {
+        if let Err(e) = self.authorise(&peer, &req).await {
             let _ = out.send(Err(e)).await;
             return;
         }

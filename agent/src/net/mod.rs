@@ -686,10 +686,9 @@ fn read_record(path: &Path) -> BTreeSet<u32> {
         .unwrap_or_default()
 }
 
+/// Writes the record 0600, like every file under the data directory.
 fn write_record(path: &Path, vnis: &BTreeSet<u32>) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(vnis)?)?;
-    std::fs::rename(&tmp, path)
+    mesh_api::private::write_private(path, &serde_json::to_vec(vnis)?)
 }
 
 /// Fixtures the tests of `dns` and `mesh` share.

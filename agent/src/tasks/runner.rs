@@ -44,6 +44,9 @@ impl Drop for TaskRunner {
 
 impl TaskRunner {
     pub fn spawn(cfg: RunnerConfig) -> (Self, mpsc::UnboundedReceiver<Vec<TaskStatusUpdate>>) {
+        // Unbounded, and safe so: assignments come only from the leader (a manager certificate
+        // of this swarm, over a session whose frames are bounded) and the runner takes each in
+        // as it comes; reports are this node's own task states, a few per task change.
         let (assignments, rx) = mpsc::unbounded_channel();
         let (reports, reports_rx) = mpsc::unbounded_channel();
         let runner = Runner {

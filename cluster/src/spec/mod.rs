@@ -3,6 +3,7 @@
 //! display form that parses back to the same value.
 
 mod constraint;
+pub mod limits;
 mod ports;
 mod service;
 mod units;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use super::limits::{MAX_HOSTNAME, MAX_REPLICAS, check_labels, check_replicas};
 use super::{SpecError, parse_constraints};
 use crate::state::{
     EndpointMode, FailureAction, Protocol, PublishMode, RestartCondition, ServiceMode, ServiceSpec,
@@ -76,13 +77,15 @@ pub fn parse_env(input: &str) -> Result<String, SpecError> {
     }
 }
 
-/// `--replicas K`: a non-negative integer.
+/// `--replicas K`: a non-negative integer, at most [`MAX_REPLICAS`].
 pub fn parse_replicas(input: &str) -> Result<u64, SpecError> {
-    input.trim().parse().map_err(|_| {
+    let n = input.trim().parse().map_err(|_| {
         SpecError::new(format!(
-            "invalid replicas value {input:?}: expected a non-negative integer (0 or more)"
+            "invalid replicas value {input:?}: expected a non-negative integer (0 to {MAX_REPLICAS})"
         ))
-    })
+    })?;
+    check_replicas(n)?;
+    Ok(n)
 }
 
 /// `--mode replicated|global` with `--replicas`: replicated by default with 1 replica; global
@@ -195,7 +198,18 @@ fn check_update_config(what: &str, c: &UpdateConfig) -> Result<(), SpecError> {
 /// [`crate::alloc::check_ports`], network existence by the API.
 pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), SpecError> {
     validate_service_name(&spec.name)?;
+    if let ServiceMode::Replicated { replicas } = spec.mode {
+        check_replicas(replicas)?;
+    }
+    check_labels("service", &spec.labels)?;
     let c = &spec.task.container;
+    check_labels("container", &c.labels)?;
+    if c.hostname.len() > MAX_HOSTNAME {
+        return Err(SpecError::new(format!(
+            "invalid hostname: {} bytes long, at most {MAX_HOSTNAME} are accepted",
+            c.hostname.len()
+        )));
+    }
     if c.image.trim().is_empty() || c.image.contains(char::is_whitespace) {
         return Err(SpecError::new(format!(
             "invalid image {:?}: expected an image reference such as busybox or nginx:1.25",
@@ -275,6 +289,25 @@ mod tests {
     use crate::spec::{TestRng, parse_port};
     use crate::state::{NetworkAttachmentConfig, PortConfig};
 
+    #[test]
+    fn specs_past_the_limits_are_refused() {
+        let mut s = spec();
+        s.mode = ServiceMode::Replicated {
+            replicas: 1_000_000_000_000,
+        };
+        let err = validate_service_spec(&s).unwrap_err().to_string();
+        assert!(err.contains("at most 10000 replicas"), "{err}");
+        let mut s = spec();
+        s.labels.insert("k".repeat(200), "v".into());
+        let err = validate_service_spec(&s).unwrap_err().to_string();
+        assert!(err.contains("service label"), "{err}");
+        let mut s = spec();
+        s.task.container.hostname = "h".repeat(300);
+        let err = validate_service_spec(&s).unwrap_err().to_string();
+        assert!(err.contains("at most 253"), "{err}");
+        assert!(validate_service_spec(&spec()).is_ok());
+    }
+
     fn spec() -> ServiceSpec {
         let mut s = ServiceSpec {
             name: "web".into(),
@@ -293,6 +326,9 @@ mod tests {
             "{err}"
         );
         assert!(parse_replicas("x").is_err());
+        let err = parse_replicas("1000000000000").unwrap_err().to_string();
+        assert!(err.contains("at most 10000 replicas"), "{err}");
+        assert_eq!(parse_replicas("10000"), Ok(10_000));
         assert_eq!(
             parse_mode(None, None),
             Ok(ServiceMode::Replicated { replicas: 1 })

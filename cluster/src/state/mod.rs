@@ -50,8 +50,9 @@ pub struct Meta {
     pub updated_at: Millis,
 }
 
-/// Cluster-wide settings and secrets, one per cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Cluster-wide settings and secrets, one per cluster. Its `Debug` prints the CA key and the
+/// token secrets as `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterInfo {
     pub id: Id,
     pub meta: Meta,
@@ -72,4 +73,56 @@ pub struct ClusterInfo {
     /// token is told it was rotated rather than that it is wrong.
     #[serde(default)]
     pub retired_token_secrets: Vec<String>,
+}
+
+/// What `Debug` prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for ClusterInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterInfo")
+            .field("id", &self.id)
+            .field("meta", &self.meta)
+            .field("root_ca_cert_pem", &self.root_ca_cert_pem)
+            .field("root_ca_key_pem", &REDACTED)
+            .field("worker_token_secret", &REDACTED)
+            .field("manager_token_secret", &REDACTED)
+            .field("default_pool", &self.default_pool)
+            .field("subnet_len", &self.subnet_len)
+            .field("last_raft_id", &self.last_raft_id)
+            .field(
+                "retired_token_secrets",
+                &format_args!("<{} redacted>", self.retired_token_secrets.len()),
+            )
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_info_debug_hides_its_secrets() {
+        let c = ClusterInfo {
+            id: Id::from("c1".to_owned()),
+            meta: Meta::default(),
+            root_ca_cert_pem: "CERT".into(),
+            root_ca_key_pem: "-----BEGIN PRIVATE KEY-----SECRETKEY".into(),
+            worker_token_secret: "workersecret".into(),
+            manager_token_secret: "managersecret".into(),
+            default_pool: "10.0.0.0/8".parse().unwrap(),
+            subnet_len: 24,
+            last_raft_id: 3,
+            retired_token_secrets: vec!["oldsecret".into()],
+        };
+        let text = format!("{c:?} {c:#?}");
+        for secret in ["SECRETKEY", "workersecret", "managersecret", "oldsecret"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(
+            text.contains("<redacted>") && text.contains("CERT"),
+            "{text}"
+        );
+    }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use mesh_cluster::Id;
+use mesh_cluster::spec::limits::bound_description;
 use mesh_cluster::state::{Tx, TxError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -39,6 +40,8 @@ use view::{AgentView, agent_view, diff_assignments, log_context, mesh_stats_rows
 const ASSIGNMENT_DEBOUNCE: Duration = Duration::from_millis(30);
 /// Task states reported within this long are written in one transaction.
 const STATUS_BATCH: Duration = Duration::from_millis(50);
+/// Task state reports (one per agent message) waiting for the writer, at most.
+const STATUS_QUEUE: usize = 1024;
 
 /// What a log stream receives from the sessions.
 enum LogEvent {
@@ -65,8 +68,8 @@ pub(crate) struct Dispatch {
     sessions: Mutex<HashMap<Id, SessionEntry>>,
     streams: Mutex<HashMap<u64, LogStreamEntry>>,
     next: AtomicU64,
-    status_tx: mpsc::UnboundedSender<Reports>,
-    status_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Reports>>>,
+    status_tx: mpsc::Sender<Reports>,
+    status_rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Reports>>>,
     /// Each node's routing-mesh counters as it last reported them (in memory: they live in the
     /// nodes' maps; a new leader hears them again within a heartbeat).
     mesh_stats: Mutex<HashMap<Id, (Instant, Vec<ServiceCounters>)>>,
@@ -74,7 +77,7 @@ pub(crate) struct Dispatch {
 
 impl Dispatch {
     pub(crate) fn new() -> Self {
-        let (status_tx, status_rx) = mpsc::unbounded_channel();
+        let (status_tx, status_rx) = mpsc::channel(STATUS_QUEUE);
         Self {
             sessions: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
@@ -249,6 +252,8 @@ impl Dispatcher {
         let dispatch = &self.m.inner.dispatch;
         match msg {
             AgentMessage::Heartbeat { description, addr } => {
+                // What a node says of itself is kept cut to the bounds of `spec::limits`.
+                let description = bound_description(&description);
                 match self.m.heartbeat(node_id, &description, addr).await {
                     Err(e) if e.code == Code::NotFound => {
                         let _ = outbound.send(ManagerMessage::Removed).await;
@@ -270,8 +275,13 @@ impl Dispatcher {
                     .is_ok()
             }
             AgentMessage::TaskStatus { updates } => {
-                let _ = dispatch.status_tx.send((node_id.clone(), updates));
-                true
+                // Bounded: a node that reports faster than the leader writes waits here (its
+                // session stalls), rather than growing the leader's memory.
+                dispatch
+                    .status_tx
+                    .send((node_id.clone(), updates))
+                    .await
+                    .is_ok()
             }
             AgentMessage::Logs { stream, lines } => {
                 if !dispatch.log_lines(stream, lines) {

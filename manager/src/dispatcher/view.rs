@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use mesh_cluster::Id;
 use mesh_cluster::alloc::service_networks;
 use mesh_cluster::naming::{ports_column, task_name};
+use mesh_cluster::spec::limits::{MAX_DESCRIPTION_FIELD, MAX_STATUS_TEXT, truncate_in_place};
 use mesh_cluster::state::{
     ClusterState, EndpointMode, Network, NetworkAttachmentConfig, Object, Op, ServiceMode, Task,
     TaskState,
@@ -259,6 +260,10 @@ pub(crate) fn status_ops(state: &ClusterState, batch: &[(Id, Vec<TaskStatusUpdat
             }
             let mut t = cur.clone();
             t.status = u.status.clone();
+            // A node's words are kept cut to the bounds of `spec::limits`.
+            truncate_in_place(&mut t.status.message, MAX_STATUS_TEXT);
+            truncate_in_place(&mut t.status.err, MAX_STATUS_TEXT);
+            truncate_in_place(&mut t.status.container_id, MAX_DESCRIPTION_FIELD);
             changed.insert(t.id.clone(), t);
         }
     }
@@ -462,6 +467,25 @@ pub(crate) mod tests {
             status_ops(&after, &[(Id::from("n1"), vec![up("a", Failed)])]).len(),
             1
         );
+        // A node's error text is cut to its bound.
+        let mut failed = status(Failed);
+        failed.err = "e".repeat(1_000_000);
+        failed.message = "m".repeat(1_000_000);
+        let ops = status_ops(
+            &after,
+            &[(
+                Id::from("n1"),
+                vec![TaskStatusUpdate {
+                    task_id: Id::from("a"),
+                    status: failed,
+                }],
+            )],
+        );
+        let Op::Put(Object::Task(t)) = &ops[0] else {
+            panic!("{ops:?}")
+        };
+        assert_eq!(t.status.err.len(), MAX_STATUS_TEXT);
+        assert_eq!(t.status.message.len(), MAX_STATUS_TEXT);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use mesh_cluster::Id;
 use mesh_cluster::alloc::{check_network_removal, new_network};
+use mesh_cluster::spec::limits::check_labels;
 use mesh_cluster::state::{ClusterState, Kind, Millis, Network, NetworkSpec, Object, Op, Tx};
 
 use mesh_api::{ApiError, NetworkReply, Reply, Request, now_millis};
@@ -67,6 +68,7 @@ pub fn create_network_tx(
             "invalid label {k:?}: expected key=value"
         )));
     }
+    check_labels("network", &spec.labels).map_err(|e| ApiError::invalid(e.to_string()))?;
     let network =
         new_network(state, spec, id.clone()).map_err(|e| ApiError::invalid(e.to_string()))?;
     Ok(Tx {

@@ -2,6 +2,7 @@
 //! are updates of the role).
 
 use mesh_api::{ApiError, MANAGER_PORT, NodeReply, NodeUpdate, NodesReply, Reply};
+use mesh_cluster::spec::limits::check_labels;
 use mesh_cluster::state::{
     ClusterState, ManagerStatus, Node, NodeRole, NodeState, Object, Op, Reachability, Tx,
 };
@@ -93,6 +94,7 @@ pub fn update_node(state: &ClusterState, u: &NodeUpdate) -> Result<Option<Tx>, A
         }
         n.spec.labels.insert(k.clone(), v.clone());
     }
+    check_labels("node", &n.spec.labels).map_err(|e| ApiError::invalid(e.to_string()))?;
     match u.role {
         Some(NodeRole::Manager) if n.spec.role != NodeRole::Manager => {
             let mut c = cluster(state)?.clone();

@@ -16,6 +16,7 @@ use mesh_cluster::alloc::check_ports;
 use mesh_cluster::naming::{ports_column, replicas_column};
 use mesh_cluster::net::RESERVED_PORTS;
 use mesh_cluster::orchestrator::{new_service, rollback_service, update_service};
+use mesh_cluster::spec::limits::check_replicas;
 use mesh_cluster::spec::validate_service_spec;
 use mesh_cluster::state::{
     ClusterState, Kind, Millis, Object, Op, PublishMode, Service, ServiceMode, ServiceSpec, Tx,
@@ -183,6 +184,7 @@ pub fn scale_service_tx(
     replicas: u64,
     now: Millis,
 ) -> Result<Option<Tx>, ApiError> {
+    check_replicas(replicas).map_err(|e| ApiError::invalid(e.to_string()))?;
     let current = find_service(state, query)?;
     let ServiceMode::Replicated { .. } = current.spec.mode else {
         return Err(ApiError::invalid(format!(
@@ -511,6 +513,8 @@ pub(crate) mod tests {
             "the same spec changes nothing"
         );
         assert!(scale_service_tx(&s, "web", 3, 3).unwrap().is_none());
+        let err = scale_service_tx(&s, "web", 1_000_000_000_000, 3).unwrap_err();
+        assert!(err.message.contains("at most 10000 replicas"), "{err}");
         let tx = scale_service_tx(&s, "web", 1, 3).unwrap().unwrap();
         apply(&mut s, &tx);
         assert_eq!(

@@ -7,9 +7,10 @@ use mesh_api::{
     ApiError, Code, JoinClusterReply, JoinClusterRequest, JoinTokenReply, Reply, now_millis,
 };
 use mesh_cluster::Id;
+use mesh_cluster::spec::limits::bound_description;
 use mesh_cluster::state::{
-    Availability, ClusterState, ManagerStatus, Meta, Node, NodeDescription, NodeRole, NodeSpec,
-    NodeState, NodeStatus, Object, Op, Reachability, Tx, TxError,
+    Availability, ClusterInfo, ClusterState, ManagerStatus, Meta, Node, NodeDescription, NodeRole,
+    NodeSpec, NodeState, NodeStatus, Object, Op, Reachability, Tx, TxError,
 };
 use mesh_cluster::token::{self, JoinToken};
 
@@ -33,7 +34,7 @@ pub fn bootstrap_tx(
     advertise: std::net::Ipv4Addr,
     port: u16,
 ) -> Tx {
-    use mesh_cluster::state::{ClusterInfo, Network, NetworkSpec};
+    use mesh_cluster::state::{Network, NetworkSpec};
     let cluster = ClusterInfo {
         id: cluster_id.clone(),
         meta: Meta::default(),
@@ -141,27 +142,17 @@ impl SwarmApi<'_> {
     }
 
     /// A joiner with a token (on the leader): check the secret, record the node, sign its key.
+    /// The secret is checked (in constant time) before the leader's write lock is taken, so that
+    /// wrong guesses queue behind nothing, and again under it (a rotation may have come between).
     pub async fn join_cluster(&self, j: JoinClusterRequest) -> Result<Reply, ApiError> {
+        join_role(cluster(&self.m.state())?, &j.secret)?;
+        let description = bound_description(&j.description);
         let _g = self.m.inner.write_lock.lock().await;
         let mut attempts = 0;
         loop {
             let state = self.m.state();
             let c = cluster(&state)?;
-            let role = if j.secret == c.worker_token_secret {
-                NodeRole::Worker
-            } else if j.secret == c.manager_token_secret {
-                NodeRole::Manager
-            } else if c.retired_token_secrets.contains(&j.secret) {
-                return Err(ApiError::new(
-                    Code::TokenRotated,
-                    "invalid join token: this token was rotated and no longer admits new nodes; get the current one with `meshctl swarm join-token worker` (or `manager`) on a manager",
-                ));
-            } else {
-                return Err(ApiError::new(
-                    Code::TokenInvalid,
-                    "invalid join token: its secret is not a join token of this swarm; check it, or get one with `meshctl swarm join-token worker` (or `manager`) on a manager",
-                ));
-            };
+            let role = join_role(c, &j.secret)?;
             let node_id = Id::random();
             let mut ops = Vec::new();
             let mut raft_id = 0;
@@ -188,7 +179,7 @@ impl SwarmApi<'_> {
                     availability: Availability::Active,
                     labels: BTreeMap::new(),
                 },
-                description: j.description.clone(),
+                description: description.clone(),
                 status: NodeStatus {
                     state: NodeState::Unknown,
                     message: String::new(),
@@ -229,6 +220,32 @@ impl SwarmApi<'_> {
     }
 }
 
+/// The role a join secret admits to, compared in constant time against every secret the
+/// cluster knows; a rotated or unknown secret is refused, each with its own message.
+pub(crate) fn join_role(c: &ClusterInfo, secret: &str) -> Result<NodeRole, ApiError> {
+    let worker = token::secret_eq(secret, &c.worker_token_secret);
+    let manager = token::secret_eq(secret, &c.manager_token_secret);
+    let retired = c
+        .retired_token_secrets
+        .iter()
+        .fold(false, |any, r| any | token::secret_eq(secret, r));
+    if worker {
+        Ok(NodeRole::Worker)
+    } else if manager {
+        Ok(NodeRole::Manager)
+    } else if retired {
+        Err(ApiError::new(
+            Code::TokenRotated,
+            "invalid join token: this token was rotated and no longer admits new nodes; get the current one with `meshctl swarm join-token worker` (or `manager`) on a manager",
+        ))
+    } else {
+        Err(ApiError::new(
+            Code::TokenInvalid,
+            "invalid join token: its secret is not a join token of this swarm; check it, or get one with `meshctl swarm join-token worker` (or `manager`) on a manager",
+        ))
+    }
+}
+
 /// A node asks for a certificate for a new key: it gets the role the state gives it.
 pub(crate) fn renew_cert(
     state: &ClusterState,
@@ -257,7 +274,7 @@ pub(crate) fn renew_cert(
     Ok(Reply::Cert { cert_pem, raft_id })
 }
 
-pub(crate) fn cluster(state: &ClusterState) -> Result<&mesh_cluster::state::ClusterInfo, ApiError> {
+pub(crate) fn cluster(state: &ClusterState) -> Result<&ClusterInfo, ApiError> {
     state
         .cluster
         .as_ref()
@@ -272,4 +289,36 @@ pub fn manager_addrs(state: &ClusterState) -> Vec<String> {
         .filter(|n| n.spec.role == NodeRole::Manager)
         .filter_map(|n| n.manager_status.as_ref().map(|m| m.addr.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_secrets_admit_their_role_only() {
+        let tx = bootstrap_tx(
+            &Id::from("c"),
+            &Id::from("n1"),
+            &("CA".into(), "KEY".into()),
+            NodeDescription::default(),
+            std::net::Ipv4Addr::LOCALHOST,
+            2377,
+        );
+        let Op::Put(Object::Cluster(mut c)) = tx.ops[0].clone() else {
+            panic!("the cluster first")
+        };
+        c.retired_token_secrets.push("old".into());
+        assert_eq!(
+            join_role(&c, &c.worker_token_secret.clone()).unwrap(),
+            NodeRole::Worker
+        );
+        assert_eq!(
+            join_role(&c, &c.manager_token_secret.clone()).unwrap(),
+            NodeRole::Manager
+        );
+        assert_eq!(join_role(&c, "old").unwrap_err().code, Code::TokenRotated);
+        assert_eq!(join_role(&c, "nope").unwrap_err().code, Code::TokenInvalid);
+        assert_eq!(join_role(&c, "").unwrap_err().code, Code::TokenInvalid);
+    }
 }

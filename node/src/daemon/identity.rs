@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -133,11 +132,8 @@ pub(super) fn remove_dir(p: &Path) -> Result<()> {
 impl Daemon {
     pub(super) fn save_identity(&self, id: &Identity) -> Result<()> {
         let path = self.cfg.identity_file();
-        let tmp = path.with_extension("json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(id)?)?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
-        fs::rename(&tmp, &path)?;
-        Ok(())
+        mesh_api::private::write_private(&path, &serde_json::to_vec_pretty(id)?)
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     /// Removes the swarm membership from disk.
