@@ -83,6 +83,30 @@ fn trust_state_decides_certificates_and_inputs_are_bounded() {
         0o600
     );
 
+    // What an older meshd left wider is tightened when meshd starts.
+    let d4 = dir("n4");
+    assert!(lab.meshctl_lab(&["stop", "n4"]).status.success());
+    for (p, m) in [
+        (d4.clone(), 0o755),
+        (format!("{d4}/certs"), 0o755),
+        (format!("{d4}/certs/ca.pem"), 0o644),
+        (format!("{d4}/swarm.json"), 0o644),
+    ] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    assert!(lab.meshctl_lab(&["start", "n4"]).status.success());
+    eventually(Duration::from_secs(20), "n4's files tightened", || {
+        let modes = [
+            mode(Path::new(&d4)),
+            mode(Path::new(&format!("{d4}/certs"))),
+            mode(Path::new(&format!("{d4}/certs/ca.pem"))),
+            mode(Path::new(&format!("{d4}/swarm.json"))),
+        ];
+        (modes == [0o700, 0o700, 0o600, 0o600])
+            .then_some(())
+            .ok_or(format!("{modes:?}"))
+    });
+
     let leader = format!("{}:2377", lab.node_addr(1));
     let ca = std::fs::read_to_string(format!("{}/certs/ca.pem", dir("n1"))).unwrap();
     let n2_manager = Credentials::load(Path::new(&format!("{}/certs", dir("n2")))).unwrap();

@@ -58,9 +58,7 @@ pub struct Daemon {
 /// Runs a node until `stop` resolves: serves the socket, resumes the swarm membership kept on
 /// disk, then shuts everything down cleanly.
 pub async fn run(cfg: DaemonConfig, stop: impl Future<Output = ()>) -> Result<()> {
-    // 0700, and whatever an older meshd left wider (0644 certificates, ...) tightened to 0600.
-    mesh_api::private::tighten_tree(&cfg.data_dir)
-        .with_context(|| format!("securing {}", cfg.data_dir.display()))?;
+    secure_data_dir(&cfg).with_context(|| format!("securing {}", cfg.data_dir.display()))?;
     let sock = cfg.socket();
     let _ = fs::remove_file(&sock);
     let listener =
@@ -75,6 +73,24 @@ pub async fn run(cfg: DaemonConfig, stop: impl Future<Output = ()>) -> Result<()
     local.abort();
     daemon.stop_member().await;
     let _ = fs::remove_file(&sock);
+    Ok(())
+}
+
+/// The data directory 0700, and what an older meshd left wider in it (0644 certificates, ...)
+/// tightened: `raft/` and `certs/` whole, `swarm.json`. Nothing else under it is touched (it may
+/// be a directory the user shares with other things).
+fn secure_data_dir(cfg: &DaemonConfig) -> std::io::Result<()> {
+    use mesh_api::private;
+    private::private_dir(&cfg.data_dir)?;
+    for dir in [cfg.raft_dir(), cfg.cert_dir()] {
+        if dir.is_dir() {
+            private::tighten_tree(&dir)?;
+        }
+    }
+    let identity = cfg.identity_file();
+    if identity.exists() {
+        private::private_file(&identity)?;
+    }
     Ok(())
 }
 

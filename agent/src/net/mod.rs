@@ -105,6 +105,11 @@ impl NodeNetworking {
     pub fn new(data_dir: &Path, engine: EngineHandle) -> anyhow::Result<Self> {
         let overlay = Overlay::connect().context("connecting to netlink")?;
         let record_path = data_dir.join(RECORD_FILE);
+        if record_path.exists() {
+            // 0600 like every file under the data directory (an older meshd wrote it 0644).
+            mesh_api::private::private_file(&record_path)
+                .with_context(|| format!("securing {}", record_path.display()))?;
+        }
         let record = read_record(&record_path);
         let (view, _) = watch::channel(NetView::default());
         let inner = Arc::new(Inner {
