@@ -147,6 +147,13 @@ fn trust_state_decides_certificates_and_inputs_are_bounded() {
     for (what, req) in [
         ("propose", propose),
         ("read index", Request::ReadIndex),
+        (
+            "add manager",
+            Request::AddManager {
+                raft_id: 2,
+                addr: format!("{}:2377", lab.node_addr(2)),
+            },
+        ),
         ("node ls", Request::NodeList),
     ] {
         denied(
