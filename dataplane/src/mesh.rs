@@ -21,7 +21,9 @@ use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
 use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_BRIDGE, MESH_IF_TASK, MeshIface};
 use tracing::{info, warn};
 
-use crate::model::{DesiredMesh, INGRESS_VNI, Protocol};
+use mesh_cluster::net::INGRESS_VNI;
+
+use crate::model::{DesiredMesh, Protocol};
 use crate::netdev;
 use crate::plan::{self, Op, Programmed};
 use crate::programs::Programs;
@@ -64,7 +66,8 @@ pub struct MeshOptions {
     pub datapath: Datapath,
     /// A directory on bpffs for this node (`/sys/fs/bpf/meshd/<hostname>`).
     pub pin_dir: PathBuf,
-    /// The VNI of the ingress network ([`INGRESS_VNI`]).
+    /// The VNI of the ingress network (`mesh_cluster::net::INGRESS_VNI` unless a test says
+    /// otherwise).
     pub ingress_vni: u32,
     pub timeouts: Timeouts,
 }
