@@ -61,6 +61,10 @@ struct Args {
     /// The same for UDP flows.
     #[arg(long, default_value = "5m", value_parser = duration)]
     conntrack_udp_timeout: Duration,
+    /// Serve Prometheus metrics (`/metrics`) and `/healthz` over HTTP at `IP:PORT` (Docker's
+    /// `metrics-addr` convention: port 9323). Off by default.
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -141,6 +145,14 @@ async fn run(args: Args) -> Result<()> {
         task_networking: node_networking.networking(),
         engine,
     };
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some(
+            mesh_metrics::start(addr, cfg.socket())
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?,
+        ),
+        None => None,
+    };
     tracing::info!(?cfg, "meshd starting");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop = async move {
@@ -153,5 +165,8 @@ async fn run(args: Args) -> Result<()> {
     // The mesh's pins stay: the programs keep serving until the next meshd takes them over.
     mesh.abort();
     dns.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     result
 }
