@@ -93,6 +93,20 @@ fn metrics_count_traffic_and_status_reports_a_killed_node() {
         );
         assert_eq!(health.as_deref(), Ok("200"), "healthz of n{i}");
     }
+    let content_type = curl(
+        &lab,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{content_type}",
+            &format!("http://{n1}:9323/metrics"),
+        ],
+    );
+    assert_eq!(
+        content_type.as_deref(),
+        Ok("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
     let leader = scrape(&lab, 1).unwrap();
     assert_eq!(leader.get("meshd_raft_leader"), Some(&1.0), "{leader:?}");
 
