@@ -448,6 +448,30 @@ impl Mesh {
             .collect()
     }
 
+    /// How full the maps are: `(map name, entries, capacity)` for conntrack (entries in the
+    /// kernel map), the published ports and VIPs, and the backends (as last applied).
+    pub fn map_fill(&mut self) -> anyhow::Result<Vec<(&'static str, u64, u64)>> {
+        use mesh_ebpf::maps::{Backends, Conntrack, MeshMap, Ports, Vips};
+        let ct = self.programs.conntrack_entries()?;
+        let ports = self
+            .programmed
+            .frontends
+            .keys()
+            .filter(|k| matches!(k, crate::plan::FrontendKey::Port { .. }))
+            .count() as u64;
+        let vips = self.programmed.frontends.len() as u64 - ports;
+        Ok(vec![
+            (Conntrack::NAME, ct, u64::from(Conntrack::MAX_ENTRIES)),
+            (
+                Backends::NAME,
+                self.programmed.backends.len() as u64,
+                u64::from(Backends::MAX_ENTRIES),
+            ),
+            (Ports::NAME, ports, u64::from(Ports::MAX_ENTRIES)),
+            (Vips::NAME, vips, u64::from(Vips::MAX_ENTRIES)),
+        ])
+    }
+
     /// Every conntrack entry (both directions of every flow).
     pub fn flows(&mut self) -> anyhow::Result<Vec<FlowEntry>> {
         self.programs.flows()

@@ -64,6 +64,10 @@ pub struct Args {
     /// The same for UDP flows.
     #[arg(long, env = "MESHD_CONNTRACK_UDP_TIMEOUT", default_value = "5m", value_parser = duration)]
     pub conntrack_udp_timeout: Duration,
+    /// Serve Prometheus metrics (`/metrics`) and `/healthz` over HTTP at `IP:PORT` (Docker's
+    /// `metrics-addr` convention: port 9323). Off by default.
+    #[arg(long, env = "MESHD_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

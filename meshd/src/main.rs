@@ -88,6 +88,14 @@ async fn run(args: Args, advertise_addr: Option<Ipv4Addr>, engine: EngineHandle)
         task_networking: node_networking.networking(),
         engine,
     };
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some(
+            mesh_metrics::start(addr, cfg.socket())
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?,
+        ),
+        None => None,
+    };
     tracing::info!(?cfg, "meshd starting");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop = async move {
@@ -100,5 +108,8 @@ async fn run(args: Args, advertise_addr: Option<Ipv4Addr>, engine: EngineHandle)
     // The mesh's pins stay: the programs keep serving until the next meshd takes them over.
     mesh.abort();
     dns.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     result
 }
