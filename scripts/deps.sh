@@ -9,6 +9,7 @@ PACKAGES=(
   docker.io                               # tasks are containers
   busybox-static                          # the FROM-scratch test image
   iperf3 haproxy dnsutils tcpdump socat wrk dnsperf unbound iptables nftables  # tests and bench
+  systemd                                 # systemd-analyze verify of the packaged unit
 )
 
 log() { printf '[deps] %s\n' "$*" >&2; }
@@ -32,6 +33,13 @@ fi
 if ! command -v cargo-machete >/dev/null; then
   log "installing cargo-machete (crates.io)"
   cargo install --locked --quiet cargo-machete
+fi
+
+# cargo-deb: the test script builds the Debian package with it. Pinned: its `--profile dev`
+# (the test script packages the debug binaries) is announced to become an error in a later one.
+if ! command -v cargo-deb >/dev/null; then
+  log "installing cargo-deb (crates.io)"
+  cargo install --locked --quiet cargo-deb --version 3.8.0
 fi
 
 # bpffs: meshd pins maps and links under /sys/fs/bpf/meshd.

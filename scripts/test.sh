@@ -12,4 +12,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo machete
 # The e2e tests run the lab's meshd and meshctl from the target directory: build every binary.
 cargo build --workspace --bins --locked
+# The Debian package from the debug binaries just built (no second build; `--fast`: light
+# compression), then what it holds and its unit (packaging/check.sh). Release: docs/install.md.
+cargo deb -p meshd --no-build --profile dev --fast --quiet --output target/debian/meshd-ci.deb
+./packaging/check.sh target/debian/meshd-ci.deb
 cargo test --workspace --locked "$@"

@@ -12,6 +12,7 @@ mod datapath;
 mod gossip;
 mod lab;
 mod mesh;
+mod metrics;
 mod networks;
 mod overlay;
 mod services;

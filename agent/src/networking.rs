@@ -70,6 +70,9 @@ pub trait TaskNetworking: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Fills the networking's part of `meshctl status` (mesh, DNS, gossip peers).
+    fn status(&self, _out: &mut mesh_api::status::NodeStatus) {}
+
     /// The runner has the leader's full task list and has adopted (attached) every running
     /// container it keeps: interfaces and devices of anything else are stale.
     fn settled(&self) -> BoxFuture<'_, ()> {

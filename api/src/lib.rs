@@ -10,6 +10,7 @@ pub mod raft;
 pub mod reply;
 pub mod request;
 pub mod session;
+pub mod status;
 pub mod tls;
 pub mod transport;
 

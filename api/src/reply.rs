@@ -53,6 +53,8 @@ pub enum Reply {
     Network(Box<NetworkReply>),
     /// `mesh stats`: one row per service and node that reported.
     MeshStats(Vec<MeshStatsRow>),
+    /// `status`: this node's parts.
+    Status(Box<crate::status::NodeStatus>),
 }
 
 /// One service's routing-mesh counters on one node (`mesh stats`): what that node's programs

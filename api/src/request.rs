@@ -27,6 +27,8 @@ pub enum Request {
     },
     /// What this node is in the swarm.
     Info,
+    /// `meshctl status`: this node's own parts ([`crate::status::NodeStatus`]).
+    Status,
 
     // The cluster API: a manager's local socket, or a manager certificate.
     NodeList,
@@ -177,6 +179,7 @@ impl Request {
             Request::Join(_) => read("swarm join", Local),
             Request::Leave { .. } => read("swarm leave", Local),
             Request::Info => read("info", Local),
+            Request::Status => read("status", Local),
             Request::NodeList => read("node ls", Api),
             Request::NodeInspect { .. } => read("node inspect", Api),
             Request::NodeUpdate(_) => write("node update"),

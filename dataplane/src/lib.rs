@@ -23,6 +23,6 @@ pub use mesh::{
     ApplyReport, Datapath, FlowEntry, FlowKind, Mesh, MeshOptions, ServiceCounters, Timeouts,
 };
 pub use model::{
-    DesiredMesh, INGRESS_VNI, Protocol, PublishMode, PublishedPort, Service, Task, TaskAddress, Vip,
+    DesiredMesh, Protocol, PublishMode, PublishedPort, Service, Task, TaskAddress, Vip,
 };
 pub use plan::PlanError;

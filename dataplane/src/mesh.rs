@@ -21,7 +21,9 @@ use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
 use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_BRIDGE, MESH_IF_TASK, MeshIface};
 use tracing::{info, warn};
 
-use crate::model::{DesiredMesh, INGRESS_VNI, Protocol};
+use mesh_cluster::net::INGRESS_VNI;
+
+use crate::model::{DesiredMesh, Protocol};
 use crate::netdev;
 use crate::plan::{self, Op, Programmed};
 use crate::programs::Programs;
@@ -64,7 +66,8 @@ pub struct MeshOptions {
     pub datapath: Datapath,
     /// A directory on bpffs for this node (`/sys/fs/bpf/meshd/<hostname>`).
     pub pin_dir: PathBuf,
-    /// The VNI of the ingress network ([`INGRESS_VNI`]).
+    /// The VNI of the ingress network (`mesh_cluster::net::INGRESS_VNI` unless a test says
+    /// otherwise).
     pub ingress_vni: u32,
     pub timeouts: Timeouts,
 }
@@ -443,6 +446,30 @@ impl Mesh {
             .into_iter()
             .map(|(id, slot)| Ok((id, self.programs.stats(slot)?)))
             .collect()
+    }
+
+    /// How full the maps are: `(map name, entries, capacity)` for conntrack (entries in the
+    /// kernel map), the published ports and VIPs, and the backends (as last applied).
+    pub fn map_fill(&mut self) -> anyhow::Result<Vec<(&'static str, u64, u64)>> {
+        use mesh_ebpf::maps::{Backends, Conntrack, MeshMap, Ports, Vips};
+        let ct = self.programs.conntrack_entries()?;
+        let ports = self
+            .programmed
+            .frontends
+            .keys()
+            .filter(|k| matches!(k, crate::plan::FrontendKey::Port { .. }))
+            .count() as u64;
+        let vips = self.programmed.frontends.len() as u64 - ports;
+        Ok(vec![
+            (Conntrack::NAME, ct, u64::from(Conntrack::MAX_ENTRIES)),
+            (
+                Backends::NAME,
+                self.programmed.backends.len() as u64,
+                u64::from(Backends::MAX_ENTRIES),
+            ),
+            (Ports::NAME, ports, u64::from(Ports::MAX_ENTRIES)),
+            (Vips::NAME, vips, u64::from(Vips::MAX_ENTRIES)),
+        ])
     }
 
     /// Every conntrack entry (both directions of every flow).

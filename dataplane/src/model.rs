@@ -5,9 +5,6 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-/// The VNI of the `ingress` network.
-pub const INGRESS_VNI: u32 = 4096;
-
 /// Transport protocol of a published port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Protocol {

@@ -171,6 +171,12 @@ impl Programs {
         Ok(n)
     }
 
+    /// Conntrack entries now (the keys walked: fine at the sizes a node holds, read once a
+    /// second).
+    pub(crate) fn conntrack_entries(&mut self) -> anyhow::Result<u64> {
+        Ok(self.map::<Conntrack>()?.keys().flatten().count() as u64)
+    }
+
     pub(crate) fn flows(&mut self) -> anyhow::Result<Vec<FlowEntry>> {
         Ok(self
             .map::<Conntrack>()?

@@ -9,7 +9,9 @@ mod table;
 mod upstream;
 mod wire;
 
-pub use server::{DEFAULT_MAX_UDP_PAYLOAD, DnsConfig, DnsError, DnsServer, DnsStats};
+pub use server::{
+    DEFAULT_MAX_UDP_PAYLOAD, DnsConfig, DnsError, DnsServer, DnsStats, LATENCY_BOUNDS,
+};
 pub use table::{
     Addresses, DEFAULT_TASK_TTL, DEFAULT_VIP_TTL, Lookup, NameTable, NameTableBuilder, PtrAnswer,
     ServiceRecords, ServiceResolution, TableError, TaskRecord, TaskSlot, Ttls,

@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -97,7 +97,16 @@ pub struct DnsStats {
     /// Relayed queries that got SERVFAIL because no upstream answered in time (or too many were
     /// in flight).
     pub forward_failed: u64,
+    /// Time from a query's arrival to its reply, answered here or relayed: how many took at most
+    /// each of [`LATENCY_BOUNDS`] (not cumulative; the last slot counts the slower ones).
+    pub latency_buckets: [u64; LATENCY_BOUNDS.len() + 1],
+    /// The sum of those times, in nanoseconds.
+    pub latency_sum_nanos: u64,
 }
+
+/// The upper bounds of the latency buckets, in seconds: internal answers take microseconds,
+/// relayed ones the upstream's round trip, up to the forward deadline.
+pub const LATENCY_BOUNDS: [f64; 8] = [0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 2.0];
 
 #[derive(Default)]
 struct Counters {
@@ -106,6 +115,24 @@ struct Counters {
     truncated: AtomicU64,
     forwarded: AtomicU64,
     forward_failed: AtomicU64,
+    latency: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    latency_sum_nanos: AtomicU64,
+}
+
+impl Counters {
+    fn observe(&self, started: Instant) {
+        let took = started.elapsed();
+        let secs = took.as_secs_f64();
+        let i = LATENCY_BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.latency[i].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_nanos.fetch_add(
+            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// The live table: readers keep an `Arc` and only look at the lock when the generation moved.
@@ -192,6 +219,13 @@ impl Shared {
 
     /// Relays `request` upstream; the reply to send, or SERVFAIL.
     async fn forward(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        let reply = self.forward_once(request, transport).await;
+        self.counters.observe(started);
+        reply
+    }
+
+    async fn forward_once(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
         let ups = self.upstreams();
         let reply = upstream::forward(
             &ups,
@@ -275,6 +309,8 @@ impl DnsServer {
             truncated: c.truncated.load(Ordering::Relaxed),
             forwarded: c.forwarded.load(Ordering::Relaxed),
             forward_failed: c.forward_failed.load(Ordering::Relaxed),
+            latency_buckets: std::array::from_fn(|i| c.latency[i].load(Ordering::Relaxed)),
+            latency_sum_nanos: c.latency_sum_nanos.load(Ordering::Relaxed),
         }
     }
 
@@ -465,9 +501,11 @@ async fn udp_worker(shared: Arc<Shared>, network: Arc<str>, socket: Arc<UdpSocke
                     }
                 };
                 let request = &buf[..len];
+                let started = Instant::now();
                 match responder.respond(table.current(&shared.table), &network, request, Transport::Udp) {
                     Outcome::Reply => {
                         shared.count_reply(responder.reply());
+                        shared.counters.observe(started);
                         send_udp(&socket, responder.reply(), client).await;
                     }
                     Outcome::Forward => {
@@ -548,6 +586,7 @@ async fn tcp_connection(
             return;
         }
         let forwarded;
+        let started = Instant::now();
         let reply: &[u8] = match responder.respond(
             table.current(&shared.table),
             &network,
@@ -556,6 +595,7 @@ async fn tcp_connection(
         ) {
             Outcome::Reply => {
                 shared.count_reply(responder.reply());
+                shared.counters.observe(started);
                 responder.reply()
             }
             Outcome::Forward => {

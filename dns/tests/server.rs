@@ -354,6 +354,10 @@ async fn unknown_internal_looking_names_are_nxdomain_and_never_forwarded() {
     );
     let stats = server.stats();
     assert_eq!((stats.nxdomain, stats.forwarded), (4, 1), "{stats:?}");
+    // Every query is timed, answered here or relayed.
+    let timed: u64 = stats.latency_buckets.iter().sum();
+    assert_eq!(timed, stats.answered + stats.forwarded, "{stats:?}");
+    assert!(stats.latency_sum_nanos > 0, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

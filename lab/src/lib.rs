@@ -307,6 +307,10 @@ fn switch_without_netfilter(sw: &str) -> Result<()> {
     ip(&["netns", "exec", sw, "sh", "-c", SCRIPT])
 }
 
+/// Where each lab node's meshd serves `/metrics` and `/healthz`, on the node's address (Docker's
+/// `metrics-addr` port).
+pub const METRICS_PORT: u16 = 9323;
+
 fn start_meshd(plan: &LabPlan, i: usize, opts: &UpOptions) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let dir = plan.node_dir(i);
@@ -326,6 +330,8 @@ fn start_meshd(plan: &LabPlan, i: usize, opts: &UpOptions) -> Result<()> {
         .arg(plan.node_addr(i).to_string())
         .arg("--datapath")
         .arg(&opts.datapath)
+        .arg("--metrics-addr")
+        .arg(format!("{}:{METRICS_PORT}", plan.node_addr(i)))
         .args(&opts.meshd_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -15,6 +15,7 @@ pub mod manager;
 pub mod peer_api;
 pub mod planner;
 pub mod raft_net;
+mod status;
 pub mod store;
 
 pub use handlers::ClusterApi;

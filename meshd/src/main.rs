@@ -1,11 +1,14 @@
 //! `meshd`: the node daemon. Composition only: it enters the node's network namespace when
 //! asked, then starts and wires the parts that live in the other crates.
 
+mod addr;
+mod flags;
+
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use mesh_agent::net::NodeNetworking;
 use mesh_agent::net::mesh::MeshSettings;
 use mesh_dataplane::{Datapath, Timeouts};
@@ -13,74 +16,7 @@ use mesh_engine::EngineHandle;
 use mesh_node::DaemonConfig;
 use mesh_overlay::netns::NetNs;
 
-/// Where published ports are served on the underlay interface.
-///
-/// `tc` is the default: on a veth (the lab, most VMs' virtio too), native XDP makes the kernel
-/// split GSO super-packets into MTU-sized frames before the program sees them, so a bulk TCP
-/// flow through a node drops to about a quarter of its speed (measured: iperf3 19 Gbit/s with
-/// no program, 5 Gbit/s with an `XDP_PASS` program attached); tc runs after GSO/GRO and keeps
-/// them whole. `xdp` wins on small packets (fewer per-packet costs, remote backends
-/// encapsulated and sent with `XDP_TX`), and on NICs with native XDP support.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum DatapathArg {
-    Tc,
-    Xdp,
-}
-
-#[derive(Parser, Debug)]
-#[command(name = "meshd", version, about = "meshd node daemon")]
-struct Args {
-    /// Run inside this network namespace (a name from `ip netns`); the lab uses it.
-    #[arg(long)]
-    netns: Option<String>,
-    /// Where the node keeps its raft log, state, certificates and socket.
-    #[arg(long, default_value = "/var/lib/meshd")]
-    data_dir: PathBuf,
-    /// The node's name in the cluster (default: the machine's hostname).
-    #[arg(long)]
-    hostname: Option<String>,
-    /// The address other nodes reach this one at.
-    #[arg(long)]
-    advertise_addr: Option<std::net::Ipv4Addr>,
-    /// Where the routing mesh serves published ports: tc (keeps GSO: best for bulk TCP on
-    /// veth) or xdp (best for small packets, and on NICs with native XDP).
-    #[arg(long, value_enum, default_value = "tc")]
-    datapath: DatapathArg,
-    /// The node's Docker engine, where its tasks run: `unix:///PATH` (docker's `DOCKER_HOST`
-    /// is read as docker reads it).
-    #[arg(
-        long,
-        env = "DOCKER_HOST",
-        default_value = "unix:///var/run/docker.sock"
-    )]
-    engine: String,
-    /// Idle time after which a mesh TCP flow is balanced again (to the same backend while the
-    /// backends are unchanged, so an idle connection survives it).
-    #[arg(long, default_value = "24h", value_parser = duration)]
-    conntrack_tcp_timeout: Duration,
-    /// The same for UDP flows.
-    #[arg(long, default_value = "5m", value_parser = duration)]
-    conntrack_udp_timeout: Duration,
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    match mesh_cluster::spec::parse_duration(s) {
-        Ok(0) => Err(format!("invalid duration {s:?}: it must be longer than 0")),
-        Ok(ms) => Ok(Duration::from_millis(ms)),
-        Err(e) => Err(e.0),
-    }
-}
-
-/// The engine named by `--engine`: a unix socket, the only kind meshd speaks to.
-fn engine_handle(engine: &str) -> Result<EngineHandle> {
-    if engine.starts_with("unix://") || engine.starts_with('/') {
-        Ok(EngineHandle::new(engine))
-    } else {
-        anyhow::bail!(
-            "invalid --engine {engine:?}: give the engine's unix socket as unix:///PATH (for example unix:///var/run/docker.sock)"
-        )
-    }
-}
+use crate::flags::{Args, DatapathArg};
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -95,13 +31,24 @@ fn main() -> Result<()> {
     if let Some(ns) = &args.netns {
         NetNs::open(ns)?.enter_process()?;
     }
+    // In the node's namespace: an interface name is looked up there, and so is the default
+    // route when no address is given.
+    let advertise = addr::resolve(args.advertise_addr.as_ref())?;
+    if let Some(a) = advertise.addr {
+        tracing::info!("advertising {a}: {}", advertise.how);
+    } else {
+        tracing::info!("no address to advertise yet: {}", advertise.how);
+    }
+    let docker_host = std::env::var("DOCKER_HOST").ok();
+    let engine = flags::engine_address(args.engine.as_deref(), docker_host.as_deref())
+        .map_err(anyhow::Error::msg)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run(args))
+        .block_on(run(args, advertise.addr, EngineHandle::new(&engine)))
 }
 
-async fn run(args: Args) -> Result<()> {
+async fn run(args: Args, advertise_addr: Option<Ipv4Addr>, engine: EngineHandle) -> Result<()> {
     let hostname = match args.hostname {
         Some(h) => h,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -111,8 +58,8 @@ async fn run(args: Args) -> Result<()> {
     };
     // The node's networking: overlay devices by netlink (in the node's namespace, entered
     // above), gossip on 7946 once the node is in a swarm, task plumbing.
-    // The node's one handle on its engine, for every part that needs it.
-    let engine = engine_handle(&args.engine)?;
+    // The node's one handle on its engine (it connects on first use), for every part that
+    // needs it.
     let node_networking = NodeNetworking::new(&args.data_dir, engine.clone())
         .context("starting the node's networking")?;
     // The routing mesh (eBPF: published ports, VIPs) and DNS, fed from the node's networking
@@ -135,11 +82,19 @@ async fn run(args: Args) -> Result<()> {
     let cfg = DaemonConfig {
         data_dir: args.data_dir,
         hostname,
-        advertise_addr: args.advertise_addr,
+        advertise_addr,
         // The orchestrator, allocator and scheduler, on whichever manager leads.
         on_manager: vec![mesh_manager::planner::hook()],
         task_networking: node_networking.networking(),
         engine,
+    };
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some(
+            mesh_metrics::start(addr, cfg.socket())
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?,
+        ),
+        None => None,
     };
     tracing::info!(?cfg, "meshd starting");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -153,5 +108,8 @@ async fn run(args: Args) -> Result<()> {
     // The mesh's pins stay: the programs keep serving until the next meshd takes them over.
     mesh.abort();
     dns.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     result
 }

@@ -41,6 +41,7 @@ use mesh_manager::{ClusterApi, Manager, ManagerConfig};
 mod authorise;
 mod identity;
 mod membership;
+mod status;
 
 use identity::Member;
 pub use identity::{DaemonConfig, Identity};
@@ -317,6 +318,7 @@ impl Handler for Daemon {
             Request::Join(r) => self.join(r).await,
             Request::Leave { force } => self.leave(force).await,
             Request::Info => Ok(self.info()),
+            Request::Status => Ok(Reply::Status(Box::new(self.status().await))),
             req if is_manager_request(&req) => {
                 self.manager()?.serve_manager_request(&peer, req).await
             }

@@ -9,14 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::OverlayError;
 
-/// The IANA VXLAN port; every `mvx` device sends and listens on it.
-pub const VXLAN_PORT: u16 = 4789;
-/// Outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8) headers.
-pub const VXLAN_OVERHEAD: u32 = 50;
+/// The VXLAN port and overhead and the smallest MTU are the cluster's, said once in
+/// `mesh_cluster::net`.
+pub use mesh_cluster::net::{MIN_MTU, VXLAN_OVERHEAD, VXLAN_PORT};
+
 /// The largest VNI (24 bits).
 pub const MAX_VNI: u32 = (1 << 24) - 1;
-/// The smallest MTU a network may ask for (every IPv4 host must take 576-byte datagrams).
-pub const MIN_MTU: u32 = 576;
 /// Linux's limit on interface names (IFNAMSIZ - 1).
 pub const MAX_IFNAME: usize = 15;
 
@@ -86,8 +84,7 @@ impl Mac {
     /// The locally administered unicast address `02:42:a:b:c:d` for `a.b.c.d` (Docker's scheme):
     /// unique wherever addresses are, and readable in captures.
     pub fn from_ipv4(ip: Ipv4Addr) -> Self {
-        let [a, b, c, d] = ip.octets();
-        Self([0x02, 0x42, a, b, c, d])
+        Self(mesh_cluster::net::mac_for(ip))
     }
 
     /// A unicast address other than all zeros: what a task or a bridge may carry.

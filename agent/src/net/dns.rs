@@ -18,6 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
+use mesh_api::status::{DnsStatus, Histogram};
 use mesh_cluster::Id;
 use mesh_cluster::state::EndpointMode;
 use mesh_dns::{DnsConfig, DnsServer, NameTable, RESOLV_CONF, ServiceRecords, TaskRecord};
@@ -30,6 +31,8 @@ use super::{NodeNetworking, remote_endpoints};
 pub const DNS_PORT: u16 = 53;
 /// How often listeners that failed are tried again and resolv.conf is read.
 const RETRY_EVERY: Duration = Duration::from_secs(5);
+/// How often the counters are handed to the node's networking (`status`, metrics).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// What one network's view of the table holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +174,40 @@ pub fn upstreams(resolvers: &[SocketAddr], view: &NetView) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// What the server says of itself for `status` and the metrics: its listeners (by network
+/// name) and counters.
+fn dns_status(
+    server: &DnsServer,
+    serving: &BTreeMap<String, SocketAddr>,
+    view: &NetView,
+) -> DnsStatus {
+    let stats = server.stats();
+    DnsStatus {
+        listeners: serving
+            .iter()
+            .map(|(id, addr)| {
+                let name = view
+                    .networks
+                    .get(&Id::from(id.as_str()))
+                    .map_or_else(|| id.clone(), |n| n.spec.name.clone());
+                (name, *addr)
+            })
+            .collect(),
+        answered: stats.answered,
+        nxdomain: stats.nxdomain,
+        truncated: stats.truncated,
+        forwarded: stats.forwarded,
+        forward_failed: stats.forward_failed,
+        latency: Histogram {
+            bounds: mesh_dns::LATENCY_BOUNDS.to_vec(),
+            counts: stats.latency_buckets.to_vec(),
+            // Nanoseconds to seconds: f64 keeps them exact far beyond any server's lifetime.
+            #[expect(clippy::cast_precision_loss, reason = "a sum of latencies in seconds")]
+            sum: stats.latency_sum_nanos as f64 / 1e9,
+        },
+    }
+}
+
 /// Starts the node's DNS server (see the module's description). Call it inside meshd's tokio
 /// runtime, in the node's network namespace (listeners bind there).
 pub fn spawn(net: NodeNetworking) -> JoinHandle<()> {
@@ -198,6 +235,8 @@ async fn run(net: NodeNetworking) {
     let mut warned: BTreeSet<String> = BTreeSet::new();
     let mut tick = tokio::time::interval(RETRY_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut report = tokio::time::interval(REPORT_EVERY);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let ticked = tokio::select! {
             changed = rx.changed() => {
@@ -208,6 +247,10 @@ async fn run(net: NodeNetworking) {
                 false
             }
             _ = tick.tick() => true,
+            _ = report.tick() => {
+                net.set_dns_status(dns_status(&server, &serving, &rx.borrow()));
+                continue;
+            }
         };
         let view = rx.borrow_and_update().clone();
 

@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 use super::view::NetView;
 use super::{NodeNetworking, interface_of, remote_endpoints};
 use mesh_api::ServiceCounters;
+use mesh_api::status::{Histogram, MapFill, MeshStatus, ServiceSample};
 
 /// How often counters are read (and attachments checked).
 const TICK: Duration = Duration::from_secs(1);
@@ -226,6 +227,17 @@ pub fn mesh_interfaces(view: &NetView) -> BTreeMap<String, MeshInterface> {
     out
 }
 
+/// The programs [`Runtime`] attaches to each kind of interface (what `status` lists).
+fn programs_of(iface: &MeshInterface) -> Vec<String> {
+    let names: &[&str] = match iface {
+        MeshInterface::IngressBridge { .. } | MeshInterface::IngressVxlan { .. } => {
+            &["tc_bridge_in"]
+        }
+        MeshInterface::TaskVeth { .. } => &["tc_task_in", "tc_task_out"],
+    };
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
 /// Starts the node's routing mesh (see the module's description). Call it inside the tokio
 /// runtime of meshd, in the node's network namespace.
 pub fn spawn(net: NodeNetworking, settings: MeshSettings) -> JoinHandle<()> {
@@ -251,6 +263,8 @@ struct Runtime {
     applied: Option<DesiredMesh>,
     /// The last warning, so that a lasting failure is logged once.
     last_warning: Option<String>,
+    /// How long each apply took (`status`, metrics).
+    programming: Histogram,
 }
 
 async fn run(net: NodeNetworking, settings: MeshSettings) {
@@ -264,6 +278,7 @@ async fn run(net: NodeNetworking, settings: MeshSettings) {
         stale_cleared: false,
         applied: None,
         last_warning: None,
+        programming: Histogram::default(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -285,7 +300,7 @@ async fn run(net: NodeNetworking, settings: MeshSettings) {
         };
         rt.step(&view, resync).await;
         if ticked {
-            rt.read_counters().await;
+            rt.read_counters(&view).await;
         }
     }
 }
@@ -504,7 +519,10 @@ impl Runtime {
             return;
         }
         let d = desired.clone();
-        match self.with_mesh(move |m| m.apply(&d)).await {
+        let started = std::time::Instant::now();
+        let done = self.with_mesh(move |m| m.apply(&d)).await;
+        self.programming.observe(started.elapsed().as_secs_f64());
+        match done {
             Some(Ok(report)) => {
                 if report.ops > 0 {
                     let backends: usize = desired.services.iter().map(|s| s.tasks.len()).sum();
@@ -527,11 +545,19 @@ impl Runtime {
         }
     }
 
-    async fn read_counters(&mut self) {
-        let Some(Ok(stats)) = self.with_mesh(Mesh::stats).await else {
+    async fn read_counters(&mut self, view: &NetView) {
+        if view.node.is_none() {
+            self.net.set_mesh_status(None);
+            return;
+        }
+        let Some(Ok((stats, fill))) = self
+            .with_mesh(|m| anyhow::Ok((m.stats()?, m.map_fill()?)))
+            .await
+        else {
+            self.report(view, Vec::new(), Vec::new());
             return;
         };
-        let counters = stats
+        let counters: Vec<ServiceCounters> = stats
             .into_iter()
             .map(|(id, c)| ServiceCounters {
                 service_id: mesh_cluster::Id::from(id.as_str()),
@@ -540,7 +566,59 @@ impl Runtime {
                 connections: c.connections,
             })
             .collect();
+        let maps = fill
+            .into_iter()
+            .map(|(name, entries, capacity)| MapFill {
+                name: name.to_owned(),
+                entries,
+                capacity,
+            })
+            .collect();
+        self.report(view, counters.clone(), maps);
         self.net.set_mesh_counters(counters);
+    }
+
+    /// Tells the node's networking what the mesh is now (`status`, metrics).
+    fn report(&self, view: &NetView, counters: Vec<ServiceCounters>, maps: Vec<MapFill>) {
+        let datapath = self.settings.datapath;
+        let mut interfaces: BTreeMap<String, Vec<String>> = self
+            .attached
+            .iter()
+            .map(|(name, a)| (name.clone(), programs_of(&a.iface)))
+            .collect();
+        if let Some(m) = &self.mesh {
+            let mut underlay = vec!["tc_underlay_in".to_owned()];
+            if datapath == Datapath::Xdp {
+                underlay.push("xdp_mesh".to_owned());
+            }
+            interfaces.insert(m.options().underlay_ifname.clone(), underlay);
+        }
+        let services = counters
+            .into_iter()
+            .map(|c| ServiceSample {
+                service_name: view
+                    .services
+                    .get(&c.service_id)
+                    .map_or_else(|| c.service_id.to_string(), |s| s.name.clone()),
+                service_id: c.service_id,
+                packets: c.packets,
+                bytes: c.bytes,
+                connections: c.connections,
+            })
+            .collect();
+        self.net.set_mesh_status(Some(MeshStatus {
+            datapath: match datapath {
+                Datapath::Tc => "tc",
+                Datapath::Xdp => "xdp",
+            }
+            .to_owned(),
+            loaded: self.mesh.is_some(),
+            error: self.last_warning.clone(),
+            interfaces,
+            maps,
+            services,
+            programming: self.programming.clone(),
+        }));
     }
 
     /// The node left its swarm: everything is detached and the pins removed.
@@ -554,6 +632,7 @@ impl Runtime {
         }
         self.forget();
         self.net.set_mesh_counters(Vec::new());
+        self.net.set_mesh_status(None);
     }
 }
 

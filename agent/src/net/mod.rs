@@ -28,6 +28,7 @@ pub mod dns;
 mod gossip;
 pub mod mesh;
 mod plan;
+mod status;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +51,7 @@ pub use self::plan::{
     PlanError, TaskPlan, Underlay, network_devices, plan_task, published_endpoints,
     remote_endpoints, seeds, stale_ports,
 };
+pub use self::status::gossip_peers;
 pub use self::view::{LocalInterface, LocalNetwork, LocalTask, NetView, SelfNode};
 use crate::networking::{Membership, Networking, TaskNetworking};
 use mesh_api::{NodeNet, ServiceCounters, ServiceNet};
@@ -91,6 +93,9 @@ struct Inner {
     settled: AtomicBool,
     /// The routing mesh's counters per service, as its runtime last read them.
     counters: Mutex<Vec<ServiceCounters>>,
+    /// What the mesh and DNS runtimes last said of themselves (`status`).
+    mesh_status: Mutex<Option<mesh_api::status::MeshStatus>>,
+    dns_status: Mutex<mesh_api::status::DnsStatus>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,6 +129,8 @@ impl NodeNetworking {
             engine,
             settled: AtomicBool::new(false),
             counters: Mutex::new(Vec::new()),
+            mesh_status: Mutex::new(None),
+            dns_status: Mutex::new(mesh_api::status::DnsStatus::default()),
         });
         tokio::spawn(converge_loop(Arc::downgrade(&inner)));
         Ok(Self { inner })
@@ -625,6 +632,10 @@ impl TaskNetworking for NodeNetworking {
 
     fn mesh_counters(&self) -> Vec<ServiceCounters> {
         lock(&self.inner.counters).clone()
+    }
+
+    fn status(&self, out: &mut mesh_api::status::NodeStatus) {
+        self.fill_status(out);
     }
 
     fn settled(&self) -> BoxFuture<'_, ()> {

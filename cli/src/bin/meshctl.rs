@@ -38,6 +38,12 @@ enum Command {
     /// Manage overlay networks: create, ls, inspect, rm.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// This node's parts, each OK or degraded (exits 1 when anything is degraded).
+    Status {
+        /// `json`: the node's whole status.
+        #[arg(long)]
+        format: Option<String>,
+    },
     /// Run a whole cluster on this machine, in network namespaces.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -66,6 +72,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Service(cmd) => commands::service::run(&cli.target, cmd, &mut out),
         Command::Network(cmd) => commands::network::run(&cli.target, cmd, &mut out),
         Command::Mesh(cmd) => commands::mesh::run(&cli.target, cmd, &mut out),
+        Command::Status { format } => {
+            commands::status::run(&cli.target, format.as_deref(), &mut out)
+        }
         Command::Lab(cmd) => commands::lab::run(cmd, &mut out),
     }
 }

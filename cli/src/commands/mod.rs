@@ -12,6 +12,7 @@ pub mod mesh;
 pub mod network;
 pub mod node;
 pub mod service;
+pub mod status;
 pub mod swarm;
 
 use std::fmt;
