@@ -479,7 +479,16 @@ pub fn down(prefix: &str) -> Result<()> {
         Some(p) => p.node_indexes().map(|i| p.node_ns(i)).collect(),
         None => namespaces.clone(),
     };
-    remove_task_containers(&hostnames)?;
+    // A create that a killed meshd sent may reach dockerd after the first listing: look again
+    // until a pass finds nothing (at most three passes, a second apart).
+    for pass in 0..3 {
+        if pass > 0 {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        if remove_task_containers(&hostnames)? == 0 && pass > 0 {
+            break;
+        }
+    }
 
     // 3. Namespaces, which take their links with them.
     for ns in &namespaces {
@@ -538,7 +547,8 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Removes the containers labelled `meshd.task` that belong to one of `hostnames`.
-fn remove_task_containers(hostnames: &[String]) -> Result<()> {
+/// Removes the task containers of `hostnames`; how many there were.
+fn remove_task_containers(hostnames: &[String]) -> Result<usize> {
     let Ok(out) = Command::new("docker")
         .args([
             "ps",
@@ -550,10 +560,10 @@ fn remove_task_containers(hostnames: &[String]) -> Result<()> {
         ])
         .output()
     else {
-        return Ok(()); // no docker client: no containers either
+        return Ok(0); // no docker client: no containers either
     };
     if !out.status.success() {
-        return Ok(()); // dockerd not running: nothing can be left in it
+        return Ok(0); // dockerd not running: nothing can be left in it
     }
     let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -565,7 +575,7 @@ fn remove_task_containers(hostnames: &[String]) -> Result<()> {
     if !ids.is_empty() {
         run(Command::new("docker").args(["rm", "-f"]).args(&ids))?;
     }
-    Ok(())
+    Ok(ids.len())
 }
 
 /// What `lab ls` shows: a table (header first) and whether `up` finished.
