@@ -622,3 +622,37 @@ fn lab_ok(lab: &Lab, line: &str) {
     let out = lab.meshctl_lab(&words(line));
     assert!(out.status.success(), "lab {line}: {}", stderr(&out));
 }
+
+/// `service update --args` splits its value as a shell does (docker's `ShlexOpt`): a quoted
+/// `sh -c` script stays one word, so the new tasks run it and the rolling update completes.
+#[test]
+fn services_update_args_are_split_as_a_shell_does() {
+    let lab = Lab::up("svcargs", 174, 1, 1);
+    ok(
+        &lab,
+        "n1",
+        &words("service create -d --name web -p 8080:80 meshd/busybox httpd -f -p 80 -h /www"),
+    );
+    let script = "sh -c 'echo v2 > /index.html; httpd -f -p 80 -h /'";
+    let out = ok(&lab, "n1", &["service", "update", "--args", script, "web"]);
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let url = format!("http://{}:8080/", lab.node_addr(1));
+    eventually(
+        Duration::from_secs(30),
+        "the updated task answers v2",
+        || {
+            let out = lab.exec("client", &["curl", "-sf", "-m", "1", &url]);
+            let body = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            (body == "v2").then_some(()).ok_or(body)
+        },
+    );
+    let err = fails(
+        &lab,
+        "n1",
+        &["service", "update", "--args", "sh -c 'echo", "web"],
+    );
+    assert!(
+        err.contains("--args") && err.contains("not closed"),
+        "{err}"
+    );
+}

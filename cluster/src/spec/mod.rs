@@ -7,6 +7,7 @@ pub mod limits;
 mod ports;
 mod service;
 mod units;
+mod words;
 
 pub use constraint::{Constraint, ConstraintKey, ConstraintOp, matches_all, parse_constraints};
 pub use ports::{format_port, format_published, parse_port};
@@ -18,6 +19,7 @@ pub use service::{
 pub use units::{
     format_cpus, format_duration, format_memory, parse_cpus, parse_duration, parse_memory,
 };
+pub use words::split_words;
 
 /// Bad input: the message names the input and what is accepted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Result;
 use clap::Args;
 use mesh_api::{Reply, Request};
-use mesh_cluster::spec::{parse_env, parse_mode, parse_placement_pref, parse_port};
+use mesh_cluster::spec::{parse_env, parse_mode, parse_placement_pref, parse_port, split_words};
 use mesh_cluster::state::ServiceSpec;
 
 use super::client::Conn;
@@ -91,7 +91,7 @@ pub fn create_spec(a: &CreateArgs) -> Result<ServiceSpec> {
     spec.task.container.image.clone_from(&a.image);
     spec.task.container.args.clone_from(&a.args);
     if let Some(e) = &a.entrypoint {
-        spec.task.container.command = e.split_whitespace().map(str::to_owned).collect();
+        spec.task.container.command = split_words("--entrypoint", e).map_err(spec_err)?;
     }
     for e in &a.env {
         spec.task

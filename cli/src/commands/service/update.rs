@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::{Result, bail};
 use clap::Args;
 use mesh_api::{Code, Reply, Request};
-use mesh_cluster::spec::{parse_env, parse_placement_pref, parse_port};
+use mesh_cluster::spec::{parse_env, parse_placement_pref, parse_port, split_words};
 use mesh_cluster::state::{Protocol, ServiceSpec};
 
 use super::client::Conn;
@@ -109,10 +109,10 @@ pub fn update_spec(current: &ServiceSpec, a: &UpdateArgs) -> Result<ServiceSpec>
         i.clone_into(&mut c.image);
     }
     if let Some(args) = &a.args {
-        c.args = args.split_whitespace().map(str::to_owned).collect();
+        c.args = split_words("--args", args).map_err(spec_err)?;
     }
     if let Some(e) = &a.entrypoint {
-        c.command = e.split_whitespace().map(str::to_owned).collect();
+        c.command = split_words("--entrypoint", e).map_err(spec_err)?;
     }
     for key in &a.env_rm {
         c.env.retain(|e| env_key(e) != env_key(key));
