@@ -21,11 +21,20 @@ use mesh_cluster::net::{DOCKER_MTU_OPTION, MAX_MTU, MIN_MTU, MTU_OPTION};
 use crate::lookup::find_network;
 use crate::manager::Manager;
 
+/// Docker's option for an overlay whose VXLAN traffic is encrypted (`--opt encrypted`).
+const ENCRYPTED_OPTION: &str = "encrypted";
+
 /// Checks and normalises the driver options: only the MTU exists (`mtu` or Docker's
-/// `com.docker.network.driver.mtu`), a whole number from [`MIN_MTU`] to [`MAX_MTU`].
+/// `com.docker.network.driver.mtu`), a whole number from [`MIN_MTU`] to [`MAX_MTU`];
+/// `encrypted` is refused with why.
 fn check_options(options: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError> {
     let mut out = BTreeMap::new();
     for (k, v) in options {
+        if k == ENCRYPTED_OPTION {
+            return Err(ApiError::invalid(
+                "encrypted overlays are not supported: they need IPsec ESP (the kernel's xfrm) or WireGuard on every node, and the kernels meshd runs on here have neither; create the network without --opt encrypted (docs/networking.md says how encryption will work)",
+            ));
+        }
         if k != MTU_OPTION && k != DOCKER_MTU_OPTION {
             return Err(ApiError::invalid(format!(
                 "unknown network option {k:?}: the overlay driver accepts only {MTU_OPTION} (or {DOCKER_MTU_OPTION})"
@@ -275,8 +284,13 @@ mod tests {
             ),
             (
                 "option",
+                with(|x| drop(x.options.insert("foo".into(), String::new()))),
+                "unknown network option \"foo\"",
+            ),
+            (
+                "encrypted",
                 with(|x| drop(x.options.insert("encrypted".into(), String::new()))),
-                "unknown network option \"encrypted\"",
+                "encrypted overlays are not supported: they need IPsec ESP",
             ),
             (
                 "mtu",
