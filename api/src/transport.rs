@@ -117,14 +117,18 @@ struct Service<H> {
     handler: Arc<H>,
 }
 
+/// Who sent `req`: the connection put it there when it was accepted.
+fn peer_of<T>(req: &GrpcRequest<T>) -> Result<Peer, Status> {
+    req.extensions()
+        .get::<Peer>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no peer identity"))
+}
+
 #[tonic::async_trait]
 impl<H: Handler> Mesh for Service<H> {
     async fn call(&self, req: GrpcRequest<Frame>) -> Result<GrpcResponse<Frame>, Status> {
-        let peer = req
-            .extensions()
-            .get::<Peer>()
-            .cloned()
-            .ok_or_else(|| Status::unauthenticated("no peer identity"))?;
+        let peer = peer_of(&req)?;
         let request: Request =
             decode(req.get_ref()).map_err(|e| Status::invalid_argument(e.message))?;
         let result = self.handler.call(peer, request).await;
@@ -137,11 +141,7 @@ impl<H: Handler> Mesh for Service<H> {
         &self,
         req: GrpcRequest<Streaming<Frame>>,
     ) -> Result<GrpcResponse<Self::SessionStream>, Status> {
-        let peer = req
-            .extensions()
-            .get::<Peer>()
-            .cloned()
-            .ok_or_else(|| Status::unauthenticated("no peer identity"))?;
+        let peer = peer_of(&req)?;
         if !matches!(peer, Peer::Node(_)) {
             return Err(Status::permission_denied(
                 "a session needs a node certificate of this swarm",
@@ -164,11 +164,7 @@ impl<H: Handler> Mesh for Service<H> {
         &self,
         req: GrpcRequest<Frame>,
     ) -> Result<GrpcResponse<Self::StreamStream>, Status> {
-        let peer = req
-            .extensions()
-            .get::<Peer>()
-            .cloned()
-            .ok_or_else(|| Status::unauthenticated("no peer identity"))?;
+        let peer = peer_of(&req)?;
         let request: Request =
             decode(req.get_ref()).map_err(|e| Status::invalid_argument(e.message))?;
         let (tx, rx) = mpsc::channel::<Result<StreamItem, ApiError>>(64);

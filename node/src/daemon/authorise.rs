@@ -101,17 +101,18 @@ impl Daemon {
     pub(super) async fn authorise(&self, peer: &Peer, req: &Request) -> Result<(), ApiError> {
         let member = self.member();
         let cluster_id = member.as_ref().map(|m| m.identity().cluster_id);
-        check_certificate(peer, req.access(), req.name(), cluster_id.as_ref())?;
+        let route = req.route();
+        check_certificate(peer, route.access, route.name, cluster_id.as_ref())?;
         let Some(manager) = member.and_then(|m| m.manager.clone()) else {
             return Ok(());
         };
         if matches!(req, Request::Raft(_)) {
             return Ok(());
         }
-        let refused = check_standing(peer, req.access(), req.name(), &manager.state());
+        let refused = check_standing(peer, route.access, route.name, &manager.state());
         match refused {
             Err(e) if !manager.is_leader() => match manager.read().await {
-                Ok(view) => check_standing(peer, req.access(), req.name(), &view.applied.state),
+                Ok(view) => check_standing(peer, route.access, route.name, &view.applied.state),
                 Err(_) => Err(e),
             },
             other => other,
