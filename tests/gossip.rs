@@ -294,7 +294,10 @@ fn gossip_spreads_endpoints_detects_a_killed_node_and_takes_it_back() {
             *view
         );
         assert!(
-            view.endpoints.values().flatten().all(|e| e.task_id != "forged"),
+            view.endpoints
+                .values()
+                .flatten()
+                .all(|e| e.task_id != "forged"),
             "{}: a forged endpoint was taken: {:#?}",
             node.name,
             *view

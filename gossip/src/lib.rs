@@ -26,11 +26,9 @@
 //! What is and is not protected:
 //! - Cluster isolation: every SYN carries the cluster id; a node of another cluster is answered
 //!   `BadCluster` and never enters this cluster's state, nor this cluster its state.
-//! - Not protected: gossip is neither encrypted nor authenticated here. Anyone who can send UDP
-//!   to port 7946 on the underlay can read the endpoint table, and can inject or forge node
-//!   state (including under another node's id) if they know the cluster id, which is not a
-//!   secret. The underlay must be a trusted network until the transport is wrapped (chitchat's
-//!   `Transport` trait allows an authenticated, encrypted one, keyed from the cluster CA).
+//! - Sealed: every datagram is encrypted and authenticated with the cluster's gossip keyring
+//!   (`seal.rs`, AES-256-GCM, keys from the managers over mTLS, rotated by the leader). Anyone on
+//!   the underlay without a key can neither read the state nor inject or forge any of it.
 //! - Only UDP 7946 is used: chitchat has no TCP push/pull; a large state travels as successive
 //!   partial deltas of at most one 64 KB datagram each (IP-fragmented on the wire).
 

@@ -17,8 +17,8 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport};
 use chitchat::ChitchatEnvelope;
+use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use tracing::debug;
@@ -96,12 +96,7 @@ impl GossipKeyring {
     }
 
     /// Seals `plain` for the cluster `cluster_id` under the current key; `None` without a key.
-    pub fn seal(
-        &self,
-        cluster_id: &str,
-        plain: &[u8],
-        rng: &dyn SecureRandom,
-    ) -> Option<Vec<u8>> {
+    pub fn seal(&self, cluster_id: &str, plain: &[u8], rng: &dyn SecureRandom) -> Option<Vec<u8>> {
         let key = self.keys.last()?;
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill(&mut nonce).ok()?;
@@ -128,10 +123,7 @@ impl GossipKeyring {
         if self.keys.is_empty() {
             return Err(OpenError::NoKey);
         }
-        if sealed.len() < HEADER_LEN + TAG_LEN
-            || &sealed[..2] != MAGIC
-            || sealed[2] != VERSION
-        {
+        if sealed.len() < HEADER_LEN + TAG_LEN || &sealed[..2] != MAGIC || sealed[2] != VERSION {
             return Err(OpenError::Header);
         }
         let (header, body) = sealed.split_at(HEADER_LEN);
@@ -179,7 +171,10 @@ pub struct SharedKeyring(Arc<RwLock<GossipKeyring>>);
 
 impl SharedKeyring {
     pub fn set(&self, ring: GossipKeyring) {
-        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = ring;
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = ring;
     }
 
     pub fn get(&self) -> GossipKeyring {
@@ -386,7 +381,10 @@ mod tests {
         sealed[HEADER_LEN] ^= 1;
         assert_eq!(ring.open("c", &sealed), Err(OpenError::Forged));
         // An unsealed chitchat datagram, or a short one, has no valid header.
-        assert_eq!(ring.open("c", b"\x00\x01plain chitchat syn......................"), Err(OpenError::Header));
+        assert_eq!(
+            ring.open("c", b"\x00\x01plain chitchat syn......................"),
+            Err(OpenError::Header)
+        );
         assert_eq!(ring.open("c", b"MG"), Err(OpenError::Header));
     }
 
@@ -408,7 +406,10 @@ mod tests {
     fn rings_are_bounded_and_ids_unique() {
         assert!(GossipKeyring::new(vec![key(1, 1), key(1, 2)]).is_err());
         assert!(GossipKeyring::new((0..5).map(|i| key(i, 0)).collect()).is_err());
-        assert_eq!(GossipKeyring::default().seal("c", b"x", &SystemRandom::new()), None);
+        assert_eq!(
+            GossipKeyring::default().seal("c", b"x", &SystemRandom::new()),
+            None
+        );
         assert!(!format!("{:?}", key(1, 0xab)).contains("171"));
     }
 }

@@ -33,8 +33,13 @@ fn config(node: &str, cluster: &str, port: u16, seeds: &[SocketAddr]) -> GossipC
     );
     c.listen = addr;
     c.seeds = seeds.to_vec();
-    c.keyring
-        .set(GossipKeyring::new(vec![GossipKey { id: 1, key: [7; 32] }]).expect("a keyring"));
+    c.keyring.set(
+        GossipKeyring::new(vec![GossipKey {
+            id: 1,
+            key: [7; 32],
+        }])
+        .expect("a keyring"),
+    );
     c
 }
 
