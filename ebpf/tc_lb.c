@@ -11,8 +11,46 @@
  * tc_task_in      ingress of a task veth's host side (traffic from the task): ARP for VIPs
  *                 answered, VIP:port DNATed to a backend (Maglev), then the bridge forwards.
  * tc_task_out     egress of a task veth's host side (traffic to the task): VIP replies reversed.
+ * Each also translates back the ICMP errors of the flows it translates (lib/icmp.h): an error
+ * from the client side goes where the flow goes, one from the backend side where replies go.
  * Everything not ours is TC_ACT_OK untouched. */
 #include "lib/lb.h"
+#include "lib/icmp.h"
+
+/* The ICMP error in skb (parsed as PARSE_ICMP) if it answers a flow of kind `kind`: translated
+ * back into *ct's direction (LB_FORWARD), not ours (LB_PASS), or broken (LB_REJECT). */
+static __always_inline int tc_icmp(struct __sk_buff *skb, const struct mesh_config *cfg, __u8 kind,
+				   struct mesh_ct *ct)
+{
+	struct pkt inner;
+
+	ctx_pull(skb, ICMP_PULL_LEN);
+	if (icmp_quote(skb, sizeof(struct ethhdr), &inner) || icmp_flow(cfg, &inner, kind, ct) != LB_FORWARD)
+		return LB_PASS;
+	if (icmp_nat(skb, sizeof(struct ethhdr), &inner, ct))
+		return LB_REJECT;
+	mesh_count(ct->svc_id, skb->len, 0);
+	return LB_FORWARD;
+}
+
+/* Where tc_underlay_in sends a flow's packets: a remote backend straight to the VXLAN device,
+ * whose FDB knows the backend's node (skipping the bridge); a local one through the bridge. */
+static __always_inline __u32 underlay_target(const struct mesh_config *cfg, const struct mesh_ct *ct)
+{
+	return (ct->flags & MESH_CTF_LOCAL) || !cfg->ingress_vxlan_ifindex ? cfg->ingress_bridge_ifindex :
+									     cfg->ingress_vxlan_ifindex;
+}
+
+/* The verdict of tc_icmp's answer lb that is not LB_FORWARD. */
+#define ICMP_NOT_FORWARDED(lb) ((lb) == LB_PASS ? TC_ACT_OK : TC_ACT_SHOT)
+
+/* Sends an ICMP error translated by tc_icmp on with the L2 addresses and to the interface given. */
+static __always_inline int icmp_redirect(struct __sk_buff *skb, const __u8 *dmac, const __u8 *smac, __u32 ifindex)
+{
+	if (ctx_set_l2(skb, dmac, smac))
+		return TC_ACT_SHOT;
+	return bpf_redirect(ifindex, 0);
+}
 
 static __always_inline int redirect_translated(struct __sk_buff *skb, const struct pkt *p,
 					       const struct mesh_ct *ct, const __u8 *smac, __u32 ifindex)
@@ -31,12 +69,24 @@ int tc_underlay_in(struct __sk_buff *skb)
 	struct mesh_config *cfg = mesh_cfg();
 	struct mesh_ct ct;
 	struct pkt p;
+	int lb;
 
 	if (!cfg || !cfg->ingress_bridge_ifindex)
 		return TC_ACT_OK;
 	ctx_pull(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr));
-	if (parse_pkt(skb, 0, &p) != PARSE_OK)
+	switch (parse_pkt(skb, 0, &p)) {
+	case PARSE_OK:
+		break;
+	case PARSE_ICMP:
+		if (p.daddr != cfg->underlay_addr)
+			return TC_ACT_OK;
+		lb = tc_icmp(skb, cfg, MESH_CT_INGRESS, &ct);
+		if (lb != LB_FORWARD)
+			return ICMP_NOT_FORWARDED(lb);
+		return icmp_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
+	default:
 		return TC_ACT_OK;
+	}
 	switch (lb_ingress(cfg, &p, skb->ifindex, &ct)) {
 	case LB_PASS:
 		return TC_ACT_OK;
@@ -44,11 +94,7 @@ int tc_underlay_in(struct __sk_buff *skb)
 		/* TCP: the node's stack answers RST (nothing listens on a published port). */
 		return p.proto == IPPROTO_TCP ? TC_ACT_OK : TC_ACT_SHOT;
 	}
-	/* A remote backend: straight to the VXLAN device, whose FDB knows the backend's node
-	 * (skipping the bridge); a local one through the bridge to the task's veth. */
-	return redirect_translated(skb, &p, &ct, cfg->bridge_mac,
-				   (ct.flags & MESH_CTF_LOCAL) || !cfg->ingress_vxlan_ifindex ?
-					   cfg->ingress_bridge_ifindex : cfg->ingress_vxlan_ifindex);
+	return redirect_translated(skb, &p, &ct, cfg->bridge_mac, underlay_target(cfg, &ct));
 }
 
 SEC("classifier")
@@ -57,11 +103,25 @@ int tc_bridge_in(struct __sk_buff *skb)
 	struct mesh_config *cfg = mesh_cfg();
 	struct mesh_ct ct;
 	struct pkt p;
+	int lb;
 
 	if (!cfg)
 		return TC_ACT_OK;
 	ctx_pull(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr));
-	if (parse_pkt(skb, 0, &p) != PARSE_OK || p.daddr != cfg->ingress_addr)
+	switch (parse_pkt(skb, 0, &p)) {
+	case PARSE_OK:
+		break;
+	case PARSE_ICMP:
+		if (p.daddr != cfg->ingress_addr)
+			return TC_ACT_OK;
+		lb = tc_icmp(skb, cfg, MESH_CT_INGRESS_REPLY, &ct);
+		if (lb != LB_FORWARD)
+			return ICMP_NOT_FORWARDED(lb);
+		return icmp_redirect(skb, ct.dmac, cfg->underlay_mac, ct.ifindex);
+	default:
+		return TC_ACT_OK;
+	}
+	if (p.daddr != cfg->ingress_addr)
 		return TC_ACT_OK;
 	if (lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) != LB_FORWARD)
 		return TC_ACT_OK;
@@ -107,6 +167,7 @@ int tc_task_in(struct __sk_buff *skb)
 	struct mesh_iface *ifc;
 	struct mesh_ct ct;
 	struct pkt p;
+	int lb;
 
 	if (!cfg)
 		return TC_ACT_OK;
@@ -119,6 +180,12 @@ int tc_task_in(struct __sk_buff *skb)
 		return arp_reply_for_vip(skb, ifc);
 	case PARSE_OK:
 		break;
+	case PARSE_ICMP:
+		/* The caller reports on a reply that came from the VIP: on to the backend. */
+		lb = tc_icmp(skb, cfg, MESH_CT_VIP, &ct);
+		if (lb != LB_FORWARD)
+			return ICMP_NOT_FORWARDED(lb);
+		return bpf_skb_store_bytes(skb, 0, ct.dmac, ETH_ALEN, 0) ? TC_ACT_SHOT : TC_ACT_OK;
 	default:
 		return TC_ACT_OK;
 	}
@@ -143,12 +210,21 @@ int tc_task_out(struct __sk_buff *skb)
 	struct mesh_config *cfg = mesh_cfg();
 	struct mesh_ct ct;
 	struct pkt p;
+	int lb;
 
 	if (!cfg)
 		return TC_ACT_OK;
 	ctx_pull(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr));
-	if (parse_pkt(skb, 0, &p) != PARSE_OK)
+	switch (parse_pkt(skb, 0, &p)) {
+	case PARSE_OK:
+		break;
+	case PARSE_ICMP:
+		/* The backend reports on the task's packet: it reads as sent to the VIP. */
+		lb = tc_icmp(skb, cfg, MESH_CT_VIP_REPLY, &ct);
+		return lb == LB_FORWARD ? TC_ACT_OK : ICMP_NOT_FORWARDED(lb);
+	default:
 		return TC_ACT_OK;
+	}
 	if (lb_reply(cfg, &p, MESH_CT_VIP_REPLY, &ct) != LB_FORWARD)
 		return TC_ACT_OK;
 	if (ctx_nat(skb, sizeof(struct ethhdr), p.proto, p.saddr, ct.saddr, p.daddr, ct.daddr,

@@ -12,6 +12,8 @@ use std::process::Command;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_TASK, MeshIface};
 
+mod nat_errors;
+
 use crate::mesh::{FlowKind, Mesh, check_root};
 use crate::model::{
     DesiredMesh, Protocol, PublishMode, PublishedPort, Service, Task, TaskAddress, Vip,
@@ -226,6 +228,35 @@ fn decode(f: &[u8]) -> Seen {
         tcp_flags: if proto == 6 { l4[13] } else { 0 },
         l4: l4.to_vec(),
     }
+}
+
+/// An ICMP error message (type, code, the 4 type-specific bytes) quoting `quote`.
+fn icmp(ty: u8, code: u8, rest: u32, quote: &[u8]) -> Vec<u8> {
+    let mut m = vec![ty, code, 0, 0];
+    m.extend(rest.to_be_bytes());
+    m.extend(quote);
+    let c = !fold(sum16(&m));
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// The frame `xdp_vxlan_push` makes of `inner` toward the peer node, with the entropy source
+/// port `sport` (a flow hash: the test takes it from the output).
+fn vxlan_out(sport: u16, vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend(sport.to_be_bytes());
+    u.extend(4789_u16.to_be_bytes());
+    u.extend(((16 + inner.len()) as u16).to_be_bytes());
+    u.extend([0, 0, 0x08, 0, 0, 0]);
+    u.extend((vni << 8).to_be_bytes());
+    u.extend(inner);
+    let mut ip = ipv4(NODE, PEER, 17, 0, &u);
+    // xdp_vxlan_push writes IP id 0: redo the header checksum for it.
+    ip[4..6].copy_from_slice(&[0, 0]);
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let c = !fold(sum16(&ip[..20]));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    eth(PEER_MAC, UNDERLAY_MAC, 0x0800, &ip)
 }
 
 // ---- the harness --------------------------------------------------------------------------
@@ -477,6 +508,8 @@ fn errno(e: &aya::programs::ProgramError) -> i32 {
 enum Expect {
     Unchanged,
     Check(fn(&[u8])),
+    /// This frame, byte for byte.
+    Exactly(Vec<u8>),
 }
 
 struct Row {
@@ -502,6 +535,11 @@ fn run_rows(h: &mut Harness, prog: &str, rows: Vec<Row>) {
         match row.expect {
             Expect::Unchanged => assert_eq!(out, row.input, "{prog}: {}: frame changed", row.what),
             Expect::Check(f) => f(&out),
+            Expect::Exactly(want) => assert_eq!(
+                out, want,
+                "{prog}: {}: output frame (left) differs from the expected one (right)",
+                row.what
+            ),
         }
     }
 }

@@ -1,7 +1,8 @@
 /* parse.h: Ethernet + IPv4 + TCP/UDP headers into a struct pkt, with every bound checked.
  * Only unfragmented IPv4 without options, TCP or UDP, is ours (PARSE_OK); ARP is reported so
- * the task program can answer for VIPs; everything else (IPv6, ICMP, fragments, IP options,
- * truncated headers) is PARSE_OTHER and passes to the kernel untouched. */
+ * the task program can answer for VIPs, and ICMP (PARSE_ICMP: addresses filled, ports 0) so
+ * errors of translated flows can be translated back (icmp.h); everything else (IPv6,
+ * fragments, IP options, truncated headers) is PARSE_OTHER and passes to the kernel untouched. */
 #ifndef MESH_PARSE_H
 #define MESH_PARSE_H
 
@@ -12,6 +13,7 @@
 #define PARSE_OK 0
 #define PARSE_OTHER 1
 #define PARSE_ARP 2
+#define PARSE_ICMP 3
 
 /* ARP for Ethernet/IPv4 (linux/if_arp.h drags in libc headers). */
 struct arp_eth {
@@ -69,8 +71,18 @@ static __always_inline int parse_pkt(CTX *ctx, __u32 l2off, struct pkt *p)
 		return PARSE_OTHER;
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return PARSE_OTHER;
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-		return PARSE_OTHER;
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) {
+		if (ip->protocol != IPPROTO_ICMP || bpf_ntohs(ip->tot_len) > ctx_len(ctx) - l2off - sizeof(*eth))
+			return PARSE_OTHER;
+		__builtin_memcpy(p->smac, eth->h_source, ETH_ALEN);
+		p->saddr = ip->saddr;
+		p->daddr = ip->daddr;
+		p->sport = 0;
+		p->dport = 0;
+		p->proto = IPPROTO_ICMP;
+		p->tcp_flags = 0;
+		return PARSE_ICMP;
+	}
 	/* A datagram longer than the frame is truncated: the kernel's to drop, not ours to forward. */
 	if (bpf_ntohs(ip->tot_len) > ctx_len(ctx) - l2off - sizeof(*eth) ||
 	    bpf_ntohs(ip->tot_len) < sizeof(*ip) + (ip->protocol == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr)))
