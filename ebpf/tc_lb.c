@@ -11,27 +11,35 @@
  * tc_task_in      ingress of a task veth's host side (traffic from the task): ARP for VIPs
  *                 answered, VIP:port DNATed to a backend (Maglev), then the bridge forwards.
  * tc_task_out     egress of a task veth's host side (traffic to the task): VIP replies reversed.
- * Each also translates back the ICMP errors of the flows it translates (lib/icmp.h): an error
- * from the client side goes where the flow goes, one from the backend side where replies go.
+ * Each also serves what is related to the flows it translates (lib/related.h): their ICMP
+ * errors, translated back (an error from the client side goes where the flow goes, one from the
+ * backend side where replies go), and the later fragments of their UDP datagrams.
  * Everything not ours is TC_ACT_OK untouched. */
 #include "lib/lb.h"
-#include "lib/icmp.h"
+#include "lib/related.h"
 
-/* The ICMP error in skb (parsed as PARSE_ICMP) if it answers a flow of kind `kind`: translated
- * back into *ct's direction (LB_FORWARD), not ours (LB_PASS), or broken (LB_REJECT). */
-static __always_inline int tc_icmp(struct __sk_buff *skb, const struct mesh_config *cfg, __u8 kind,
-				   struct mesh_ct *ct)
+#define L4_PULL_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
+
+/* The ICMP error or later fragment in skb (parsed as `parsed`, p) if it belongs to a flow of
+ * kind `kind`: translated into *ct's direction (LB_FORWARD), not ours (LB_PASS), or broken
+ * (LB_REJECT). */
+static __always_inline int tc_related(struct __sk_buff *skb, const struct mesh_config *cfg, int parsed,
+				      const struct pkt *p, __u8 kind, struct mesh_ct *ct)
 {
-	struct pkt inner;
+	struct pkt quote;
 
-	ctx_pull(skb, ICMP_PULL_LEN);
-	if (icmp_quote(skb, sizeof(struct ethhdr), &inner) || icmp_flow(cfg, &inner, kind, ct) != LB_FORWARD)
+	if (parsed == PARSE_ICMP)
+		ctx_pull(skb, ICMP_PULL_LEN);
+	if (related_flow(skb, cfg, sizeof(struct ethhdr), parsed, p, kind, ct, &quote) != LB_FORWARD)
 		return LB_PASS;
-	if (icmp_nat(skb, sizeof(struct ethhdr), &inner, ct))
+	if (related_nat(skb, sizeof(struct ethhdr), parsed, p, &quote, ct))
 		return LB_REJECT;
 	mesh_count(ct->svc_id, skb->len, 0);
 	return LB_FORWARD;
 }
+
+/* The verdict of tc_related's answer lb that is not LB_FORWARD. */
+#define RELATED_NOT_FORWARDED(lb) ((lb) == LB_PASS ? TC_ACT_OK : TC_ACT_SHOT)
 
 /* Where tc_underlay_in sends a flow's packets: a remote backend straight to the VXLAN device,
  * whose FDB knows the backend's node (skipping the bridge); a local one through the bridge. */
@@ -41,11 +49,9 @@ static __always_inline __u32 underlay_target(const struct mesh_config *cfg, cons
 									     cfg->ingress_vxlan_ifindex;
 }
 
-/* The verdict of tc_icmp's answer lb that is not LB_FORWARD. */
-#define ICMP_NOT_FORWARDED(lb) ((lb) == LB_PASS ? TC_ACT_OK : TC_ACT_SHOT)
-
-/* Sends an ICMP error translated by tc_icmp on with the L2 addresses and to the interface given. */
-static __always_inline int icmp_redirect(struct __sk_buff *skb, const __u8 *dmac, const __u8 *smac, __u32 ifindex)
+/* Sends a packet translated by tc_related on with the L2 addresses and to the interface given. */
+static __always_inline int related_redirect(struct __sk_buff *skb, const __u8 *dmac, const __u8 *smac,
+					    __u32 ifindex)
 {
 	if (ctx_set_l2(skb, dmac, smac))
 		return TC_ACT_SHOT;
@@ -69,23 +75,19 @@ int tc_underlay_in(struct __sk_buff *skb)
 	struct mesh_config *cfg = mesh_cfg();
 	struct mesh_ct ct;
 	struct pkt p;
-	int lb;
+	int parsed, lb;
 
 	if (!cfg || !cfg->ingress_bridge_ifindex)
 		return TC_ACT_OK;
-	ctx_pull(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr));
-	switch (parse_pkt(skb, 0, &p)) {
-	case PARSE_OK:
-		break;
-	case PARSE_ICMP:
-		if (p.daddr != cfg->underlay_addr)
+	ctx_pull(skb, L4_PULL_LEN);
+	parsed = parse_pkt(skb, 0, &p);
+	if (parsed != PARSE_OK) {
+		if (p.daddr != cfg->underlay_addr || (parsed != PARSE_ICMP && parsed != PARSE_FRAG))
 			return TC_ACT_OK;
-		lb = tc_icmp(skb, cfg, MESH_CT_INGRESS, &ct);
+		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_INGRESS, &ct);
 		if (lb != LB_FORWARD)
-			return ICMP_NOT_FORWARDED(lb);
-		return icmp_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
-	default:
-		return TC_ACT_OK;
+			return RELATED_NOT_FORWARDED(lb);
+		return related_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
 	}
 	switch (lb_ingress(cfg, &p, skb->ifindex, &ct)) {
 	case LB_PASS:
@@ -94,6 +96,8 @@ int tc_underlay_in(struct __sk_buff *skb)
 		/* TCP: the node's stack answers RST (nothing listens on a published port). */
 		return p.proto == IPPROTO_TCP ? TC_ACT_OK : TC_ACT_SHOT;
 	}
+	if (p.frag)
+		frag_record(&p, MESH_CT_INGRESS, &ct);
 	return redirect_translated(skb, &p, &ct, cfg->bridge_mac, underlay_target(cfg, &ct));
 }
 
@@ -103,28 +107,24 @@ int tc_bridge_in(struct __sk_buff *skb)
 	struct mesh_config *cfg = mesh_cfg();
 	struct mesh_ct ct;
 	struct pkt p;
-	int lb;
+	int parsed, lb;
 
 	if (!cfg)
 		return TC_ACT_OK;
-	ctx_pull(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr));
-	switch (parse_pkt(skb, 0, &p)) {
-	case PARSE_OK:
-		break;
-	case PARSE_ICMP:
-		if (p.daddr != cfg->ingress_addr)
-			return TC_ACT_OK;
-		lb = tc_icmp(skb, cfg, MESH_CT_INGRESS_REPLY, &ct);
+	ctx_pull(skb, L4_PULL_LEN);
+	parsed = parse_pkt(skb, 0, &p);
+	if ((parsed != PARSE_OK && parsed != PARSE_ICMP && parsed != PARSE_FRAG) || p.daddr != cfg->ingress_addr)
+		return TC_ACT_OK;
+	if (parsed != PARSE_OK) {
+		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_INGRESS_REPLY, &ct);
 		if (lb != LB_FORWARD)
-			return ICMP_NOT_FORWARDED(lb);
-		return icmp_redirect(skb, ct.dmac, cfg->underlay_mac, ct.ifindex);
-	default:
-		return TC_ACT_OK;
+			return RELATED_NOT_FORWARDED(lb);
+		return related_redirect(skb, ct.dmac, cfg->underlay_mac, ct.ifindex);
 	}
-	if (p.daddr != cfg->ingress_addr)
-		return TC_ACT_OK;
 	if (lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) != LB_FORWARD)
 		return TC_ACT_OK;
+	if (p.frag)
+		frag_record(&p, MESH_CT_INGRESS_REPLY, &ct);
 	return redirect_translated(skb, &p, &ct, cfg->underlay_mac, ct.ifindex);
 }
 
@@ -167,24 +167,27 @@ int tc_task_in(struct __sk_buff *skb)
 	struct mesh_iface *ifc;
 	struct mesh_ct ct;
 	struct pkt p;
-	int lb;
+	int parsed, lb;
 
 	if (!cfg)
 		return TC_ACT_OK;
 	ifc = bpf_map_lookup_elem(&mesh_ifaces, &ifindex);
 	if (!ifc)
 		return TC_ACT_OK;
-	ctx_pull(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr));
-	switch (parse_pkt(skb, 0, &p)) {
+	ctx_pull(skb, L4_PULL_LEN);
+	parsed = parse_pkt(skb, 0, &p);
+	switch (parsed) {
 	case PARSE_ARP:
 		return arp_reply_for_vip(skb, ifc);
 	case PARSE_OK:
 		break;
 	case PARSE_ICMP:
-		/* The caller reports on a reply that came from the VIP: on to the backend. */
-		lb = tc_icmp(skb, cfg, MESH_CT_VIP, &ct);
+	case PARSE_FRAG:
+		/* An error about a reply that came from the VIP, or the rest of a datagram to it: on
+		 * to the backend. */
+		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_VIP, &ct);
 		if (lb != LB_FORWARD)
-			return ICMP_NOT_FORWARDED(lb);
+			return RELATED_NOT_FORWARDED(lb);
 		return bpf_skb_store_bytes(skb, 0, ct.dmac, ETH_ALEN, 0) ? TC_ACT_SHOT : TC_ACT_OK;
 	default:
 		return TC_ACT_OK;
@@ -195,6 +198,8 @@ int tc_task_in(struct __sk_buff *skb)
 	case LB_REJECT:
 		return TC_ACT_SHOT;
 	}
+	if (p.frag)
+		frag_record(&p, MESH_CT_VIP, &ct);
 	/* The source stays the task's; the bridge forwards by the backend's MAC. */
 	if (ctx_nat(skb, sizeof(struct ethhdr), p.proto, p.saddr, ct.saddr, p.daddr, ct.daddr,
 		    p.sport, ct.sport, p.dport, ct.dport) ||
@@ -210,23 +215,28 @@ int tc_task_out(struct __sk_buff *skb)
 	struct mesh_config *cfg = mesh_cfg();
 	struct mesh_ct ct;
 	struct pkt p;
-	int lb;
+	int parsed, lb;
 
 	if (!cfg)
 		return TC_ACT_OK;
-	ctx_pull(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr));
-	switch (parse_pkt(skb, 0, &p)) {
+	ctx_pull(skb, L4_PULL_LEN);
+	parsed = parse_pkt(skb, 0, &p);
+	switch (parsed) {
 	case PARSE_OK:
 		break;
 	case PARSE_ICMP:
-		/* The backend reports on the task's packet: it reads as sent to the VIP. */
-		lb = tc_icmp(skb, cfg, MESH_CT_VIP_REPLY, &ct);
-		return lb == LB_FORWARD ? TC_ACT_OK : ICMP_NOT_FORWARDED(lb);
+	case PARSE_FRAG:
+		/* The backend's error about the task's packet (it reads as sent to the VIP), or the
+		 * rest of a reply datagram (it comes from the VIP). */
+		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_VIP_REPLY, &ct);
+		return lb == LB_FORWARD ? TC_ACT_OK : RELATED_NOT_FORWARDED(lb);
 	default:
 		return TC_ACT_OK;
 	}
 	if (lb_reply(cfg, &p, MESH_CT_VIP_REPLY, &ct) != LB_FORWARD)
 		return TC_ACT_OK;
+	if (p.frag)
+		frag_record(&p, MESH_CT_VIP_REPLY, &ct);
 	if (ctx_nat(skb, sizeof(struct ethhdr), p.proto, p.saddr, ct.saddr, p.daddr, ct.daddr,
 		    p.sport, ct.sport, p.dport, ct.dport))
 		return TC_ACT_SHOT;

@@ -12,6 +12,7 @@ use std::process::Command;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_TASK, MeshIface};
 
+mod fragments;
 mod nat_errors;
 
 use crate::mesh::{FlowKind, Mesh, check_root};
@@ -33,6 +34,7 @@ const BRIDGE_MAC: [u8; 6] = [2, 0, 0, 0, 0x10, 0x11];
 const TASK_A_MAC: [u8; 6] = [2, 0, 0, 0, 0x10, 0x21];
 const TASK_A_NET_MAC: [u8; 6] = [2, 0, 0, 0, 0x11, 0x21];
 const TASK_B_MAC: [u8; 6] = [2, 0, 0, 0, 0x10, 0x22];
+const TASK_C_MAC: [u8; 6] = [2, 0, 0, 0, 0x10, 0x23];
 const VETH_MAC: [u8; 6] = [2, 0, 0, 0, 0xee, 0x01];
 const CALLER_MAC: [u8; 6] = [2, 0, 0, 0, 0x11, 0x30];
 
@@ -43,6 +45,7 @@ const NODE_INGRESS: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 11);
 const TASK_A: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 21);
 const TASK_A_NET: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 21);
 const TASK_B: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 22);
+const TASK_C: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 23);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 200);
 const CALLER: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 30);
 
@@ -334,6 +337,16 @@ fn desired(with_task_a: bool) -> DesiredMesh {
             mac: TASK_B_MAC,
         }],
     };
+    let task_c = Task {
+        id: "c".into(),
+        node_addr: PEER,
+        local: false,
+        endpoints: vec![TaskAddress {
+            vni: 4096,
+            addr: TASK_C,
+            mac: TASK_C_MAC,
+        }],
+    };
     let port = |protocol, published, target| PublishedPort {
         protocol,
         published,
@@ -356,6 +369,12 @@ fn desired(with_task_a: bool) -> DesiredMesh {
                 ports: vec![port(Protocol::Udp, 5353, 53)],
                 vips: vec![],
                 tasks: vec![task_b],
+            },
+            Service {
+                id: "syslog".into(),
+                ports: vec![port(Protocol::Udp, 5514, 514)],
+                vips: vec![],
+                tasks: vec![task_c],
             },
             Service {
                 id: "empty".into(),

@@ -12,7 +12,7 @@
  * header) and an skb's CHECKSUM_COMPLETE sum stay right; ICMP errors are never CHECKSUM_PARTIAL.
  * Only the first fragment of a quote has ports, and only a quote of 20 TCP bytes holds the TCP
  * checksum (else it is left as quoted, as netfilter does). Nothing here is on the TCP/UDP path:
- * parse_pkt sends ICMP here with PARSE_ICMP. */
+ * parse_pkt reports ICMP as PARSE_ICMP and related.h brings it here. */
 #ifndef MESH_ICMP_H
 #define MESH_ICMP_H
 
