@@ -9,7 +9,11 @@
  *                 node's own ingress address): replies of published-port flows, reversed and
  *                 redirected out of the underlay (remote replies never cross the bridge).
  * tc_task_in      ingress of a task veth's host side (traffic from the task): ARP for VIPs
- *                 answered, VIP:port DNATed to a backend (Maglev), then the bridge forwards.
+ *                 answered, VIP:port DNATed to a backend (Maglev), then the bridge forwards;
+ *                 a task balanced to itself gets its packet back out of its veth, from the VIP
+ *                 (hairpin). A task's call to a published port of its own node (its gateway
+ *                 routes it here, never through the underlay) is served as tc_underlay_in
+ *                 serves a client's, replies coming back out of the task's veth.
  * tc_task_out     egress of a task veth's host side (traffic to the task): VIP replies reversed.
  * Each also serves what is related to the flows it translates (lib/related.h): their ICMP
  * errors, translated back (an error from the client side goes where the flow goes, one from the
@@ -159,6 +163,27 @@ static __always_inline int arp_reply_for_vip(struct __sk_buff *skb, const struct
 	return bpf_redirect(skb->ifindex, 0);
 }
 
+/* A task's packet to a published port of this node (p): balanced, translated and sent like a
+ * client's from the underlay; the reverse entry sends replies back out of the task's veth. */
+static __always_inline int task_to_published_port(struct __sk_buff *skb, const struct mesh_config *cfg,
+						  const struct pkt *p)
+{
+	struct mesh_ct ct;
+
+	if (!cfg->ingress_bridge_ifindex)
+		return TC_ACT_OK;
+	switch (lb_ingress(cfg, p, skb->ifindex, &ct)) {
+	case LB_PASS:
+		return TC_ACT_OK;
+	case LB_REJECT:
+		/* TCP: the node's stack answers RST (nothing listens on a published port). */
+		return p->proto == IPPROTO_TCP ? TC_ACT_OK : TC_ACT_SHOT;
+	}
+	if (p->frag)
+		frag_record(p, MESH_CT_INGRESS, &ct);
+	return redirect_translated(skb, p, &ct, cfg->bridge_mac, underlay_target(cfg, &ct));
+}
+
 SEC("classifier")
 int tc_task_in(struct __sk_buff *skb)
 {
@@ -192,6 +217,8 @@ int tc_task_in(struct __sk_buff *skb)
 	default:
 		return TC_ACT_OK;
 	}
+	if (p.daddr == cfg->underlay_addr)
+		return task_to_published_port(skb, cfg, &p);
 	switch (lb_vip(cfg, &p, ifc->vni, &ct)) {
 	case LB_PASS:
 		return TC_ACT_OK;
@@ -200,6 +227,8 @@ int tc_task_in(struct __sk_buff *skb)
 	}
 	if (p.frag)
 		frag_record(&p, MESH_CT_VIP, &ct);
+	if (ct.flags & MESH_CTF_HAIRPIN)
+		return redirect_translated(skb, &p, &ct, ifc->mac, skb->ifindex);
 	/* The source stays the task's; the bridge forwards by the backend's MAC. */
 	if (ctx_nat(skb, sizeof(struct ethhdr), p.proto, p.saddr, ct.saddr, p.daddr, ct.daddr,
 		    p.sport, ct.sport, p.dport, ct.dport) ||

@@ -76,12 +76,15 @@ static __always_inline int vxlan_reply(struct xdp_md *ctx, const struct mesh_con
 	if ((parsed != PARSE_OK && parsed != PARSE_ICMP && parsed != PARSE_FRAG) || in.daddr != cfg->ingress_addr)
 		return XDP_PASS;
 	if (parsed != PARSE_OK) {
-		if (related_flow(ctx, cfg, l3off, parsed, &in, MESH_CT_INGRESS_REPLY, &ct, &quote) != LB_FORWARD)
+		if (related_flow(ctx, cfg, l3off, parsed, &in, MESH_CT_INGRESS_REPLY, &ct, &quote) != LB_FORWARD ||
+		    ct.ifindex != ctx->ingress_ifindex)
 			return XDP_PASS;
 		if (related_nat(ctx, l3off, parsed, &in, &quote, &ct))
 			return XDP_DROP;
 	} else {
-		if (lb_reply(cfg, &in, MESH_CT_INGRESS_REPLY, &ct) != LB_FORWARD)
+		/* A reply to a task of this node that called a published port (tc_task_in) goes
+		 * through the kernel's VXLAN device to tc_bridge_in: XDP cannot hand it to a veth. */
+		if (lb_reply(cfg, &in, MESH_CT_INGRESS_REPLY, &ct) != LB_FORWARD || ct.ifindex != ctx->ingress_ifindex)
 			return XDP_PASS;
 		if (in.frag)
 			frag_record(&in, MESH_CT_INGRESS_REPLY, &ct);
@@ -94,9 +97,7 @@ static __always_inline int vxlan_reply(struct xdp_md *ctx, const struct mesh_con
 	if (ctx_set_l2(ctx, ct.dmac, cfg->underlay_mac))
 		return XDP_DROP;
 	mesh_count(ct.svc_id, ctx_len(ctx), 0);
-	if (ct.ifindex == ctx->ingress_ifindex)
-		return XDP_TX;
-	return bpf_redirect(ct.ifindex, 0);
+	return XDP_TX;
 }
 
 /* An ICMP error or a later fragment (p, parsed as `parsed`) of a published-port flow whose

@@ -13,6 +13,7 @@ use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_TASK, MeshIface};
 
 mod fragments;
+mod hairpin;
 mod nat_errors;
 
 use crate::mesh::{FlowKind, Mesh, check_root};

@@ -123,6 +123,7 @@ struct mesh_ct {
 	__u64 last_seen;           /* bpf_ktime_get_ns() when last refreshed (coarse, 1 s) */
 };
 #define MESH_CTF_LOCAL 1u          /* the backend runs on this node */
+#define MESH_CTF_HAIRPIN 2u        /* a task's VIP flow to itself: source is the VIP, sent back out its veth */
 
 /* Key of mesh_frags (value: the struct mesh_ct its first fragment was translated with,
  * last_seen = when): one fragmented datagram as it arrives, in one direction of a flow. */

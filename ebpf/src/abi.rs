@@ -31,6 +31,7 @@ pub const MESH_CT_INGRESS_REPLY: u8 = 2;
 pub const MESH_CT_VIP: u8 = 3;
 pub const MESH_CT_VIP_REPLY: u8 = 4;
 pub const MESH_CTF_LOCAL: u32 = 1;
+pub const MESH_CTF_HAIRPIN: u32 = 2;
 
 /// A packet and byte counter (`struct mesh_counter`).
 #[repr(C)]
@@ -271,6 +272,7 @@ pub fn layout() -> Vec<LayoutRow> {
         MESH_CT_VIP,
         MESH_CT_VIP_REPLY,
         MESH_CTF_LOCAL,
+        MESH_CTF_HAIRPIN,
     ));
     rows
 }
