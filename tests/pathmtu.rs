@@ -2,8 +2,10 @@
 //! kernel half, tasks in namespaces behind VXLAN, MTU 1450 inside, 1500 on the underlay and
 //! the client): a 50 MB HTTP download and a 20 MB upload through a node without the task; a
 //! 4,000-byte UDP answer (three fragments) back through the mesh; a closed UDP port reported
-//! to the client by ICMP through the translation; a task calling its own service (VIP and
-//! published port) and balanced to itself.
+//! to the client by ICMP through the translation; a client's datagram too big for the tunnel
+//! answered with "fragmentation needed" through the translation (path-MTU discovery); a task
+//! calling its own service (VIP and published port) and balanced to itself. As the agent does,
+//! remote flows go straight to the ingress VXLAN device.
 
 use std::process::{Command, Stdio};
 
@@ -12,9 +14,11 @@ use crate::datapath::{
     wait_for_servers,
 };
 use crate::support::{Lab, stderr, stdout};
+use mesh_dataplane::Mesh;
 use mesh_dataplane::{
     Datapath, DesiredMesh, Protocol, PublishMode, PublishedPort, Service, Task, Vip,
 };
+use mesh_overlay::netns::NetNs;
 
 const NODES: usize = 3;
 const SELF_VIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 1, 101);
@@ -118,6 +122,38 @@ fn desired(lab: &Lab, node: usize) -> DesiredMesh {
     }
 }
 
+/// A client's datagram of `sys.argv[3]` bytes with DF set to host:port, sent until the path MTU
+/// the kernel learnt for host changes (or 3 s): that MTU, or the error.
+const DF_PROBE: &str = r#"
+import socket, sys, time
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER = IP_PMTUDISC_DO
+u.connect((sys.argv[1], int(sys.argv[2])))
+mtu = u.getsockopt(socket.IPPROTO_IP, 14)  # IP_MTU
+deadline = time.time() + 3
+while time.time() < deadline:
+    try:
+        u.send(b"d" * int(sys.argv[3]))
+    except OSError as e:
+        if e.errno != 90: print("ERR", e); sys.exit()
+    time.sleep(0.2)
+    mtu = u.getsockopt(socket.IPPROTO_IP, 14)
+    if mtu != 1500: break
+print(mtu)
+"#;
+
+/// Has node i's mesh take remote flows straight to the ingress VXLAN device, as the agent does.
+fn attach_ingress_vxlan(lab: &Lab, i: usize, mesh: Mesh) -> Mesh {
+    let ns = NetNs::open(&lab.ns(&format!("n{i}"))).expect("open node namespace");
+    ns.run(move || -> anyhow::Result<Mesh> {
+        let mut mesh = mesh;
+        mesh.attach_ingress_vxlan("mvx4096")?;
+        Ok(mesh)
+    })
+    .expect("enter node namespace")
+    .unwrap_or_else(|e| panic!("n{i}: attach the ingress VXLAN device: {e:#}"))
+}
+
 fn in_netns(ns: &str, args: &[&str]) -> std::process::Output {
     Command::new("ip")
         .args(["netns", "exec", ns])
@@ -153,7 +189,7 @@ fn hard_cases(name: &str, octet: u8, datapath: Datapath) {
     }
     for i in 1..=NODES {
         let m = load_mesh(&lab, i, datapath, desired(&lab, i), true);
-        plumbing.meshes.insert(i, m);
+        plumbing.meshes.insert(i, attach_ingress_vxlan(&lab, i, m));
     }
     wait_for_servers(&lab);
     let client_ns = lab.ns("client");
@@ -266,6 +302,20 @@ fn hard_cases(name: &str, octet: u8, datapath: Datapath) {
     assert!(
         answers.iter().all(|a| a == "t1"),
         "{datapath:?}: t1 calling its node's published port: {answers:?}"
+    );
+
+    // Path MTU: the client's 1500-byte datagram with DF cannot cross the tunnel; the VXLAN
+    // device answers "fragmentation needed" (MTU 1450), which reaches the client translated
+    // back (from n1, about what the client sent), and the client's kernel learns the MTU.
+    let out = in_netns(
+        &client_ns,
+        &["python3", "-c", DF_PROBE, &n1, "8054", "1472"],
+    );
+    assert_eq!(
+        stdout(&out).trim(),
+        "1450",
+        "{datapath:?}: the path MTU the client learnt for n1: {}",
+        stderr(&out)
     );
     drop(plumbing);
 }
