@@ -9,7 +9,7 @@ use super::{
     BRIDGE_MAC, CALLER, CALLER_MAC, CLIENT, CLIENT_MAC, Expect, NODE, NODE_INGRESS, Row,
     TASK_A_NET, TASK_A_NET_MAC, TASK_B, TASK_B_MAC, TASK_C, TASK_C_MAC, TC_ACT_OK, TC_ACT_REDIRECT,
     UNDERLAY_MAC, VETH_MAC, VIP, XDP_PASS, XDP_TX, check_root, eth, fold, harness, in_fresh_netns,
-    ipv4, run_rows, sum16, udp, vxlan, vxlan_out,
+    ipv4, run_rows, sum16, truncations, udp, vxlan, vxlan_out,
 };
 
 const MF: u16 = 0x2000;
@@ -98,6 +98,12 @@ fn tc_programs_send_later_fragments_where_the_first_went() {
             expect: Expect::Unchanged,
         });
         run_rows(&mut h, "tc_underlay_in", rows);
+        truncations(
+            &mut h,
+            "tc_underlay_in",
+            &from_client(&fragment(CLIENT, NODE, 0x4001, &query, 200, 400)),
+            &[TC_ACT_OK],
+        );
 
         // The answer, 600 bytes in three fragments, back to the client.
         let answer = datagram(TASK_B, NODE_INGRESS, 53, 41000, 592);
@@ -253,5 +259,11 @@ fn xdp_mesh_sends_later_fragments_where_the_first_went() {
             &mut rows,
         );
         run_rows(&mut h, "xdp_mesh", rows);
+        truncations(
+            &mut h,
+            "xdp_mesh",
+            &from_client(&fragment(CLIENT, NODE, 0x4101, &sent, 200, 400)),
+            &[XDP_PASS],
+        );
     });
 }
