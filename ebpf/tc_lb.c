@@ -13,7 +13,8 @@
  *                 a task balanced to itself gets its packet back out of its veth, from the VIP
  *                 (hairpin). A task's call to a published port of its own node (its gateway
  *                 routes it here, never through the underlay) is served as tc_underlay_in
- *                 serves a client's, replies coming back out of the task's veth.
+ *                 serves a client's (ICMP errors and fragments included), replies coming back
+ *                 out of the task's veth.
  * tc_task_out     egress of a task veth's host side (traffic to the task): VIP replies reversed.
  * Each also serves what is related to the flows it translates (lib/related.h): their ICMP
  * errors, translated back (an error from the client side goes where the flow goes, one from the
@@ -208,8 +209,14 @@ int tc_task_in(struct __sk_buff *skb)
 		break;
 	case PARSE_ICMP:
 	case PARSE_FRAG:
-		/* An error about a reply that came from the VIP, or the rest of a datagram to it: on
-		 * to the backend. */
+		/* An error about a reply that came from the VIP (or from a published port of this
+		 * node), or the rest of a datagram to it: on to the backend, as the flow goes. */
+		if (p.daddr == cfg->underlay_addr) {
+			lb = tc_related(skb, cfg, parsed, &p, MESH_CT_INGRESS, &ct);
+			if (lb != LB_FORWARD)
+				return RELATED_NOT_FORWARDED(lb);
+			return related_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
+		}
 		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_VIP, &ct);
 		if (lb != LB_FORWARD)
 			return RELATED_NOT_FORWARDED(lb);

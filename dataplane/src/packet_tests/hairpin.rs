@@ -4,8 +4,8 @@
 
 use super::{
     BRIDGE_MAC, CALLER, CALLER_MAC, Expect, NODE, NODE_INGRESS, Row, TASK_A, TASK_A_MAC,
-    TASK_A_NET, TASK_A_NET_MAC, TC_ACT_REDIRECT, UNDERLAY_MAC, VETH_MAC, VIP, check_root, eth,
-    harness, in_fresh_netns, run_rows, tcp,
+    TASK_A_NET, TASK_A_NET_MAC, TASK_B, TASK_B_MAC, TC_ACT_REDIRECT, UNDERLAY_MAC, VETH_MAC, VIP,
+    check_root, eth, harness, in_fresh_netns, ipv4, run_rows, tcp, udp,
 };
 
 #[test]
@@ -66,6 +66,55 @@ fn a_task_calling_its_own_service_gets_its_answer() {
                         BRIDGE_MAC,
                         0x0800,
                         &tcp(NODE_INGRESS, TASK_A, 33300, 80, 1, 0x02, request),
+                    )),
+                },
+            ],
+        );
+        // A fragmented datagram from the task to the node's published UDP port (local task b).
+        let seg = |src, dst, dport| udp(src, dst, 41500, dport, &[5; 592], true)[20..].to_vec();
+        let frag = |src, dst, seg: &[u8], first: bool| {
+            if first {
+                ipv4(src, dst, 17, 0x2000, &seg[..200])
+            } else {
+                ipv4(src, dst, 17, 200 / 8, &seg[200..])
+            }
+        };
+        let sent = seg(CALLER, NODE, 5353);
+        let at_task = seg(NODE_INGRESS, TASK_B, 53);
+        run_rows(
+            &mut h,
+            "tc_task_in",
+            vec![
+                Row {
+                    what: "the first fragment of a task's datagram to a published port of its node is balanced and translated",
+                    input: eth(
+                        VETH_MAC,
+                        CALLER_MAC,
+                        0x0800,
+                        &frag(CALLER, NODE, &sent, true),
+                    ),
+                    verdict: TC_ACT_REDIRECT,
+                    expect: Expect::Exactly(eth(
+                        TASK_B_MAC,
+                        BRIDGE_MAC,
+                        0x0800,
+                        &frag(NODE_INGRESS, TASK_B, &at_task, true),
+                    )),
+                },
+                Row {
+                    what: "its last fragment follows it",
+                    input: eth(
+                        VETH_MAC,
+                        CALLER_MAC,
+                        0x0800,
+                        &frag(CALLER, NODE, &sent, false),
+                    ),
+                    verdict: TC_ACT_REDIRECT,
+                    expect: Expect::Exactly(eth(
+                        TASK_B_MAC,
+                        BRIDGE_MAC,
+                        0x0800,
+                        &frag(NODE_INGRESS, TASK_B, &at_task, false),
                     )),
                 },
             ],
