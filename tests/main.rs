@@ -15,5 +15,6 @@ mod mesh;
 mod metrics;
 mod networks;
 mod overlay;
+mod pathmtu;
 mod services;
 mod trust;
