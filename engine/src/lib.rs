@@ -30,8 +30,9 @@ pub use error::EngineError;
 pub use handle::EngineHandle;
 pub use resolv::{MAX_NAMESERVERS, render_resolv_conf};
 pub use spec::{
-    BindMount, ContainerSpec, DEFAULT_STOP_GRACE, LABEL_HOSTNAME, LABEL_NODE, LABEL_SERVICE,
-    LABEL_TASK, NETWORK_MODE, container_name, task_labels,
+    BIND_PROPAGATIONS, BindMount, ContainerSpec, DEFAULT_STOP_GRACE, EngineMount, EngineMountKind,
+    Healthcheck, LABEL_HOSTNAME, LABEL_NODE, LABEL_SERVICE, LABEL_TASK, NETWORK_MODE,
+    container_name, task_labels,
 };
 pub use status::{
     ContainerEvent, ContainerEventKind, ContainerState, ContainerStatus, ContainerSummary, LogLine,
