@@ -366,6 +366,7 @@ pub fn update_mounts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::TestRng;
 
     fn volume(source: &str, target: &str) -> Mount {
         Mount {
@@ -577,6 +578,54 @@ mod tests {
                 e.contains("type=volume|bind|tmpfs"),
                 "{intent}: no accepted forms in {e}"
             );
+        }
+    }
+
+    /// Parse, display, parse again: the same mount, for made-up mounts and for whatever noise
+    /// happens to parse.
+    #[test]
+    fn mounts_round_trip() {
+        let mut rng = TestRng::new(13);
+        let words = ["v1", "data", "a,b", "q\"uote", "/srv", "/x/y", "k=v", ""];
+        for _ in 0..2_000 {
+            let mut m = Mount {
+                kind: *rng.pick(&[MountKind::Volume, MountKind::Bind, MountKind::Tmpfs]),
+                target: format!("/{}", rng.noise(b"abc/", 6)),
+                readonly: rng.below(2) == 1,
+                ..Mount::default()
+            };
+            match m.kind {
+                MountKind::Volume => {
+                    m.source = (*rng.pick(&["", "v1", "data.x"])).into();
+                    m.volume_driver = (*rng.pick(&["", "local"])).into();
+                    let (k, v) = (*rng.pick(&words), *rng.pick(&words));
+                    if !k.is_empty() && !k.contains('=') {
+                        m.volume_opts.insert(k.into(), v.into());
+                        m.volume_labels.insert(k.into(), v.into());
+                    }
+                    m.volume_nocopy = rng.below(2) == 1;
+                }
+                MountKind::Bind => {
+                    m.source = format!("/{}", rng.noise(b"ab,/", 6));
+                    m.bind_propagation = (*rng.pick(&["", "rslave", "shared"])).into();
+                }
+                MountKind::Tmpfs => {
+                    m.tmpfs_size_bytes = rng.below(4).cast_signed() << (10 * rng.below(4));
+                    m.tmpfs_mode = rng.below(0o10000) as u32;
+                }
+            }
+            assert_eq!(
+                parse_mount(&format_mount(&m)),
+                Ok(m.clone()),
+                "{:?}",
+                format_mount(&m)
+            );
+        }
+        for _ in 0..5_000 {
+            let s = rng.noise(b"typevolumbindtmpfs=,/srcdtargeo\"rly-17m ", 40);
+            if let Ok(m) = parse_mount(&s) {
+                assert_eq!(parse_mount(&format_mount(&m)), Ok(m), "{s:?}");
+            }
         }
     }
 
