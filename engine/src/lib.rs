@@ -30,9 +30,8 @@ pub use error::EngineError;
 pub use handle::EngineHandle;
 pub use resolv::{MAX_NAMESERVERS, render_resolv_conf};
 pub use spec::{
-    BIND_PROPAGATIONS, BindMount, ContainerSpec, DEFAULT_STOP_GRACE, EngineMount, EngineMountKind,
-    Healthcheck, LABEL_HOSTNAME, LABEL_NODE, LABEL_SERVICE, LABEL_TASK, NETWORK_MODE,
-    container_name, task_labels,
+    BindMount, ContainerSpec, DEFAULT_STOP_GRACE, LABEL_HOSTNAME, LABEL_NODE, LABEL_SERVICE,
+    LABEL_TASK, NETWORK_MODE, container_name, task_labels,
 };
 pub use status::{
     ContainerEvent, ContainerEventKind, ContainerState, ContainerStatus, ContainerSummary, LogLine,
@@ -41,6 +40,9 @@ pub use status::{
 
 use error::docker_error;
 use spec::{create_body, grace_seconds, is_container_ref, split_image_reference};
+
+// A service's own mounts and health check (`--mount`, `--health-*`).
+pub use spec::{BIND_PROPAGATIONS, EngineMount, EngineMountKind, Healthcheck};
 
 /// Where dockerd listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
