@@ -13,9 +13,9 @@ use bollard::models::HealthStatusEnum;
 use futures::StreamExt;
 use mesh_engine::{
     BindMount, ContainerEvent, ContainerEventKind, ContainerSpec, ContainerStatus, Engine,
-    EngineError, EngineMount, EngineMountKind, Healthcheck, LogLine, LogStream, container_name,
-    render_resolv_conf, task_labels,
+    EngineError, LogLine, LogStream, container_name, render_resolv_conf, task_labels,
 };
+use mesh_engine::{EngineMount, EngineMountKind, Healthcheck};
 
 const IMAGE: &str = "meshd/busybox";
 /// A bound on waiting for something that must happen, so a broken engine fails instead of
@@ -558,35 +558,6 @@ async fn an_invalid_spec_creates_nothing() {
     assert_eq!(engine.list(&[&guard.label()]).await.unwrap(), []);
 }
 
-#[tokio::test]
-async fn the_written_resolv_conf_is_what_the_task_reads() {
-    let (guard, engine) = Cleanup::new("resolv").await;
-    let running = engine.run(&guard.spec(1, "exec sleep 30")).await.unwrap();
-    let ns = ["10.0.9.2".parse().unwrap()];
-    let search = ["svc.enginetest".to_owned()];
-    let options = ["ndots:0".to_owned()];
-    engine
-        .write_resolv_conf(&running.id, &ns, &search, &options)
-        .await
-        .unwrap();
-    let expected = render_resolv_conf(&ns, &search, &options).unwrap();
-    assert_eq!(
-        exec(&running.id, &["cat", "/etc/resolv.conf"]).await,
-        (0, expected.clone())
-    );
-
-    // Bad input changes nothing.
-    let err = engine
-        .write_resolv_conf(&running.id, &[], &search, &options)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, EngineError::Invalid(_)), "{err:?}");
-    assert_eq!(
-        exec(&running.id, &["cat", "/etc/resolv.conf"]).await,
-        (0, expected)
-    );
-}
-
 /// Removes the named volumes a test made when dropped (after its containers: declare it first).
 struct VolumeCleanup {
     names: Vec<String>,
@@ -704,7 +675,7 @@ async fn health_until(id: &str, want: HealthStatusEnum) {
 /// failing one `unhealthy`, in `docker inspect`'s `State.Health`.
 #[tokio::test]
 async fn a_health_check_runs_and_reports_in_inspect() {
-    let (guard, engine) = Cleanup::new("health").await;
+    let (guard, engine) = Cleanup::new("healthspec").await;
     let check = |cmd: &str| Healthcheck {
         test: vec!["CMD-SHELL".into(), cmd.into()],
         interval: Duration::from_millis(200),
@@ -720,4 +691,33 @@ async fn a_health_check_runs_and_reports_in_inspect() {
     let bad = engine.run(&bad).await.unwrap();
     health_until(&good.id, HealthStatusEnum::HEALTHY).await;
     health_until(&bad.id, HealthStatusEnum::UNHEALTHY).await;
+}
+
+#[tokio::test]
+async fn the_written_resolv_conf_is_what_the_task_reads() {
+    let (guard, engine) = Cleanup::new("resolv").await;
+    let running = engine.run(&guard.spec(1, "exec sleep 30")).await.unwrap();
+    let ns = ["10.0.9.2".parse().unwrap()];
+    let search = ["svc.enginetest".to_owned()];
+    let options = ["ndots:0".to_owned()];
+    engine
+        .write_resolv_conf(&running.id, &ns, &search, &options)
+        .await
+        .unwrap();
+    let expected = render_resolv_conf(&ns, &search, &options).unwrap();
+    assert_eq!(
+        exec(&running.id, &["cat", "/etc/resolv.conf"]).await,
+        (0, expected.clone())
+    );
+
+    // Bad input changes nothing.
+    let err = engine
+        .write_resolv_conf(&running.id, &[], &search, &options)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Invalid(_)), "{err:?}");
+    assert_eq!(
+        exec(&running.id, &["cat", "/etc/resolv.conf"]).await,
+        (0, expected)
+    );
 }
