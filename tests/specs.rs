@@ -6,11 +6,15 @@ use std::time::Duration;
 
 use crate::support::{Lab, eventually, fails, host, ok};
 
-/// The image the tasks run and the engine that runs them: the lab's busybox on the host's
-/// dockerd, which today's lab nodes share. These two are what changes when each node has its own
-/// engine (`Lab::image`, `Lab::docker_out`).
-const IMAGE: &str = "meshd/busybox";
-fn node_docker(args: &[&str]) -> String {
+/// The image the tasks run: the lab's busybox, which today's lab nodes share on the host's
+/// dockerd (with an engine per node: `lab.image()`).
+fn image(_lab: &Lab) -> String {
+    "meshd/busybox".to_owned()
+}
+
+/// `docker ARGS` on the engine of the lab's one node: the host's dockerd, which today's lab
+/// nodes share (with an engine per node: `lab.docker_out(1, args)`).
+fn node_docker(_lab: &Lab, args: &[&str]) -> String {
     host("docker", args)
 }
 
@@ -34,23 +38,26 @@ fn running_container(lab: &Lab, service: &str) -> Result<String, String> {
         &["service", "inspect", "--format", "{{.ID}}", service],
     );
     let label = format!("label=meshd.service={}", id.trim());
-    let ids = node_docker(&[
-        "ps",
-        "--filter",
-        &label,
-        "--filter",
-        "status=running",
-        "--format",
-        "{{.ID}}",
-    ]);
+    let ids = node_docker(
+        lab,
+        &[
+            "ps",
+            "--filter",
+            &label,
+            "--filter",
+            "status=running",
+            "--format",
+            "{{.ID}}",
+        ],
+    );
     match ids.split_whitespace().collect::<Vec<_>>()[..] {
         [one] => Ok(one.to_owned()),
         ref other => Err(format!("running containers of {service}: {other:?}")),
     }
 }
 
-fn inspect_container(container: &str, format: &str) -> String {
-    node_docker(&["inspect", "-f", format, container])
+fn inspect_container(lab: &Lab, container: &str, format: &str) -> String {
+    node_docker(lab, &["inspect", "-f", format, container])
         .trim()
         .to_owned()
 }
@@ -65,6 +72,7 @@ fn mounts_and_health_checks_reach_the_task_container() {
     let volume = format!("{}-data", Lab::prefix_for("specs"));
     let _volume = VolumeGuard(volume.clone());
     let lab = Lab::up("specs", 214, 1, 1);
+    let image = image(&lab);
 
     let err = fails(
         &lab,
@@ -76,7 +84,7 @@ fn mounts_and_health_checks_reach_the_task_container() {
             "bad",
             "--mount",
             "type=bind,source=data,target=/data",
-            IMAGE,
+            &image,
         ],
     );
     assert!(
@@ -94,7 +102,7 @@ fn mounts_and_health_checks_reach_the_task_container() {
             "--no-healthcheck",
             "--health-cmd",
             "true",
-            IMAGE,
+            &image,
         ],
     );
     assert!(err.contains("conflicts with --health-*"), "{err}");
@@ -120,7 +128,7 @@ fn mounts_and_health_checks_reach_the_task_container() {
             "200ms",
             "--health-retries",
             "2",
-            IMAGE,
+            &image,
             "sh",
             "-c",
             "echo kept > /data/f; touch /tmp/ready; trap 'exit 0' TERM; while true; do sleep 1; done",
@@ -128,12 +136,12 @@ fn mounts_and_health_checks_reach_the_task_container() {
     );
     let container = eventually(Duration::from_mins(1), "web's task healthy", || {
         let c = running_container(&lab, "web")?;
-        let health = inspect_container(&c, "{{.State.Health.Status}}");
+        let health = inspect_container(&lab, &c, "{{.State.Health.Status}}");
         (health == "healthy")
             .then_some(c)
             .ok_or(format!("health {health:?}"))
     });
-    let mounts = inspect_container(&container, "{{json .HostConfig.Mounts}}");
+    let mounts = inspect_container(&lab, &container, "{{json .HostConfig.Mounts}}");
     assert!(
         mounts.contains(&format!("\"Source\":\"{volume}\""))
             && mounts.contains("\"Target\":\"/cache\"")
@@ -141,13 +149,16 @@ fn mounts_and_health_checks_reach_the_task_container() {
         "{mounts}"
     );
     assert_eq!(
-        node_docker(&[
-            "volume",
-            "inspect",
-            "-f",
-            "{{index .Labels \"made-by\"}}",
-            &volume
-        ])
+        node_docker(
+            &lab,
+            &[
+                "volume",
+                "inspect",
+                "-f",
+                "{{index .Labels \"made-by\"}}",
+                &volume
+            ]
+        )
         .trim(),
         "specs",
         "the node's engine made the volume with its labels"
@@ -226,16 +237,16 @@ fn mounts_and_health_checks_reach_the_task_container() {
             .then_some(c)
             .ok_or("the old task still runs".into())
     });
-    let mounts = inspect_container(&replaced, "{{json .HostConfig.Mounts}}");
+    let mounts = inspect_container(&lab, &replaced, "{{json .HostConfig.Mounts}}");
     assert!(
         mounts.contains(&volume) && !mounts.contains("/cache"),
         "{mounts}"
     );
     assert_eq!(
-        inspect_container(&replaced, "{{json .Config.Healthcheck.Test}}"),
+        inspect_container(&lab, &replaced, "{{json .Config.Healthcheck.Test}}"),
         r#"["NONE"]"#
     );
     // The volume kept what the first task wrote.
-    let out = node_docker(&["exec", &replaced, "cat", "/data/f"]);
+    let out = node_docker(&lab, &["exec", &replaced, "cat", "/data/f"]);
     assert_eq!(out.trim(), "kept");
 }
