@@ -17,4 +17,5 @@ mod networks;
 mod overlay;
 mod pathmtu;
 mod services;
+mod specs;
 mod trust;

@@ -30,9 +30,10 @@ pub use node::{
 };
 pub use service::{
     ContainerSpec, Endpoint, EndpointMode, EndpointSpec, FailureAction, FileReference,
-    NetworkAttachmentConfig, Placement, PortConfig, Protocol, PublishMode, ResourceRequirements,
-    RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, SpreadPreference, TaskSpec,
-    UpdateConfig, UpdateOrder, UpdateState, UpdateStatus, VirtualIp,
+    HealthConfig, Mount, MountKind, NetworkAttachmentConfig, Placement, PortConfig, Protocol,
+    PublishMode, ResourceRequirements, RestartCondition, RestartPolicy, Service, ServiceMode,
+    ServiceSpec, SpreadPreference, TaskSpec, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
+    VirtualIp,
 };
 pub use store::ClusterState;
 pub use task::{Task, TaskNetwork, TaskState, TaskStatus};
