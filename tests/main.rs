@@ -16,6 +16,7 @@ mod metrics;
 mod networks;
 mod overlay;
 mod pathmtu;
+mod secrets;
 mod services;
 mod specs;
 mod trust;
