@@ -6,7 +6,8 @@ set -euo pipefail
 PACKAGES=(
   clang-19 llvm-19 libbpf-dev bpftool     # build and inspect the eBPF programs
   iproute2 ethtool procps psmisc iputils-ping curl  # namespaces, links, the lab
-  docker.io                               # tasks are containers
+  docker.io                               # tasks are containers (an engine per lab node)
+  docker-registry skopeo                  # the lab registry, and pushing images to it
   busybox-static                          # the FROM-scratch test image
   iperf3 haproxy dnsutils tcpdump socat wrk dnsperf unbound iptables nftables  # tests and bench
   systemd                                 # systemd-analyze verify of the packaged unit

@@ -288,10 +288,8 @@ impl Daemon {
             .await
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
         match engine.image_exists(&image).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(ApiError::invalid(format!(
-                "No such image: {image} (no registry is reachable: the image must be present in the nodes' Docker engines, built or loaded there first; this node's engine does not have it)"
-            ))),
+            // A missing image is no error: the nodes that run the tasks pull it.
+            Ok(_) => Ok(()),
             Err(EngineError::Invalid(m)) => Err(ApiError::invalid(m)),
             Err(e) => Err(ApiError::unavailable(format!(
                 "cannot check image {image}: {e}"
