@@ -25,8 +25,20 @@ const UDP_ECHO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/udp-echo"));
 /// Where `meshd/registry` keeps its config, as in Docker's `registry` image.
 const REGISTRY_CONFIG: &str = "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n  delete:\n    enabled: true\nhttp:\n  addr: :5000\n";
 
-/// Builds every lab image the host's dockerd lacks (or has in an older version).
-pub fn ensure_images() -> Result<()> {
+/// A lab image exported once as an OCI layout (its layers compressed), ready to push to any
+/// lab's registry as is: pushing from dockerd itself would compress them again at every `up`.
+pub struct ExportedImage {
+    /// The short name ([`crate::LabPlan::image`]).
+    pub name: &'static str,
+    pub layout: PathBuf,
+}
+
+/// Builds one image's context in the folder given.
+type BuildFn = fn(&Path) -> Result<()>;
+
+/// Builds every lab image the host's dockerd lacks (or has in an older version), and exports
+/// each one not yet exported under `<state root>/.images/`.
+pub fn ensure_images() -> Result<Vec<ExportedImage>> {
     let version = Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output()
@@ -36,34 +48,92 @@ pub fn ensure_images() -> Result<()> {
             "dockerd is not answering on /var/run/docker.sock: run ./scripts/deps.sh (it starts it)"
         );
     }
-    if !is_current(TEST_IMAGE)? {
-        with_context_dir(TEST_IMAGE, build_busybox)?;
+    let builds: [(&str, &'static str, BuildFn); 2] = [
+        (TEST_IMAGE, "busybox", build_busybox),
+        (REGISTRY_IMAGE, "registry", build_registry),
+    ];
+    let mut exported = Vec::new();
+    for (image, name, build) in builds {
+        let id = if let Some(id) = current_id(image)? {
+            id
+        } else {
+            with_context_dir(image, build)?;
+            current_id(image)?.with_context(|| format!("{image} was built but is not there"))?
+        };
+        exported.push(ExportedImage {
+            name,
+            layout: export(image, name, &id)?,
+        });
     }
-    if !is_current(REGISTRY_IMAGE)? {
-        with_context_dir(REGISTRY_IMAGE, build_registry)?;
-    }
-    Ok(())
+    Ok(exported)
 }
 
-fn is_current(image: &str) -> Result<bool> {
-    let present = Command::new("docker")
+/// The id of `image` on the host's dockerd when it is there in the current version.
+fn current_id(image: &str) -> Result<Option<String>> {
+    let out = Command::new("docker")
         .args([
             "image",
             "inspect",
             "--format",
-            "{{index .Config.Labels \"meshd.image\"}}",
+            "{{index .Config.Labels \"meshd.image\"}} {{.Id}}",
             image,
         ])
         .output()
         .context("running docker: run ./scripts/deps.sh (it installs and starts docker)")?;
-    Ok(
-        present.status.success()
-            && String::from_utf8_lossy(&present.stdout).trim() == IMAGE_VERSION,
-    )
+    if !out.status.success() {
+        return Ok(None);
+    }
+    Ok(current_id_of(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `<meshd.image label> sha256:<hex>` -> the hex, when the label is [`IMAGE_VERSION`].
+fn current_id_of(inspect: &str) -> Option<String> {
+    let (version, id) = inspect.trim().split_once(' ')?;
+    let hex = id.strip_prefix("sha256:")?;
+    (version == IMAGE_VERSION && hex.len() >= 12).then(|| hex.to_owned())
+}
+
+/// Exports `image` (id `id`) to `<state root>/.images/<name>-<id prefix>` unless it is there,
+/// and removes older exports of it.
+fn export(image: &str, name: &str, id: &str) -> Result<PathBuf> {
+    let cache = Path::new(crate::STATE_ROOT).join(".images");
+    let dir_name = format!("{name}-{}", &id[..12]);
+    let dir = cache.join(&dir_name);
+    if dir.join("index.json").exists() {
+        return Ok(dir);
+    }
+    fs::create_dir_all(&cache)?;
+    let tmp = cache.join(format!(".{dir_name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    let out = Command::new("skopeo")
+        .args(["copy", "-q"])
+        .arg(format!("docker-daemon:{image}:latest"))
+        .arg(format!("oci:{}:latest", tmp.display()))
+        .output()
+        .context("running skopeo (./scripts/deps.sh installs it)")?;
+    if !out.status.success() {
+        let _ = fs::remove_dir_all(&tmp);
+        bail!(
+            "exporting {image} with skopeo failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    for old in fs::read_dir(&cache)?.flatten() {
+        let old_name = old.file_name();
+        let old_name = old_name.to_string_lossy();
+        if old_name.starts_with(&format!("{name}-")) && old_name != dir_name {
+            let _ = fs::remove_dir_all(old.path());
+        }
+    }
+    // Another `up` may have exported it meanwhile: then its copy stays, and ours goes.
+    if fs::rename(&tmp, &dir).is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    Ok(dir)
 }
 
 /// Runs `build` in a fresh build context folder, removed afterwards.
-fn with_context_dir(image: &str, build: fn(&Path) -> Result<()>) -> Result<()> {
+fn with_context_dir(image: &str, build: BuildFn) -> Result<()> {
     let ctx = std::env::temp_dir().join(format!(
         "meshd-image-{}-{}",
         image.replace('/', "-"),
@@ -191,6 +261,18 @@ mod tests {
             ]
         );
         assert!(ldd_closure("\tnot a dynamic executable\n").is_empty());
+    }
+
+    #[test]
+    fn only_an_image_of_the_current_version_counts() {
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            current_id_of(&format!("{IMAGE_VERSION} sha256:{hex}\n")),
+            Some(hex.clone())
+        );
+        assert_eq!(current_id_of(&format!("1 sha256:{hex}")), None);
+        assert_eq!(current_id_of(&format!(" sha256:{hex}")), None);
+        assert_eq!(current_id_of(""), None);
     }
 
     #[test]

@@ -104,8 +104,9 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
         );
         down(&plan.prefix)?;
     }
-    ensure_images()?;
+    let images = ensure_images()?;
 
+    teardown::mount_state(&plan.state_dir())?;
     let mut state = LabState {
         plan: plan.clone(),
         complete: false,
@@ -115,7 +116,7 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
     };
     state.save()?;
     build_network(plan, opts.datapath == "xdp").context("building the lab network")?;
-    start_engines_and_registry(plan)?;
+    start_engines_and_registry(plan, &images)?;
     for i in plan.node_indexes() {
         start_meshd(plan, i, opts)?;
     }
@@ -143,7 +144,7 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
 
 /// Starts the registry and every node's engine at once, pushes the lab images while the engines
 /// come up, and waits for all of them.
-fn start_engines_and_registry(plan: &LabPlan) -> Result<()> {
+fn start_engines_and_registry(plan: &LabPlan, images: &[image::ExportedImage]) -> Result<()> {
     registry::write_tls(plan).context("making the lab CA and the registry's certificate")?;
     let mut reg = registry::spawn(plan)?;
     let mut engines = Vec::new();
@@ -151,7 +152,7 @@ fn start_engines_and_registry(plan: &LabPlan) -> Result<()> {
         engines.push((i, engine::spawn(plan, i)?));
     }
     registry::wait_ready(plan, &mut reg)?;
-    registry::push_images(plan, &LAB_IMAGES)?;
+    registry::push_images(plan, images)?;
     for (i, child) in &mut engines {
         engine::wait_ready(plan, *i, child)?;
     }

@@ -16,6 +16,7 @@ use rcgen::{
 };
 
 use crate::LabPlan;
+use crate::image::ExportedImage;
 
 pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -151,34 +152,28 @@ pub fn listens_on(table: &str, port: u16) -> bool {
     })
 }
 
-/// Pushes `local` (an image of the host's dockerd) to the lab registry as `remote`.
-pub fn push(plan: &LabPlan, local: &str, remote: &str) -> Command {
-    let mut c = Command::new("nsenter");
-    c.arg(format!("--net=/run/netns/{}", plan.registry_ns()))
-        .args(["skopeo", "copy", "-q", "--dest-cert-dir"])
-        .arg(plan.ca_cert().parent().unwrap_or(Path::new("/")))
-        .arg(format!("docker-daemon:{local}:latest"))
-        .arg(format!("docker://{remote}:latest"));
-    c
-}
-
-/// Pushes every lab image at once; waits for all.
-pub fn push_images(plan: &LabPlan, images: &[(&str, &str)]) -> Result<()> {
+/// Pushes every lab image at once, from its exported layout; waits for all.
+pub fn push_images(plan: &LabPlan, images: &[ExportedImage]) -> Result<()> {
     let mut running = Vec::new();
-    for (local, name) in images {
-        let child = push(plan, local, &plan.image(name))
+    for image in images {
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", plan.registry_ns()))
+            .args(["skopeo", "copy", "-q", "--dest-cert-dir"])
+            .arg(plan.ca_cert().parent().unwrap_or(Path::new("/")))
+            .arg(format!("oci:{}:latest", image.layout.display()))
+            .arg(format!("docker://{}:latest", plan.image(image.name)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .context("running skopeo (./scripts/deps.sh installs it)")?;
-        running.push((local, child));
+        running.push((image.name, child));
     }
-    for (local, child) in running {
+    for (name, child) in running {
         let out = child.wait_with_output()?;
         if !out.status.success() {
             bail!(
-                "pushing {local} to the lab registry {} failed: {}",
-                plan.registry_host(),
+                "pushing {} to the lab registry failed: {}",
+                plan.image(name),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
