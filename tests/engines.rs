@@ -67,7 +67,8 @@ fn assert_nothing_left(prefix: &str) {
 }
 
 /// Two nodes, a service of two replicas spread over them: each node's engine runs its own task
-/// container, pulled from the lab registry; the host's dockerd runs none of them.
+/// container, pulled from the lab registry; the host's dockerd runs none of them. The lab's
+/// `meshd/registry` image runs and serves.
 #[test]
 fn engines_are_per_node_and_pull_from_the_lab_registry() {
     let lab = Lab::up("engines", 140, 2, 1);
@@ -149,6 +150,35 @@ fn engines_are_per_node_and_pull_from_the_lab_registry() {
             lab.image()
         );
     }
+
+    // `meshd/registry`, pulled from the lab registry, serves the registry API in its node's
+    // namespace (`lab down` removes the container with the engine's others).
+    let run = lab.docker(
+        2,
+        &[
+            "run",
+            "-d",
+            "--network",
+            "host",
+            "--name",
+            "reg",
+            &lab.image_named("registry"),
+        ],
+    );
+    assert!(
+        run.status.success(),
+        "docker run meshd/registry: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let catalog = format!("http://{}:5000/v2/_catalog", lab.node_addr(2));
+    eventually(
+        Duration::from_secs(20),
+        "meshd/registry answering on n2",
+        || {
+            let out = stdout(&lab.exec("client", &["curl", "-s", "-m", "2", &catalog]));
+            out.contains("\"repositories\"").then_some(()).ok_or(out)
+        },
+    );
 
     let prefix = lab.prefix.clone();
     drop(lab);
