@@ -157,6 +157,15 @@ pub(crate) fn is_lab_dockerd(args: &[String], state: &Path) -> bool {
         })
 }
 
+/// Is this command line the containerd a lab dockerd started (its config under `state`)?
+/// `down` stops it together with its dockerd: stopped one after the other they take twice as
+/// long.
+pub(crate) fn is_lab_containerd(args: &[String], state: &Path) -> bool {
+    args.first()
+        .is_some_and(|a| Path::new(a).file_name().is_some_and(|n| n == "containerd"))
+        && names_lab_path(args, state)
+}
+
 /// Is this command line a process that names a file under `state` (a containerd or shim of a
 /// node engine, the registry)?
 pub(crate) fn names_lab_path(args: &[String], state: &Path) -> bool {
@@ -206,6 +215,13 @@ mod tests {
             "/usr/bin/containerd-shim-runc-v2 -namespace moby -id abc -address /var/lib/meshd-lab/mesh/n1/docker/exec/containerd/containerd.sock",
         );
         assert!(names_lab_path(&shim, state));
+        assert!(!is_lab_containerd(&shim, state));
+        assert!(is_lab_containerd(
+            &words(
+                "containerd --config /var/lib/meshd-lab/mesh/n1/docker/exec/containerd/containerd.toml"
+            ),
+            state
+        ));
         assert!(!names_lab_path(
             &words("containerd --config /var/run/docker/containerd/containerd.toml"),
             state

@@ -116,7 +116,7 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
     };
     state.save()?;
     build_network(plan, opts.datapath == "xdp").context("building the lab network")?;
-    start_engines_and_registry(plan, &images)?;
+    let pushing = start_engines_and_registry(plan, &images)?;
     for i in plan.node_indexes() {
         start_meshd(plan, i, opts)?;
     }
@@ -124,27 +124,30 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
         wait_for_socket(plan, i)?;
     }
     // One swarm: init on n1, managers then workers join it.
-    if !opts.swarm {
-        state.complete = true;
-        return state.save();
+    if opts.swarm {
+        cluster::form(plan)
+            .and_then(|()| cluster::wait_ready(plan, Duration::from_mins(1)))
+            .with_context(|| {
+                format!(
+                    "forming the lab's swarm (logs: {}/n*/meshd.log; `meshctl lab down{}` removes the lab)",
+                    plan.state_dir().display(),
+                    prefix_flag(&plan.prefix)
+                )
+            })?;
     }
-    cluster::form(plan)
-        .and_then(|()| cluster::wait_ready(plan, Duration::from_mins(1)))
-        .with_context(|| {
-            format!(
-                "forming the lab's swarm (logs: {}/n*/meshd.log; `meshctl lab down{}` removes the lab)",
-                plan.state_dir().display(),
-                prefix_flag(&plan.prefix)
-            )
-        })?;
+    registry::finish_push(plan, pushing)?;
     state.complete = true;
     state.save()?;
     Ok(())
 }
 
-/// Starts the registry and every node's engine at once, pushes the lab images while the engines
-/// come up, and waits for all of them.
-fn start_engines_and_registry(plan: &LabPlan, images: &[image::ExportedImage]) -> Result<()> {
+/// Starts the registry and every node's engine at once, and waits for them; the pushes of the
+/// lab images it starts once the registry listens run on while the meshds start and the swarm
+/// forms ([`registry::finish_push`] waits for them).
+fn start_engines_and_registry(
+    plan: &LabPlan,
+    images: &[image::ExportedImage],
+) -> Result<registry::Pushing> {
     registry::write_tls(plan).context("making the lab CA and the registry's certificate")?;
     let mut reg = registry::spawn(plan)?;
     let mut engines = Vec::new();
@@ -152,11 +155,11 @@ fn start_engines_and_registry(plan: &LabPlan, images: &[image::ExportedImage]) -
         engines.push((i, engine::spawn(plan, i)?));
     }
     registry::wait_ready(plan, &mut reg)?;
-    registry::push_images(plan, images)?;
+    let pushing = registry::start_push(plan, images)?;
     for (i, child) in &mut engines {
         engine::wait_ready(plan, *i, child)?;
     }
-    Ok(())
+    Ok(pushing)
 }
 
 /// The node indexes `member` names: `nI`, or every node for `all`.

@@ -152,8 +152,11 @@ pub fn listens_on(table: &str, port: u16) -> bool {
     })
 }
 
-/// Pushes every lab image at once, from its exported layout; waits for all.
-pub fn push_images(plan: &LabPlan, images: &[ExportedImage]) -> Result<()> {
+/// Pushes of the lab images under way: each image's short name and its skopeo.
+pub struct Pushing(Vec<(&'static str, Child)>);
+
+/// Starts pushing every lab image at once, from its exported layout.
+pub fn start_push(plan: &LabPlan, images: &[ExportedImage]) -> Result<Pushing> {
     let mut running = Vec::new();
     for image in images {
         let child = Command::new("nsenter")
@@ -168,7 +171,12 @@ pub fn push_images(plan: &LabPlan, images: &[ExportedImage]) -> Result<()> {
             .context("running skopeo (./scripts/deps.sh installs it)")?;
         running.push((image.name, child));
     }
-    for (name, child) in running {
+    Ok(Pushing(running))
+}
+
+/// Waits for the pushes; the first that failed says why.
+pub fn finish_push(plan: &LabPlan, pushing: Pushing) -> Result<()> {
+    for (name, child) in pushing.0 {
         let out = child.wait_with_output()?;
         if !out.status.success() {
             bail!(

@@ -49,11 +49,13 @@ pub fn down(prefix: &str) -> Result<()> {
             .collect::<Result<Vec<usize>>>()
     })?;
 
-    // 3. The engines: SIGTERM, and SIGKILL after a bound. Without containers they stop in about
+    // 3. The engines and their containerds: SIGTERM, and SIGKILL after a bound. Without containers they stop in about
     // a second; one that still has some stops them first.
     let engines: Vec<i32> = processes()
         .into_iter()
-        .filter(|(_, args)| engine::is_lab_dockerd(args, &state))
+        .filter(|(_, args)| {
+            engine::is_lab_dockerd(args, &state) || engine::is_lab_containerd(args, &state)
+        })
         .map(|(pid, _)| pid)
         .collect();
     kill_all(&engines, engine::STOP_TIMEOUT);
