@@ -48,12 +48,9 @@ pub fn ensure_images() -> Result<Vec<ExportedImage>> {
             "dockerd is not answering on /var/run/docker.sock: run ./scripts/deps.sh (it starts it)"
         );
     }
-    let builds: [(&str, &'static str, BuildFn); 2] = [
-        (TEST_IMAGE, "busybox", build_busybox),
-        (REGISTRY_IMAGE, "registry", build_registry),
-    ];
+    let builds: [BuildFn; LAB_IMAGES.len()] = [build_busybox, build_registry];
     let mut exported = Vec::new();
-    for (image, name, build) in builds {
+    for ((image, name), build) in LAB_IMAGES.into_iter().zip(builds) {
         let id = if let Some(id) = current_id(image)? {
             id
         } else {
