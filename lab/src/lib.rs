@@ -4,8 +4,9 @@
 //! and `P-reg` runs the registry the nodes pull the lab's images from. [`down`] removes every
 //! trace, also of a lab whose `up` was killed half-way.
 //!
-//! The lab drives the kernel only through iproute2 (`ip`) and a shell in the switch namespace:
-//! it links neither netlink nor aya, so that `meshctl` stays a thin client.
+//! The lab drives the kernel only through iproute2 (`ip`), a shell in the switch namespace and
+//! `nsenter`/`unshare` for the engines and the registry (and mounts one tmpfs for its state): it
+//! links neither netlink nor aya, so that `meshctl` stays a thin client.
 
 pub mod cluster;
 mod engine;
@@ -22,7 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-pub use image::{LAB_IMAGES, REGISTRY_IMAGE, TEST_IMAGE, ensure_images};
+use image::ensure_images;
+pub use image::{LAB_IMAGES, REGISTRY_IMAGE, TEST_IMAGE};
 pub use plan::{LabPlan, Member, PlanError, REGISTRY_PORT, STATE_ROOT, state_dir};
 pub use teardown::down;
 
