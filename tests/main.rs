@@ -9,6 +9,7 @@ mod support;
 
 mod control;
 mod datapath;
+mod engines;
 mod gossip;
 mod lab;
 mod mesh;
