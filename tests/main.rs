@@ -16,4 +16,5 @@ mod metrics;
 mod networks;
 mod overlay;
 mod services;
+mod socklb;
 mod trust;

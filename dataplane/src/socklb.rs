@@ -23,8 +23,7 @@ use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::{CgroupAttachMode, CgroupSockAddr};
 use aya::{Ebpf, EbpfLoader};
 use mesh_ebpf::abi::{
-    MESH_SOCK_MAX_NETS, MESH_SOCK_READY, MeshSockConfig, MeshSockNetns, MeshSockStats,
-    MeshSvcStats,
+    MESH_SOCK_MAX_NETS, MESH_SOCK_READY, MeshSockConfig, MeshSockNetns, MeshSockStats, MeshSvcStats,
 };
 use mesh_ebpf::maps::{MeshMap, SockConfig, SockNetns, SockStats, Stats};
 
@@ -165,11 +164,14 @@ pub struct SockLb {
 impl SockLb {
     /// Loads `sock_lb.o` with the maps pinned under `pin_dir` (call it after `Mesh::load`, which
     /// pins the shared ones), marks the calling thread's network namespace as the node's, and
-    /// attaches the four programs at the cgroup2 root (multi-attach: other nodes' programs stay).
+    /// attaches the four programs at the cgroup2 root (as links, which the kernel always
+    /// multi-attaches: other nodes' programs stay).
     pub fn load(pin_dir: &Path) -> anyhow::Result<Self> {
-        let mounts = std::fs::read_to_string("/proc/self/mounts").context("read /proc/self/mounts")?;
-        let root = cgroup2_root(&mounts)
-            .ok_or_else(|| anyhow!("no cgroup2 hierarchy mounted (socket-level balancing needs one)"))?;
+        let mounts =
+            std::fs::read_to_string("/proc/self/mounts").context("read /proc/self/mounts")?;
+        let root = cgroup2_root(&mounts).ok_or_else(|| {
+            anyhow!("no cgroup2 hierarchy mounted (socket-level balancing needs one)")
+        })?;
         let cgroup = File::open(&root).with_context(|| format!("open {}", root.display()))?;
         let cookie = netns_cookie().context("read this network namespace's cookie")?;
         let mut ebpf = EbpfLoader::new()
@@ -191,7 +193,10 @@ impl SockLb {
                 .ok_or_else(|| anyhow!("{name} missing from sock_lb.o"))?
                 .try_into()?;
             p.load().with_context(|| format!("load (verify) {name}"))?;
-            p.attach(&cgroup, CgroupAttachMode::AllowMultiple)
+            // A cgroup bpf_link always joins the cgroup's list of programs (the kernel's
+            // BPF_F_ALLOW_MULTI) and refuses any flag: "single" is aya's name for no flag here,
+            // and other nodes' programs at the same root stay.
+            p.attach(&cgroup, CgroupAttachMode::Single)
                 .with_context(|| format!("attach {name} to {}", root.display()))?;
         }
         tracing::info!(cgroup = %root.display(), netns_cookie = cookie, "socket-level balancing attached");
@@ -249,7 +254,11 @@ impl SockLb {
         if !reset.is_empty() {
             let n = aya::util::nr_cpus().map_err(|(s, e)| anyhow!("{s}: {e}"))?;
             for slot in reset {
-                m.set(slot, PerCpuValues::try_from(vec![MeshSockStats::default(); n])?, 0)?;
+                m.set(
+                    slot,
+                    PerCpuValues::try_from(vec![MeshSockStats::default(); n])?,
+                    0,
+                )?;
             }
         }
         self.slots.clone_from(slots);
@@ -261,10 +270,12 @@ impl SockLb {
 }
 
 fn sum_socket(per_cpu: &PerCpuValues<MeshSockStats>) -> SocketCounters {
-    per_cpu.iter().fold(SocketCounters::default(), |a, c| SocketCounters {
-        connects: a.connects + c.connects,
-        sendmsgs: a.sendmsgs + c.sendmsgs,
-    })
+    per_cpu
+        .iter()
+        .fold(SocketCounters::default(), |a, c| SocketCounters {
+            connects: a.connects + c.connects,
+            sendmsgs: a.sendmsgs + c.sendmsgs,
+        })
 }
 
 /// The counters of a node's pins, read from outside its meshd (tests, tools): socket
@@ -287,7 +298,8 @@ impl PinnedTotals {
         };
         let sock: PerCpuArray<_, MeshSockStats> =
             Map::from_map_data(open(SockStats::NAME)?)?.try_into()?;
-        let tc: PerCpuArray<_, MeshSvcStats> = Map::from_map_data(open(Stats::NAME)?)?.try_into()?;
+        let tc: PerCpuArray<_, MeshSvcStats> =
+            Map::from_map_data(open(Stats::NAME)?)?.try_into()?;
         let mut t = Self::default();
         for slot in 0..SockStats::MAX_ENTRIES {
             let s = sum_socket(&sock.get(&slot, 0)?);
@@ -324,7 +336,10 @@ mod tests {
         );
         let unified = "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n";
         assert_eq!(cgroup2_root(unified), Some(PathBuf::from("/sys/fs/cgroup")));
-        assert_eq!(cgroup2_root("cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\n"), None);
+        assert_eq!(
+            cgroup2_root("cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\n"),
+            None
+        );
         assert_eq!(cgroup2_root(""), None);
     }
 
@@ -397,7 +412,10 @@ mod tests {
         if !crate::mesh::check_root() {
             return;
         }
-        let dir = PathBuf::from(format!("/sys/fs/bpf/meshd-test-socklb-{}", std::process::id()));
+        let dir = PathBuf::from(format!(
+            "/sys/fs/bpf/meshd-test-socklb-{}",
+            std::process::id()
+        ));
         let _ = crate::mesh::Mesh::remove_pins(&dir);
         let result = std::panic::catch_unwind(|| {
             let tc = crate::programs::Programs::load(&dir).expect("load tc/xdp objects");
@@ -406,8 +424,7 @@ mod tests {
                 .load(&mesh_ebpf::SOCK_LB.0)
                 .expect("load sock_lb.o");
             for name in SOCK_PROGRAMS {
-                let p: &mut CgroupSockAddr =
-                    ebpf.program_mut(name).unwrap().try_into().unwrap();
+                let p: &mut CgroupSockAddr = ebpf.program_mut(name).unwrap().try_into().unwrap();
                 p.load().unwrap_or_else(|e| panic!("verify {name}: {e:?}"));
             }
             // The same kernel map under both objects: written through one, read through the other.

@@ -28,8 +28,8 @@ use std::time::Duration;
 use mesh_cluster::net::INGRESS_VNI;
 use mesh_cluster::state::{PortConfig, PublishMode as StatePublishMode};
 use mesh_dataplane::{
-    Datapath, DesiredMesh, Mesh, MeshOptions, Protocol, PublishMode, PublishedPort, Service, Task,
-    TaskAddress, Timeouts, Vip,
+    Datapath, DesiredMesh, Mesh, MeshOptions, Protocol, PublishMode, PublishedPort, Service,
+    SockLb, SocketCounters, Task, TaskAddress, Timeouts, Vip,
 };
 use tokio::task::JoinHandle;
 
@@ -52,6 +52,10 @@ pub struct MeshSettings {
     pub pin_root: PathBuf,
     pub timeouts: Timeouts,
 }
+
+/// What `status` lists the socket programs under: they attach to the cgroup2 root, not to an
+/// interface.
+const SOCK_LB_ATTACH_POINT: &str = "cgroup2 root";
 
 /// An interface the mesh's programs serve.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -255,6 +259,9 @@ struct Runtime {
     net: NodeNetworking,
     settings: MeshSettings,
     mesh: Option<Mesh>,
+    /// Socket-level balancing (`mesh_dataplane::SockLb`), loaded with the mesh; dropping it
+    /// detaches its programs.
+    sock_lb: Option<SockLb>,
     /// The node (advertised address, hostname) the mesh was loaded for.
     loaded_for: Option<(Ipv4Addr, String)>,
     attached: BTreeMap<String, Attached>,
@@ -273,6 +280,7 @@ async fn run(net: NodeNetworking, settings: MeshSettings) {
         net,
         settings,
         mesh: None,
+        sock_lb: None,
         loaded_for: None,
         attached: BTreeMap::new(),
         stale_cleared: false,
@@ -339,6 +347,7 @@ impl Runtime {
     }
 
     fn forget(&mut self) {
+        self.sock_lb = None;
         self.mesh = None;
         self.loaded_for = None;
         self.attached.clear();
@@ -391,11 +400,21 @@ impl Runtime {
         );
         config.timeouts = self.settings.timeouts;
         let datapath = config.datapath;
-        match tokio::task::spawn_blocking(move || Mesh::load(config)).await {
-            Ok(Ok(mesh)) => {
+        let pin_dir = config.pin_dir.clone();
+        // The socket programs share the maps Mesh::load pins, so they load after it; without
+        // them published ports still work from other nodes (a warning says why not here).
+        let loaded = tokio::task::spawn_blocking(move || {
+            Mesh::load(config).map(|mesh| (mesh, SockLb::load(&pin_dir)))
+        });
+        match loaded.await {
+            Ok(Ok((mesh, sock_lb))) => {
                 tracing::info!(underlay = %ifname, ?datapath, "routing mesh loaded");
                 self.mesh = Some(mesh);
                 self.last_warning = None;
+                match sock_lb {
+                    Ok(s) => self.sock_lb = Some(s),
+                    Err(e) => self.warn(format!("socket-level balancing: {e:#}")),
+                }
                 true
             }
             Ok(Err(e)) => {
@@ -550,12 +569,20 @@ impl Runtime {
             self.net.set_mesh_status(None);
             return;
         }
-        let Some(Ok((stats, fill))) = self
-            .with_mesh(|m| anyhow::Ok((m.stats()?, m.map_fill()?)))
+        let Some(Ok((stats, fill, slots))) = self
+            .with_mesh(|m| anyhow::Ok((m.stats()?, m.map_fill()?, m.service_slots())))
             .await
         else {
-            self.report(view, Vec::new(), Vec::new());
+            self.report(view, Vec::new(), Vec::new(), &BTreeMap::new());
             return;
+        };
+        let socket = match self.sock_lb.as_mut().map(|s| s.counters(&slots)) {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                self.warn(format!("reading the socket counters: {e:#}"));
+                BTreeMap::new()
+            }
+            None => BTreeMap::new(),
         };
         let counters: Vec<ServiceCounters> = stats
             .into_iter()
@@ -574,12 +601,18 @@ impl Runtime {
                 capacity,
             })
             .collect();
-        self.report(view, counters.clone(), maps);
+        self.report(view, counters.clone(), maps, &socket);
         self.net.set_mesh_counters(counters);
     }
 
     /// Tells the node's networking what the mesh is now (`status`, metrics).
-    fn report(&self, view: &NetView, counters: Vec<ServiceCounters>, maps: Vec<MapFill>) {
+    fn report(
+        &self,
+        view: &NetView,
+        counters: Vec<ServiceCounters>,
+        maps: Vec<MapFill>,
+        socket: &BTreeMap<String, SocketCounters>,
+    ) {
         let datapath = self.settings.datapath;
         let mut interfaces: BTreeMap<String, Vec<String>> = self
             .attached
@@ -593,17 +626,33 @@ impl Runtime {
             }
             interfaces.insert(m.options().underlay_ifname.clone(), underlay);
         }
+        if self.sock_lb.is_some() {
+            interfaces.insert(
+                SOCK_LB_ATTACH_POINT.to_owned(),
+                mesh_dataplane::socklb::SOCK_PROGRAMS
+                    .map(str::to_owned)
+                    .to_vec(),
+            );
+        }
         let services = counters
             .into_iter()
-            .map(|c| ServiceSample {
-                service_name: view
-                    .services
-                    .get(&c.service_id)
-                    .map_or_else(|| c.service_id.to_string(), |s| s.name.clone()),
-                service_id: c.service_id,
-                packets: c.packets,
-                bytes: c.bytes,
-                connections: c.connections,
+            .map(|c| {
+                let sock = socket
+                    .get(c.service_id.as_str())
+                    .copied()
+                    .unwrap_or_default();
+                ServiceSample {
+                    service_name: view
+                        .services
+                        .get(&c.service_id)
+                        .map_or_else(|| c.service_id.to_string(), |s| s.name.clone()),
+                    service_id: c.service_id,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    connections: c.connections,
+                    socket_connects: sock.connects,
+                    socket_datagrams: sock.sendmsgs,
+                }
             })
             .collect();
         self.net.set_mesh_status(Some(MeshStatus {
@@ -623,6 +672,8 @@ impl Runtime {
 
     /// The node left its swarm: everything is detached and the pins removed.
     async fn leave(&mut self) {
+        // Detached before the pins go.
+        self.sock_lb = None;
         if let Some(mesh) = self.mesh.take() {
             match tokio::task::spawn_blocking(move || mesh.remove()).await {
                 Ok(Ok(())) => tracing::info!("routing mesh removed: the node left its swarm"),
