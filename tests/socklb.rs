@@ -180,6 +180,10 @@ fn socket_lb_serves_published_ports_to_the_node_itself() {
         }
         let after = totals(&lab, &member);
         println!("socklb: {member} counters before {before:?} after {after:?}");
+        println!(
+            "socklb: other {:?}",
+            totals(&lab, if i == 1 { "n2" } else { "n1" })
+        );
         // 2 curl + 2 python TCP connects and one connected UDP; one unconnected datagram.
         assert!(
             after.socket.connects >= before.socket.connects + 5,

@@ -6,8 +6,7 @@
 //! nothing here programs services. What [`SockLb`] writes is its own: the node's network
 //! namespace (the programs run for every socket of the machine and act only on this node's and
 //! its tasks'), the task namespaces and their networks (east-west VIPs), and it reads the
-//! counters. The pure part ([`cgroup2_root`], [`config_row`], [`netns_row`], [`plan_netns`],
-//! [`slots_to_reset`]) is unit-tested below.
+//! counters. The pure part ([`cgroup2_root`], [`config_row`], [`netns_row`], [`plan_netns`]) is unit-tested below.
 //!
 //! The attachments are `bpf_link`s held by this process and never pinned: when meshd exits, in
 //! any way, the kernel detaches them, so no program is ever left acting for a node whose meshd is
@@ -110,20 +109,6 @@ pub fn plan_netns(
     gone.chain(changed).collect()
 }
 
-/// Counter slots whose service changed between two service → slot maps (taken by another
-/// service, or newly taken): their socket counters start again from zero, as the tc counters of
-/// a slot do when the planner hands it out.
-pub fn slots_to_reset(
-    before: &BTreeMap<String, u32>,
-    after: &BTreeMap<String, u32>,
-) -> BTreeSet<u32> {
-    after
-        .iter()
-        .filter(|(service, slot)| before.get(*service) != Some(*slot))
-        .map(|(_, slot)| *slot)
-        .collect()
-}
-
 /// The cookie of the calling thread's network namespace (`SO_NETNS_COOKIE` on a fresh socket).
 pub fn netns_cookie() -> std::io::Result<u64> {
     // SAFETY: plain socket(2); the result is checked and owned below.
@@ -157,8 +142,6 @@ pub struct SockLb {
     pin_dir: PathBuf,
     /// What `sock_lb_netns` holds (as written by this run).
     task_netns: BTreeMap<u64, BTreeSet<u32>>,
-    /// The service → counter slot map the counters were last read with.
-    slots: BTreeMap<String, u32>,
 }
 
 impl SockLb {
@@ -204,7 +187,6 @@ impl SockLb {
             ebpf,
             pin_dir: pin_dir.to_owned(),
             task_netns: BTreeMap::new(),
-            slots: BTreeMap::new(),
         })
     }
 
@@ -243,30 +225,37 @@ impl SockLb {
         Ok(())
     }
 
-    /// Socket translations per service, given the services' counter slots (`Mesh::service_slots`).
-    /// A slot that changed service since the last call starts from zero.
+    /// Socket translations per service, given the services' counter slots
+    /// (`Mesh::service_slots`; a slot is zeroed when the planner hands it to a service, with the
+    /// per-packet counters: [`reset_pinned_slot`]).
     pub fn counters(
-        &mut self,
+        &self,
         slots: &BTreeMap<String, u32>,
     ) -> anyhow::Result<BTreeMap<String, SocketCounters>> {
-        let reset = slots_to_reset(&self.slots, slots);
-        let mut m = maps::open_mut::<SockStats>(&mut self.ebpf)?;
-        if !reset.is_empty() {
-            let n = aya::util::nr_cpus().map_err(|(s, e)| anyhow!("{s}: {e}"))?;
-            for slot in reset {
-                m.set(
-                    slot,
-                    PerCpuValues::try_from(vec![MeshSockStats::default(); n])?,
-                    0,
-                )?;
-            }
-        }
-        self.slots.clone_from(slots);
+        let m = maps::open::<SockStats>(&self.ebpf)?;
         slots
             .iter()
             .map(|(service, slot)| Ok((service.clone(), sum_socket(&m.get(slot, 0)?))))
             .collect()
     }
+}
+
+/// Zeroes counter slot `slot` of the socket programs' counters pinned under `pin_dir` (nothing
+/// when they are not loaded there); `cpus` values, one per possible CPU.
+pub(crate) fn reset_pinned_slot(pin_dir: &Path, slot: u32, cpus: usize) -> anyhow::Result<()> {
+    let path = pin_dir.join(SockStats::NAME);
+    if !path.exists() {
+        return Ok(());
+    }
+    let data = MapData::from_pin(&path).with_context(|| format!("open {}", path.display()))?;
+    let mut m: PerCpuArray<_, MeshSockStats> = Map::from_map_data(data)?.try_into()?;
+    m.set(
+        slot,
+        PerCpuValues::try_from(vec![MeshSockStats::default(); cpus])?,
+        0,
+    )
+    .with_context(|| format!("reset slot {slot} of {}", path.display()))?;
+    Ok(())
 }
 
 fn sum_socket(per_cpu: &PerCpuValues<MeshSockStats>) -> SocketCounters {
@@ -391,19 +380,6 @@ mod tests {
             ]
         );
         assert!(plan_netns(&desired, &desired).is_empty());
-    }
-
-    /// A slot taken by a new service, or moved, is reset; an unchanged one is not.
-    #[test]
-    fn slots_reset_when_their_service_changes() {
-        let before = BTreeMap::from([("web".to_owned(), 0), ("echo".to_owned(), 1)]);
-        let after = BTreeMap::from([
-            ("web".to_owned(), 0),
-            ("db".to_owned(), 1),
-            ("echo".to_owned(), 2),
-        ]);
-        assert_eq!(slots_to_reset(&before, &after), BTreeSet::from([1, 2]));
-        assert!(slots_to_reset(&after, &after).is_empty());
     }
 
     /// The programs load (the verifier accepts them) and share the mesh's pinned maps.

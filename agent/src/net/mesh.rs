@@ -576,7 +576,7 @@ impl Runtime {
             self.report(view, Vec::new(), Vec::new(), &BTreeMap::new());
             return;
         };
-        let socket = match self.sock_lb.as_mut().map(|s| s.counters(&slots)) {
+        let socket = match self.sock_lb.as_ref().map(|s| s.counters(&slots)) {
             Some(Ok(c)) => c,
             Some(Err(e)) => {
                 self.warn(format!("reading the socket counters: {e:#}"));
