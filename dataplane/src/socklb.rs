@@ -346,7 +346,7 @@ mod tests {
         let row = netns_row(&BTreeSet::from([4096, 4097])).unwrap();
         assert_eq!(row.count, 2);
         assert_eq!(&row.vnis[..3], &[4096, 4097, 0]);
-        let many: BTreeSet<u32> = (4096..4096 + MESH_SOCK_MAX_NETS + 1).collect();
+        let many: BTreeSet<u32> = (4096..=4096 + MESH_SOCK_MAX_NETS).collect();
         let e = netns_row(&many).unwrap_err().to_string();
         assert!(e.contains("9 networks") && e.contains("at most 8"), "{e}");
         assert_eq!(netns_row(&BTreeSet::new()).unwrap().count, 0);
