@@ -180,10 +180,6 @@ fn socket_lb_serves_published_ports_to_the_node_itself() {
         }
         let after = totals(&lab, &member);
         println!("socklb: {member} counters before {before:?} after {after:?}");
-        println!(
-            "socklb: other {:?}",
-            totals(&lab, if i == 1 { "n2" } else { "n1" })
-        );
         // 2 curl + 2 python TCP connects and one connected UDP; one unconnected datagram.
         assert!(
             after.socket.connects >= before.socket.connects + 5,
@@ -200,6 +196,8 @@ fn socket_lb_serves_published_ports_to_the_node_itself() {
         );
     }
 
+    east_west_vip_is_balanced_at_connect(&lab);
+
     // The socket programs are listed in the node's status.
     let status = stdout(&meshctl(&lab, "n2", &["status", "--format", "json"]));
     assert!(status.contains("sock_connect4"), "{status}");
@@ -208,4 +206,63 @@ fn socket_lb_serves_published_ports_to_the_node_itself() {
         from_node(&lab, "n1", "http", "127.0.0.2", 8081).starts_with("ERR"),
         "an unpublished port answered"
     );
+}
+
+/// From a task, `wget http://api/` (the name gives the VIP) reaches every task of `api`, and
+/// neither node's per-packet (tc) counters move: the flows were translated at connect.
+fn east_west_vip_is_balanced_at_connect(lab: &Lab) {
+    ok(lab, "n1", &words("network create -d overlay front"));
+    create(
+        lab,
+        "service create -d --name api --network front --replicas 2",
+        &["meshd/busybox", "sh", "-c", HTTPD],
+    );
+    create(
+        lab,
+        "service create -d --name cli --network front",
+        &["meshd/busybox", "sleep", "3600"],
+    );
+    let api: Vec<String> = wait_tasks(lab, "api", 2).into_iter().map(|t| t.0).collect();
+    let (cli, cli_node) = wait_tasks(lab, "cli", 1)[0].clone();
+    let wget = || {
+        let out = Command::new("docker")
+            .args(["exec", &cli, "timeout", "3", "wget", "-qO-", "http://api/"])
+            .output()
+            .expect("run docker exec");
+        stdout(&out)
+    };
+    eventually(
+        Duration::from_secs(30),
+        "api through its VIP from cli",
+        || {
+            let a = wget();
+            if api.contains(&a) { Ok(()) } else { Err(a) }
+        },
+    );
+    let nodes = ["n1", "n2"];
+    let before: Vec<PinnedTotals> = nodes.iter().map(|n| totals(lab, n)).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let a = wget();
+        assert!(api.contains(&a), "cli -> api answered {a:?}, tasks {api:?}");
+        seen.insert(a);
+    }
+    let after: Vec<PinnedTotals> = nodes.iter().map(|n| totals(lab, n)).collect();
+    println!("socklb: east-west from {cli_node}: {seen:?}; before {before:?} after {after:?}");
+    for (i, n) in nodes.iter().enumerate() {
+        assert_eq!(
+            (after[i].packets, after[i].flows),
+            (before[i].packets, before[i].flows),
+            "{n}: a VIP flow from a task went through the per-packet translation"
+        );
+    }
+    let at = nodes.iter().position(|n| *n == cli_node).unwrap();
+    assert!(
+        after[at].socket.connects >= before[at].socket.connects + 12,
+        "{cli_node}: {:?} -> {:?}",
+        before[at],
+        after[at]
+    );
+    // Sockets land on both tasks (each connect is a new socket, balanced by Maglev).
+    assert_eq!(seen.len(), 2, "cli reached only {seen:?} of {api:?}");
 }

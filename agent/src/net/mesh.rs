@@ -231,6 +231,19 @@ pub fn mesh_interfaces(view: &NetView) -> BTreeMap<String, MeshInterface> {
     out
 }
 
+/// The task namespaces whose sockets the socket programs serve (pure): each plumbed task's
+/// netns cookie and the VNIs of its networks (the VIPs its sockets reach by socket-level
+/// balancing, as its veth reaches them per packet).
+pub fn task_namespaces(view: &NetView) -> BTreeMap<u64, BTreeSet<u32>> {
+    view.tasks
+        .values()
+        .filter_map(|t| {
+            let vnis = t.interfaces.iter().map(|i| i.vni).collect();
+            Some((t.netns_cookie?, vnis))
+        })
+        .collect()
+}
+
 /// The programs [`Runtime`] attaches to each kind of interface (what `status` lists).
 fn programs_of(iface: &MeshInterface) -> Vec<String> {
     let names: &[&str] = match iface {
@@ -376,6 +389,11 @@ impl Runtime {
             self.loaded_for = Some(node);
         }
         self.attach_interfaces(view, resync).await;
+        if let Some(s) = self.sock_lb.as_mut()
+            && let Err(e) = s.set_task_namespaces(&task_namespaces(view))
+        {
+            self.warn(format!("socket-level balancing for tasks: {e:#}"));
+        }
         if view.settled && view.gossip_ready {
             if !self.stale_cleared {
                 self.clear_stale_pins(view).await;
@@ -809,6 +827,7 @@ mod tests {
                 task_id: Id::from("t1"),
                 service_id: Id::from("web"),
                 container_id: "c1".into(),
+                netns_cookie: Some(77),
                 interfaces: vec![
                     iface("front", FRONT, "mvt10", "10.0.1.11", 0),
                     iface("ingress", INGRESS_VNI, "mvt11", "10.255.1.11", 1),
@@ -1057,5 +1076,20 @@ mod tests {
         let mut v = view();
         v.node = None;
         assert!(mesh_interfaces(&v).is_empty());
+    }
+
+    /// Socket-level balancing serves each plumbed task's namespace on its networks; a task whose
+    /// namespace cookie could not be read is left to the per-packet path.
+    #[test]
+    fn task_namespaces_with_their_networks() {
+        let mut v = view();
+        assert_eq!(
+            task_namespaces(&v),
+            BTreeMap::from([(77, BTreeSet::from([FRONT, INGRESS_VNI]))])
+        );
+        for t in v.tasks.values_mut() {
+            t.netns_cookie = None;
+        }
+        assert!(task_namespaces(&v).is_empty());
     }
 }
