@@ -172,10 +172,15 @@ fn socket_lb_serves_published_ports_to_the_node_itself() {
             );
         }
         for proto in ["udp", "udpc"] {
-            assert_eq!(
-                from_node(&lab, &member, proto, "127.0.0.1", 9000),
-                format!("{echo_task} 127.0.0.1:9000"),
-                "{member}: {proto} to 127.0.0.1:9000"
+            // (echo's task may be on the other node, heard of by gossip a moment later)
+            let want = format!("{echo_task} 127.0.0.1:9000");
+            eventually(
+                Duration::from_secs(20),
+                &format!("{member}: {proto} to 127.0.0.1:9000"),
+                || {
+                    let got = from_node(&lab, &member, proto, "127.0.0.1", 9000);
+                    if got == want { Ok(()) } else { Err(got) }
+                },
             );
         }
         let after = totals(&lab, &member);

@@ -423,6 +423,28 @@ mod tests {
                 .get(&key, 0)
                 .unwrap();
             assert_eq!(seen, fe);
+            // A slot handed to a service starts from zero; the totals read the pins.
+            let n = aya::util::nr_cpus().unwrap();
+            let one = MeshSockStats {
+                connects: 1,
+                sendmsgs: 2,
+            };
+            for slot in [3, 4] {
+                maps::open_mut::<SockStats>(&mut ebpf)
+                    .unwrap()
+                    .set(slot, PerCpuValues::try_from(vec![one; n]).unwrap(), 0)
+                    .unwrap();
+            }
+            reset_pinned_slot(&dir, 3, n).unwrap();
+            let totals = PinnedTotals::read(&dir).unwrap();
+            assert_eq!(
+                totals.socket,
+                SocketCounters {
+                    connects: n as u64,
+                    sendmsgs: 2 * n as u64
+                }
+            );
+            assert_eq!((totals.packets, totals.flows), (0, 0));
         });
         crate::mesh::Mesh::remove_pins(&dir).unwrap();
         result.unwrap();
