@@ -15,6 +15,7 @@ mod mesh;
 mod metrics;
 mod networks;
 mod overlay;
+mod pathmtu;
 mod services;
 mod socklb;
 mod trust;

@@ -9,6 +9,7 @@
 
 pub mod ca;
 pub mod dispatcher;
+mod gossip_keys;
 pub mod handlers;
 pub mod lookup;
 pub mod manager;

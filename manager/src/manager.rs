@@ -180,6 +180,10 @@ impl Manager {
             crate::dispatcher::Dispatcher::new(m).write_task_statuses()
         });
         m.spawn_while_leader("manager membership", Self::reconcile_membership);
+        m.spawn_while_leader(
+            "gossip key rotation",
+            crate::gossip_keys::rotate_gossip_keys,
+        );
         Ok(m)
     }
 

@@ -73,6 +73,10 @@ pub struct ClusterInfo {
     /// token is told it was rotated rather than that it is wrong.
     #[serde(default)]
     pub retired_token_secrets: Vec<String>,
+    /// The gossip keyring, oldest first (the newest seals). Empty in a cluster made before
+    /// gossip was sealed, until the leader makes the first key.
+    #[serde(default)]
+    pub gossip_keys: Vec<crate::gossip_keys::GossipKeyEntry>,
 }
 
 /// What `Debug` prints in place of a secret.
@@ -94,6 +98,7 @@ impl std::fmt::Debug for ClusterInfo {
                 "retired_token_secrets",
                 &format_args!("<{} redacted>", self.retired_token_secrets.len()),
             )
+            .field("gossip_keys", &self.gossip_keys)
             .finish()
     }
 }
@@ -115,8 +120,10 @@ mod tests {
             subnet_len: 24,
             last_raft_id: 3,
             retired_token_secrets: vec!["oldsecret".into()],
+            gossip_keys: vec![crate::gossip_keys::GossipKeyEntry::new(1, [0xcd; 32], 0)],
         };
         let text = format!("{c:?} {c:#?}");
+        assert!(!text.contains("cdcd"), "{text}");
         for secret in ["SECRETKEY", "workersecret", "managersecret", "oldsecret"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
