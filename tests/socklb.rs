@@ -113,9 +113,13 @@ fn pins(lab: &Lab, member: &str) -> PathBuf {
     PathBuf::from(format!("/sys/fs/bpf/meshd/{}", lab.ns(member)))
 }
 
+/// The node's counters, once its meshd has loaded the socket programs (their pins exist).
 fn totals(lab: &Lab, member: &str) -> PinnedTotals {
-    PinnedTotals::read(&pins(lab, member))
-        .unwrap_or_else(|e| panic!("read {member}'s counters: {e:#}"))
+    eventually(
+        Duration::from_secs(20),
+        &format!("{member}'s counters"),
+        || PinnedTotals::read(&pins(lab, member)).map_err(|e| format!("{e:#}")),
+    )
 }
 
 /// `curl localhost:8080` and `curl <own address>:8080` on every node answer, also where no task

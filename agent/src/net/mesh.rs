@@ -389,6 +389,9 @@ impl Runtime {
             self.loaded_for = Some(node);
         }
         self.attach_interfaces(view, resync).await;
+        if resync && self.sock_lb.is_none() {
+            self.retry_sock_lb().await;
+        }
         if let Some(s) = self.sock_lb.as_mut()
             && let Err(e) = s.set_task_namespaces(&task_namespaces(view))
         {
@@ -443,6 +446,18 @@ impl Runtime {
                 self.warn(format!("loading the programs on {ifname}: {e}"));
                 false
             }
+        }
+    }
+
+    /// Loads the socket programs again after a failed attempt (every resync, while the mesh runs).
+    async fn retry_sock_lb(&mut self) {
+        let Some(pin_dir) = self.mesh.as_ref().map(|m| m.options().pin_dir.clone()) else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || SockLb::load(&pin_dir)).await {
+            Ok(Ok(s)) => self.sock_lb = Some(s),
+            Ok(Err(e)) => self.warn(format!("socket-level balancing: {e:#}")),
+            Err(e) => self.warn(format!("socket-level balancing: {e}")),
         }
     }
 
