@@ -9,6 +9,7 @@ mod support;
 
 mod control;
 mod datapath;
+mod engines;
 mod gossip;
 mod lab;
 mod mesh;
@@ -16,6 +17,8 @@ mod metrics;
 mod networks;
 mod overlay;
 mod pathmtu;
+mod secrets;
 mod services;
 mod socklb;
+mod specs;
 mod trust;

@@ -125,6 +125,8 @@ pub(crate) struct Inner {
     pub(crate) last_seen: Mutex<HashMap<Id, Instant>>,
     /// Sessions, task reports and log streams (used while leading).
     pub(crate) dispatch: crate::dispatcher::Dispatch,
+    /// The cluster's data key once loaded, fetched or made ([`Manager::data_key`]).
+    pub(crate) data_key: tokio::sync::Mutex<Option<crate::datakey::DataKey>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -172,6 +174,7 @@ impl Manager {
                 membership_lock: tokio::sync::Mutex::new(()),
                 last_seen: Mutex::new(HashMap::new()),
                 dispatch: crate::dispatcher::Dispatch::new(),
+                data_key: tokio::sync::Mutex::new(None),
                 tasks: Mutex::new(vec![watcher]),
             }),
         };

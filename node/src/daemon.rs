@@ -267,12 +267,8 @@ impl Daemon {
 }
 
 impl Daemon {
-    /// Refuses a service whose image this node's engine does not have: no registry is reachable
-    /// from a meshd cluster, so an image must be in the nodes' engines already. The node that
-    /// takes the request on its local socket checks (as the docker CLI resolves an image before
-    /// it calls the swarm); a request that reaches a manager over 2377 (forwarded by a follower,
-    /// or a remote meshctl) is not checked again, and a node whose engine lacks the image
-    /// rejects the task (`No such image: ...`). Managers talk to no engine.
+    /// Refuses a service whose image reference this node's engine finds invalid. A missing
+    /// image is no error: the nodes that run its tasks pull it. Managers talk to no engine.
     async fn check_image(&self, req: &Request) -> Result<(), ApiError> {
         let (Request::ServiceCreate { spec } | Request::ServiceUpdate { spec, .. }) = req else {
             return Ok(());
@@ -288,10 +284,8 @@ impl Daemon {
             .await
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
         match engine.image_exists(&image).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(ApiError::invalid(format!(
-                "No such image: {image} (no registry is reachable: the image must be present in the nodes' Docker engines, built or loaded there first; this node's engine does not have it)"
-            ))),
+            // A missing image is no error: the nodes that run the tasks pull it.
+            Ok(_) => Ok(()),
             Err(EngineError::Invalid(m)) => Err(ApiError::invalid(m)),
             Err(e) => Err(ApiError::unavailable(format!(
                 "cannot check image {image}: {e}"

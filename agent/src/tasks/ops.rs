@@ -269,16 +269,9 @@ async fn start(
 ) -> (Result<(Observed, bool), TaskStatus>, Option<TaskStatus>) {
     let task = &assigned.task;
     let rejected = |err: String| status(TaskState::Rejected, "preparing", err, None, now_millis());
-    // No registry is reachable: an image missing here rejects the task rather than pulling.
-    match engine.image_exists(&spec.image).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return (
-                Err(rejected(format!("No such image: {}", spec.image))),
-                None,
-            );
-        }
-        Err(e) => return (Err(rejected(e.to_string())), None),
+    // A missing image is pulled; a failed pull rejects the task with the registry's words.
+    if let Err(e) = engine.ensure_image(&spec.image).await {
+        return (Err(rejected(e.to_string())), None);
     }
     let _ = reports.send(vec![TaskStatusUpdate {
         task_id: task.id.clone(),

@@ -30,9 +30,10 @@ pub use node::{
 };
 pub use service::{
     ContainerSpec, Endpoint, EndpointMode, EndpointSpec, FailureAction, FileReference,
-    NetworkAttachmentConfig, Placement, PortConfig, Protocol, PublishMode, ResourceRequirements,
-    RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, SpreadPreference, TaskSpec,
-    UpdateConfig, UpdateOrder, UpdateState, UpdateStatus, VirtualIp,
+    HealthConfig, Mount, MountKind, NetworkAttachmentConfig, Placement, PortConfig, Protocol,
+    PublishMode, ResourceRequirements, RestartCondition, RestartPolicy, Service, ServiceMode,
+    ServiceSpec, SpreadPreference, TaskSpec, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
+    VirtualIp,
 };
 pub use store::ClusterState;
 pub use task::{Task, TaskNetwork, TaskState, TaskStatus};
@@ -77,6 +78,10 @@ pub struct ClusterInfo {
     /// gossip was sealed, until the leader makes the first key.
     #[serde(default)]
     pub gossip_keys: Vec<crate::gossip_keys::GossipKeyEntry>,
+    /// A check value of the data key that seals secrets and configs (never the key): a manager
+    /// holding another key refuses to use it. None until the first manager made the key.
+    #[serde(default)]
+    pub data_key_check: Option<String>,
 }
 
 /// What `Debug` prints in place of a secret.
@@ -99,6 +104,7 @@ impl std::fmt::Debug for ClusterInfo {
                 &format_args!("<{} redacted>", self.retired_token_secrets.len()),
             )
             .field("gossip_keys", &self.gossip_keys)
+            .field("data_key_check", &self.data_key_check)
             .finish()
     }
 }
@@ -121,6 +127,7 @@ mod tests {
             last_raft_id: 3,
             retired_token_secrets: vec!["oldsecret".into()],
             gossip_keys: vec![crate::gossip_keys::GossipKeyEntry::new(1, [0xcd; 32], 0)],
+            data_key_check: None,
         };
         let text = format!("{c:?} {c:#?}");
         assert!(!text.contains("cdcd"), "{text}");

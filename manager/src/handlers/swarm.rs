@@ -48,6 +48,7 @@ pub fn bootstrap_tx(
         retired_token_secrets: Vec::new(),
         gossip_keys: mesh_cluster::gossip_keys::rotated(&[], now_millis(), rand::random(), true)
             .unwrap_or_default(),
+        data_key_check: None,
     };
     let node = Node {
         id: node_id.clone(),
