@@ -2,8 +2,11 @@
 //! port at 127.0.0.1 and at the node's own address (TCP, connected and unconnected UDP), also
 //! when the only task runs on another node; `getpeername` and the source of a UDP reply show what
 //! was dialled; the socket programs count the translations while the per-packet (tc) counters
-//! stay still. The lab's other nodes' programs, attached at the same cgroup2 root, and those of
-//! labs of other tests, leave these sockets alone (each acts only in its own namespaces).
+//! stay still; a task's connection to a VIP is balanced at connect, with no tc translation on
+//! any node; the nodes' own dockerds push to and pull from `127.0.0.1:5000` (a published
+//! registry), as Swarm's registry tutorial does. The lab's other nodes' programs, attached at
+//! the same cgroup2 root, and those of labs of other tests, leave these sockets alone (each acts
+//! only in its own namespaces).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 use mesh_dataplane::PinnedTotals;
 
-use crate::support::{Lab, eventually, host, meshctl, ok, stderr, stdout, words};
+use crate::support::{Lab, eventually, meshctl, ok, stderr, stdout, words};
 
 /// The tasks' web server: answers `GET /` with the container's hostname (no newline).
 const HTTPD: &str =
@@ -80,16 +83,13 @@ fn wait_tasks(lab: &Lab, name: &str, n: usize) -> Vec<(String, String)> {
         Duration::from_mins(1),
         &format!("{n} tasks of {name}"),
         || {
-            let out = host(
-                "docker",
-                &[
-                    "ps",
-                    "--filter",
-                    &format!("name=^{name}\\."),
-                    "--format",
-                    "{{.ID}} {{.Label \"meshd.hostname\"}}",
-                ],
-            );
+            let out = lab.docker_all(&[
+                "ps",
+                "--filter",
+                &format!("name=^{name}\\."),
+                "--format",
+                "{{.ID}} {{.Label \"meshd.hostname\"}}",
+            ]);
             let c: Vec<(String, String)> = out
                 .lines()
                 .filter_map(|l| {
@@ -130,12 +130,12 @@ fn socket_lb_serves_published_ports_to_the_node_itself() {
     create(
         &lab,
         "service create -d --name web -p 8080:80",
-        &["meshd/busybox", "sh", "-c", HTTPD],
+        &[lab.image().as_str(), "sh", "-c", HTTPD],
     );
     create(
         &lab,
         "service create -d --name echo -p 9000:9000/udp",
-        &["meshd/busybox", "udp-echo", "9000"],
+        &[lab.image().as_str(), "udp-echo", "9000"],
     );
     let web = wait_tasks(&lab, "web", 1);
     let echo = wait_tasks(&lab, "echo", 1);
@@ -206,6 +206,7 @@ fn socket_lb_serves_published_ports_to_the_node_itself() {
     }
 
     east_west_vip_is_balanced_at_connect(&lab);
+    nodes_push_and_pull_through_localhost(&lab);
 
     // The socket programs are listed in the node's status.
     let status = stdout(&meshctl(&lab, "n2", &["status", "--format", "json"]));
@@ -224,21 +225,21 @@ fn east_west_vip_is_balanced_at_connect(lab: &Lab) {
     create(
         lab,
         "service create -d --name api --network front --replicas 2",
-        &["meshd/busybox", "sh", "-c", HTTPD],
+        &[lab.image().as_str(), "sh", "-c", HTTPD],
     );
     create(
         lab,
         "service create -d --name cli --network front",
-        &["meshd/busybox", "sleep", "3600"],
+        &[lab.image().as_str(), "sleep", "3600"],
     );
     let api: Vec<String> = wait_tasks(lab, "api", 2).into_iter().map(|t| t.0).collect();
     let (cli, cli_node) = wait_tasks(lab, "cli", 1)[0].clone();
+    let cli_engine = lab.engine_of(&cli);
     let wget = || {
-        let out = Command::new("docker")
-            .args(["exec", &cli, "timeout", "3", "wget", "-qO-", "http://api/"])
-            .output()
-            .expect("run docker exec");
-        stdout(&out)
+        stdout(&lab.docker(
+            cli_engine,
+            &["exec", &cli, "timeout", "3", "wget", "-qO-", "http://api/"],
+        ))
     };
     eventually(
         Duration::from_secs(30),
@@ -274,4 +275,46 @@ fn east_west_vip_is_balanced_at_connect(lab: &Lab) {
     );
     // Sockets land on both tasks (each connect is a new socket, balanced by Maglev).
     assert_eq!(seen.len(), 2, "cli reached only {seen:?} of {api:?}");
+}
+
+/// The seed tutorial: a registry published on 5000; a node's own dockerd pushes to
+/// `127.0.0.1:5000/app` and the other node's dockerd pulls it from its own `127.0.0.1:5000`,
+/// both through the mesh (the registry task runs on one of them).
+fn nodes_push_and_pull_through_localhost(lab: &Lab) {
+    ok(
+        lab,
+        "n1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "registry",
+            "-p",
+            "5000:5000",
+            &lab.image_named("registry"),
+        ],
+    );
+    let (_, on) = wait_tasks(lab, "registry", 1)[0].clone();
+    let (pusher, puller) = if on == "n1" { (2, 1) } else { (1, 2) };
+    let docker_ok = |i: usize, args: &[&str]| {
+        let out = lab.docker(i, args);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("docker {args:?} on n{i}: {}", stderr(&out)))
+        }
+    };
+    docker_ok(pusher, &["tag", &lab.image(), "127.0.0.1:5000/app"]).unwrap();
+    eventually(
+        Duration::from_secs(60),
+        &format!("n{pusher}'s dockerd pushing to 127.0.0.1:5000 (registry on {on})"),
+        || docker_ok(pusher, &["push", "127.0.0.1:5000/app"]),
+    );
+    eventually(
+        Duration::from_secs(60),
+        &format!("n{puller}'s dockerd pulling from 127.0.0.1:5000 (registry on {on})"),
+        || docker_ok(puller, &["pull", "127.0.0.1:5000/app"]),
+    );
+    println!("socklb: n{pusher} pushed and n{puller} pulled 127.0.0.1:5000/app (registry on {on})");
 }
