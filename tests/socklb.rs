@@ -307,12 +307,12 @@ fn nodes_push_and_pull_through_localhost(lab: &Lab) {
     };
     docker_ok(pusher, &["tag", &lab.image(), "127.0.0.1:5000/app"]).unwrap();
     eventually(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         &format!("n{pusher}'s dockerd pushing to 127.0.0.1:5000 (registry on {on})"),
         || docker_ok(pusher, &["push", "127.0.0.1:5000/app"]),
     );
     eventually(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         &format!("n{puller}'s dockerd pulling from 127.0.0.1:5000 (registry on {on})"),
         || docker_ok(puller, &["pull", "127.0.0.1:5000/app"]),
     );
