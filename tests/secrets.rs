@@ -60,57 +60,29 @@ fn secrets_and_configs_are_sealed_and_never_shown() {
     assert_eq!(config_id.trim().len(), 25, "{config_id}");
 
     let ls = ok(&lab, "n2", &["secret", "ls"]);
-    assert!(
-        ls.starts_with("ID ") && ls.contains(&id) && ls.contains("db_password"),
-        "{ls}"
-    );
+    assert!(ls.starts_with("ID ") && ls.contains(&id) && ls.contains("db_password"), "{ls}");
     for member in ["n1", "n2", "n3"] {
         let json = ok(&lab, member, &["secret", "inspect", "db_password"]);
-        assert!(
-            json.contains("\"Name\": \"db_password\"") && json.contains("\"env\": \"dev\""),
-            "{json}"
-        );
+        assert!(json.contains("\"Name\": \"db_password\"") && json.contains("\"env\": \"dev\""), "{json}");
         let pretty = ok(&lab, member, &["secret", "inspect", "--pretty", &id]);
         for text in [&json, &pretty] {
-            assert!(
-                !text.contains(SECRET) && !text.contains("Data"),
-                "{member}: {text}"
-            );
+            assert!(!text.contains(SECRET) && !text.contains("Data"), "{member}: {text}");
         }
     }
     // n2 and n3 hold no data key yet: they fetch it from the manager that made it.
     for member in ["n2", "n3"] {
         let pretty = ok(&lab, member, &["config", "inspect", "--pretty", "site"]);
-        assert!(
-            pretty.contains(&format!("Data:\n{CONFIG}")),
-            "{member}: {pretty}"
-        );
+        assert!(pretty.contains(&format!("Data:\n{CONFIG}")), "{member}: {pretty}");
     }
-    let data = ok(
-        &lab,
-        "n3",
-        &["config", "inspect", "--format", "{{.Spec.Data}}", "site"],
-    );
+    let data = ok(&lab, "n3", &["config", "inspect", "--format", "{{.Spec.Data}}", "site"]);
     assert_eq!(data.trim(), "bGlzdGVuLTgwLWNvbmYtOWUyYg==");
 
     // Bad input: refused by name, nothing created.
     for (args, want) in [
-        (
-            vec!["secret", "create", "-bad", "/etc/hostname"],
-            "invalid name",
-        ),
-        (
-            vec!["secret", "create", "db_password", "/etc/hostname"],
-            "secret db_password already exists",
-        ),
-        (
-            vec!["config", "create", "empty", "/dev/null"],
-            "larger than 0",
-        ),
-        (
-            vec!["secret", "create", "x", "/nonexistent"],
-            "/nonexistent",
-        ),
+        (vec!["secret", "create", "-bad", "/etc/hostname"], "invalid name"),
+        (vec!["secret", "create", "db_password", "/etc/hostname"], "secret db_password already exists"),
+        (vec!["config", "create", "empty", "/dev/null"], "larger than 0"),
+        (vec!["secret", "create", "x", "/nonexistent"], "/nonexistent"),
         (vec!["secret", "inspect", "nope"], "no such secret: nope"),
         (vec!["config", "rm", "nope"], "no such config: nope"),
     ] {
@@ -118,10 +90,7 @@ fn secrets_and_configs_are_sealed_and_never_shown() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
     assert_eq!(ok(&lab, "n1", &["secret", "ls", "-q"]).trim(), id);
-    assert_eq!(
-        ok(&lab, "n1", &["config", "ls", "--format", "{{.Name}}"]).trim(),
-        "site"
-    );
+    assert_eq!(ok(&lab, "n1", &["config", "ls", "--format", "{{.Name}}"]).trim(), "site");
 
     // No manager's state (raft log, snapshots, key files) holds either value in the clear.
     let state = Path::new("/var/lib/meshd-lab").join(&lab.prefix);
@@ -130,14 +99,8 @@ fn secrets_and_configs_are_sealed_and_never_shown() {
         assert!(found.is_empty(), "{needle} in the clear in {found:?}");
     }
 
-    assert_eq!(
-        ok(&lab, "n2", &["secret", "rm", "db_password"]).trim(),
-        "db_password"
-    );
-    assert_eq!(
-        ok(&lab, "n1", &["config", "rm", &config_id.trim()[..6]]).trim(),
-        &config_id.trim()[..6]
-    );
+    assert_eq!(ok(&lab, "n2", &["secret", "rm", "db_password"]).trim(), "db_password");
+    assert_eq!(ok(&lab, "n1", &["config", "rm", &config_id.trim()[..6]]).trim(), &config_id.trim()[..6]);
     assert!(ok(&lab, "n1", &["secret", "ls", "-q"]).trim().is_empty());
     assert!(ok(&lab, "n3", &["config", "ls", "-q"]).trim().is_empty());
 }
