@@ -19,5 +19,6 @@ mod overlay;
 mod pathmtu;
 mod secrets;
 mod services;
+mod socklb;
 mod specs;
 mod trust;
