@@ -25,6 +25,7 @@
 //! operations on the engine and the networking, and their results).
 
 mod decide;
+pub mod files;
 mod observe;
 mod ops;
 mod runner;
@@ -96,6 +97,7 @@ mod fixtures {
                     endpoint: EndpointSpec::default(),
                 },
                 service_name: "web".into(),
+                files: Vec::new(),
             },
         )
     }
