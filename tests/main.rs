@@ -17,6 +17,7 @@ mod metrics;
 mod networks;
 mod overlay;
 mod pathmtu;
+mod registry;
 mod secrets;
 mod services;
 mod socklb;
