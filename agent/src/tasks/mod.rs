@@ -9,9 +9,12 @@
 //! flight blocks further ones for its task) and feeds the results back in.
 //!
 //! The rules, as Swarm's agent has them:
-//! - desired `running` and nothing started yet: start (`preparing`, `starting`, `running`, or
-//!   `rejected` when the image is missing or Docker refuses the container); desired `ready`
-//!   means assigned but not to be started yet.
+//! - desired `running` and nothing started yet: start (`preparing` while the image is pulled,
+//!   `starting`, `running`, or `rejected` when the pull failed after a few tries or Docker
+//!   refuses the container); desired `ready` means assigned but not to be started yet.
+//! - a container with a health check stays `starting` until Docker says `healthy`, and is kept
+//!   out of the mesh, DNS and gossip until then; `unhealthy` (before or after) fails the task
+//!   (`dockerexec: unhealthy container`, moby's words) and stops its container.
 //! - the container ended on its own: `complete` (exit 0) or `failed` (`task: non-zero exit (N)`).
 //! - desired `shutdown` (or later): stop the container and report `shutdown`, not `failed`.
 //! - a task no longer listed (the orchestrator deleted it from history, or the service is gone):
@@ -21,12 +24,14 @@
 //!
 //! The parts: [`decide`] (the pure core and the container states it reads), [`status`] (the
 //! task states reported), [`spec`] (the container a task runs in), [`runner`] (the handle and
-//! the loop), [`observe`] (listing the containers and following their events) and [`ops`] (the
-//! operations on the engine and the networking, and their results).
+//! the loop), [`observe`] (listing the containers and following their events), [`ops`] (the
+//! operations on the engine and the networking, and their results) and [`pull`] (getting the
+//! image).
 
 mod decide;
 mod observe;
 mod ops;
+mod pull;
 mod runner;
 mod spec;
 mod status;
