@@ -105,7 +105,7 @@ impl ContainerState {
                 .health
                 .as_ref()
                 .and_then(|h| h.status)
-                .and_then(|st| HealthStatus::from_docker(&st.to_string())),
+                .and_then(|st| HealthStatus::from_docker(st.as_ref())),
         }
     }
 }

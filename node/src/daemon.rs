@@ -31,7 +31,8 @@ use mesh_agent::{AgentConfig, Describer, NodeEvents};
 use mesh_api::tls::Credentials;
 use mesh_api::transport::{self, Handler, Peer};
 use mesh_api::{Access, AgentMessage, ApiError, Info, ManagerMessage, Reply, Request, StreamItem};
-use mesh_engine::EngineError;
+use mesh_cluster::state::RegistryAuth;
+use mesh_engine::{RegistryLogin, is_pinned, pin, unpinned_warning};
 use mesh_manager::dispatcher::Dispatcher;
 use mesh_manager::handlers::services::normalize_image;
 use mesh_manager::manager::{LOGS_KEPT, SNAPSHOT_EVERY};
@@ -267,36 +268,50 @@ impl Daemon {
 }
 
 impl Daemon {
-    /// Refuses a service whose image this node's engine does not have: no registry is reachable
-    /// from a meshd cluster, so an image must be in the nodes' engines already. The node that
-    /// takes the request on its local socket checks (as the docker CLI resolves an image before
-    /// it calls the swarm); a request that reaches a manager over 2377 (forwarded by a follower,
-    /// or a remote meshctl) is not checked again, and a node whose engine lacks the image
-    /// rejects the task (`No such image: ...`). Managers talk to no engine.
-    async fn check_image(&self, req: &Request) -> Result<(), ApiError> {
-        let (Request::ServiceCreate { spec } | Request::ServiceUpdate { spec, .. }) = req else {
-            return Ok(());
+    /// `service create` / `update` asked (by a client of this node's socket) to resolve the
+    /// image: `NAME:TAG` becomes `NAME:TAG@DIGEST` as the image's registry answers through this
+    /// node's engine, so that every node runs the same bits (docker's digest pinning). When the
+    /// registry does not answer, or the image exists only in this engine, the tag is kept and
+    /// docker's warning returned.
+    async fn pin_image(&self, req: &mut Request) -> Vec<String> {
+        let (Request::ServiceCreate { spec, image } | Request::ServiceUpdate { spec, image, .. }) =
+            req
+        else {
+            return Vec::new();
         };
-        let image = normalize_image(&spec.task.container.image);
-        if image.trim().is_empty() {
-            return Ok(()); // the spec check says what is wrong
+        let Some(wanted) = image_to_resolve(&spec.task.container.image, image.resolve) else {
+            return Vec::new();
+        };
+        let login = image.registry_auth.as_ref().map(registry_login);
+        let digest = match self.cfg.engine.get().await {
+            Ok(engine) => engine.registry_digest(&wanted, login.as_ref()).await,
+            Err(e) => Err(e),
+        };
+        match digest {
+            Ok(d) => {
+                spec.task.container.image = pin(&wanted, &d);
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::info!(image = %wanted, "not pinned to a digest: {e}");
+                vec![unpinned_warning(&wanted)]
+            }
         }
-        let engine = self
-            .cfg
-            .engine
-            .get()
-            .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
-        match engine.image_exists(&image).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(ApiError::invalid(format!(
-                "No such image: {image} (no registry is reachable: the image must be present in the nodes' Docker engines, built or loaded there first; this node's engine does not have it)"
-            ))),
-            Err(EngineError::Invalid(m)) => Err(ApiError::invalid(m)),
-            Err(e) => Err(ApiError::unavailable(format!(
-                "cannot check image {image}: {e}"
-            ))),
-        }
+    }
+}
+
+/// The reference to resolve to a digest, if any: asked for, named, and not pinned already.
+fn image_to_resolve(image: &str, resolve: bool) -> Option<String> {
+    let image = normalize_image(image.trim());
+    (resolve && !image.is_empty() && !is_pinned(&image)).then_some(image)
+}
+
+/// The engine's form of a login the client sent.
+pub(crate) fn registry_login(a: &RegistryAuth) -> RegistryLogin {
+    RegistryLogin {
+        server: a.server.clone(),
+        username: a.username.clone(),
+        password: a.password.clone(),
     }
 }
 
@@ -322,12 +337,15 @@ impl Handler for Daemon {
             req if is_manager_request(&req) => {
                 self.manager()?.serve_manager_request(&peer, req).await
             }
-            other => {
+            mut other => {
                 let m = self.manager()?;
-                if matches!(peer, Peer::Local) {
-                    self.check_image(&other).await?;
-                }
-                ClusterApi::new(&m).serve(&peer, other).await
+                let warnings = if matches!(peer, Peer::Local) {
+                    self.pin_image(&mut other).await
+                } else {
+                    Vec::new()
+                };
+                let reply = ClusterApi::new(&m).serve(&peer, other).await?;
+                Ok(reply.with_warnings(warnings))
             }
         }
     }
@@ -400,5 +418,26 @@ impl NodeEvents for Daemon {
         if let Some(me) = self.me.upgrade() {
             me.request_role_change(role, via);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_named_unpinned_images_are_resolved_when_asked() {
+        assert_eq!(
+            image_to_resolve("meshd/busybox", true).as_deref(),
+            Some("meshd/busybox:latest")
+        );
+        assert_eq!(
+            image_to_resolve("127.0.0.1:5000/web:1", true).as_deref(),
+            Some("127.0.0.1:5000/web:1")
+        );
+        // Pinned already (an update that leaves the image alone sends it back as stored).
+        assert_eq!(image_to_resolve("web:1@sha256:0123", true), None);
+        assert_eq!(image_to_resolve("web:1", false), None, "--no-resolve-image");
+        assert_eq!(image_to_resolve("  ", true), None);
     }
 }

@@ -190,36 +190,55 @@ pub(super) fn decide(f: &Facts) -> Vec<Action> {
                     container: c.id.clone(),
                 }),
                 Seen::Running { pid, health } => {
-                    if let (false, Some(pid)) = (f.attached.contains(id), pid) {
-                        actions.push(Action::Attach {
-                            task: id.clone(),
-                            container: c.id.clone(),
-                            pid,
-                        });
-                    } else if health == Some(HealthStatus::Unhealthy) {
-                        // Failed at once (out of the mesh now); the next pass stops it.
-                        actions.push(report(status(
-                            TaskState::Failed,
-                            "unhealthy",
-                            UNHEALTHY.into(),
-                            Some(c),
-                            f.now,
-                        )));
-                    } else if known < TaskState::Running && serves(health) {
-                        actions.push(report(status(
-                            TaskState::Running,
-                            "started",
-                            String::new(),
-                            Some(c),
-                            f.now,
-                        )));
-                    }
+                    actions.extend(while_running(f, id, c, pid, health, known));
                 }
                 Seen::Exited { code } => actions.push(report(ended(c, code, f.now))),
             },
         }
     }
     actions
+}
+
+/// What a task whose container runs needs: its networks (an adopted container), `failed` when
+/// its health check failed, `running` once it serves and the leader has not heard it yet.
+fn while_running(
+    f: &Facts,
+    id: &Id,
+    c: &Observed,
+    pid: Option<u32>,
+    health: Option<HealthStatus>,
+    known: TaskState,
+) -> Option<Action> {
+    let report = |s: TaskStatus| Action::Report {
+        task: id.clone(),
+        status: s,
+    };
+    if let (false, Some(pid)) = (f.attached.contains(id), pid) {
+        Some(Action::Attach {
+            task: id.clone(),
+            container: c.id.clone(),
+            pid,
+        })
+    } else if health == Some(HealthStatus::Unhealthy) {
+        // Failed at once (out of the mesh now); the next pass stops it.
+        Some(report(status(
+            TaskState::Failed,
+            "unhealthy",
+            UNHEALTHY.into(),
+            Some(c),
+            f.now,
+        )))
+    } else if known < TaskState::Running && serves(health) {
+        Some(report(status(
+            TaskState::Running,
+            "started",
+            String::new(),
+            Some(c),
+            f.now,
+        )))
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

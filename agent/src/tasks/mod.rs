@@ -101,6 +101,7 @@ mod fixtures {
                     endpoint: EndpointSpec::default(),
                 },
                 service_name: "web".into(),
+                registry_auth: None,
             },
         )
     }

@@ -286,7 +286,11 @@ async fn start(
     let task = &assigned.task;
     let rejected = |err: String| status(TaskState::Rejected, "preparing", err, None, now_millis());
     // In `preparing`, as Swarm: the image is pulled when missing, with a few tries.
-    if let Err(err) = super::pull::ensure_image(engine, &spec.image, None).await {
+    let login = assigned
+        .registry_auth
+        .as_ref()
+        .map(super::pull::registry_login);
+    if let Err(err) = super::pull::ensure_image(engine, &spec.image, login.as_ref()).await {
         return (Err(rejected(err)), None);
     }
     let _ = reports.send(vec![TaskStatusUpdate {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use mesh_cluster::state::RegistryAuth;
 use mesh_engine::{Engine, EngineError, RegistryLogin};
 
 /// The pauses between pull attempts: after the first failure, after the second, ... After the
@@ -32,6 +33,15 @@ pub(super) fn pull_error(image: &str, e: &EngineError) -> String {
         }
         EngineError::ImageUnavailable { .. } => format!("No such image: {image}"),
         other => other.to_string(),
+    }
+}
+
+/// The engine's form of the service's registry login.
+pub(super) fn registry_login(a: &RegistryAuth) -> RegistryLogin {
+    RegistryLogin {
+        server: a.server.clone(),
+        username: a.username.clone(),
+        password: a.password.clone(),
     }
 }
 

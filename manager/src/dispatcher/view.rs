@@ -41,16 +41,13 @@ pub(crate) fn node_assignments(state: &ClusterState, node: &Id) -> BTreeMap<Id, 
         .values()
         .filter(|t| t.node_id.as_ref() == Some(node) && t.status.state >= TaskState::Assigned)
         .map(|t| {
-            let service_name = state
-                .services
-                .get(&t.service_id)
-                .map(|s| s.spec.name.clone())
-                .unwrap_or_default();
+            let service = state.services.get(&t.service_id);
             (
                 t.id.clone(),
                 AssignedTask {
                     task: t.clone(),
-                    service_name,
+                    service_name: service.map(|s| s.spec.name.clone()).unwrap_or_default(),
+                    registry_auth: service.and_then(|s| s.registry_auth.clone()),
                 },
             )
         })
