@@ -266,10 +266,6 @@ fn services_replicated_spread_scale_logs_bad_input_and_rm() {
     let containers_before = lab_containers(&lab).len();
     for (line, want) in [
         (
-            "service create --name x meshd/nosuch",
-            "No such image: meshd/nosuch:latest",
-        ),
-        (
             "service create --name x --constraint node.labels.zone=east meshd/busybox",
             "invalid constraint \"node.labels.zone=east\"",
         ),

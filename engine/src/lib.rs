@@ -146,6 +146,25 @@ impl Engine {
         }
     }
 
+    /// The registry digests this engine knows for the image's repository (its `RepoDigests` of
+    /// that name: none for an image built or loaded here, never pulled under it), or `None`
+    /// when the engine does not have the image.
+    pub async fn local_repo_digests(&self, image: &str) -> Result<Option<Vec<String>>> {
+        spec::validate_image_reference(image)?;
+        let (repo, _) = split_image_reference(strip_digest(image));
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(Some(
+                i.repo_digests
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|d| d.split_once('@').is_some_and(|(r, _)| r == repo))
+                    .collect(),
+            )),
+            Err(e) if error::status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(self.err(format!("inspecting image {image}"))(e)),
+        }
+    }
+
     /// Makes sure the image is present: pulls it when it is not. A failed pull says that the
     /// image is not here and why the registry refused it, so the task is rejected readably.
     pub async fn ensure_image(&self, image: &str) -> Result<()> {

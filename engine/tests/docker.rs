@@ -768,6 +768,13 @@ async fn images_are_pulled_and_pinned_from_a_registry() {
     assert!(mesh_engine::is_digest(&digest), "{digest}");
     engine.pull_image(&image, None).await.unwrap();
     assert!(engine.image_exists(&image).await.unwrap());
+    // Pulled: the engine knows its registry digest; built here: none.
+    let digests = engine.local_repo_digests(&image).await.unwrap().unwrap();
+    assert!(digests.iter().any(|d| d.ends_with(&digest)), "{digests:?}");
+    assert_eq!(
+        engine.local_repo_digests(IMAGE).await.unwrap(),
+        Some(vec![])
+    );
     let pinned = mesh_engine::pin(&image, &digest);
     assert!(engine.image_exists(&pinned).await.unwrap(), "{pinned}");
 
@@ -780,6 +787,7 @@ async fn images_are_pulled_and_pinned_from_a_registry() {
     );
     assert!(err.to_string().contains("manifest unknown"), "{err}");
     assert!(engine.registry_digest(&missing, None).await.is_err());
+    assert_eq!(engine.local_repo_digests(&missing).await.unwrap(), None);
     // An image only this engine has (no registry behind its name) has no digest to pin.
     assert!(
         engine

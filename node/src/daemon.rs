@@ -32,7 +32,7 @@ use mesh_api::tls::Credentials;
 use mesh_api::transport::{self, Handler, Peer};
 use mesh_api::{Access, AgentMessage, ApiError, Info, ManagerMessage, Reply, Request, StreamItem};
 use mesh_cluster::state::RegistryAuth;
-use mesh_engine::{RegistryLogin, is_pinned, pin, unpinned_warning};
+use mesh_engine::{EngineError, RegistryLogin, is_pinned, pin, unpinned_warning};
 use mesh_manager::dispatcher::Dispatcher;
 use mesh_manager::handlers::services::normalize_image;
 use mesh_manager::manager::{LOGS_KEPT, SNAPSHOT_EVERY};
@@ -271,8 +271,8 @@ impl Daemon {
     /// `service create` / `update` asked (by a client of this node's socket) to resolve the
     /// image: `NAME:TAG` becomes `NAME:TAG@DIGEST` as the image's registry answers through this
     /// node's engine, so that every node runs the same bits (docker's digest pinning). When the
-    /// registry does not answer, or the image exists only in this engine, the tag is kept and
-    /// docker's warning returned.
+    /// registry does not answer, or the image exists only in this engine (built or loaded here:
+    /// no registry is asked then), the tag is kept and docker's warning returned.
     async fn pin_image(&self, req: &mut Request) -> Vec<String> {
         let (Request::ServiceCreate { spec, image } | Request::ServiceUpdate { spec, image, .. }) =
             req
@@ -284,7 +284,15 @@ impl Daemon {
         };
         let login = image.registry_auth.as_ref().map(registry_login);
         let digest = match self.cfg.engine.get().await {
-            Ok(engine) => engine.registry_digest(&wanted, login.as_ref()).await,
+            Ok(engine) => match engine.local_repo_digests(&wanted).await {
+                // Built or loaded here, never pulled: no registry has it to ask (and asking
+                // would send a bare name to Docker Hub).
+                Ok(Some(digests)) if digests.is_empty() => Err(EngineError::ImageUnavailable {
+                    image: wanted.clone(),
+                    reason: "the image exists only in this node's engine".into(),
+                }),
+                _ => engine.registry_digest(&wanted, login.as_ref()).await,
+            },
             Err(e) => Err(e),
         };
         match digest {
