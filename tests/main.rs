@@ -10,6 +10,7 @@ mod support;
 mod control;
 mod datapath;
 mod gossip;
+mod health;
 mod lab;
 mod mesh;
 mod metrics;
