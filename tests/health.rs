@@ -176,3 +176,208 @@ fn health_checks_gate_the_mesh_and_replace_unhealthy_tasks() {
     );
     drop(lab);
 }
+
+/// Debian's `docker-registry` on the host's loopback (plain HTTP, which dockerd allows for
+/// 127.0.0.0/8), storage in a temporary directory; killed and removed when dropped. The lab's
+/// nodes share the host's dockerd, so they pull from it.
+struct LoopbackRegistry {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    addr: String,
+}
+
+impl LoopbackRegistry {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let dir = std::env::temp_dir().join(format!("mesh-e2e-registry-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (./scripts/deps.sh)");
+        let me = Self { child, dir, addr };
+        eventually(Duration::from_secs(30), "the registry listening", || {
+            std::net::TcpStream::connect(&me.addr)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        me
+    }
+
+    /// Copies the host's `meshd/busybox` into the registry as `NAME`; returns `ADDR/NAME`.
+    fn push_busybox(&self, name: &str) -> String {
+        let target = format!("{}/{name}", self.addr);
+        let out = Command::new("skopeo")
+            .args([
+                "copy",
+                "--dest-tls-verify=false",
+                "docker-daemon:meshd/busybox:latest",
+            ])
+            .arg(format!("docker://{target}"))
+            .output()
+            .expect("run skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo copy to {target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target
+    }
+}
+
+impl Drop for LoopbackRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // What the nodes pulled from it.
+        let out = Command::new("docker")
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .output();
+        if let Ok(out) = out {
+            for image in stdout(&out).lines().filter(|i| i.starts_with(&self.addr)) {
+                let _ = Command::new("docker")
+                    .args(["image", "rm", "-f", image])
+                    .output();
+            }
+        }
+    }
+}
+
+#[test]
+fn images_are_pinned_pulled_and_a_missing_one_pauses_the_update() {
+    let registry = LoopbackRegistry::start();
+    let image = registry.push_busybox("e2e/pulled:v1");
+    let lab = Lab::up("pull", 214, 2, 1);
+
+    // Pinned to the registry's digest, pulled by the node that runs it.
+    let created = crate::support::meshctl(
+        &lab,
+        "n1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--update-failure-action",
+            "pause",
+            &image,
+            "sleep",
+            "600",
+        ],
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        crate::support::stderr(&created)
+    );
+    assert!(
+        !crate::support::stderr(&created).contains("could not be accessed"),
+        "{}",
+        crate::support::stderr(&created)
+    );
+    let pinned = ok(
+        &lab,
+        "n1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+            "web",
+        ],
+    );
+    assert!(
+        pinned.trim().starts_with(&format!("{image}@sha256:")),
+        "not pinned: {pinned}"
+    );
+    eventually(Duration::from_mins(1), "web's two tasks running", || {
+        let ps = ok(&lab, "n1", &["service", "ps", "web"]);
+        (ps.matches("Running").count() == 4).then_some(()).ok_or(ps)
+    });
+
+    // An image built on the node only: kept as a tag, with docker's warning on stderr.
+    let local = crate::support::meshctl(
+        &lab,
+        "n1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "local",
+            "meshd/busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    assert!(local.status.success(), "{}", crate::support::stderr(&local));
+    assert!(
+        crate::support::stderr(&local).contains(
+            "image meshd/busybox:latest could not be accessed on a registry to record its digest"
+        ),
+        "{}",
+        crate::support::stderr(&local)
+    );
+
+    // An update to a tag the registry does not have: rejected with the registry's words, the
+    // update paused after the first slot, the other slot's old task still running.
+    let missing = image.replace(":v1", ":nope");
+    ok(
+        &lab,
+        "n1",
+        &["service", "update", "-d", "--image", &missing, "web"],
+    );
+    let ps = eventually(
+        Duration::from_mins(1),
+        "the pull error in service ps",
+        || {
+            let ps = ok(&lab, "n1", &["service", "ps", "--no-trunc", "web"]);
+            (ps.contains("Rejected") && ps.contains("manifest unknown"))
+                .then_some(ps.clone())
+                .ok_or(ps)
+        },
+    );
+    println!("pull: {ps}");
+    eventually(Duration::from_secs(30), "the update paused", || {
+        let state = ok(
+            &lab,
+            "n1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{.UpdateStatus.State}}",
+                "web",
+            ],
+        );
+        (state.trim() == "paused").then_some(()).ok_or(state)
+    });
+    let ps = ok(&lab, "n1", &["service", "ps", "web"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.contains("e2e/pulled:v1") && l.contains("Running")),
+        "the old task no longer runs:\n{ps}"
+    );
+    drop(lab);
+}
