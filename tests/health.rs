@@ -247,15 +247,27 @@ impl Drop for LoopbackRegistry {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
-        // What the nodes pulled from it.
+        // What the nodes pulled from it: by tag and by digest (never by image id, which the
+        // host's meshd/busybox shares).
         let out = Command::new("docker")
-            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .args([
+                "images",
+                "--digests",
+                "--format",
+                "{{.Repository}} {{.Tag}} {{.Digest}}",
+            ])
             .output();
-        if let Ok(out) = out {
-            for image in stdout(&out).lines().filter(|i| i.starts_with(&self.addr)) {
-                let _ = Command::new("docker")
-                    .args(["image", "rm", "-f", image])
-                    .output();
+        let Ok(out) = out else { return };
+        for line in stdout(&out).lines() {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let [repo, tag, digest] = w[..] else { continue };
+            if !repo.starts_with(&self.addr) {
+                continue;
+            }
+            for r in [format!("{repo}:{tag}"), format!("{repo}@{digest}")] {
+                if !r.contains("<none>") {
+                    let _ = Command::new("docker").args(["image", "rm", &r]).output();
+                }
             }
         }
     }
