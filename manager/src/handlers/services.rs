@@ -588,4 +588,40 @@ pub(crate) mod tests {
         );
         assert_eq!(normalize_image("a@sha256:00"), "a@sha256:00");
     }
+
+    #[test]
+    fn registry_logins_are_stored_kept_and_never_shown() {
+        let login = RegistryAuth {
+            server: "127.0.0.1:5000".into(),
+            username: "alice".into(),
+            password: "s3cret".into(),
+        };
+        let mut s = ClusterState::default();
+        let tx = create_service_tx(&s, spec("web"), &Id::from("w"), 1).unwrap();
+        apply(&mut s, &with_registry_auth(tx, Some(&login)));
+        let stored = &s.services[&Id::from("w")];
+        assert_eq!(stored.registry_auth.as_ref(), Some(&login));
+        // Replies never carry it.
+        assert_eq!(shown(stored).registry_auth, None);
+        assert!(
+            summaries(&s)
+                .iter()
+                .all(|r| r.service.registry_auth.is_none())
+        );
+        let reply = tasks_reply(&s, &["web".into()]).unwrap();
+        assert!(reply.services.iter().all(|x| x.registry_auth.is_none()));
+        assert!(!format!("{stored:?}").contains("s3cret"));
+        // An update without a login keeps the stored one.
+        let mut changed = spec("web");
+        changed.task.container.image = "meshd/busybox:2".into();
+        let version = stored.meta.version;
+        let tx = update_service_tx(&s, "web", version, changed, 2)
+            .unwrap()
+            .unwrap();
+        apply(&mut s, &with_registry_auth(tx, None));
+        assert_eq!(
+            s.services[&Id::from("w")].registry_auth.as_ref(),
+            Some(&login)
+        );
+    }
 }
