@@ -360,6 +360,11 @@ fn images_are_pinned_pulled_and_a_missing_one_pauses_the_update() {
         "n1",
         &["service", "update", "-d", "--image", &missing, "web"],
     );
+    // The pull (and its retries) happen in `preparing`, as Swarm shows it.
+    eventually(Duration::from_secs(30), "the new task preparing", || {
+        let ps = ok(&lab, "n1", &["service", "ps", "web"]);
+        ps.contains("Preparing").then_some(()).ok_or(ps)
+    });
     let ps = eventually(
         Duration::from_mins(1),
         "the pull error in service ps",
