@@ -31,8 +31,7 @@ use mesh_agent::{AgentConfig, Describer, NodeEvents};
 use mesh_api::tls::Credentials;
 use mesh_api::transport::{self, Handler, Peer};
 use mesh_api::{Access, AgentMessage, ApiError, Info, ManagerMessage, Reply, Request, StreamItem};
-use mesh_cluster::state::RegistryAuth;
-use mesh_engine::{EngineError, RegistryLogin, is_pinned, pin, unpinned_warning};
+use mesh_engine::{EngineError, is_pinned, pin, unpinned_warning};
 use mesh_manager::dispatcher::Dispatcher;
 use mesh_manager::handlers::services::normalize_image;
 use mesh_manager::manager::{LOGS_KEPT, SNAPSHOT_EVERY};
@@ -282,7 +281,10 @@ impl Daemon {
         let Some(wanted) = image_to_resolve(&spec.task.container.image, image.resolve) else {
             return Vec::new();
         };
-        let login = image.registry_auth.as_ref().map(registry_login);
+        let login = image
+            .registry_auth
+            .as_ref()
+            .map(mesh_agent::tasks::registry_login);
         let digest = match self.cfg.engine.get().await {
             Ok(engine) => match engine.local_repo_digests(&wanted).await {
                 // Built or loaded here, never pulled: no registry has it to ask (and asking
@@ -312,15 +314,6 @@ impl Daemon {
 fn image_to_resolve(image: &str, resolve: bool) -> Option<String> {
     let image = normalize_image(image.trim());
     (resolve && !image.is_empty() && !is_pinned(&image)).then_some(image)
-}
-
-/// The engine's form of a login the client sent.
-pub(crate) fn registry_login(a: &RegistryAuth) -> RegistryLogin {
-    RegistryLogin {
-        server: a.server.clone(),
-        username: a.username.clone(),
-        password: a.password.clone(),
-    }
 }
 
 /// Binds the 2377 listener, or says why not.

@@ -41,6 +41,7 @@ use std::time::Duration;
 use mesh_cluster::Id;
 use mesh_engine::{EngineHandle, LABEL_NODE};
 
+pub use pull::registry_login;
 pub use runner::{RunnerConfig, TaskRunner};
 
 /// Containers are listed again this often, to catch anything the events missed.

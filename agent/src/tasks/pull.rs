@@ -36,8 +36,8 @@ pub(super) fn pull_error(image: &str, e: &EngineError) -> String {
     }
 }
 
-/// The engine's form of the service's registry login.
-pub(super) fn registry_login(a: &RegistryAuth) -> RegistryLogin {
+/// The engine's form of a registry login the client sent (`--with-registry-auth`).
+pub fn registry_login(a: &RegistryAuth) -> RegistryLogin {
     RegistryLogin {
         server: a.server.clone(),
         username: a.username.clone(),
