@@ -9,10 +9,59 @@
  *                 node's own ingress address): replies of published-port flows, reversed and
  *                 redirected out of the underlay (remote replies never cross the bridge).
  * tc_task_in      ingress of a task veth's host side (traffic from the task): ARP for VIPs
- *                 answered, VIP:port DNATed to a backend (Maglev), then the bridge forwards.
+ *                 answered, VIP:port DNATed to a backend (Maglev), then the bridge forwards;
+ *                 a task balanced to itself gets its packet back out of its veth, from the VIP
+ *                 (hairpin). A task's call to a published port of its own node (its gateway
+ *                 routes it here, never through the underlay) is served as tc_underlay_in
+ *                 serves a client's (ICMP errors and fragments included), replies coming back
+ *                 out of the task's veth.
  * tc_task_out     egress of a task veth's host side (traffic to the task): VIP replies reversed.
+ * Each also serves what is related to the flows it translates (lib/related.h): their ICMP
+ * errors, translated back (an error from the client side goes where the flow goes, one from the
+ * backend side where replies go), and the later fragments of their UDP datagrams.
  * Everything not ours is TC_ACT_OK untouched. */
 #include "lib/lb.h"
+#include "lib/related.h"
+
+#define L4_PULL_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
+
+/* The ICMP error or later fragment in skb (parsed as `parsed`, p) if it belongs to a flow of
+ * kind `kind`: translated into *ct's direction (LB_FORWARD), not ours (LB_PASS), or broken
+ * (LB_REJECT). */
+static __always_inline int tc_related(struct __sk_buff *skb, const struct mesh_config *cfg, int parsed,
+				      const struct pkt *p, __u8 kind, struct mesh_ct *ct)
+{
+	struct pkt quote;
+
+	if (parsed == PARSE_ICMP)
+		ctx_pull(skb, ICMP_PULL_LEN);
+	if (related_flow(skb, cfg, sizeof(struct ethhdr), parsed, p, kind, ct, &quote) != LB_FORWARD)
+		return LB_PASS;
+	if (related_nat(skb, sizeof(struct ethhdr), parsed, p, &quote, ct))
+		return LB_REJECT;
+	mesh_count(ct->svc_id, skb->len, 0);
+	return LB_FORWARD;
+}
+
+/* The verdict of tc_related's answer lb that is not LB_FORWARD. */
+#define RELATED_NOT_FORWARDED(lb) ((lb) == LB_PASS ? TC_ACT_OK : TC_ACT_SHOT)
+
+/* Where tc_underlay_in sends a flow's packets: a remote backend straight to the VXLAN device,
+ * whose FDB knows the backend's node (skipping the bridge); a local one through the bridge. */
+static __always_inline __u32 underlay_target(const struct mesh_config *cfg, const struct mesh_ct *ct)
+{
+	return (ct->flags & MESH_CTF_LOCAL) || !cfg->ingress_vxlan_ifindex ? cfg->ingress_bridge_ifindex :
+									     cfg->ingress_vxlan_ifindex;
+}
+
+/* Sends a packet translated by tc_related on with the L2 addresses and to the interface given. */
+static __always_inline int related_redirect(struct __sk_buff *skb, const __u8 *dmac, const __u8 *smac,
+					    __u32 ifindex)
+{
+	if (ctx_set_l2(skb, dmac, smac))
+		return TC_ACT_SHOT;
+	return bpf_redirect(ifindex, 0);
+}
 
 static __always_inline int redirect_translated(struct __sk_buff *skb, const struct pkt *p,
 					       const struct mesh_ct *ct, const __u8 *smac, __u32 ifindex)
@@ -31,12 +80,20 @@ int tc_underlay_in(struct __sk_buff *skb)
 	struct mesh_config *cfg = mesh_cfg();
 	struct mesh_ct ct;
 	struct pkt p;
+	int parsed, lb;
 
 	if (!cfg || !cfg->ingress_bridge_ifindex)
 		return TC_ACT_OK;
-	ctx_pull(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr));
-	if (parse_pkt(skb, 0, &p) != PARSE_OK)
-		return TC_ACT_OK;
+	ctx_pull(skb, L4_PULL_LEN);
+	parsed = parse_pkt(skb, 0, &p);
+	if (parsed != PARSE_OK) {
+		if (p.daddr != cfg->underlay_addr || (parsed != PARSE_ICMP && parsed != PARSE_FRAG))
+			return TC_ACT_OK;
+		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_INGRESS, &ct);
+		if (lb != LB_FORWARD)
+			return RELATED_NOT_FORWARDED(lb);
+		return related_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
+	}
 	switch (lb_ingress(cfg, &p, skb->ifindex, &ct)) {
 	case LB_PASS:
 		return TC_ACT_OK;
@@ -44,11 +101,9 @@ int tc_underlay_in(struct __sk_buff *skb)
 		/* TCP: the node's stack answers RST (nothing listens on a published port). */
 		return p.proto == IPPROTO_TCP ? TC_ACT_OK : TC_ACT_SHOT;
 	}
-	/* A remote backend: straight to the VXLAN device, whose FDB knows the backend's node
-	 * (skipping the bridge); a local one through the bridge to the task's veth. */
-	return redirect_translated(skb, &p, &ct, cfg->bridge_mac,
-				   (ct.flags & MESH_CTF_LOCAL) || !cfg->ingress_vxlan_ifindex ?
-					   cfg->ingress_bridge_ifindex : cfg->ingress_vxlan_ifindex);
+	if (p.frag)
+		frag_record(&p, MESH_CT_INGRESS, &ct);
+	return redirect_translated(skb, &p, &ct, cfg->bridge_mac, underlay_target(cfg, &ct));
 }
 
 SEC("classifier")
@@ -57,14 +112,24 @@ int tc_bridge_in(struct __sk_buff *skb)
 	struct mesh_config *cfg = mesh_cfg();
 	struct mesh_ct ct;
 	struct pkt p;
+	int parsed, lb;
 
 	if (!cfg)
 		return TC_ACT_OK;
-	ctx_pull(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr));
-	if (parse_pkt(skb, 0, &p) != PARSE_OK || p.daddr != cfg->ingress_addr)
+	ctx_pull(skb, L4_PULL_LEN);
+	parsed = parse_pkt(skb, 0, &p);
+	if ((parsed != PARSE_OK && parsed != PARSE_ICMP && parsed != PARSE_FRAG) || p.daddr != cfg->ingress_addr)
 		return TC_ACT_OK;
+	if (parsed != PARSE_OK) {
+		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_INGRESS_REPLY, &ct);
+		if (lb != LB_FORWARD)
+			return RELATED_NOT_FORWARDED(lb);
+		return related_redirect(skb, ct.dmac, cfg->underlay_mac, ct.ifindex);
+	}
 	if (lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) != LB_FORWARD)
 		return TC_ACT_OK;
+	if (p.frag)
+		frag_record(&p, MESH_CT_INGRESS_REPLY, &ct);
 	return redirect_translated(skb, &p, &ct, cfg->underlay_mac, ct.ifindex);
 }
 
@@ -99,6 +164,27 @@ static __always_inline int arp_reply_for_vip(struct __sk_buff *skb, const struct
 	return bpf_redirect(skb->ifindex, 0);
 }
 
+/* A task's packet to a published port of this node (p): balanced, translated and sent like a
+ * client's from the underlay; the reverse entry sends replies back out of the task's veth. */
+static __always_inline int task_to_published_port(struct __sk_buff *skb, const struct mesh_config *cfg,
+						  const struct pkt *p)
+{
+	struct mesh_ct ct;
+
+	if (!cfg->ingress_bridge_ifindex)
+		return TC_ACT_OK;
+	switch (lb_ingress(cfg, p, skb->ifindex, &ct)) {
+	case LB_PASS:
+		return TC_ACT_OK;
+	case LB_REJECT:
+		/* TCP: the node's stack answers RST (nothing listens on a published port). */
+		return p->proto == IPPROTO_TCP ? TC_ACT_OK : TC_ACT_SHOT;
+	}
+	if (p->frag)
+		frag_record(p, MESH_CT_INGRESS, &ct);
+	return redirect_translated(skb, p, &ct, cfg->bridge_mac, underlay_target(cfg, &ct));
+}
+
 SEC("classifier")
 int tc_task_in(struct __sk_buff *skb)
 {
@@ -107,27 +193,49 @@ int tc_task_in(struct __sk_buff *skb)
 	struct mesh_iface *ifc;
 	struct mesh_ct ct;
 	struct pkt p;
+	int parsed, lb;
 
 	if (!cfg)
 		return TC_ACT_OK;
 	ifc = bpf_map_lookup_elem(&mesh_ifaces, &ifindex);
 	if (!ifc)
 		return TC_ACT_OK;
-	ctx_pull(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr));
-	switch (parse_pkt(skb, 0, &p)) {
+	ctx_pull(skb, L4_PULL_LEN);
+	parsed = parse_pkt(skb, 0, &p);
+	switch (parsed) {
 	case PARSE_ARP:
 		return arp_reply_for_vip(skb, ifc);
 	case PARSE_OK:
 		break;
+	case PARSE_ICMP:
+	case PARSE_FRAG:
+		/* An error about a reply that came from the VIP (or from a published port of this
+		 * node), or the rest of a datagram to it: on to the backend, as the flow goes. */
+		if (p.daddr == cfg->underlay_addr) {
+			lb = tc_related(skb, cfg, parsed, &p, MESH_CT_INGRESS, &ct);
+			if (lb != LB_FORWARD)
+				return RELATED_NOT_FORWARDED(lb);
+			return related_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
+		}
+		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_VIP, &ct);
+		if (lb != LB_FORWARD)
+			return RELATED_NOT_FORWARDED(lb);
+		return bpf_skb_store_bytes(skb, 0, ct.dmac, ETH_ALEN, 0) ? TC_ACT_SHOT : TC_ACT_OK;
 	default:
 		return TC_ACT_OK;
 	}
+	if (p.daddr == cfg->underlay_addr)
+		return task_to_published_port(skb, cfg, &p);
 	switch (lb_vip(cfg, &p, ifc->vni, &ct)) {
 	case LB_PASS:
 		return TC_ACT_OK;
 	case LB_REJECT:
 		return TC_ACT_SHOT;
 	}
+	if (p.frag)
+		frag_record(&p, MESH_CT_VIP, &ct);
+	if (ct.flags & MESH_CTF_HAIRPIN)
+		return redirect_translated(skb, &p, &ct, ifc->mac, skb->ifindex);
 	/* The source stays the task's; the bridge forwards by the backend's MAC. */
 	if (ctx_nat(skb, sizeof(struct ethhdr), p.proto, p.saddr, ct.saddr, p.daddr, ct.daddr,
 		    p.sport, ct.sport, p.dport, ct.dport) ||
@@ -143,14 +251,28 @@ int tc_task_out(struct __sk_buff *skb)
 	struct mesh_config *cfg = mesh_cfg();
 	struct mesh_ct ct;
 	struct pkt p;
+	int parsed, lb;
 
 	if (!cfg)
 		return TC_ACT_OK;
-	ctx_pull(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr));
-	if (parse_pkt(skb, 0, &p) != PARSE_OK)
+	ctx_pull(skb, L4_PULL_LEN);
+	parsed = parse_pkt(skb, 0, &p);
+	switch (parsed) {
+	case PARSE_OK:
+		break;
+	case PARSE_ICMP:
+	case PARSE_FRAG:
+		/* The backend's error about the task's packet (it reads as sent to the VIP), or the
+		 * rest of a reply datagram (it comes from the VIP). */
+		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_VIP_REPLY, &ct);
+		return lb == LB_FORWARD ? TC_ACT_OK : RELATED_NOT_FORWARDED(lb);
+	default:
 		return TC_ACT_OK;
+	}
 	if (lb_reply(cfg, &p, MESH_CT_VIP_REPLY, &ct) != LB_FORWARD)
 		return TC_ACT_OK;
+	if (p.frag)
+		frag_record(&p, MESH_CT_VIP_REPLY, &ct);
 	if (ctx_nat(skb, sizeof(struct ethhdr), p.proto, p.saddr, ct.saddr, p.daddr, ct.daddr,
 		    p.sport, ct.sport, p.dport, ct.dport))
 		return TC_ACT_SHOT;

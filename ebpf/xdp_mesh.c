@@ -3,58 +3,145 @@
  * - A published port whose backend is on another node: translated (DNAT to the task, SNAT to
  *   this node's ingress address), encapsulated in VXLAN to the backend's node, XDP_TX.
  * - A published port whose backend is local, or whose remote node has no resolved neighbour
- *   yet: the flow is created here and the frame passes; tc_underlay_in (tc_lb.c) finds the flow
- *   and redirects it into the ingress bridge (XDP cannot redirect into a bridge).
+ *   yet, or whose frame would not fit the underlay's MTU once encapsulated: the flow is created
+ *   here and the frame passes; tc_underlay_in (tc_lb.c) finds the flow and redirects it into
+ *   the ingress bridge (XDP cannot redirect into a bridge) or the VXLAN device (whose path-MTU
+ *   check answers "fragmentation needed", or which fragments the outer packet).
  * - A VXLAN reply of such a flow (ingress VNI, inner destination = our ingress address):
  *   reversed and decapsulated here, sent back to the client.
  * - A published TCP port with no backend: answered with a RST; UDP: dropped.
- * - Everything else: XDP_PASS untouched (ICMP, fragments, IP options, ARP, IPv6, short frames). */
+ * - What is related to those flows (lib/related.h): ICMP errors, translated back, and the later
+ *   fragments of their UDP datagrams, go the way of the flow's own packets in each direction.
+ * - Everything else: XDP_PASS untouched (other ICMP, TCP fragments, IP options, ARP, IPv6,
+ *   short frames). */
 #define MESH_XDP
 #include "lib/lb.h"
 #include "lib/encap.h"
+#include "lib/related.h"
 #include "lib/reject.h"
+
+/* Frames up to this size fit any IPv4 link once encapsulated (576: the least every IPv4 host
+ * takes): they skip the MTU check (acknowledgements, requests, most of a flow's small packets). */
+#define ENCAP_ALWAYS_FITS (sizeof(struct ethhdr) + 576 - VXLAN_OUTER_LEN)
+
+/* Whether the frame, once encapsulated, fits the MTU of the interface it came in on. */
+static __always_inline int fits_encapsulated(struct xdp_md *ctx)
+{
+	__u32 mtu_len = 0;
+
+	if (ctx_len(ctx) <= ENCAP_ALWAYS_FITS)
+		return 1;
+	return bpf_check_mtu(ctx, 0, &mtu_len, (__s32)VXLAN_OUTER_LEN, 0) == BPF_MTU_CHK_RET_SUCCESS;
+}
+
+/* The translated frame of a flow whose backend is remote (ct): to the backend's node inside
+ * VXLAN. The caller has translated it (fn called after the checks that may still pass it). */
+static __always_inline int xdp_encapsulate(struct xdp_md *ctx, const struct mesh_config *cfg,
+					   const struct mesh_ct *ct, const __u8 *smac, const __u8 *dmac,
+					   __be32 vtep, __u32 hash)
+{
+	if (ctx_set_l2(ctx, ct->dmac, cfg->bridge_mac))
+		return XDP_DROP;
+	mesh_count(ct->svc_id, ctx_len(ctx), 0);
+	if (xdp_vxlan_push(ctx, cfg->underlay_addr, vtep, smac, dmac, cfg->ingress_vni, hash))
+		return XDP_DROP;
+	return XDP_TX;
+}
+
+/* Checks before translating a frame of ct's flow for a remote backend: its node's address and
+ * route (smac, dmac), and that it fits. Returns 0, or -1 to leave the frame to tc. */
+static __always_inline int xdp_remote(struct xdp_md *ctx, const struct mesh_config *cfg, const struct mesh_ct *ct,
+				      __u8 *smac, __u8 *dmac, __be32 *vtep)
+{
+	struct mesh_backend *be;
+	__u32 id = ct->backend_id;
+
+	if (ct->flags & MESH_CTF_LOCAL)
+		return -1;
+	be = bpf_map_lookup_elem(&mesh_backends, &id);
+	if (!be || xdp_route_to(ctx, cfg->underlay_addr, be->vtep, smac, dmac) || !fits_encapsulated(ctx))
+		return -1;
+	*vtep = be->vtep;
+	return 0;
+}
 
 static __always_inline int vxlan_reply(struct xdp_md *ctx, const struct mesh_config *cfg)
 {
 	void *data = ctx_data(ctx), *end = ctx_data_end(ctx);
 	struct vxlanhdr *vx = data + sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr);
+	__u32 l3off = VXLAN_OUTER_LEN + sizeof(struct ethhdr);
 	struct mesh_ct ct;
-	struct pkt in;
+	struct pkt in, quote;
+	int parsed;
 
 	if ((void *)(vx + 1) > end)
 		return XDP_PASS;
 	if (!(vx->flags & bpf_htonl(VXLAN_FLAG_VNI)) || vx->vni != bpf_htonl(cfg->ingress_vni << 8))
 		return XDP_PASS;
-	if (parse_pkt(ctx, VXLAN_OUTER_LEN, &in) != PARSE_OK || in.daddr != cfg->ingress_addr)
+	parsed = parse_pkt(ctx, VXLAN_OUTER_LEN, &in);
+	if ((parsed != PARSE_OK && parsed != PARSE_ICMP && parsed != PARSE_FRAG) || in.daddr != cfg->ingress_addr)
 		return XDP_PASS;
-	if (lb_reply(cfg, &in, MESH_CT_INGRESS_REPLY, &ct) != LB_FORWARD)
-		return XDP_PASS;
-	if (ctx_nat(ctx, VXLAN_OUTER_LEN + sizeof(struct ethhdr), in.proto, in.saddr, ct.saddr,
-		    in.daddr, ct.daddr, in.sport, ct.sport, in.dport, ct.dport))
-		return XDP_DROP;
+	if (parsed != PARSE_OK) {
+		if (related_flow(ctx, cfg, l3off, parsed, &in, MESH_CT_INGRESS_REPLY, &ct, &quote) != LB_FORWARD ||
+		    ct.ifindex != ctx->ingress_ifindex)
+			return XDP_PASS;
+		if (related_nat(ctx, l3off, parsed, &in, &quote, &ct))
+			return XDP_DROP;
+	} else {
+		/* A reply to a task of this node that called a published port (tc_task_in) goes
+		 * through the kernel's VXLAN device to tc_bridge_in: XDP cannot hand it to a veth. */
+		if (lb_reply(cfg, &in, MESH_CT_INGRESS_REPLY, &ct) != LB_FORWARD || ct.ifindex != ctx->ingress_ifindex)
+			return XDP_PASS;
+		if (in.frag)
+			frag_record(&in, MESH_CT_INGRESS_REPLY, &ct);
+		if (ctx_nat(ctx, l3off, in.proto, in.saddr, ct.saddr, in.daddr, ct.daddr, in.sport, ct.sport,
+			    in.dport, ct.dport))
+			return XDP_DROP;
+	}
 	if (bpf_xdp_adjust_head(ctx, (int)VXLAN_OUTER_LEN))
 		return XDP_DROP;
 	if (ctx_set_l2(ctx, ct.dmac, cfg->underlay_mac))
 		return XDP_DROP;
 	mesh_count(ct.svc_id, ctx_len(ctx), 0);
-	if (ct.ifindex == ctx->ingress_ifindex)
-		return XDP_TX;
-	return bpf_redirect(ct.ifindex, 0);
+	return XDP_TX;
+}
+
+/* An ICMP error or a later fragment (p, parsed as `parsed`) of a published-port flow whose
+ * backend is remote: translated and encapsulated like the flow's packets (else left to tc). */
+static __always_inline int xdp_related_ingress(struct xdp_md *ctx, const struct mesh_config *cfg, int parsed,
+					       const struct pkt *p)
+{
+	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
+	struct mesh_ct ct;
+	struct pkt quote;
+	__be32 vtep;
+
+	if (p->daddr != cfg->underlay_addr ||
+	    related_flow(ctx, cfg, sizeof(struct ethhdr), parsed, p, MESH_CT_INGRESS, &ct, &quote) != LB_FORWARD ||
+	    xdp_remote(ctx, cfg, &ct, smac, dmac, &vtep))
+		return XDP_PASS;
+	if (related_nat(ctx, sizeof(struct ethhdr), parsed, p, &quote, &ct))
+		return XDP_DROP;
+	return xdp_encapsulate(ctx, cfg, &ct, smac, dmac, vtep, flow_hash(parsed == PARSE_ICMP ? &quote : p));
 }
 
 SEC("xdp")
 int xdp_mesh(struct xdp_md *ctx)
 {
 	struct mesh_config *cfg = mesh_cfg();
-	struct mesh_backend *be;
 	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
 	struct mesh_ct ct;
 	struct pkt p;
-	__u32 id;
+	__be32 vtep;
+	int parsed;
 
 	/* Until the ingress bridge is attached there is no SNAT source: nothing is published. */
-	if (!cfg || !cfg->ingress_bridge_ifindex || parse_pkt(ctx, 0, &p) != PARSE_OK)
+	if (!cfg || !cfg->ingress_bridge_ifindex)
 		return XDP_PASS;
+	parsed = parse_pkt(ctx, 0, &p);
+	if (parsed != PARSE_OK)
+		return parsed == PARSE_ICMP || parsed == PARSE_FRAG ? xdp_related_ingress(ctx, cfg, parsed, &p) :
+								      XDP_PASS;
 	if (p.proto == IPPROTO_UDP && p.dport == bpf_htons(MESH_VXLAN_PORT) && p.daddr == cfg->underlay_addr)
 		return vxlan_reply(ctx, cfg);
 
@@ -66,21 +153,14 @@ int xdp_mesh(struct xdp_md *ctx)
 			return XDP_TX;
 		return XDP_DROP;
 	}
-	if (ct.flags & MESH_CTF_LOCAL)
-		return XDP_PASS;
-	id = ct.backend_id;
-	be = bpf_map_lookup_elem(&mesh_backends, &id);
-	if (!be || xdp_route_to(ctx, cfg->underlay_addr, be->vtep, smac, dmac))
+	if (p.frag)
+		frag_record(&p, MESH_CT_INGRESS, &ct);
+	if (xdp_remote(ctx, cfg, &ct, smac, dmac, &vtep))
 		return XDP_PASS;
 	if (ctx_nat(ctx, sizeof(struct ethhdr), p.proto, p.saddr, ct.saddr, p.daddr, ct.daddr,
 		    p.sport, ct.sport, p.dport, ct.dport))
 		return XDP_DROP;
-	if (ctx_set_l2(ctx, ct.dmac, cfg->bridge_mac))
-		return XDP_DROP;
-	mesh_count(ct.svc_id, ctx_len(ctx), 0);
-	if (xdp_vxlan_push(ctx, cfg->underlay_addr, be->vtep, smac, dmac, cfg->ingress_vni, flow_hash(&p)))
-		return XDP_DROP;
-	return XDP_TX;
+	return xdp_encapsulate(ctx, cfg, &ct, smac, dmac, vtep, flow_hash(&p));
 }
 
 char LICENSE[] SEC("license") = "GPL";

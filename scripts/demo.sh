@@ -21,8 +21,10 @@ $meshctl lab exec client -- ping -c1 -W2 198.18.0.13
 
 # A service publishing a port: every node answers on 8080, also the nodes with no task.
 HTTPD='mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www'
-step meshctl lab exec n1 -- meshctl service create --name web --replicas 2 -p 8080:80 meshd/busybox sh -c "'$HTTPD'"
-$meshctl lab exec n1 -- meshctl service create --name web --replicas 2 -p 8080:80 meshd/busybox sh -c "$HTTPD"
+# The lab's test image, as every node pulls it from the lab registry.
+IMAGE=198.18.0.5:5000/meshd/busybox
+step meshctl lab exec n1 -- meshctl service create --name web --replicas 2 -p 8080:80 $IMAGE sh -c "'$HTTPD'"
+$meshctl lab exec n1 -- meshctl service create --name web --replicas 2 -p 8080:80 $IMAGE sh -c "$HTTPD"
 step meshctl lab exec n1 -- meshctl service ls; $meshctl lab exec n1 -- meshctl service ls
 # Any manager answers; the tasks run on two of the four nodes.
 step meshctl lab exec n2 -- meshctl service ps web; $meshctl lab exec n2 -- meshctl service ps web
@@ -39,16 +41,22 @@ done
 # East-west: an overlay network, a service on it and a client task that finds it by name.
 step meshctl lab exec n1 -- meshctl network create -d overlay front
 $meshctl lab exec n1 -- meshctl network create -d overlay front
-step meshctl lab exec n1 -- meshctl service create --name api --network front --replicas 3 meshd/busybox sh -c "'$HTTPD'"
-$meshctl lab exec n1 -- meshctl service create --name api --network front --replicas 3 meshd/busybox sh -c "$HTTPD"
-step meshctl lab exec n1 -- meshctl service create --name shell --network front meshd/busybox sleep 1000000
-$meshctl lab exec n1 -- meshctl service create --name shell --network front meshd/busybox sleep 1000000
-shell=$(docker ps --filter 'name=^shell\.' --filter label=meshd.hostname --format '{{.ID}} {{.Label "meshd.hostname"}}' | awk '$2 ~ /^mesh-n/ {print $1; exit}')
+step meshctl lab exec n1 -- meshctl service create --name api --network front --replicas 3 $IMAGE sh -c "'$HTTPD'"
+$meshctl lab exec n1 -- meshctl service create --name api --network front --replicas 3 $IMAGE sh -c "$HTTPD"
+step meshctl lab exec n1 -- meshctl service create --name shell --network front $IMAGE sleep 1000000
+$meshctl lab exec n1 -- meshctl service create --name shell --network front $IMAGE sleep 1000000
+# Each node has its own Docker engine: find the one running the shell's task.
+for i in 1 2 3 4; do
+  engine=unix:///var/lib/meshd-lab/mesh/n$i/docker.sock
+  shell=$(docker -H "$engine" ps -q --filter 'name=^shell\.' | head -1)
+  [ -n "$shell" ] && break
+done
+d="docker -H $engine"
 sleep 1
-step "docker exec $shell nslookup api          # the VIP"; docker exec "$shell" nslookup api
-step "docker exec $shell nslookup tasks.api    # every task"; docker exec "$shell" nslookup tasks.api
-step "docker exec $shell wget -qO- http://api/ # balanced over the tasks, 4 times"
-for _ in 1 2 3 4; do docker exec "$shell" timeout 3 wget -qO- http://api/; done
+step "$d exec $shell nslookup api          # the VIP"; $d exec "$shell" nslookup api
+step "$d exec $shell nslookup tasks.api    # every task"; $d exec "$shell" nslookup tasks.api
+step "$d exec $shell wget -qO- http://api/ # balanced over the tasks, 4 times"
+for _ in 1 2 3 4; do $d exec "$shell" timeout 3 wget -qO- http://api/; done
 
 # HAProxy in the client pointing at every node: it needs no change when tasks move.
 cfg=$(mktemp /tmp/meshd-demo-haproxy.XXXXXX.cfg)

@@ -6,7 +6,8 @@ set -euo pipefail
 PACKAGES=(
   clang-19 llvm-19 libbpf-dev bpftool     # build and inspect the eBPF programs
   iproute2 ethtool procps psmisc iputils-ping curl  # namespaces, links, the lab
-  docker.io                               # tasks are containers
+  docker.io                               # tasks are containers (an engine per lab node)
+  docker-registry skopeo                  # the lab registry, and pushing images to it
   busybox-static                          # the FROM-scratch test image
   iperf3 haproxy dnsutils tcpdump socat wrk dnsperf unbound iptables nftables  # tests and bench
   systemd                                 # systemd-analyze verify of the packaged unit
@@ -23,10 +24,13 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian enables the unbound service on install; the bench starts its own instance.
-  if command -v systemctl >/dev/null && systemctl is-active --quiet unbound 2>/dev/null; then
-    systemctl disable --now unbound >/dev/null 2>&1 || true
-  fi
+  # Debian enables the unbound and docker-registry services on install; the bench starts its
+  # own unbound, and the lab its own registry (in its namespace).
+  for unit in unbound docker-registry; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$unit" 2>/dev/null; then
+      systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 # cargo-machete: the test script checks for unused dependencies with it.

@@ -22,11 +22,11 @@ use mesh_dataplane::{
 };
 use mesh_overlay::netns::NetNs;
 
-const NET: u32 = 4097;
+pub(crate) const NET: u32 = 4097;
 const VIP_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 100);
 
 /// Runs a command, panicking with its output if it fails.
-fn run(args: &[&str]) -> String {
+pub(crate) fn run(args: &[&str]) -> String {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -40,7 +40,7 @@ fn run(args: &[&str]) -> String {
     stdout(&out)
 }
 
-fn in_ns(ns: &str, args: &[&str]) -> String {
+pub(crate) fn in_ns(ns: &str, args: &[&str]) -> String {
     let mut v = vec!["ip", "netns", "exec", ns];
     v.extend(args);
     run(&v)
@@ -58,23 +58,23 @@ fn mac_str(m: [u8; 6]) -> String {
 }
 
 /// A task of the test: its namespace, node and addresses.
-struct TestTask {
-    name: &'static str,
-    node: usize,
+pub(crate) struct TestTask {
+    pub(crate) name: &'static str,
+    pub(crate) node: usize,
     /// Last octet of its addresses (10.255.1.N on ingress, 10.0.1.N on NET).
-    n: u8,
+    pub(crate) n: u8,
     serves: bool,
 }
 
 impl TestTask {
-    fn ingress(&self) -> TaskAddress {
+    pub(crate) fn ingress(&self) -> TaskAddress {
         TaskAddress {
             vni: 4096,
             addr: Ipv4Addr::new(10, 255, 1, self.n),
             mac: mac(1, self.n),
         }
     }
-    fn net(&self) -> TaskAddress {
+    pub(crate) fn net(&self) -> TaskAddress {
         TaskAddress {
             vni: NET,
             addr: Ipv4Addr::new(10, 0, 1, self.n),
@@ -83,7 +83,7 @@ impl TestTask {
     }
 }
 
-const TASKS: [TestTask; 3] = [
+pub(crate) const TASKS: [TestTask; 3] = [
     TestTask {
         name: "t1",
         node: 2,
@@ -143,10 +143,10 @@ for i in range(count):
 "#;
 
 /// The overlay, tasks, servers and meshes of one test; removed on drop (before the lab).
-struct Plumbing {
+pub(crate) struct Plumbing {
     prefix: String,
-    meshes: BTreeMap<usize, Mesh>,
-    servers: Vec<Child>,
+    pub(crate) meshes: BTreeMap<usize, Mesh>,
+    pub(crate) servers: Vec<Child>,
     /// `XDP_PASS` programs on the switch's ports (see `accept_xdp_tx`).
     switch_probes: Vec<PacketProbe>,
 }
@@ -177,13 +177,13 @@ impl Drop for Plumbing {
 fn node_ingress(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 255, 0, i as u8)
 }
-fn node_net(i: usize) -> Ipv4Addr {
+pub(crate) fn node_net(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 1, i as u8)
 }
 
 /// Builds bridges and VXLAN devices on every node, the task namespaces, FDB and neighbour
 /// entries (tasks and remote nodes' bridge addresses), and starts the servers.
-fn build_overlay(lab: &Lab, nodes: usize) -> Plumbing {
+pub(crate) fn build_overlay(lab: &Lab, nodes: usize) -> Plumbing {
     let mut p = Plumbing {
         prefix: lab.prefix.clone(),
         meshes: BTreeMap::new(),
@@ -403,7 +403,13 @@ fn desired(lab: &Lab, node: usize, tasks: &[&TestTask]) -> DesiredMesh {
 /// Loads and attaches the mesh in node i and applies `desired`. `fresh`: remove earlier pins
 /// first (else the maps and attachments an earlier `Mesh` left are taken over, as after a
 /// meshd restart).
-fn load_mesh(lab: &Lab, i: usize, datapath: Datapath, want: DesiredMesh, fresh: bool) -> Mesh {
+pub(crate) fn load_mesh(
+    lab: &Lab,
+    i: usize,
+    datapath: Datapath,
+    want: DesiredMesh,
+    fresh: bool,
+) -> Mesh {
     let ns = NetNs::open(&lab.ns(&format!("n{i}"))).expect("open node namespace");
     let pin_dir = format!("/sys/fs/bpf/{}-n{i}-dp", lab.prefix);
     let underlay: Ipv4Addr = lab.node_addr(i).parse().unwrap();
@@ -429,7 +435,14 @@ fn load_mesh(lab: &Lab, i: usize, datapath: Datapath, want: DesiredMesh, fresh: 
     .unwrap_or_else(|e| panic!("load mesh in n{i} ({datapath:?}): {e:#}"))
 }
 
-fn client(lab: &Lab, ns: &str, host: &str, port: u16, count: usize, proto: &str) -> Vec<String> {
+pub(crate) fn client(
+    lab: &Lab,
+    ns: &str,
+    host: &str,
+    port: u16,
+    count: usize,
+    proto: &str,
+) -> Vec<String> {
     let out = Command::new("ip")
         .args([
             "netns",
@@ -457,7 +470,7 @@ fn tally(answers: &[String]) -> BTreeMap<String, usize> {
 }
 
 /// Waits until the servers in the task namespaces answer (directly, from their own node).
-fn wait_for_servers(lab: &Lab) {
+pub(crate) fn wait_for_servers(lab: &Lab) {
     let deadline = Instant::now() + Duration::from_secs(20);
     for t in TASKS.iter().filter(|t| t.serves) {
         loop {
@@ -552,7 +565,7 @@ fn iperf(lab: &Lab, ns: &str, host: &str, port: u16) -> String {
 /// if the switch-side peer has a native XDP program (GRO on the peer is not enough: the frames
 /// are counted as sent and never arrive). Real NICs need nothing of the sort; the lab's switch
 /// ports get an `XDP_PASS` program (the probe) here until `lab up` attaches one itself.
-fn accept_xdp_tx(lab: &Lab, plumbing: &mut Plumbing, nodes: usize) {
+pub(crate) fn accept_xdp_tx(lab: &Lab, plumbing: &mut Plumbing, nodes: usize) {
     let sw = NetNs::open(&lab.ns("sw")).expect("open switch namespace");
     let ports: Vec<String> = std::iter::once("client".to_owned())
         .chain((1..=nodes).map(|i| format!("n{i}")))

@@ -15,7 +15,9 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mesh_gossip::{Gossip, GossipConfig, GossipView, NodeInfo, TaskEndpoint};
+use mesh_gossip::{
+    Gossip, GossipConfig, GossipKey, GossipKeyring, GossipView, NodeInfo, TaskEndpoint,
+};
 use mesh_overlay::netns::NetNs;
 use tokio::sync::{mpsc, watch};
 
@@ -26,6 +28,15 @@ const CLUSTER: &str = "gossip-e2e";
 const PORT: u16 = 7947;
 /// Only there to end a hung test, not a speed requirement.
 const LIMIT: Duration = Duration::from_secs(10);
+
+/// The lab's gossip keys: nodes hold key 7, the forger another one under the same id.
+fn keyring(byte: u8) -> GossipKeyring {
+    GossipKeyring::new(vec![GossipKey {
+        id: 1,
+        key: [byte; 32],
+    }])
+    .expect("a keyring")
+}
 
 enum Cmd {
     SetEndpoints(Vec<TaskEndpoint>, std_mpsc::Sender<Result<(), String>>),
@@ -206,6 +217,7 @@ fn gossip_spreads_endpoints_detects_a_killed_node_and_takes_it_back() {
             },
         );
         c.seeds = seeds;
+        c.keyring.set(keyring(7));
         c
     };
     let start = |i: usize, seeds: Vec<SocketAddr>| {
@@ -253,28 +265,40 @@ fn gossip_spreads_endpoints_detects_a_killed_node_and_takes_it_back() {
         );
     }
 
-    // A node of another cluster (in the client namespace), seeded with n1, never enters, and
-    // sees nobody.
+    // A forger in the client namespace knows the cluster id (it is in every node's
+    // certificate) but not the gossip key: seeded with n1 and n2, it announces an endpoint and
+    // itself. Its datagrams do not open: it never enters, adds no endpoint, and sees nobody.
     let client_ip: IpAddr = format!("198.18.{}.2", lab.subnet_octet)
         .parse()
         .expect("client address");
-    let mut foreign_config = GossipConfig::new(
+    let mut forged_config = GossipConfig::new(
         "x1",
-        "another-cluster",
+        CLUSTER,
         SocketAddr::new(client_ip, PORT),
         NodeInfo {
             addr: client_ip,
             hostname: lab.ns("client"),
         },
     );
-    foreign_config.seeds = vec![gossip_addr(1), gossip_addr(2)];
-    let foreign = NsGossip::start(&lab.ns("client"), foreign_config);
+    forged_config.seeds = vec![gossip_addr(1), gossip_addr(2)];
+    forged_config.keyring.set(keyring(9));
+    let foreign = NsGossip::start(&lab.ns("client"), forged_config);
+    foreign.set_endpoints(&[ep("forged", "neta", 4097, 99)]);
     std::thread::sleep(Duration::from_secs(2));
     for node in [&n1, &n2, &n3] {
         let view = node.view.borrow();
         assert!(
             !view.live.contains_key("x1") && !view.dead.contains("x1"),
-            "{}: a node of another cluster got in: {:#?}",
+            "{}: a node without the gossip key got in: {:#?}",
+            node.name,
+            *view
+        );
+        assert!(
+            view.endpoints
+                .values()
+                .flatten()
+                .all(|e| e.task_id != "forged"),
+            "{}: a forged endpoint was taken: {:#?}",
             node.name,
             *view
         );
@@ -283,7 +307,7 @@ fn gossip_spreads_endpoints_detects_a_killed_node_and_takes_it_back() {
     assert_eq!(
         foreign_view.live.keys().collect::<Vec<_>>(),
         ["x1"],
-        "the other cluster's node sees ours: {foreign_view:#?}"
+        "the forger sees the cluster: {foreign_view:#?}"
     );
     drop(foreign);
 

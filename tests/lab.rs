@@ -84,7 +84,8 @@ fn lab_up_reaches_every_node_and_down_leaves_nothing() {
     let again = lab.meshctl_lab(&["up", "--nodes", "3"]);
     assert!(!again.status.success());
     assert!(stderr(&again).contains("already up"), "{}", stderr(&again));
-    assert_eq!(namespaces_of(&lab.prefix).len(), 5);
+    // The switch, the client, the registry and three nodes.
+    assert_eq!(namespaces_of(&lab.prefix).len(), 6);
 
     let prefix = lab.prefix.clone();
     drop(lab);
@@ -135,7 +136,7 @@ fn lab_up_recovers_after_a_killed_up() {
     child.kill().ok();
     child.wait().ok();
     let lab = Lab::up("kill", 102, 3, 1);
-    assert_eq!(namespaces_of(&lab.prefix).len(), 5);
+    assert_eq!(namespaces_of(&lab.prefix).len(), 6);
     let out = lab.exec("client", &["ping", "-c", "1", "-W", "2", &lab.node_addr(3)]);
     assert!(
         out.status.success(),

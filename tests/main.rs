@@ -9,6 +9,7 @@ mod support;
 
 mod control;
 mod datapath;
+mod engines;
 mod gossip;
 mod health;
 mod lab;
@@ -16,5 +17,8 @@ mod mesh;
 mod metrics;
 mod networks;
 mod overlay;
+mod pathmtu;
+mod secrets;
 mod services;
+mod specs;
 mod trust;

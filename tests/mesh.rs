@@ -21,12 +21,13 @@ use crate::support::{Lab, eventually, fails, host, ok, stderr, stdout, words};
 const HTTPD: &str =
     "mkdir -p /www && hostname | tr -d '\\n' > /www/index.html && exec httpd -f -p 80 -h /www";
 
-/// `service create -d FLAGS meshd/busybox sh -c HTTPD` on n1, which must succeed.
+/// `service create -d FLAGS <lab registry>/meshd/busybox sh -c HTTPD` on n1, which must succeed.
 fn create_httpd(lab: &Lab, flags: &str) {
+    let image = lab.image();
     let args = [
         &words("service create -d")[..],
         &words(flags),
-        &["meshd/busybox", "sh", "-c", HTTPD],
+        &[image.as_str(), "sh", "-c", HTTPD],
     ]
     .concat();
     ok(lab, "n1", &args);
@@ -81,16 +82,13 @@ fn tally(answers: &[String]) -> BTreeMap<String, usize> {
 /// The running containers of service `name` in the lab: container id (what its task answers)
 /// to the node member (`n2`).
 fn containers(lab: &Lab, name: &str) -> BTreeMap<String, String> {
-    let out = host(
-        "docker",
-        &[
-            "ps",
-            "--filter",
-            &format!("name=^{name}\\."),
-            "--format",
-            "{{.ID}} {{.Label \"meshd.hostname\"}}",
-        ],
-    );
+    let out = lab.docker_all(&[
+        "ps",
+        "--filter",
+        &format!("name=^{name}\\."),
+        "--format",
+        "{{.ID}} {{.Label \"meshd.hostname\"}}",
+    ]);
     let node_prefix = format!("{}-", lab.prefix);
     out.lines()
         .filter_map(|l| {
@@ -122,20 +120,18 @@ fn wait_tasks(lab: &Lab, name: &str, n: usize) -> BTreeMap<String, String> {
     )
 }
 
-/// `docker exec CONTAINER CMD...`: its stdout.
-fn docker_exec(container: &str, cmd: &[&str]) -> String {
-    let out = Command::new("docker")
-        .arg("exec")
-        .arg(container)
-        .args(cmd)
-        .output()
-        .expect("run docker exec");
+/// `docker exec CONTAINER CMD...` on the engine that holds it: its stdout and stderr.
+fn docker_exec(lab: &Lab, container: &str, cmd: &[&str]) -> String {
+    let out = lab.docker(
+        lab.engine_of(container),
+        &[&["exec", container], cmd].concat(),
+    );
     stdout(&out) + &stderr(&out)
 }
 
 /// The addresses `nslookup NAME` inside `container` answers (the server's own left out).
-fn nslookup(container: &str, name: &str) -> BTreeSet<String> {
-    let text = docker_exec(container, &["nslookup", name]);
+fn nslookup(lab: &Lab, container: &str, name: &str) -> BTreeSet<String> {
+    let text = docker_exec(lab, container, &["nslookup", name]);
     let mut out = BTreeSet::new();
     let mut in_answer = false;
     for l in text.lines() {
@@ -149,8 +145,8 @@ fn nslookup(container: &str, name: &str) -> BTreeSet<String> {
 }
 
 /// The address of `container` on its interface `ifname`.
-fn addr_of(container: &str, ifname: &str) -> String {
-    let text = docker_exec(container, &["ip", "-4", "-o", "addr", "show", ifname]);
+fn addr_of(lab: &Lab, container: &str, ifname: &str) -> String {
+    let text = docker_exec(lab, container, &["ip", "-4", "-o", "addr", "show", ifname]);
     text.split_whitespace()
         .skip_while(|w| *w != "inet")
         .nth(1)
@@ -228,9 +224,10 @@ fn publishes_tcp_and_udp(lab: &Lab) {
     ok(
         lab,
         "n1",
-        &words(
-            "service create -d --name echo -p 9000:9000/udp --replicas 2 meshd/busybox udp-echo 9000",
-        ),
+        &words(&format!(
+            "service create -d --name echo -p 9000:9000/udp --replicas 2 {} udp-echo 9000",
+            lab.image()
+        )),
     );
     let web = wait_tasks(lab, "web", 2);
     let echo = wait_tasks(lab, "echo", 2);
@@ -350,14 +347,18 @@ fn mesh_publishes_resolves_and_balances() {
     ok(
         &lab,
         "n1",
-        &words(
-            "service create -d --name rr --endpoint-mode dnsrr --network front --replicas 2 --update-parallelism 0 meshd/busybox udp-echo 9100",
-        ),
+        &words(&format!(
+            "service create -d --name rr --endpoint-mode dnsrr --network front --replicas 2 --update-parallelism 0 {} udp-echo 9100",
+            lab.image()
+        )),
     );
     ok(
         &lab,
         "n1",
-        &words("service create -d --name cli --network front meshd/busybox sleep 100000"),
+        &words(&format!(
+            "service create -d --name cli --network front {} sleep 100000",
+            lab.image()
+        )),
     );
     let api = wait_tasks(&lab, "api", 3);
     let rr = wait_tasks(&lab, "rr", 2);
@@ -390,15 +391,15 @@ fn mesh_publishes_resolves_and_balances() {
         matches!(rr_vips.trim(), "null" | "[]" | "<no value>"),
         "dnsrr has no VIP: {rr_vips}"
     );
-    let api_addrs: BTreeSet<String> = api.keys().map(|c| addr_of(c, "eth0")).collect();
-    let rr_addrs: BTreeSet<String> = rr.keys().map(|c| addr_of(c, "eth0")).collect();
+    let api_addrs: BTreeSet<String> = api.keys().map(|c| addr_of(&lab, c, "eth0")).collect();
+    let rr_addrs: BTreeSet<String> = rr.keys().map(|c| addr_of(&lab, c, "eth0")).collect();
     eventually(Duration::from_secs(15), "names resolve in a task", || {
         let got = [
-            ("api", nslookup(&cli, "api")),
-            ("backend", nslookup(&cli, "backend")),
-            ("tasks.api", nslookup(&cli, "tasks.api")),
-            ("rr", nslookup(&cli, "rr")),
-            ("tasks.rr", nslookup(&cli, "tasks.rr")),
+            ("api", nslookup(&lab, &cli, "api")),
+            ("backend", nslookup(&lab, &cli, "backend")),
+            ("tasks.api", nslookup(&lab, &cli, "tasks.api")),
+            ("rr", nslookup(&lab, &cli, "rr")),
+            ("tasks.rr", nslookup(&lab, &cli, "tasks.rr")),
         ];
         let want = [
             ("api", BTreeSet::from([api_vip.clone()])),
@@ -418,9 +419,9 @@ fn mesh_publishes_resolves_and_balances() {
     );
     // PTR: a task's address names the task, the VIP names the service.
     let a_task = api_addrs.iter().next().unwrap();
-    let ptr = docker_exec(&cli, &["nslookup", a_task]);
+    let ptr = docker_exec(&lab, &cli, &["nslookup", a_task]);
     assert!(ptr.contains("name = api."), "PTR of {a_task}: {ptr}");
-    let ptr = docker_exec(&cli, &["nslookup", &api_vip]);
+    let ptr = docker_exec(&lab, &cli, &["nslookup", &api_vip]);
     assert!(
         ptr.contains("name = api"),
         "PTR of the VIP {api_vip}: {ptr}"
@@ -443,12 +444,12 @@ fn mesh_publishes_resolves_and_balances() {
         .to_owned();
     let web_addrs: BTreeSet<String> = containers(&lab, "web")
         .keys()
-        .map(|c| addr_of(c, "eth0"))
+        .map(|c| addr_of(&lab, c, "eth0"))
         .collect();
-    assert_eq!(nslookup(&web_task, "web"), BTreeSet::from([web_vip]));
-    assert_eq!(nslookup(&web_task, "tasks.web"), web_addrs);
+    assert_eq!(nslookup(&lab, &web_task, "web"), BTreeSet::from([web_vip]));
+    assert_eq!(nslookup(&lab, &web_task, "tasks.web"), web_addrs);
     // An external name: no upstream here (the lab has none outside), answered, not hung.
-    let ext = docker_exec(&web_task, &["nslookup", "example.com"]);
+    let ext = docker_exec(&lab, &web_task, &["nslookup", "example.com"]);
     assert!(
         ext.contains("SERVFAIL") || ext.contains("NXDOMAIN"),
         "{ext}"
@@ -457,7 +458,7 @@ fn mesh_publishes_resolves_and_balances() {
     // The VIP balanced over all of api's tasks, by name.
     let answers: Vec<String> = (0..30)
         // (busybox's `wget -T` crashes: `timeout` bounds it instead)
-        .map(|_| docker_exec(&cli, &["timeout", "3", "wget", "-qO-", "http://api/"]))
+        .map(|_| docker_exec(&lab, &cli, &["timeout", "3", "wget", "-qO-", "http://api/"]))
         .collect();
     let t = tally(&answers);
     println!("mesh: cli -> http://api/ (VIP): {t:?}");
@@ -480,7 +481,7 @@ fn mesh_publishes_resolves_and_balances() {
         "rr replaced with an ingress address",
         || {
             let c = wait_tasks(&lab, "rr", 2);
-            if c.keys().all(|id| !addr_of(id, "eth1").is_empty()) {
+            if c.keys().all(|id| !addr_of(&lab, id, "eth1").is_empty()) {
                 Ok(c)
             } else {
                 Err(format!("{c:?}"))

@@ -65,9 +65,10 @@ fn scrape(lab: &Lab, node: usize) -> Result<BTreeMap<String, f64>, String> {
 #[test]
 fn metrics_count_traffic_and_status_reports_a_killed_node() {
     let lab = Lab::up("metr", 200, 3, 1);
+    let image = lab.image();
     let args = [
         &words("service create -d --name web --replicas 2 -p 8080:80")[..],
-        &["meshd/busybox", "sh", "-c", HTTPD],
+        &[image.as_str(), "sh", "-c", HTTPD],
     ]
     .concat();
     ok(&lab, "n1", &args);

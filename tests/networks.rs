@@ -95,6 +95,8 @@ fn mac_of(addr: &str) -> String {
 /// One running task: its container, its address on eth0 and its host veth.
 #[derive(Clone, Debug)]
 struct TaskBox {
+    /// `unix:///...` of the node engine that runs it.
+    engine: String,
     container: String,
     addr: String,
     veth: String,
@@ -102,8 +104,12 @@ struct TaskBox {
 
 /// The running containers of service `id` on node `member`, with their eth0 address.
 fn tasks_on(lab: &Lab, service_id: &str, member: &str) -> Vec<TaskBox> {
-    let out = host(
-        "docker",
+    let node: usize = member
+        .strip_prefix('n')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{member} is no node"));
+    let out = lab.docker_out(
+        node,
         &[
             "ps",
             "--filter",
@@ -117,10 +123,7 @@ fn tasks_on(lab: &Lab, service_id: &str, member: &str) -> Vec<TaskBox> {
     out.split_whitespace()
         .filter_map(|line| {
             let (c, task) = line.split_once('/')?;
-            let a = host(
-                "docker",
-                &["exec", c, "ip", "-4", "-o", "addr", "show", "eth0"],
-            );
+            let a = lab.docker_out(node, &["exec", c, "ip", "-4", "-o", "addr", "show", "eth0"]);
             let addr = a
                 .split_whitespace()
                 .skip_while(|w| *w != "inet")
@@ -129,6 +132,7 @@ fn tasks_on(lab: &Lab, service_id: &str, member: &str) -> Vec<TaskBox> {
                 .next()?
                 .to_owned();
             Some(TaskBox {
+                engine: lab.engine(node),
                 container: c.to_owned(),
                 addr,
                 veth: format!("mv{}0", task.get(..10)?),
@@ -153,9 +157,10 @@ fn one_task_on(lab: &Lab, service_id: &str, member: &str) -> TaskBox {
     )
 }
 
-fn docker_exec(container: &str, cmd: &[&str]) -> Output {
+/// `docker exec` in a task's container, on its node's engine.
+fn docker_exec(t: &TaskBox, cmd: &[&str]) -> Output {
     Command::new("docker")
-        .args(["exec", container])
+        .args(["-H", &t.engine, "exec", &t.container])
         .args(cmd)
         .output()
         .expect("run docker exec")
@@ -163,7 +168,7 @@ fn docker_exec(container: &str, cmd: &[&str]) -> Output {
 
 /// A task's default gateway (its node's address on its first network).
 fn gateway(t: &TaskBox) -> String {
-    let route = stdout(&docker_exec(&t.container, &["ip", "route"]));
+    let route = stdout(&docker_exec(t, &["ip", "route"]));
     route
         .lines()
         .find_map(|l| l.strip_prefix("default via "))
@@ -174,17 +179,14 @@ fn gateway(t: &TaskBox) -> String {
 
 /// ping from a task's container.
 fn pings(from: &TaskBox, to: &str) -> bool {
-    docker_exec(&from.container, &["ping", "-c", "1", "-W", "2", to])
+    docker_exec(from, &["ping", "-c", "1", "-W", "2", to])
         .status
         .success()
 }
 
 /// A TCP exchange with busybox `nc` from a task's container: what the server answered.
 fn tcp(from: &TaskBox, to: &str) -> String {
-    stdout(&docker_exec(
-        &from.container,
-        &["timeout", "3", "nc", to, "8080"],
-    ))
+    stdout(&docker_exec(from, &["timeout", "3", "nc", to, "8080"]))
 }
 
 /// Every task of the services below answers `pong-<hostname>` on TCP 8080, one connection at a
@@ -380,9 +382,10 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
 
     // Services: one `web` task per node on front, a replicated `rep` spread on front, and `iso`
     // on back next to web's first task.
+    let image = lab.image();
     let create = |line: &str| {
         let mut args = words(line);
-        args.extend(["meshd/busybox", "sh", "-c", SERVER]);
+        args.extend([image.as_str(), "sh", "-c", SERVER]);
         ok(&lab, "n1", &args).trim().to_owned()
     };
     let web =
@@ -415,7 +418,7 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
         inspected_gateway, node1_front,
         "network inspect on n1 shows n1's address"
     );
-    let resolv = stdout(&docker_exec(&web1.container, &["cat", "/etc/resolv.conf"]));
+    let resolv = stdout(&docker_exec(&web1, &["cat", "/etc/resolv.conf"]));
     assert!(
         resolv.contains(&format!("nameserver {node1_front}\n")),
         "{resolv}"
@@ -424,15 +427,9 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
         resolv.contains("options ndots:0") && !resolv.contains("search"),
         "{resolv}"
     );
-    let link = stdout(&docker_exec(
-        &web1.container,
-        &["ip", "link", "show", "eth0"],
-    ));
+    let link = stdout(&docker_exec(&web1, &["ip", "link", "show", "eth0"]));
     assert!(link.contains("mtu 1450"), "{link}");
-    let link = stdout(&docker_exec(
-        &iso1.container,
-        &["ip", "link", "show", "eth0"],
-    ));
+    let link = stdout(&docker_exec(&iso1, &["ip", "link", "show", "eth0"]));
     assert!(link.contains("mtu 1400"), "back's --opt mtu=1400: {link}");
 
     // Each node holds the other's tasks and own address, behind its underlay address.
@@ -669,10 +666,11 @@ fn networks_drop_a_dead_nodes_entries_at_once() {
     let u3 = lab.node_addr(3);
     ok(&lab, "n1", &words("network create front"));
     let vni = vni_of(&lab, "front");
-    let create = words(
-        "service create -d --name web --mode global --network front meshd/busybox sleep 100000",
+    let create = format!(
+        "service create -d --name web --mode global --network front {} sleep 100000",
+        lab.image()
     );
-    let web = ok(&lab, "n1", &create).trim().to_owned();
+    let web = ok(&lab, "n1", &words(&create)).trim().to_owned();
     let t3 = one_task_on(&lab, &web, "n3");
     let behind_n3 = |member: &str| -> BTreeSet<String> {
         vxlan_fdb(&lab, member, vni)

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Lab, MESHCTL, eventually, fails, host, ok, stderr, words};
+use crate::support::{Lab, MESHCTL, eventually, fails, ok, stderr, words};
 
 /// Runs `meshctl ARGS` on n1 (which waits for convergence) and returns its stdout, killing it
 /// after `within` (a hung progress display fails the test instead of the suite).
@@ -134,8 +134,8 @@ fn ls(lab: &Lab) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-/// Containers of a service (running or not), from Docker itself.
-fn containers_of(service_id: &str, running_only: bool) -> Vec<String> {
+/// Containers of a service (running or not), from the nodes' engines themselves.
+fn containers_of(lab: &Lab, service_id: &str, running_only: bool) -> Vec<String> {
     let label = format!("label=meshd.service={service_id}");
     let mut args = vec![
         "ps",
@@ -148,20 +148,17 @@ fn containers_of(service_id: &str, running_only: bool) -> Vec<String> {
     if running_only {
         args.extend(["--filter", "status=running"]);
     }
-    host("docker", &args).lines().map(str::to_owned).collect()
+    lab.docker_all(&args).lines().map(str::to_owned).collect()
 }
 
-/// Containers of this lab's nodes, from Docker itself.
+/// Containers of this lab's nodes, from their engines themselves.
 fn lab_containers(lab: &Lab) -> Vec<String> {
-    host(
-        "docker",
-        &[
-            "ps",
-            "-a",
-            "--format",
-            "{{.Names}} {{.Label \"meshd.hostname\"}}",
-        ],
-    )
+    lab.docker_all(&[
+        "ps",
+        "-a",
+        "--format",
+        "{{.Names}} {{.Label \"meshd.hostname\"}}",
+    ])
     .lines()
     .filter(|l| l.contains(&format!(" {}-", lab.prefix)))
     .map(str::to_owned)
@@ -190,7 +187,11 @@ const POLITE: &str =
 fn services_replicated_spread_scale_logs_bad_input_and_rm() {
     let started = Instant::now();
     let lab = Lab::up("svcrep", 170, 3, 1);
-    let create = words("service create --name web --replicas 5 --update-monitor 2s meshd/busybox");
+    let create_line = format!(
+        "service create --name web --replicas 5 --update-monitor 2s {}",
+        lab.image()
+    );
+    let create = words(&create_line);
     let out = ok_within(
         &lab,
         &[create, vec!["sh", "-c", POLITE]].concat(),
@@ -212,7 +213,7 @@ fn services_replicated_spread_scale_logs_bad_input_and_rm() {
     let mut sorted = spread.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, [1, 2, 2], "5 replicas on 3 nodes: {spread:?}");
-    assert_eq!(containers_of(&id, true).len(), 5);
+    assert_eq!(containers_of(&lab, &id, true).len(), 5);
 
     // Logs come from every node through its agent (n2 and n3 are workers).
     let logs = eventually(Duration::from_secs(10), "a hello from every task", || {
@@ -256,7 +257,7 @@ fn services_replicated_spread_scale_logs_bad_input_and_rm() {
             .ok_or(format!("{rows:#?}"))
     });
     eventually(Duration::from_secs(10), "one container running", || {
-        let c = containers_of(&id, true);
+        let c = containers_of(&lab, &id, true);
         (c.len() == 1).then_some(()).ok_or(format!("{c:?}"))
     });
     assert_eq!(ls(&lab)["web"].1, "1/1");
@@ -309,7 +310,7 @@ fn services_replicated_spread_scale_logs_bad_input_and_rm() {
     // rm removes every container, history included.
     assert_eq!(ok(&lab, "n1", &words("service rm web")), "web\n");
     eventually(Duration::from_secs(20), "no container left", || {
-        let c = containers_of(&id, false);
+        let c = containers_of(&lab, &id, false);
         c.is_empty().then_some(()).ok_or(format!("{c:?}"))
     });
     assert!(ls(&lab).is_empty());
@@ -324,7 +325,11 @@ fn services_global_runs_on_every_node_and_on_joiners() {
     let n4 = lab.ns("n4");
     ok(&lab, "n4", &words("swarm leave"));
     ok(&lab, "n1", &words(&format!("node rm --force {n4}")));
-    let create = words("service create -d --name agent --mode global meshd/busybox");
+    let create_line = format!(
+        "service create -d --name agent --mode global {}",
+        lab.image()
+    );
+    let create = words(&create_line);
     ok(&lab, "n1", &[create, vec!["sh", "-c", POLITE]].concat());
     eventually(
         Duration::from_secs(20),
@@ -372,9 +377,9 @@ fn services_constraints_hold_and_drain_moves_tasks() {
         "n1",
         &words(&format!("node update --label-add zone=east {n2}")),
     );
+    let img = lab.image();
     let create = |flags: &str| {
-        let line =
-            format!("service create -d --stop-grace-period 1s {flags} meshd/busybox sleep 100000");
+        let line = format!("service create -d --stop-grace-period 1s {flags} {img} sleep 100000");
         ok(&lab, "n1", &words(&line));
     };
     create("--name east --replicas 2 --constraint node.labels.zone==east");
@@ -417,10 +422,8 @@ fn services_constraints_hold_and_drain_moves_tasks() {
             let spread = ps(&lab, "spread");
             let by = running_by_node(&spread);
             let on_n3 = format!("label=meshd.hostname={n3}");
-            let running_on_n3 = host(
-                "docker",
-                &["ps", "--filter", &on_n3, "--format", "{{.Names}}"],
-            );
+            let running_on_n3 =
+                lab.docker_on(&n3, &["ps", "--filter", &on_n3, "--format", "{{.Names}}"]);
             let history_on_n3 = spread.iter().any(|r| {
                 r["NODE"] == n3
                     && r["NAME"].starts_with("\\_ ")
@@ -441,20 +444,21 @@ fn services_constraints_hold_and_drain_moves_tasks() {
 
     // A restarted meshd adopts its running containers: same tasks, same containers, no new ones.
     let east_containers = || {
-        let mut c = host(
-            "docker",
-            &[
-                "ps",
-                "-a",
-                "--filter",
-                &format!("label=meshd.hostname={n2}"),
-                "--format",
-                "{{.ID}} {{.Status}}",
-            ],
-        )
-        .lines()
-        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
-        .collect::<Vec<_>>();
+        let mut c = lab
+            .docker_on(
+                &n2,
+                &[
+                    "ps",
+                    "-a",
+                    "--filter",
+                    &format!("label=meshd.hostname={n2}"),
+                    "--format",
+                    "{{.ID}} {{.Status}}",
+                ],
+            )
+            .lines()
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>();
         c.sort();
         c
     };
@@ -488,9 +492,11 @@ fn services_constraints_hold_and_drain_moves_tasks() {
 fn services_failed_tasks_are_replaced_and_lost_nodes_rescheduled() {
     let started = Instant::now();
     let lab = Lab::up("svcfail", 173, 3, 1);
-    let create = words(
-        "service create -d --name crash --restart-delay 500ms --restart-max-attempts 2 meshd/busybox",
+    let create_line = format!(
+        "service create -d --name crash --restart-delay 500ms --restart-max-attempts 2 {}",
+        lab.image()
     );
+    let create = words(&create_line);
     ok(
         &lab,
         "n1",
@@ -522,8 +528,11 @@ fn services_failed_tasks_are_replaced_and_lost_nodes_rescheduled() {
     assert_eq!(ls(&lab)["crash"].1, "0/1");
 
     let (n2, n3) = (lab.ns("n2"), lab.ns("n3"));
-    let keep = "service create -d --name keep --replicas 3 --stop-grace-period 1s meshd/busybox sleep 100000";
-    ok(&lab, "n1", &words(keep));
+    let keep = format!(
+        "service create -d --name keep --replicas 3 --stop-grace-period 1s {} sleep 100000",
+        lab.image()
+    );
+    ok(&lab, "n1", &words(&keep));
     let rows = eventually(Duration::from_secs(20), "one task per node", || {
         let rows = ps(&lab, "keep");
         let by = running_by_node(&rows);
@@ -548,7 +557,7 @@ fn services_failed_tasks_are_replaced_and_lost_nodes_rescheduled() {
         },
     );
     let task_filter = format!("label=meshd.task={on_n2}");
-    let running = || host("docker", &["ps", "-q", "--filter", &task_filter]);
+    let running = || lab.docker_on(&n2, &["ps", "-q", "--filter", &task_filter]);
     assert!(
         !running().trim().is_empty(),
         "the container ran on while meshd was dead"
@@ -577,8 +586,8 @@ fn services_failed_tasks_are_replaced_and_lost_nodes_rescheduled() {
         .unwrap()["ID"]
         .clone();
     lab_ok(&lab, "stop --kill n3");
-    let ids = host(
-        "docker",
+    let ids = lab.docker_on(
+        &n3,
         &[
             "ps",
             "-aq",
@@ -589,7 +598,7 @@ fn services_failed_tasks_are_replaced_and_lost_nodes_rescheduled() {
     let mut rm = vec!["rm", "-f"];
     rm.extend(ids.split_whitespace());
     assert!(rm.len() > 2, "n3 ran containers");
-    host("docker", &rm);
+    lab.docker_on(&n3, &rm);
     let killed = Instant::now();
     eventually(
         Duration::from_secs(30),
@@ -627,7 +636,10 @@ fn services_update_args_are_split_as_a_shell_does() {
     ok(
         &lab,
         "n1",
-        &words("service create -d --name web -p 8080:80 meshd/busybox httpd -f -p 80 -h /www"),
+        &words(&format!(
+            "service create -d --name web -p 8080:80 {} httpd -f -p 80 -h /www",
+            lab.image()
+        )),
     );
     let script = "sh -c 'echo v2 > /index.html; httpd -f -p 80 -h /'";
     let out = ok(&lab, "n1", &["service", "update", "--args", script, "web"]);

@@ -183,7 +183,10 @@ fn trust_state_decides_certificates_and_inputs_are_bounded() {
     ok(
         &lab,
         "n1",
-        &words("service create --detach --name web meshd/busybox sleep 100000"),
+        &words(&format!(
+            "service create --detach --name web {} sleep 100000",
+            lab.image()
+        )),
     );
     let err = fails(&lab, "n1", &["service", "scale", "web=1000000000000"]);
     assert!(err.contains("at most 10000 replicas"), "{err}");

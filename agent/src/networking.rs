@@ -70,6 +70,9 @@ pub trait TaskNetworking: Send + Sync + 'static {
     ) {
     }
 
+    /// The cluster's gossip keyring, whenever the leader sends a new one.
+    fn gossip_keys(&self, _keys: Vec<mesh_cluster::gossip_keys::GossipKeyEntry>) {}
+
     /// The node's routing-mesh counters per service, for the leader (`mesh stats`).
     fn mesh_counters(&self) -> Vec<ServiceCounters> {
         Vec::new()

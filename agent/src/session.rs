@@ -262,6 +262,9 @@ impl Session<'_> {
                         .0
                         .cluster(a.networks.take(), a.nodes.take(), a.services.take());
                 }
+                if let Some(keys) = a.gossip_keys.take() {
+                    cfg.networking.0.gossip_keys(keys);
+                }
                 self.runner.assign(a);
             }
             Some(Ok(ManagerMessage::Logs(req))) => {

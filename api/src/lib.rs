@@ -4,6 +4,7 @@
 //! TLS configurations built from a node's certificates ([`tls`]). `meshctl` links this crate and
 //! nothing of the manager or the agent; both sides of every call share these types.
 
+pub mod blob;
 pub mod error;
 pub mod private;
 pub mod raft;
@@ -14,6 +15,7 @@ pub mod status;
 pub mod tls;
 pub mod transport;
 
+pub use blob::{BlobCreate, BlobData, BlobInfo, BlobKind};
 pub use error::{ApiError, Code};
 pub use raft::{RaftId, RaftPayload};
 pub use reply::*;

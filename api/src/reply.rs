@@ -51,6 +51,16 @@ pub enum Reply {
     Networks(Vec<Network>),
     /// `network inspect`.
     Network(Box<NetworkReply>),
+    /// `secret create` / `config create`: the new object's id.
+    BlobCreated {
+        id: Id,
+    },
+    /// `secret ls` / `config ls`, by name.
+    Blobs(Vec<crate::blob::BlobInfo>),
+    /// `secret inspect` / `config inspect`.
+    Blob(Box<crate::blob::BlobInfo>),
+    /// The cluster's data key (to another manager only).
+    DataKey(crate::blob::BlobData),
     /// `mesh stats`: one row per service and node that reported.
     MeshStats(Vec<MeshStatsRow>),
     /// `status`: this node's parts.

@@ -8,6 +8,7 @@ use mesh_cluster::state::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::blob::{BlobCreate, BlobKind};
 use crate::raft::{RaftId, RaftPayload};
 
 /// The port managers listen on, as Swarm's.
@@ -113,6 +114,22 @@ pub enum Request {
     NetworkRemove {
         network: String,
     },
+    /// `secret create` / `config create`.
+    BlobCreate(BlobCreate),
+    /// `secret ls` / `config ls`.
+    BlobList {
+        kind: BlobKind,
+    },
+    /// `secret inspect` / `config inspect`: by id, name or unique id prefix.
+    BlobInspect {
+        kind: BlobKind,
+        name: String,
+    },
+    /// `secret rm` / `config rm`: by id, name or unique id prefix.
+    BlobRemove {
+        kind: BlobKind,
+        name: String,
+    },
     /// `mesh stats` and the counters of `service inspect`: each node's routing-mesh counters
     /// of the given services (all when empty), as the nodes last reported them to the leader.
     MeshStats {
@@ -135,6 +152,9 @@ pub enum Request {
     /// The leader's read index, for a linearizable read on a follower.
     ReadIndex,
     /// A manager that has started raft asks the leader to add it as a voter.
+    /// The cluster's data key, which seals secrets and configs in raft: a manager that has none
+    /// on disk (it joined, was promoted or lost the file) asks another manager for it.
+    DataKey,
     AddManager {
         raft_id: RaftId,
         addr: String,
@@ -189,6 +209,20 @@ const fn write(name: &'static str) -> Route {
     route(name, Access::Api, true, true)
 }
 
+/// `secret create`, `config ls`, ...: the route's name for a blob request.
+const fn blob_name(kind: BlobKind, verb: &str) -> &'static str {
+    match (kind, verb.as_bytes()) {
+        (BlobKind::Secret, b"create") => "secret create",
+        (BlobKind::Secret, b"ls") => "secret ls",
+        (BlobKind::Secret, b"inspect") => "secret inspect",
+        (BlobKind::Secret, _) => "secret rm",
+        (BlobKind::Config, b"create") => "config create",
+        (BlobKind::Config, b"ls") => "config ls",
+        (BlobKind::Config, b"inspect") => "config inspect",
+        (BlobKind::Config, _) => "config rm",
+    }
+}
+
 impl Request {
     /// The one table of how each request is served.
     pub fn route(&self) -> Route {
@@ -217,6 +251,10 @@ impl Request {
             Request::NetworkList => read("network ls", Api),
             Request::NetworkInspect { .. } => read("network inspect", Api),
             Request::NetworkRemove { .. } => write("network rm"),
+            Request::BlobCreate(c) => write(blob_name(c.kind, "create")),
+            Request::BlobList { kind } => read(blob_name(*kind, "ls"), Api),
+            Request::BlobInspect { kind, .. } => read(blob_name(*kind, "inspect"), Api),
+            Request::BlobRemove { kind, .. } => write(blob_name(*kind, "rm")),
             Request::MeshStats { .. } => route("mesh stats", Api, false, true),
             Request::JoinCluster(_) => route("join", Anyone, true, true),
             // Any manager signs, after a linearizable read of the caller's role.
@@ -225,6 +263,7 @@ impl Request {
             Request::Propose(_) => read("propose", Manager),
             Request::ReadIndex => read("read index", Manager),
             Request::AddManager { .. } => read("add manager", Manager),
+            Request::DataKey => read("data key", Manager),
         }
     }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use mesh_cluster::Id;
+use mesh_cluster::gossip_keys::GossipKeyEntry;
 use mesh_cluster::state::{
     EndpointMode, Network, NetworkAttachmentConfig, Node, NodeDescription, NodeRole, PortConfig,
     Task, TaskStatus, VirtualIp,
@@ -87,6 +88,9 @@ pub struct Assignments {
     /// message (always in a full one); None: unchanged.
     #[serde(default)]
     pub services: Option<Vec<ServiceNet>>,
+    /// The cluster's gossip keyring when it changed (always in a full message); None: unchanged.
+    #[serde(default)]
+    pub gossip_keys: Option<Vec<GossipKeyEntry>>,
 }
 
 /// A service as every node's routing mesh and DNS server see it: its names, endpoint mode,

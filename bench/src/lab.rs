@@ -117,6 +117,7 @@ impl Lab {
                     .is_some_and(|s| {
                         s == "sw"
                             || s == "client"
+                            || s == "reg"
                             || s.strip_prefix('n').is_some_and(|n| {
                                 !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
                             })
@@ -206,14 +207,39 @@ impl Lab {
         out
     }
 
-    /// The running tasks of service `name` (containers labelled by meshd).
+    /// The test image, as the nodes pull it from the lab registry (at `.5:5000`).
+    pub fn image(&self) -> String {
+        let [a, b, c] = self.net;
+        format!("{a}.{b}.{c}.5:5000/meshd/busybox")
+    }
+
+    /// `docker -H <node i's own engine>` (the lab runs a dockerd per node).
+    fn docker(&self, i: usize) -> Command {
+        let mut c = Command::new("docker");
+        c.arg("-H").arg(format!(
+            "unix://{STATE_ROOT}/{}/n{i}/docker.sock",
+            self.prefix
+        ));
+        c
+    }
+
+    /// The running tasks of service `name` (containers labelled by meshd), from every node's
+    /// engine.
     pub fn tasks(&self, name: &str) -> Result<Vec<Task>> {
         let id = self.meshctl(&["service", "inspect", "--format", "{{.ID}}", name])?;
+        let mut tasks = Vec::new();
+        for i in 1..=3 {
+            tasks.extend(self.tasks_on(i, id.trim())?);
+        }
+        Ok(tasks)
+    }
+
+    fn tasks_on(&self, i: usize, service_id: &str) -> Result<Vec<Task>> {
         let out = sys::run(
-            Command::new("docker").args([
+            self.docker(i).args([
                 "ps",
                 "--filter",
-                &format!("label=meshd.service={}", id.trim()),
+                &format!("label=meshd.service={service_id}"),
                 "--filter",
                 "status=running",
                 "--format",
@@ -234,7 +260,8 @@ impl Lab {
                 continue;
             };
             let pid = sys::run(
-                Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", container]),
+                self.docker(i)
+                    .args(["inspect", "-f", "{{.State.Pid}}", container]),
                 Duration::from_secs(30),
             )?;
             let pid: i32 = pid.trim().parse().context("docker inspect .State.Pid")?;

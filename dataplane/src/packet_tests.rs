@@ -12,6 +12,10 @@ use std::process::Command;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_TASK, MeshIface};
 
+mod fragments;
+mod hairpin;
+mod nat_errors;
+
 use crate::mesh::{FlowKind, Mesh, check_root};
 use crate::model::{
     DesiredMesh, Protocol, PublishMode, PublishedPort, Service, Task, TaskAddress, Vip,
@@ -31,6 +35,7 @@ const BRIDGE_MAC: [u8; 6] = [2, 0, 0, 0, 0x10, 0x11];
 const TASK_A_MAC: [u8; 6] = [2, 0, 0, 0, 0x10, 0x21];
 const TASK_A_NET_MAC: [u8; 6] = [2, 0, 0, 0, 0x11, 0x21];
 const TASK_B_MAC: [u8; 6] = [2, 0, 0, 0, 0x10, 0x22];
+const TASK_C_MAC: [u8; 6] = [2, 0, 0, 0, 0x10, 0x23];
 const VETH_MAC: [u8; 6] = [2, 0, 0, 0, 0xee, 0x01];
 const CALLER_MAC: [u8; 6] = [2, 0, 0, 0, 0x11, 0x30];
 
@@ -41,6 +46,7 @@ const NODE_INGRESS: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 11);
 const TASK_A: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 21);
 const TASK_A_NET: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 21);
 const TASK_B: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 22);
+const TASK_C: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 23);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 200);
 const CALLER: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 30);
 
@@ -228,6 +234,35 @@ fn decode(f: &[u8]) -> Seen {
     }
 }
 
+/// An ICMP error message (type, code, the 4 type-specific bytes) quoting `quote`.
+fn icmp(ty: u8, code: u8, rest: u32, quote: &[u8]) -> Vec<u8> {
+    let mut m = vec![ty, code, 0, 0];
+    m.extend(rest.to_be_bytes());
+    m.extend(quote);
+    let c = !fold(sum16(&m));
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// The frame `xdp_vxlan_push` makes of `inner` toward the peer node, with the entropy source
+/// port `sport` (a flow hash: the test takes it from the output).
+fn vxlan_out(sport: u16, vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend(sport.to_be_bytes());
+    u.extend(4789_u16.to_be_bytes());
+    u.extend(((16 + inner.len()) as u16).to_be_bytes());
+    u.extend([0, 0, 0x08, 0, 0, 0]);
+    u.extend((vni << 8).to_be_bytes());
+    u.extend(inner);
+    let mut ip = ipv4(NODE, PEER, 17, 0, &u);
+    // xdp_vxlan_push writes IP id 0: redo the header checksum for it.
+    ip[4..6].copy_from_slice(&[0, 0]);
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let c = !fold(sum16(&ip[..20]));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    eth(PEER_MAC, UNDERLAY_MAC, 0x0800, &ip)
+}
+
 // ---- the harness --------------------------------------------------------------------------
 
 /// Runs `f` on a thread inside a fresh network namespace (gone when the thread ends).
@@ -303,6 +338,16 @@ fn desired(with_task_a: bool) -> DesiredMesh {
             mac: TASK_B_MAC,
         }],
     };
+    let task_c = Task {
+        id: "c".into(),
+        node_addr: PEER,
+        local: false,
+        endpoints: vec![TaskAddress {
+            vni: 4096,
+            addr: TASK_C,
+            mac: TASK_C_MAC,
+        }],
+    };
     let port = |protocol, published, target| PublishedPort {
         protocol,
         published,
@@ -325,6 +370,12 @@ fn desired(with_task_a: bool) -> DesiredMesh {
                 ports: vec![port(Protocol::Udp, 5353, 53)],
                 vips: vec![],
                 tasks: vec![task_b],
+            },
+            Service {
+                id: "syslog".into(),
+                ports: vec![port(Protocol::Udp, 5514, 514)],
+                vips: vec![],
+                tasks: vec![task_c],
             },
             Service {
                 id: "empty".into(),
@@ -477,6 +528,8 @@ fn errno(e: &aya::programs::ProgramError) -> i32 {
 enum Expect {
     Unchanged,
     Check(fn(&[u8])),
+    /// This frame, byte for byte.
+    Exactly(Vec<u8>),
 }
 
 struct Row {
@@ -502,6 +555,11 @@ fn run_rows(h: &mut Harness, prog: &str, rows: Vec<Row>) {
         match row.expect {
             Expect::Unchanged => assert_eq!(out, row.input, "{prog}: {}: frame changed", row.what),
             Expect::Check(f) => f(&out),
+            Expect::Exactly(want) => assert_eq!(
+                out, want,
+                "{prog}: {}: output frame (left) differs from the expected one (right)",
+                row.what
+            ),
         }
     }
 }

@@ -80,6 +80,13 @@ int main(void)
 	FIELD(mesh_ct, pad2);
 	FIELD(mesh_ct, last_seen);
 
+	STRUCT(mesh_frag_key);
+	FIELD(mesh_frag_key, saddr);
+	FIELD(mesh_frag_key, daddr);
+	FIELD(mesh_frag_key, id);
+	FIELD(mesh_frag_key, proto);
+	FIELD(mesh_frag_key, kind);
+
 	STRUCT(mesh_svc_stats);
 	FIELD(mesh_svc_stats, packets);
 	FIELD(mesh_svc_stats, bytes);
@@ -93,6 +100,7 @@ int main(void)
 	CONST(MESH_MAX_VIPS);
 	CONST(MESH_MAX_IFACES);
 	CONST(MESH_CT_SIZE);
+	CONST(MESH_FRAG_SIZE);
 	CONST(MESH_VXLAN_PORT);
 	CONST(MESH_CFG_READY);
 	CONST(MESH_CFG_XDP);
@@ -107,5 +115,6 @@ int main(void)
 	CONST(MESH_CT_VIP);
 	CONST(MESH_CT_VIP_REPLY);
 	CONST(MESH_CTF_LOCAL);
+	CONST(MESH_CTF_HAIRPIN);
 	return 0;
 }

@@ -23,6 +23,7 @@
 #define MESH_MAX_VIPS 4096         /* (network, VIP) pairs */
 #define MESH_MAX_IFACES 4096       /* bridges and task veths */
 #define MESH_CT_SIZE 262144        /* conntrack entries (both directions count) */
+#define MESH_FRAG_SIZE 8192        /* fragmented datagrams remembered (LRU) */
 #define MESH_VXLAN_PORT 4789
 
 /* A packet and byte counter, per CPU in the maps that hold it. */
@@ -122,6 +123,17 @@ struct mesh_ct {
 	__u64 last_seen;           /* bpf_ktime_get_ns() when last refreshed (coarse, 1 s) */
 };
 #define MESH_CTF_LOCAL 1u          /* the backend runs on this node */
+#define MESH_CTF_HAIRPIN 2u        /* a task's VIP flow to itself: source is the VIP, sent back out its veth */
+
+/* Key of mesh_frags (value: the struct mesh_ct its first fragment was translated with,
+ * last_seen = when): one fragmented datagram as it arrives, in one direction of a flow. */
+struct mesh_frag_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;                 /* the IP identification */
+	__u8 proto;
+	__u8 kind;                 /* MESH_CT_* of the translation */
+};
 
 /* Per-service counters (per CPU): both directions of every translated packet. */
 struct mesh_svc_stats {

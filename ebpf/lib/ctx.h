@@ -148,7 +148,8 @@ static __always_inline int ctx_nat(CTX *ctx, __u32 l3off, __u8 proto,
 	/* A frame from a local veth may carry CHECKSUM_PARTIAL's half-done checksum (the folded
 	 * pseudo-header sum): XDP has no offload state to finish it later, so it is computed in
 	 * full here. (Frames from real NICs always carry full checksums.) */
-	partial = !udp_nocsum && *l4csum == csum_fold(pseudo_sum(osaddr, odaddr, proto, l4len));
+	partial = !udp_nocsum && !(ip->frag_off & bpf_htons(0x2000 /* MF: a first fragment's sum is whole */)) &&
+		  *l4csum == csum_fold(pseudo_sum(osaddr, odaddr, proto, l4len));
 	csum_replace4(&ip->check, osaddr, nsaddr);
 	csum_replace4(&ip->check, odaddr, ndaddr);
 	ip->saddr = nsaddr;
@@ -203,6 +204,37 @@ static __always_inline int ctx_nat(CTX *ctx, __u32 l3off, __u8 proto,
 		    bpf_skb_store_bytes(ctx, l4off + 2, &ndport, 2, 0))
 			return -1;
 	}
+	return 0;
+#endif
+}
+
+/* Rewrites only the addresses of the IPv4 packet at l3off (a later fragment: no L4 header; its
+ * first fragment carried the L4 checksum's share of the change). Returns 0, or -1 if too short. */
+static __always_inline int ctx_nat_l3(CTX *ctx, __u32 l3off, __be32 osaddr, __be32 nsaddr, __be32 odaddr,
+				      __be32 ndaddr)
+{
+#ifdef MESH_XDP
+	struct iphdr *ip;
+
+	if (l3off > 256)
+		return -1;
+	ip = ctx_data(ctx) + l3off;
+	if ((void *)(ip + 1) > ctx_data_end(ctx))
+		return -1;
+	csum_replace4(&ip->check, osaddr, nsaddr);
+	csum_replace4(&ip->check, odaddr, ndaddr);
+	ip->saddr = nsaddr;
+	ip->daddr = ndaddr;
+	return 0;
+#else
+	if (osaddr != nsaddr &&
+	    (bpf_l3_csum_replace(ctx, l3off + IP_CSUM_OFF, osaddr, nsaddr, 4) ||
+	     bpf_skb_store_bytes(ctx, l3off + IP_SADDR_OFF, &nsaddr, 4, 0)))
+		return -1;
+	if (odaddr != ndaddr &&
+	    (bpf_l3_csum_replace(ctx, l3off + IP_CSUM_OFF, odaddr, ndaddr, 4) ||
+	     bpf_skb_store_bytes(ctx, l3off + IP_DADDR_OFF, &ndaddr, 4, 0)))
+		return -1;
 	return 0;
 #endif
 }

@@ -118,7 +118,11 @@ static __always_inline int lb_ingress(const struct mesh_config *cfg, const struc
 	return LB_FORWARD;
 }
 
-/* A packet from a task (on network vni) to a VIP: find or make its flow. Ports are kept. */
+/* A packet from a task (on network vni) to a VIP: find or make its flow. Ports are kept.
+ * Hairpin (Cilium's LB_HAIRPIN): a task balanced to itself would get its own packet from its
+ * own address, which its kernel drops as martian, so such a flow's source becomes the VIP
+ * (MESH_CTF_HAIRPIN; the caller sends it back out the task's veth), and the task's replies,
+ * addressed to VIP:caller port, find their reverse entry here. */
 static __always_inline int lb_vip(const struct mesh_config *cfg, const struct pkt *p, __u32 vni,
 				  struct mesh_ct *out)
 {
@@ -129,6 +133,7 @@ static __always_inline int lb_vip(const struct mesh_config *cfg, const struct pk
 	struct mesh_ct *ct, rev = {};
 	__u64 now = bpf_ktime_get_ns();
 	__u32 backend_id = 0;
+	int hairpin;
 
 	fe = bpf_map_lookup_elem(&mesh_vips, &vk);
 	if (!fe)
@@ -140,13 +145,22 @@ static __always_inline int lb_vip(const struct mesh_config *cfg, const struct pk
 		*out = *ct;
 		return LB_FORWARD;
 	}
+	/* Not a flow to the VIP: maybe a hairpin flow's reply (task -> VIP:caller port). */
+	ct_key_of(&rkey, p, MESH_CT_VIP_REPLY);
+	ct = bpf_map_lookup_elem(&mesh_ct, &rkey);
+	if (ct && (ct->flags & MESH_CTF_HAIRPIN) && ct_alive(cfg, ct, p->proto, now, p->saddr)) {
+		ct_touch(ct, now);
+		*out = *ct;
+		return LB_FORWARD;
+	}
 	if (fe->flags & MESH_FE_NO_BACKEND)
 		return LB_REJECT;
 	be = maglev_pick(fe->ring_id, flow_hash(p), &backend_id);
 	if (!be)
 		return LB_REJECT;
 
-	out->saddr = p->saddr;
+	hairpin = be->addr == p->saddr;
+	out->saddr = hairpin ? p->daddr : p->saddr;
 	out->daddr = be->addr;
 	out->sport = p->sport;
 	out->dport = be->port ? be->port : p->dport;
@@ -155,11 +169,11 @@ static __always_inline int lb_vip(const struct mesh_config *cfg, const struct pk
 	out->ifindex = 0;
 	__builtin_memcpy(out->dmac, be->mac, ETH_ALEN);
 	out->pad[0] = out->pad[1] = 0;
-	out->flags = (be->flags & MESH_BE_LOCAL) ? MESH_CTF_LOCAL : 0;
+	out->flags = ((be->flags & MESH_BE_LOCAL) ? MESH_CTF_LOCAL : 0) | (hairpin ? MESH_CTF_HAIRPIN : 0);
 	out->pad2 = 0;
 	out->last_seen = now;
 
-	ct_key_make(&rkey, be->addr, out->dport, p->saddr, p->sport, p->proto, MESH_CT_VIP_REPLY);
+	ct_key_make(&rkey, be->addr, out->dport, out->saddr, p->sport, p->proto, MESH_CT_VIP_REPLY);
 	ct_reply_of(&rev, p, backend_id, fe->svc_id, 0, out->flags, now);
 	bpf_map_update_elem(&mesh_ct, &rkey, &rev, BPF_ANY);
 	bpf_map_update_elem(&mesh_ct, &key, out, BPF_ANY);

@@ -67,6 +67,15 @@ struct {
 	MESH_PIN;
 } mesh_ct SEC(".maps");
 
+/* Fragmented datagrams: the translation of the first fragment, for the later ones (frag.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MESH_FRAG_SIZE);
+	__type(key, struct mesh_frag_key);
+	__type(value, struct mesh_ct);
+	MESH_PIN;
+} mesh_frags SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MESH_MAX_SERVICES);

@@ -1,7 +1,10 @@
 /* parse.h: Ethernet + IPv4 + TCP/UDP headers into a struct pkt, with every bound checked.
- * Only unfragmented IPv4 without options, TCP or UDP, is ours (PARSE_OK); ARP is reported so
- * the task program can answer for VIPs; everything else (IPv6, ICMP, fragments, IP options,
- * truncated headers) is PARSE_OTHER and passes to the kernel untouched. */
+ * IPv4 without options, TCP or UDP, is ours (PARSE_OK), and so is the first fragment of a UDP
+ * datagram (PARSE_OK, frag set: it has the UDP header). ARP is reported so the task program can
+ * answer for VIPs; ICMP (PARSE_ICMP) and later UDP fragments (PARSE_FRAG) with their addresses
+ * (ports 0) so that ICMP errors and fragments of translated flows can follow them (related.h).
+ * Everything else (IPv6, TCP fragments, IP options, truncated headers) is PARSE_OTHER and
+ * passes to the kernel untouched. */
 #ifndef MESH_PARSE_H
 #define MESH_PARSE_H
 
@@ -12,6 +15,8 @@
 #define PARSE_OK 0
 #define PARSE_OTHER 1
 #define PARSE_ARP 2
+#define PARSE_ICMP 3
+#define PARSE_FRAG 4
 
 /* ARP for Ethernet/IPv4 (linux/if_arp.h drags in libc headers). */
 struct arp_eth {
@@ -38,10 +43,28 @@ struct pkt {
 	__be32 daddr;
 	__be16 sport;
 	__be16 dport;
+	__be16 ip_id;              /* set for fragments only */
 	__u8 proto;
 	__u8 tcp_flags;
+	__u8 frag;                 /* PKT_FRAG_*, 0 for a whole datagram */
 	__u8 smac[6];
 };
+#define PKT_FRAG_FIRST 1
+#define PKT_FRAG_LATER 2
+
+/* Fills the addresses of p for a packet without ports of ours (ICMP, a later fragment). */
+static __always_inline void pkt_addrs(struct pkt *p, const struct ethhdr *eth, const struct iphdr *ip, __u8 frag)
+{
+	__builtin_memcpy(p->smac, eth->h_source, ETH_ALEN);
+	p->saddr = ip->saddr;
+	p->daddr = ip->daddr;
+	p->sport = 0;
+	p->dport = 0;
+	p->ip_id = ip->id;
+	p->proto = ip->protocol;
+	p->tcp_flags = 0;
+	p->frag = frag;
+}
 
 #define TCPF_FIN 0x01
 #define TCPF_SYN 0x02
@@ -67,10 +90,26 @@ static __always_inline int parse_pkt(CTX *ctx, __u32 l2off, struct pkt *p)
 		return PARSE_OTHER;
 	if (ip->ihl != 5 || ip->version != 4)
 		return PARSE_OTHER;
-	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return PARSE_OTHER;
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-		return PARSE_OTHER;
+	p->frag = 0;
+	p->ip_id = 0;
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) {
+		if (ip->protocol != IPPROTO_UDP)
+			return PARSE_OTHER;
+		if (ip->frag_off & bpf_htons(IP_OFFSET)) {
+			if (bpf_ntohs(ip->tot_len) > ctx_len(ctx) - l2off - sizeof(*eth))
+				return PARSE_OTHER;
+			pkt_addrs(p, eth, ip, PKT_FRAG_LATER);
+			return PARSE_FRAG;
+		}
+		p->frag = PKT_FRAG_FIRST;
+		p->ip_id = ip->id;
+	}
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) {
+		if (ip->protocol != IPPROTO_ICMP || bpf_ntohs(ip->tot_len) > ctx_len(ctx) - l2off - sizeof(*eth))
+			return PARSE_OTHER;
+		pkt_addrs(p, eth, ip, 0);
+		return PARSE_ICMP;
+	}
 	/* A datagram longer than the frame is truncated: the kernel's to drop, not ours to forward. */
 	if (bpf_ntohs(ip->tot_len) > ctx_len(ctx) - l2off - sizeof(*eth) ||
 	    bpf_ntohs(ip->tot_len) < sizeof(*ip) + (ip->protocol == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr)))

@@ -16,6 +16,7 @@ pub const MESH_MAX_PORTS: u32 = 4096;
 pub const MESH_MAX_VIPS: u32 = 4096;
 pub const MESH_MAX_IFACES: u32 = 4096;
 pub const MESH_CT_SIZE: u32 = 262_144;
+pub const MESH_FRAG_SIZE: u32 = 8192;
 pub const MESH_VXLAN_PORT: u16 = 4789;
 pub const MESH_CFG_READY: u32 = 1;
 pub const MESH_CFG_XDP: u32 = 2;
@@ -30,6 +31,7 @@ pub const MESH_CT_INGRESS_REPLY: u8 = 2;
 pub const MESH_CT_VIP: u8 = 3;
 pub const MESH_CT_VIP_REPLY: u8 = 4;
 pub const MESH_CTF_LOCAL: u32 = 1;
+pub const MESH_CTF_HAIRPIN: u32 = 2;
 
 /// A packet and byte counter (`struct mesh_counter`).
 #[repr(C)]
@@ -143,6 +145,19 @@ pub struct MeshCt {
 }
 const _: () = assert!(size_of::<MeshCt>() == 48);
 
+/// Key of `mesh_frags` (`struct mesh_frag_key`): one fragmented datagram, in one direction of a
+/// flow; the value is the [`MeshCt`] its first fragment was translated with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MeshFragKey {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub id: [u8; 2],
+    pub proto: u8,
+    pub kind: u8,
+}
+const _: () = assert!(size_of::<MeshFragKey>() == 12);
+
 /// Per-service counters (`struct mesh_svc_stats`), per CPU in `mesh_stats`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -174,6 +189,7 @@ pod!(
     MeshIface,
     MeshCtKey,
     MeshCt,
+    MeshFragKey,
     MeshSvcStats
 );
 
@@ -227,6 +243,9 @@ pub fn layout() -> Vec<LayoutRow> {
             "backend_id": backend_id, "svc_id": svc_id, "ifindex": ifindex, "dmac": dmac,
             "pad": pad, "flags": flags, "pad2": pad2, "last_seen": last_seen,
         }
+        "mesh_frag_key" => MeshFragKey {
+            "saddr": saddr, "daddr": daddr, "id": id, "proto": proto, "kind": kind,
+        }
         "mesh_svc_stats" => MeshSvcStats { "packets": packets, "bytes": bytes, "conns": conns }
     };
     rows.extend(consts!(
@@ -238,6 +257,7 @@ pub fn layout() -> Vec<LayoutRow> {
         MESH_MAX_VIPS,
         MESH_MAX_IFACES,
         MESH_CT_SIZE,
+        MESH_FRAG_SIZE,
         MESH_VXLAN_PORT,
         MESH_CFG_READY,
         MESH_CFG_XDP,
@@ -252,6 +272,7 @@ pub fn layout() -> Vec<LayoutRow> {
         MESH_CT_VIP,
         MESH_CT_VIP_REPLY,
         MESH_CTF_LOCAL,
+        MESH_CTF_HAIRPIN,
     ));
     rows
 }

@@ -6,9 +6,10 @@
 use core::mem::size_of;
 
 use crate::abi::{
-    MESH_CT_SIZE, MESH_MAX_BACKENDS, MESH_MAX_IFACES, MESH_MAX_PORTS, MESH_MAX_RINGS,
-    MESH_MAX_SERVICES, MESH_MAX_VIPS, MESH_RING_SIZE, MeshBackend, MeshConfig, MeshCounter, MeshCt,
-    MeshCtKey, MeshFrontend, MeshIface, MeshPortKey, MeshSvcStats, MeshVipKey,
+    MESH_CT_SIZE, MESH_FRAG_SIZE, MESH_MAX_BACKENDS, MESH_MAX_IFACES, MESH_MAX_PORTS,
+    MESH_MAX_RINGS, MESH_MAX_SERVICES, MESH_MAX_VIPS, MESH_RING_SIZE, MeshBackend, MeshConfig,
+    MeshCounter, MeshCt, MeshCtKey, MeshFragKey, MeshFrontend, MeshIface, MeshPortKey,
+    MeshSvcStats, MeshVipKey,
 };
 
 /// A kind of BPF map, as a type (so that a map's accessor has the right shape at compile time).
@@ -115,6 +116,9 @@ maps! {
         Ifaces = "mesh_ifaces": Hash<u32, MeshIface>[MESH_MAX_IFACES];
         /// `mesh_ct`: conntrack, one entry per direction of a flow.
         Conntrack = "mesh_ct": LruHash<MeshCtKey, MeshCt>[MESH_CT_SIZE];
+        /// `mesh_frags`: the translation of each fragmented datagram's first fragment, for the
+        /// rest (no L4 header) to follow.
+        Frags = "mesh_frags": LruHash<MeshFragKey, MeshCt>[MESH_FRAG_SIZE];
         /// `mesh_stats`: per-service counters by counter slot, per CPU.
         Stats = "mesh_stats": PerCpuArray<u32, MeshSvcStats>[MESH_MAX_SERVICES];
     }

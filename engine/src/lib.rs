@@ -43,6 +43,9 @@ pub use status::{
 use error::docker_error;
 use spec::{create_body, grace_seconds, is_container_ref, split_image_reference};
 
+// A service's own mounts and health check (`--mount`, `--health-*`).
+pub use spec::{BIND_PROPAGATIONS, EngineMount, EngineMountKind, Healthcheck};
+
 /// Where dockerd listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 

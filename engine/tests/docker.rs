@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::HealthStatusEnum;
 use futures::StreamExt;
 use mesh_engine::{
     BindMount, ContainerEvent, ContainerEventKind, ContainerSpec, ContainerStatus, Engine,
     EngineError, HealthStatus, LogLine, LogStream, container_name, render_resolv_conf, task_labels,
 };
+use mesh_engine::{EngineMount, EngineMountKind, Healthcheck};
 
 const IMAGE: &str = "meshd/busybox";
 /// A bound on waiting for something that must happen, so a broken engine fails instead of
@@ -555,6 +557,141 @@ async fn an_invalid_spec_creates_nothing() {
     let err = engine.run(&spec).await.unwrap_err();
     assert!(matches!(err, EngineError::Invalid(_)), "{err:?}");
     assert_eq!(engine.list(&[&guard.label()]).await.unwrap(), []);
+}
+
+/// Removes the named volumes a test made when dropped (after its containers: declare it first).
+struct VolumeCleanup {
+    names: Vec<String>,
+}
+
+impl Drop for VolumeCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f"])
+            .args(&self.names)
+            .output();
+    }
+}
+
+/// Runs `spec` and waits for it to exit 0; its stdout lines.
+async fn run_to_end(engine: &Engine, spec: &ContainerSpec) -> Vec<String> {
+    let mut events = engine.events();
+    let running = engine.run(spec).await.unwrap();
+    let seen = events_until(&mut events, &running.id, |k| {
+        matches!(k, ContainerEventKind::Die { .. })
+    })
+    .await;
+    let lines = all_logs(engine, &running.id).await;
+    assert_eq!(
+        seen.last(),
+        Some(&ContainerEventKind::Die { exit_code: Some(0) }),
+        "{}: {lines:?}",
+        spec.name
+    );
+    engine.remove(&running.id).await.unwrap();
+    texts(&lines, LogStream::Stdout)
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A named volume is made by the engine on create (with its labels) and keeps what one task
+/// wrote for the next; a tmpfs mount is a memory file system that does not.
+#[tokio::test]
+async fn a_volume_outlives_its_container_and_a_tmpfs_does_not() {
+    let volume = format!("meshd-enginetest-{}-data", std::process::id());
+    let _volumes = VolumeCleanup {
+        names: vec![volume.clone()],
+    };
+    let (guard, engine) = Cleanup::new("mounts").await;
+    let mounts = vec![
+        EngineMount {
+            target: "/data".into(),
+            readonly: false,
+            kind: EngineMountKind::Volume {
+                name: volume.clone(),
+                driver: String::new(),
+                driver_options: std::collections::BTreeMap::new(),
+                labels: [("meshd.test".to_owned(), "mounts".to_owned())].into(),
+                nocopy: false,
+            },
+        },
+        EngineMount {
+            target: "/cache".into(),
+            readonly: false,
+            kind: EngineMountKind::Tmpfs {
+                size_bytes: 1 << 20,
+                mode: 0o1777,
+            },
+        },
+    ];
+    let mut writer = guard.spec(
+        1,
+        "echo kept > /data/f && echo gone > /cache/f && grep ' /cache ' /proc/mounts",
+    );
+    writer.mounts.clone_from(&mounts);
+    let out = run_to_end(&engine, &writer).await;
+    assert!(
+        out.iter().any(|l| l.starts_with("tmpfs /cache tmpfs")),
+        "/cache must be a tmpfs: {out:?}"
+    );
+    let labels = Command::new("docker")
+        .args(["volume", "inspect", "-f", "{{json .Labels}}", &volume])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&labels.stdout).contains("\"meshd.test\":\"mounts\""),
+        "the volume was made with its labels: {}{}",
+        String::from_utf8_lossy(&labels.stdout),
+        String::from_utf8_lossy(&labels.stderr)
+    );
+    let mut reader = guard.spec(2, "cat /data/f && ls /cache | wc -l");
+    reader.mounts = mounts;
+    let out = run_to_end(&engine, &reader).await;
+    assert_eq!(out, ["kept", "0"], "what the second task saw");
+}
+
+/// Polls Docker's `State.Health.Status` of `id` until it is `want`.
+async fn health_until(id: &str, want: HealthStatusEnum) {
+    let docker = docker().await;
+    let start = std::time::Instant::now();
+    loop {
+        let state = docker.inspect_container(id, None).await.unwrap().state;
+        let status = state
+            .as_ref()
+            .and_then(|s| s.health.as_ref())
+            .and_then(|h| h.status);
+        if status == Some(want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{id} never became {want}: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The service's health check reaches Docker and runs: a passing one reports `healthy`, a
+/// failing one `unhealthy`, in `docker inspect`'s `State.Health`.
+#[tokio::test]
+async fn a_health_check_runs_and_reports_in_inspect() {
+    let (guard, engine) = Cleanup::new("healthspec").await;
+    let check = |cmd: &str| Healthcheck {
+        test: vec!["CMD-SHELL".into(), cmd.into()],
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_secs(5),
+        start_period: Duration::ZERO,
+        retries: 2,
+    };
+    let mut good = guard.spec(1, "touch /tmp/ready && exec sleep 60");
+    good.healthcheck = Some(check("test -f /tmp/ready"));
+    let mut bad = guard.spec(2, "exec sleep 60");
+    bad.healthcheck = Some(check("test -f /tmp/ready"));
+    let good = engine.run(&good).await.unwrap();
+    let bad = engine.run(&bad).await.unwrap();
+    health_until(&good.id, HealthStatusEnum::HEALTHY).await;
+    health_until(&bad.id, HealthStatusEnum::UNHEALTHY).await;
 }
 
 #[tokio::test]

@@ -26,25 +26,23 @@
 //! What is and is not protected:
 //! - Cluster isolation: every SYN carries the cluster id; a node of another cluster is answered
 //!   `BadCluster` and never enters this cluster's state, nor this cluster its state.
-//! - Not protected: gossip is neither encrypted nor authenticated here. Anyone who can send UDP
-//!   to port 7946 on the underlay can read the endpoint table, and can inject or forge node
-//!   state (including under another node's id) if they know the cluster id, which is not a
-//!   secret. The underlay must be a trusted network until the transport is wrapped (chitchat's
-//!   `Transport` trait allows an authenticated, encrypted one, keyed from the cluster CA).
+//! - Sealed: every datagram is encrypted and authenticated with the cluster's gossip keyring
+//!   (`seal.rs`, AES-256-GCM, keys from the managers over mTLS, rotated by the leader). Anyone on
+//!   the underlay without a key can neither read the state nor inject or forge any of it.
 //! - Only UDP 7946 is used: chitchat has no TCP push/pull; a large state travels as successive
 //!   partial deltas of at most one 64 KB datagram each (IP-fragmented on the wire).
 
 mod keys;
 mod model;
+mod seal;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chitchat::transport::UdpTransport;
 use chitchat::{
     Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
     Version, spawn_chitchat,
@@ -55,6 +53,7 @@ use tokio::time::{self, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
 pub use model::{GossipView, NodeInfo, TaskEndpoint};
+pub use seal::{GossipKey, GossipKeyring, MAX_KEYS, OpenError, SealCounters, SharedKeyring};
 
 use keys::{ENDPOINT_PREFIX, INFO_KEY, KvChange, check_id, encode_info, endpoint_changes};
 use view::{Liveness, Member, build_view};
@@ -120,7 +119,7 @@ pub struct GossipConfig {
     pub node_id: String,
     /// Nodes gossip only with nodes of the same cluster id.
     pub cluster_id: String,
-    /// Where to bind (UDP), `0.0.0.0:7946` by [`GossipConfig::new`].
+    /// Where to bind (UDP): the advertised address by [`GossipConfig::new`].
     pub listen: SocketAddr,
     /// Where peers reach this node (its underlay address and the gossip port).
     pub advertise: SocketAddr,
@@ -130,11 +129,14 @@ pub struct GossipConfig {
     /// What this node publishes about itself from its first message on.
     pub info: NodeInfo,
     pub timing: GossipTiming,
+    /// The keys every datagram is sealed and opened with; replaced in place on a rotation.
+    /// Empty: nothing is sent and everything received is dropped, until keys arrive.
+    pub keyring: SharedKeyring,
 }
 
 impl GossipConfig {
-    /// A configuration with the defaults: listen on `0.0.0.0` at the advertised port, no seeds,
-    /// default timing.
+    /// A configuration with the defaults: listen on the advertised address only (gossip is not
+    /// for other networks of the host), no seeds, default timing, no keys yet.
     pub fn new(
         node_id: impl Into<String>,
         cluster_id: impl Into<String>,
@@ -144,11 +146,12 @@ impl GossipConfig {
         Self {
             node_id: node_id.into(),
             cluster_id: cluster_id.into(),
-            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, advertise.port())),
+            listen: advertise,
             advertise,
             seeds: Vec::new(),
             info,
             timing: GossipTiming::default(),
+            keyring: SharedKeyring::default(),
         }
     }
 
@@ -213,6 +216,8 @@ impl GossipConfig {
 /// [`Gossip::shutdown`] waits for them.
 pub struct Gossip {
     node_id: String,
+    keyring: SharedKeyring,
+    counters: Arc<SealCounters>,
     chitchat: Arc<Mutex<Chitchat>>,
     seeds: watch::Sender<BTreeSet<SocketAddr>>,
     view: watch::Receiver<GossipView>,
@@ -251,10 +256,16 @@ impl Gossip {
             // Every node of a meshd cluster runs this chitchat: the compressed digest is fine.
             protocol_version: ProtocolVersion::V1,
         };
+        let counters = Arc::new(SealCounters::default());
+        let transport = seal::SealedUdpTransport {
+            keyring: config.keyring.clone(),
+            cluster_id: config.cluster_id.clone(),
+            counters: counters.clone(),
+        };
         let handle = spawn_chitchat(
             chitchat_config,
             vec![(INFO_KEY.to_owned(), info_value)],
-            &UdpTransport,
+            &transport,
         )
         .await
         .map_err(|source| GossipError::Start {
@@ -281,6 +292,8 @@ impl Gossip {
         ));
         Ok(Self {
             node_id: config.node_id,
+            keyring: config.keyring,
+            counters,
             chitchat,
             seeds: seeds_tx,
             view: view_rx,
@@ -291,6 +304,16 @@ impl Gossip {
 
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// Replaces the keys (a rotation): the newest seals from now on, every one of them opens.
+    pub fn set_keys(&self, ring: GossipKeyring) {
+        self.keyring.set(ring);
+    }
+
+    /// Datagrams dropped because they did not open under the ring (forged, stale key, noise).
+    pub fn rejected_datagrams(&self) -> u64 {
+        self.counters.rejected.load(Ordering::Relaxed)
     }
 
     /// The cluster as this node sees it, updated on every membership or key change.
@@ -580,10 +603,10 @@ mod tests {
     }
 
     #[test]
-    fn defaults_validate_and_listen_on_the_advertised_port() {
+    fn defaults_validate_and_listen_on_the_advertised_address() {
         let c = config();
         c.validate().unwrap();
-        assert_eq!(c.listen, "0.0.0.0:7946".parse().unwrap());
+        assert_eq!(c.listen, "198.18.0.11:7946".parse().unwrap());
     }
 
     #[test]

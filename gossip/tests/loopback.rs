@@ -5,7 +5,9 @@
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use mesh_gossip::{Gossip, GossipConfig, GossipView, NodeInfo, TaskEndpoint};
+use mesh_gossip::{
+    Gossip, GossipConfig, GossipKey, GossipKeyring, GossipView, NodeInfo, TaskEndpoint,
+};
 use tokio::sync::watch;
 
 /// Upper bound for anything to happen: only there to end a hung test.
@@ -31,6 +33,13 @@ fn config(node: &str, cluster: &str, port: u16, seeds: &[SocketAddr]) -> GossipC
     );
     c.listen = addr;
     c.seeds = seeds.to_vec();
+    c.keyring.set(
+        GossipKeyring::new(vec![GossipKey {
+            id: 1,
+            key: [7; 32],
+        }])
+        .expect("a keyring"),
+    );
     c
 }
 

@@ -1,14 +1,19 @@
-//! `mesh-lab`, behind `meshctl lab`: many nodes on one machine. Namespaces `P-n1..P-nN` and
-//! `P-client` hang off a bridge in `P-sw` with underlay addresses from a /24 of 198.18.0.0/15 and
-//! no route out; every node runs its own `meshd`. [`down`] removes every trace, also of a lab
-//! whose `up` was killed half-way.
+//! `mesh-lab`, behind `meshctl lab`: many nodes on one machine. Namespaces `P-n1..P-nN`,
+//! `P-client` and `P-reg` hang off a bridge in `P-sw` with underlay addresses from a /24 of
+//! 198.18.0.0/15 and no route out; every node runs its own Docker engine and its own `meshd`,
+//! and `P-reg` runs the registry the nodes pull the lab's images from. [`down`] removes every
+//! trace, also of a lab whose `up` was killed half-way.
 //!
-//! The lab drives the kernel only through iproute2 (`ip`) and a shell in the switch namespace:
-//! it links neither netlink nor aya, so that `meshctl` stays a thin client.
+//! The lab drives the kernel only through iproute2 (`ip`), a shell in the switch namespace and
+//! `nsenter`/`unshare` for the engines and the registry (and mounts one tmpfs for its state): it
+//! links neither netlink nor aya, so that `meshctl` stays a thin client.
 
 pub mod cluster;
+mod engine;
 mod image;
 mod plan;
+mod registry;
+mod teardown;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,8 +23,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-pub use image::{TEST_IMAGE, ensure_test_image};
-pub use plan::{LabPlan, Member, PlanError, STATE_ROOT, state_dir};
+use image::ensure_images;
+pub use image::{LAB_IMAGES, REGISTRY_IMAGE, TEST_IMAGE};
+pub use plan::{LabPlan, Member, PlanError, REGISTRY_PORT, STATE_ROOT, state_dir};
+pub use teardown::down;
 
 /// What `lab up` records in `<state dir>/lab.json`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -99,8 +106,9 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
         );
         down(&plan.prefix)?;
     }
-    ensure_test_image()?;
+    let images = ensure_images()?;
 
+    teardown::mount_state(&plan.state_dir())?;
     let mut state = LabState {
         plan: plan.clone(),
         complete: false,
@@ -110,6 +118,7 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
     };
     state.save()?;
     build_network(plan, opts.datapath == "xdp").context("building the lab network")?;
+    let pushing = start_engines_and_registry(plan, &images)?;
     for i in plan.node_indexes() {
         start_meshd(plan, i, opts)?;
     }
@@ -117,22 +126,42 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
         wait_for_socket(plan, i)?;
     }
     // One swarm: init on n1, managers then workers join it.
-    if !opts.swarm {
-        state.complete = true;
-        return state.save();
+    if opts.swarm {
+        cluster::form(plan)
+            .and_then(|()| cluster::wait_ready(plan, Duration::from_mins(1)))
+            .with_context(|| {
+                format!(
+                    "forming the lab's swarm (logs: {}/n*/meshd.log; `meshctl lab down{}` removes the lab)",
+                    plan.state_dir().display(),
+                    prefix_flag(&plan.prefix)
+                )
+            })?;
     }
-    cluster::form(plan)
-        .and_then(|()| cluster::wait_ready(plan, Duration::from_mins(1)))
-        .with_context(|| {
-            format!(
-                "forming the lab's swarm (logs: {}/n*/meshd.log; `meshctl lab down{}` removes the lab)",
-                plan.state_dir().display(),
-                prefix_flag(&plan.prefix)
-            )
-        })?;
+    registry::finish_push(plan, pushing)?;
     state.complete = true;
     state.save()?;
     Ok(())
+}
+
+/// Starts the registry and every node's engine at once, and waits for them; the pushes of the
+/// lab images it starts once the registry listens run on while the meshds start and the swarm
+/// forms ([`registry::finish_push`] waits for them).
+fn start_engines_and_registry(
+    plan: &LabPlan,
+    images: &[image::ExportedImage],
+) -> Result<registry::Pushing> {
+    registry::write_tls(plan).context("making the lab CA and the registry's certificate")?;
+    let mut reg = registry::spawn(plan)?;
+    let mut engines = Vec::new();
+    for i in plan.node_indexes() {
+        engines.push((i, engine::spawn(plan, i)?));
+    }
+    registry::wait_ready(plan, &mut reg)?;
+    let pushing = registry::start_push(plan, images)?;
+    for (i, child) in &mut engines {
+        engine::wait_ready(plan, *i, child)?;
+    }
+    Ok(pushing)
 }
 
 /// The node indexes `member` names: `nI`, or every node for `all`.
@@ -239,7 +268,7 @@ fn preflight(opts: &UpOptions) -> Result<()> {
 }
 
 /// Where older meshctls pinned the switch ports' XDP links (`down` still removes it).
-fn old_switch_pins(prefix: &str) -> PathBuf {
+pub(crate) fn old_switch_pins(prefix: &str) -> PathBuf {
     Path::new("/sys/fs/bpf/meshd").join(format!("{prefix}-sw"))
 }
 
@@ -260,38 +289,39 @@ fn build_network(plan: &LabPlan, xdp_switch: bool) -> Result<()> {
         fs::write(&probe, &mesh_ebpf::PROBE.0)
             .with_context(|| format!("writing {}", probe.display()))?;
     }
-    let mut members: Vec<Member> = plan.node_indexes().map(Member::Node).collect();
-    members.push(Member::Client);
-    for m in &members {
-        let ns = plan.member_ns(m);
-        let (port, addr) = match m {
-            Member::Node(i) => (format!("n{i}"), plan.node_addr(*i)),
-            Member::Client => ("client".to_owned(), plan.client_addr()),
-        };
-        ip(&["netns", "add", &ns])?;
-        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+    // (namespace, switch port, address) of every member and of the registry.
+    let mut ports: Vec<(String, String, std::net::Ipv4Addr)> = plan
+        .node_indexes()
+        .map(|i| (plan.node_ns(i), format!("n{i}"), plan.node_addr(i)))
+        .collect();
+    ports.push((plan.client_ns(), "client".to_owned(), plan.client_addr()));
+    ports.push((plan.registry_ns(), "reg".to_owned(), plan.registry_addr()));
+    for (ns, port, addr) in &ports {
+        let (ns, port) = (ns.as_str(), port.as_str());
+        ip(&["netns", "add", ns])?;
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
         ip(&[
-            "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            "-n", &sw, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
         ])?;
-        ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
+        ip(&["-n", &sw, "link", "set", port, "master", "br0", "up"])?;
         if xdp_switch {
             // Native XDP lives as long as the port: `down` deletes the namespace, and it.
             let obj = probe.to_str().context("the lab's state dir is not UTF-8")?;
             ip(&[
-                "-n", &sw, "link", "set", "dev", &port, "xdpdrv", "obj", obj, "sec", "xdp",
+                "-n", &sw, "link", "set", "dev", port, "xdpdrv", "obj", obj, "sec", "xdp",
             ])
             .with_context(|| format!("attaching XDP to switch port {port}"))?;
         }
         ip(&[
             "-n",
-            &ns,
+            ns,
             "addr",
             "add",
             &format!("{addr}/24"),
             "dev",
             "eth0",
         ])?;
-        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", ns, "link", "set", "eth0", "up"])?;
     }
     Ok(())
 }
@@ -332,6 +362,8 @@ fn start_meshd(plan: &LabPlan, i: usize, opts: &UpOptions) -> Result<()> {
         .arg(&opts.datapath)
         .arg("--metrics-addr")
         .arg(format!("{}:{METRICS_PORT}", plan.node_addr(i)))
+        .arg("--engine")
+        .arg(plan.engine_host(i))
         .args(&opts.meshd_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -371,7 +403,7 @@ fn wait_for_socket(plan: &LabPlan, i: usize) -> Result<()> {
     )
 }
 
-fn tail(path: &Path, n: usize) -> String {
+pub(crate) fn tail(path: &Path, n: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -400,7 +432,7 @@ pub fn lab_processes(plan: &LabPlan) -> Vec<LabProcess> {
     found
 }
 
-fn arg_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+pub(crate) fn arg_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == flag)
         .and_then(|p| args.get(p + 1))
@@ -408,7 +440,7 @@ fn arg_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
 }
 
 /// Every process with its command line.
-fn processes() -> Vec<(i32, Vec<String>)> {
+pub(crate) fn processes() -> Vec<(i32, Vec<String>)> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -446,96 +478,8 @@ fn namespaces() -> Vec<String> {
     .unwrap_or_default()
 }
 
-/// Removes every trace of the lab `prefix`: processes, task containers, namespaces (and with them
-/// every link), BPF pins and the state folder. Works from whatever state the lab is in.
-pub fn down(prefix: &str) -> Result<()> {
-    let plan = LabState::load(prefix).map(|s| s.plan);
-    let namespaces = leftovers(prefix);
-
-    // 1. Processes: every meshd of the lab, then anything else living in its namespaces.
-    let mut pids: Vec<i32> = Vec::new();
-    for (pid, args) in processes() {
-        let in_lab = arg_value(&args, "--data-dir")
-            .is_some_and(|d| Path::new(d).starts_with(state_dir(prefix)));
-        if in_lab {
-            pids.push(pid);
-        }
-    }
-    for ns in &namespaces {
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-            pids.extend(
-                String::from_utf8_lossy(&out.stdout)
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
-        }
-    }
-    pids.sort_unstable();
-    pids.dedup();
-    kill_all(&pids);
-
-    // 2. Task containers of the lab's nodes.
-    let hostnames: Vec<String> = match &plan {
-        Some(p) => p.node_indexes().map(|i| p.node_ns(i)).collect(),
-        None => namespaces.clone(),
-    };
-    // A create that a killed meshd sent may reach dockerd after the first listing: look again
-    // until a pass finds nothing (at most three passes, a second apart).
-    for pass in 0..3 {
-        if pass > 0 {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        if remove_task_containers(&hostnames)? == 0 && pass > 0 {
-            break;
-        }
-    }
-
-    // 3. Namespaces, which take their links with them.
-    for ns in &namespaces {
-        ip(&["netns", "del", ns])?;
-    }
-
-    // 4. BPF pins and state.
-    for pins in hostnames
-        .iter()
-        .map(|h| Path::new("/sys/fs/bpf/meshd").join(h))
-        .chain([old_switch_pins(prefix)])
-    {
-        if pins.exists() {
-            fs::remove_dir_all(&pins).with_context(|| format!("removing {}", pins.display()))?;
-        }
-    }
-    let dir = state_dir(prefix);
-    if dir.exists() {
-        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    Ok(())
-}
-
-fn kill_all(pids: &[i32]) {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-    let me = std::process::id().cast_signed();
-    let pids: Vec<i32> = pids.iter().copied().filter(|p| *p != me).collect();
-    for p in &pids {
-        let _ = kill(Pid::from_raw(*p), Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && pids.iter().any(|p| alive(*p)) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for p in &pids {
-        if alive(*p) {
-            let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
-        }
-    }
-    while pids.iter().any(|p| alive(*p)) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Alive and not a zombie waiting for its parent.
-fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
@@ -546,38 +490,6 @@ fn alive(pid: i32) -> bool {
         .is_some_and(|state| state != 'Z' && state != 'X')
 }
 
-/// Removes the containers labelled `meshd.task` that belong to one of `hostnames`.
-/// Removes the task containers of `hostnames`; how many there were.
-fn remove_task_containers(hostnames: &[String]) -> Result<usize> {
-    let Ok(out) = Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--filter",
-            "label=meshd.task",
-            "--format",
-            "{{.ID}} {{.Label \"meshd.hostname\"}}",
-        ])
-        .output()
-    else {
-        return Ok(0); // no docker client: no containers either
-    };
-    if !out.status.success() {
-        return Ok(0); // dockerd not running: nothing can be left in it
-    }
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (id, host) = l.split_once(' ')?;
-            hostnames.iter().any(|h| h == host).then(|| id.to_owned())
-        })
-        .collect();
-    if !ids.is_empty() {
-        run(Command::new("docker").args(["rm", "-f"]).args(&ids))?;
-    }
-    Ok(ids.len())
-}
-
 /// What `lab ls` shows: a table (header first) and whether `up` finished.
 #[derive(Debug)]
 pub struct Listing {
@@ -585,6 +497,10 @@ pub struct Listing {
     pub rows: Vec<Vec<String>>,
     /// `false`: this lab did not finish coming up.
     pub complete: bool,
+    /// The lab images as nodes pull them from the lab registry.
+    pub images: Vec<String>,
+    /// The lab CA, which the registry's certificate chains to.
+    pub ca_cert: PathBuf,
 }
 
 /// `lab ls`: one row per member, with its address, meshd's pid and its log (`None`: no lab).
@@ -598,6 +514,7 @@ pub fn list(prefix: &str) -> Option<Listing> {
         "ADDRESS".to_owned(),
         "ROLE".to_owned(),
         "MESHD".to_owned(),
+        "ENGINE".to_owned(),
         "LOG".to_owned(),
     ]];
     for i in plan.node_indexes() {
@@ -605,24 +522,46 @@ pub fn list(prefix: &str) -> Option<Listing> {
             .iter()
             .find(|p| p.node == i)
             .map_or_else(|| "stopped".to_owned(), |p| format!("pid {}", p.pid));
+        let engine = if engine::ping(&plan.engine_socket(i)) {
+            plan.engine_host(i)
+        } else {
+            "not answering".to_owned()
+        };
         rows.push(vec![
             format!("n{i}"),
             plan.node_ns(i),
             plan.node_addr(i).to_string(),
             role_of(plan, i, procs.iter().any(|p| p.node == i)),
             pid,
+            engine,
             plan.node_log(i).display().to_string(),
         ]);
     }
+    let dash = || "-".to_owned();
     rows.push(vec![
         "client".to_owned(),
         plan.client_ns(),
         plan.client_addr().to_string(),
         "client".to_owned(),
-        "-".to_owned(),
-        "-".to_owned(),
+        dash(),
+        dash(),
+        dash(),
+    ]);
+    rows.push(vec![
+        "registry".to_owned(),
+        plan.registry_ns(),
+        plan.registry_host(),
+        "registry".to_owned(),
+        dash(),
+        dash(),
+        plan.registry_log().display().to_string(),
     ]);
     Some(Listing {
+        images: LAB_IMAGES
+            .iter()
+            .map(|(_, name)| plan.image(name))
+            .collect(),
+        ca_cert: plan.ca_cert(),
         rows,
         complete: state.complete,
     })
@@ -683,11 +622,11 @@ pub fn exec(prefix: &str, member: &str, cmd: &[String]) -> Result<i32> {
     Ok(status.code().unwrap_or(1))
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+pub(crate) fn ip(args: &[&str]) -> Result<()> {
     run(Command::new("ip").args(args))
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(

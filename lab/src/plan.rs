@@ -13,6 +13,12 @@ pub const UNDERLAY_RANGE: (Ipv4Addr, u8) = (Ipv4Addr::new(198, 18, 0, 0), 15);
 /// Where labs keep their state (one folder per prefix).
 pub const STATE_ROOT: &str = "/var/lib/meshd-lab";
 
+/// The registry's host number in the lab's /24: below the nodes (`.11` up) and apart from the
+/// client (`.2`), so it stays put whatever the node count.
+const REGISTRY_HOST: usize = 5;
+/// The registry's port, as Docker's own registry image listens.
+pub const REGISTRY_PORT: u16 = 5000;
+
 /// What a lab is made of: a switch namespace, a client namespace and N node namespaces.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabPlan {
@@ -93,6 +99,22 @@ impl LabPlan {
     pub fn client_addr(&self) -> Ipv4Addr {
         self.host(2)
     }
+    /// The namespace of the lab's registry, hung off the switch like a node.
+    pub fn registry_ns(&self) -> String {
+        format!("{}-reg", self.prefix)
+    }
+    pub fn registry_addr(&self) -> Ipv4Addr {
+        self.host(REGISTRY_HOST)
+    }
+    /// `198.18.X.5:5000`: the registry as image references and `certs.d` name it.
+    pub fn registry_host(&self) -> String {
+        format!("{}:{REGISTRY_PORT}", self.registry_addr())
+    }
+    /// The reference nodes pull a lab image by: `image("busybox")` is
+    /// `198.18.X.5:5000/meshd/busybox`.
+    pub fn image(&self, name: &str) -> String {
+        format!("{}/meshd/{name}", self.registry_host())
+    }
     /// Extra client-side addresses, for baselines that need a second hop (the bench).
     pub fn host(&self, n: usize) -> Ipv4Addr {
         let [a, b, c, _] = self.subnet.octets();
@@ -116,6 +138,41 @@ impl LabPlan {
     }
     pub fn node_log(&self, i: usize) -> PathBuf {
         self.node_dir(i).join("meshd.log")
+    }
+
+    /// Node `i`'s own dockerd: its data root, exec root, pid file, log and `/etc/docker` live
+    /// under `engine_dir`, its socket next to meshd's.
+    pub fn engine_dir(&self, i: usize) -> PathBuf {
+        self.node_dir(i).join("docker")
+    }
+    pub fn engine_socket(&self, i: usize) -> PathBuf {
+        self.node_dir(i).join("docker.sock")
+    }
+    /// `unix:///...`, as `meshd --engine` and `docker -H` take it.
+    pub fn engine_host(&self, i: usize) -> String {
+        format!("unix://{}", self.engine_socket(i).display())
+    }
+    pub fn engine_pid_file(&self, i: usize) -> PathBuf {
+        self.engine_dir(i).join("dockerd.pid")
+    }
+    pub fn engine_log(&self, i: usize) -> PathBuf {
+        self.engine_dir(i).join("dockerd.log")
+    }
+    /// Bound over `/etc/docker` in the engine's own mount namespace: where it reads registry CAs.
+    pub fn engine_etc(&self, i: usize) -> PathBuf {
+        self.engine_dir(i).join("etc")
+    }
+
+    /// The lab CA that signs the registry's certificate; every node engine trusts it.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.state_dir().join("ca/ca.crt")
+    }
+    /// The registry's folder: its config, certificate, key, storage and log.
+    pub fn registry_dir(&self) -> PathBuf {
+        self.state_dir().join("registry")
+    }
+    pub fn registry_log(&self) -> PathBuf {
+        self.registry_dir().join("registry.log")
     }
 
     /// Resolves `n2`, `mesh-n2`, `client` or `mesh-client` to a member of this lab.
@@ -154,6 +211,7 @@ impl LabPlan {
             .is_some_and(|s| {
                 s == "sw"
                     || s == "client"
+                    || s == "reg"
                     || s.strip_prefix('n')
                         .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
             })
@@ -201,6 +259,34 @@ mod tests {
     }
 
     #[test]
+    fn the_registry_sits_at_dot_5_and_names_the_lab_images() {
+        let p = LabPlan::new("mesh", "198.18.7.0/24", 3, 1).unwrap();
+        assert_eq!(p.registry_ns(), "mesh-reg");
+        assert_eq!(p.registry_addr(), Ipv4Addr::new(198, 18, 7, 5));
+        assert_eq!(p.registry_host(), "198.18.7.5:5000");
+        assert_eq!(p.image("busybox"), "198.18.7.5:5000/meshd/busybox");
+        // Even the largest lab's nodes (.11 up) and the client (.2) stay clear of it.
+        let big = LabPlan::new("mesh", "198.18.7.0/24", 200, 1).unwrap();
+        assert!(
+            big.node_indexes()
+                .all(|i| big.node_addr(i) != big.registry_addr())
+        );
+        assert_ne!(p.client_addr(), p.registry_addr());
+    }
+
+    #[test]
+    fn each_node_engine_lives_under_its_node_folder() {
+        let p = LabPlan::new("mesh", "198.18.0.0/24", 2, 1).unwrap();
+        assert_eq!(
+            p.engine_host(2),
+            "unix:///var/lib/meshd-lab/mesh/n2/docker.sock"
+        );
+        assert!(p.engine_pid_file(1).starts_with(p.node_dir(1)));
+        assert!(p.engine_etc(1).starts_with(p.engine_dir(1)));
+        assert_ne!(p.engine_dir(1), p.engine_dir(2));
+    }
+
+    #[test]
     fn bad_plans_are_refused_with_what_is_accepted() {
         let e = LabPlan::new("mesh", "10.0.0.0/24", 3, 1).unwrap_err();
         assert!(e.0.contains("198.18.0.0/15"), "{e}");
@@ -216,6 +302,7 @@ mod tests {
     fn namespace_ownership_is_exact() {
         assert!(LabPlan::owns_namespace("mesh", "mesh-n12"));
         assert!(LabPlan::owns_namespace("mesh", "mesh-sw"));
+        assert!(LabPlan::owns_namespace("mesh", "mesh-reg"));
         assert!(!LabPlan::owns_namespace("mesh", "mesh-t1-n1"));
         assert!(!LabPlan::owns_namespace("mesh", "meshy-n1"));
         assert!(!LabPlan::owns_namespace("mesh", "mesh-n"));

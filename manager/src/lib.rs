@@ -8,7 +8,9 @@
 //! authority. It talks to no Docker engine and knows nothing of the agent.
 
 pub mod ca;
+pub mod datakey;
 pub mod dispatcher;
+mod gossip_keys;
 pub mod handlers;
 pub mod lookup;
 pub mod manager;

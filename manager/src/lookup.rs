@@ -2,8 +2,9 @@
 //! unique id prefix, as Docker finds them.
 
 use mesh_api::ApiError;
+use mesh_api::BlobKind;
 use mesh_cluster::Id;
-use mesh_cluster::state::{ClusterState, Network, Node, Service, Task};
+use mesh_cluster::state::{Blob, ClusterState, Network, Node, Service, Task};
 
 /// How an object of one kind is named, and how its "not found" reads.
 trait Named {
@@ -36,6 +37,15 @@ impl Named for Node {
     }
     fn name(&self) -> Option<&str> {
         Some(&self.description.hostname)
+    }
+}
+
+impl Named for Blob {
+    fn id(&self) -> &Id {
+        &self.id
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
     }
 }
 
@@ -113,6 +123,17 @@ pub fn find_network<'a>(state: &'a ClusterState, query: &str) -> Result<&'a Netw
 /// A node: its full id, its hostname, or a unique id prefix.
 pub fn find_node<'a>(state: &'a ClusterState, query: &str) -> Result<&'a Node, ApiError> {
     lookup(&state.nodes, query).answer("node", query, || format!("node {query} not found"))
+}
+
+/// A secret or a config: its full id, its name, or a unique id prefix.
+pub fn find_blob<'a>(
+    state: &'a ClusterState,
+    kind: BlobKind,
+    query: &str,
+) -> Result<&'a Blob, ApiError> {
+    let what = kind.as_str();
+    lookup(crate::handlers::blobs::blobs(state, kind), query)
+        .answer(what, query, || format!("no such {what}: {query}"))
 }
 
 /// A task: its full id or a unique id prefix.

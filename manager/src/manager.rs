@@ -125,6 +125,8 @@ pub(crate) struct Inner {
     pub(crate) last_seen: Mutex<HashMap<Id, Instant>>,
     /// Sessions, task reports and log streams (used while leading).
     pub(crate) dispatch: crate::dispatcher::Dispatch,
+    /// The cluster's data key once loaded, fetched or made ([`Manager::data_key`]).
+    pub(crate) data_key: tokio::sync::Mutex<Option<crate::datakey::DataKey>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -172,6 +174,7 @@ impl Manager {
                 membership_lock: tokio::sync::Mutex::new(()),
                 last_seen: Mutex::new(HashMap::new()),
                 dispatch: crate::dispatcher::Dispatch::new(),
+                data_key: tokio::sync::Mutex::new(None),
                 tasks: Mutex::new(vec![watcher]),
             }),
         };
@@ -180,6 +183,10 @@ impl Manager {
             crate::dispatcher::Dispatcher::new(m).write_task_statuses()
         });
         m.spawn_while_leader("manager membership", Self::reconcile_membership);
+        m.spawn_while_leader(
+            "gossip key rotation",
+            crate::gossip_keys::rotate_gossip_keys,
+        );
         Ok(m)
     }
 

@@ -12,7 +12,11 @@ use crate::manager::Manager;
 pub fn is_manager_request(req: &Request) -> bool {
     matches!(
         req,
-        Request::Raft(_) | Request::Propose(_) | Request::ReadIndex | Request::AddManager { .. }
+        Request::Raft(_)
+            | Request::Propose(_)
+            | Request::ReadIndex
+            | Request::AddManager { .. }
+            | Request::DataKey
     )
 }
 
@@ -28,6 +32,7 @@ impl Manager {
             Request::Raft(r) => Ok(Reply::Raft(self.raft_rpc(&r).await?)),
             Request::Propose(tx) => self.propose_here(tx).await,
             Request::ReadIndex => Ok(Reply::ReadIndex(self.read_index_here().await?)),
+            Request::DataKey => self.serve_data_key().await,
             Request::AddManager { raft_id, addr } => {
                 let Peer::Node(id) = peer else {
                     return Err(ApiError::denied("adding a manager needs its certificate"));

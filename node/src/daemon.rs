@@ -308,6 +308,33 @@ impl Daemon {
             }
         }
     }
+
+    /// Refuses a service whose image reference this node's engine finds invalid. A missing
+    /// image is no error: the nodes that run its tasks pull it. Managers talk to no engine.
+    async fn check_image(&self, req: &Request) -> Result<(), ApiError> {
+        let (Request::ServiceCreate { spec, .. } | Request::ServiceUpdate { spec, .. }) = req
+        else {
+            return Ok(());
+        };
+        let image = normalize_image(&spec.task.container.image);
+        if image.trim().is_empty() {
+            return Ok(()); // the spec check says what is wrong
+        }
+        let engine = self
+            .cfg
+            .engine
+            .get()
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        match engine.image_exists(&image).await {
+            // A missing image is no error: the nodes that run the tasks pull it.
+            Ok(_) => Ok(()),
+            Err(EngineError::Invalid(m)) => Err(ApiError::invalid(m)),
+            Err(e) => Err(ApiError::unavailable(format!(
+                "cannot check image {image}: {e}"
+            ))),
+        }
+    }
 }
 
 /// The reference to resolve to a digest, if any: asked for, named, and not pinned already.
@@ -341,6 +368,7 @@ impl Handler for Daemon {
             mut other => {
                 let m = self.manager()?;
                 let warnings = if matches!(peer, Peer::Local) {
+                    self.check_image(&other).await?;
                     self.pin_image(&mut other).await
                 } else {
                     Vec::new()

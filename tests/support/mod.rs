@@ -13,6 +13,7 @@ pub const MESHCTL: &str = env!("CARGO_BIN_EXE_meshctl");
 pub struct Lab {
     pub prefix: String,
     pub subnet_octet: u8,
+    pub nodes: usize,
 }
 
 impl Lab {
@@ -36,6 +37,7 @@ impl Lab {
         let lab = Self {
             prefix: Self::prefix_for(name),
             subnet_octet,
+            nodes,
         };
         let (nodes, managers) = (nodes.to_string(), managers.to_string());
         let mut args = vec!["up", "--nodes", &nodes, "--managers", &managers];
@@ -56,6 +58,62 @@ impl Lab {
 
     pub fn node_addr(&self, i: usize) -> String {
         format!("198.18.{}.{}", self.subnet_octet, 10 + i)
+    }
+
+    /// A lab image as nodes pull it from the lab registry: `image_named("registry")` is
+    /// `198.18.<octet>.5:5000/meshd/registry`.
+    pub fn image_named(&self, name: &str) -> String {
+        format!("198.18.{}.5:5000/meshd/{name}", self.subnet_octet)
+    }
+
+    /// The test image `meshd/busybox`, from the lab registry.
+    pub fn image(&self) -> String {
+        self.image_named("busybox")
+    }
+
+    /// `unix:///...` of node `i`'s own Docker engine.
+    pub fn engine(&self, i: usize) -> String {
+        format!("unix:///var/lib/meshd-lab/{}/n{i}/docker.sock", self.prefix)
+    }
+
+    /// `docker -H <node i's engine> ARGS`.
+    pub fn docker(&self, i: usize, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(["-H", &self.engine(i)])
+            .args(args)
+            .output()
+            .expect("run docker")
+    }
+
+    /// Like [`Lab::docker`], and its stdout (empty when it fails).
+    pub fn docker_out(&self, i: usize, args: &[&str]) -> String {
+        stdout(&self.docker(i, args))
+    }
+
+    /// [`Lab::docker_out`] on every node's engine, one after the other.
+    pub fn docker_all(&self, args: &[&str]) -> String {
+        (1..=self.nodes).map(|i| self.docker_out(i, args)).collect()
+    }
+
+    /// The node whose engine holds `container` (a name or id).
+    pub fn engine_of(&self, container: &str) -> usize {
+        (1..=self.nodes)
+            .find(|&i| {
+                self.docker(i, &["container", "inspect", "-f", ".", container])
+                    .status
+                    .success()
+            })
+            .unwrap_or_else(|| panic!("no engine of lab {} holds {container}", self.prefix))
+    }
+
+    /// `docker -H <engine> ARGS` on the engine of the node whose hostname is `hostname`
+    /// (`<prefix>-nI`, as `service ps` names it).
+    pub fn docker_on(&self, hostname: &str, args: &[&str]) -> String {
+        let i = hostname
+            .strip_prefix(&format!("{}-n", self.prefix))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{hostname} is no node of lab {}", self.prefix));
+        self.docker_out(i, args)
     }
 
     pub fn ns(&self, member: &str) -> String {

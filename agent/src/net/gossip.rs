@@ -51,6 +51,7 @@ impl Inner {
             v.node = node;
             // A new gossip starts: what the old one saw is no longer news.
             v.gossip = mesh_gossip::GossipView::default();
+            v.gossip_heard = mesh_gossip::GossipView::default();
             v.gossip_ready = false;
             true
         });
@@ -75,6 +76,9 @@ async fn drive_gossip(inner: Weak<Inner>, m: Membership) {
             hostname: m.hostname.clone(),
         },
     );
+    if let Some(i) = inner.upgrade() {
+        config.keyring = i.gossip_keys.clone();
+    }
     let mut warned = false;
     let gossip = loop {
         if let Some(i) = inner.upgrade() {
@@ -126,10 +130,11 @@ async fn drive_gossip(inner: Weak<Inner>, m: Membership) {
                 let g = gossip_view.borrow_and_update().clone();
                 let Some(i) = inner.upgrade() else { return };
                 i.view.send_if_modified(|v| {
-                    if v.gossip == g {
+                    if v.gossip_heard == g {
                         return false;
                     }
-                    v.gossip = g;
+                    v.gossip_heard = g;
+                    v.refilter_gossip();
                     true
                 });
             }

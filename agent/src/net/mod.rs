@@ -87,6 +87,9 @@ struct Inner {
     record: Mutex<BTreeSet<u32>>,
     record_path: PathBuf,
     member: Mutex<Option<MemberRun>>,
+    /// The gossip keyring the leader handed out, shared with every gossip run (a rotation
+    /// takes effect at once).
+    gossip_keys: mesh_gossip::SharedKeyring,
     underlay: Mutex<Option<Underlay>>,
     engine: EngineHandle,
     /// The runner has adopted everything once (stale devices may be cleared).
@@ -125,6 +128,7 @@ impl NodeNetworking {
             record: Mutex::new(record),
             record_path,
             member: Mutex::new(None),
+            gossip_keys: mesh_gossip::SharedKeyring::default(),
             underlay: Mutex::new(None),
             engine,
             settled: AtomicBool::new(false),
@@ -638,12 +642,32 @@ impl TaskNetworking for NodeNetworking {
                 changed |= v.nodes != map;
                 v.nodes = map;
             }
+            if changed {
+                v.refilter_gossip();
+            }
             changed
         });
     }
 
     fn mesh_counters(&self) -> Vec<ServiceCounters> {
         lock(&self.inner.counters).clone()
+    }
+
+    fn gossip_keys(&self, keys: Vec<mesh_cluster::gossip_keys::GossipKeyEntry>) {
+        let keys: Vec<mesh_gossip::GossipKey> = keys
+            .iter()
+            .filter_map(|k| {
+                k.bytes()
+                    .map(|key| mesh_gossip::GossipKey { id: k.id, key })
+            })
+            .collect();
+        match mesh_gossip::GossipKeyring::new(keys) {
+            Ok(ring) => {
+                tracing::info!(current = ?ring.current_id(), "gossip keyring from the leader");
+                self.inner.gossip_keys.set(ring);
+            }
+            Err(e) => tracing::warn!("the leader's gossip keyring is unusable: {e}"),
+        }
     }
 
     fn status(&self, out: &mut mesh_api::status::NodeStatus) {

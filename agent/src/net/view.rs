@@ -84,8 +84,12 @@ pub struct NetView {
     /// Networks kept up on this node without a local task
     /// ([`super::NodeNetworking::pin_network`]).
     pub pinned: BTreeSet<Id>,
-    /// The cluster as this node's gossip sees it: live nodes with their endpoints, dead nodes.
+    /// The cluster as this node's gossip sees it: live nodes with their endpoints, dead nodes;
+    /// only endpoints of tasks the leader assigned to the node that announces them
+    /// ([`assigned_only`] of `gossip_heard`).
     pub gossip: GossipView,
+    /// What gossip says, unfiltered.
+    pub gossip_heard: GossipView,
     /// Gossip has run long enough to have heard from every live node. Until then an empty or
     /// partial `gossip` means "not heard yet", not "dead": entries left by an earlier run are
     /// kept rather than removed.
@@ -96,7 +100,50 @@ pub struct NetView {
     pub settled: bool,
 }
 
+/// `heard` without the endpoints the leader does not vouch for: a node announces only tasks the
+/// leader assigned to it, on networks of the task's service with those networks' VNIs. A node
+/// that holds the gossip key but lies (a compromised worker) cannot draw another service's
+/// traffic to itself, nor claim another node's task.
+pub fn assigned_only(
+    heard: &GossipView,
+    services: &BTreeMap<Id, ServiceNet>,
+    networks: &BTreeMap<Id, Network>,
+) -> GossipView {
+    let vouched = |node: &str, ep: &mesh_gossip::TaskEndpoint| {
+        let Some(service) = services.get(&Id::from(ep.service_id.as_str())) else {
+            return false;
+        };
+        let assigned = service
+            .tasks
+            .iter()
+            .any(|t| t.id.as_str() == ep.task_id && t.node_id.as_str() == node);
+        let network = service
+            .networks
+            .iter()
+            .any(|n| n.target.as_str() == ep.network_id)
+            && networks
+                .get(&Id::from(ep.network_id.as_str()))
+                .is_some_and(|n| n.vni == ep.vni);
+        assigned && network
+    };
+    let mut out = heard.clone();
+    for (node, eps) in &mut out.endpoints {
+        eps.retain(|ep| vouched(node, ep));
+    }
+    out
+}
+
 impl NetView {
+    /// Filters what gossip said again (the leader's services or networks changed).
+    pub fn refilter_gossip(&mut self) -> bool {
+        let g = assigned_only(&self.gossip_heard, &self.services, &self.networks);
+        if g == self.gossip {
+            return false;
+        }
+        self.gossip = g;
+        true
+    }
+
     /// The `ingress` network (the routing mesh's), once the leader's view names it.
     pub fn ingress(&self) -> Option<&Network> {
         self.networks.values().find(|n| n.spec.ingress)
@@ -134,5 +181,76 @@ impl NetView {
                 .pinned
                 .iter()
                 .any(|id| self.networks.get(id).is_some_and(|n| n.vni == vni))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mesh_api::ServiceTaskName;
+    use mesh_cluster::state::{EndpointMode, NetworkAttachmentConfig};
+    use mesh_gossip::TaskEndpoint;
+
+    use super::*;
+
+    fn ep(task: &str, service: &str, network: &str, vni: u32) -> TaskEndpoint {
+        TaskEndpoint {
+            task_id: task.into(),
+            service_id: service.into(),
+            network_id: network.into(),
+            vni,
+            ip: Ipv4Addr::new(10, 0, 0, 9),
+            mac: [2, 0x42, 10, 0, 0, 9],
+        }
+    }
+
+    #[test]
+    fn only_endpoints_the_leader_assigned_to_their_announcer_are_kept() {
+        let services = BTreeMap::from([(
+            Id::from("web"),
+            ServiceNet {
+                id: Id::from("web"),
+                name: "web".into(),
+                endpoint_mode: EndpointMode::Vip,
+                ports: Vec::new(),
+                vips: Vec::new(),
+                networks: vec![NetworkAttachmentConfig {
+                    target: Id::from("net1"),
+                    aliases: Vec::new(),
+                }],
+                tasks: vec![ServiceTaskName {
+                    id: Id::from("t1"),
+                    slot: 1,
+                    node_id: Id::from("n2"),
+                }],
+            },
+        )]);
+        let networks = BTreeMap::from([(
+            Id::from("net1"),
+            Network {
+                id: Id::from("net1"),
+                meta: mesh_cluster::state::Meta::default(),
+                spec: mesh_cluster::state::NetworkSpec::default(),
+                subnet: "10.0.1.0/24".parse().expect("a prefix"),
+                vni: 4097,
+            },
+        )]);
+        let mut heard = GossipView::default();
+        heard.endpoints.insert(
+            "n2".into(),
+            vec![
+                ep("t1", "web", "net1", 4097),   // assigned to n2: kept
+                ep("t1", "web", "net1", 4098),   // another VNI
+                ep("t1", "web", "net9", 4097),   // a network the service is not on
+                ep("tx", "web", "net1", 4097),   // a task the leader does not know
+                ep("t1", "other", "net1", 4097), // a service the leader does not know
+            ],
+        );
+        // n3 claims n2's task.
+        heard
+            .endpoints
+            .insert("n3".into(), vec![ep("t1", "web", "net1", 4097)]);
+        let kept = assigned_only(&heard, &services, &networks);
+        assert_eq!(kept.endpoints["n2"], vec![ep("t1", "web", "net1", 4097)]);
+        assert!(kept.endpoints["n3"].is_empty());
     }
 }

@@ -76,6 +76,7 @@ pub(super) fn convergence(lab: &Lab) -> Result<Convergence> {
         .map(|i| SocketAddr::from((lab.node_addr(i), CONVERGENCE_PORT)))
         .collect();
     log("convergence: service create --replicas 3 -p 9080:80");
+    let image = lab.image();
     let t0 = Instant::now();
     lab.meshctl(&[
         "service",
@@ -87,7 +88,7 @@ pub(super) fn convergence(lab: &Lab) -> Result<Convergence> {
         "3",
         "-p",
         &format!("{CONVERGENCE_PORT}:80"),
-        "meshd/busybox",
+        &image,
         "sh",
         "-c",
         HTTPD,

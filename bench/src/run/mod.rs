@@ -125,6 +125,7 @@ fn run_lab(cfg: &Config, dp: Datapath, results: &mut Results) -> Result<()> {
     let lab = Lab::up(&cfg.meshctl, &cfg.prefix, cfg.net, dp)?;
     let tmp = TempDir::new(&format!("mesh-bench-{}", dp.name()))?;
     let n2 = lab.ns("n2");
+    let image = lab.image();
     lab.meshctl(&[
         "service",
         "create",
@@ -139,7 +140,7 @@ fn run_lab(cfg: &Config, dp: Datapath, results: &mut Results) -> Result<()> {
         "8080:8080",
         "--constraint",
         &format!("node.hostname=={n2}"),
-        "meshd/busybox",
+        &image,
         "sleep",
         "1000000",
     ])?;

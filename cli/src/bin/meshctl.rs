@@ -3,8 +3,8 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use mesh_cli::commands::{
-    self, Reported, lab::LabCommand, mesh::MeshCommand, network::NetworkCommand, node::NodeCommand,
-    service::ServiceCommand, swarm::SwarmCommand,
+    self, Reported, blob::BlobCommand, lab::LabCommand, mesh::MeshCommand, network::NetworkCommand,
+    node::NodeCommand, service::ServiceCommand, swarm::SwarmCommand,
 };
 
 #[derive(Parser, Debug)]
@@ -38,6 +38,12 @@ enum Command {
     /// Manage overlay networks: create, ls, inspect, rm.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Manage secrets: create, ls, inspect (never the data), rm.
+    #[command(subcommand)]
+    Secret(BlobCommand),
+    /// Manage configs: create, ls, inspect, rm.
+    #[command(subcommand)]
+    Config(BlobCommand),
     /// This node's parts, each OK or degraded (exits 1 when anything is degraded).
     Status {
         /// `json`: the node's whole status.
@@ -72,6 +78,12 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Service(cmd) => commands::service::run(&cli.target, cmd, &mut out),
         Command::Network(cmd) => commands::network::run(&cli.target, cmd, &mut out),
         Command::Mesh(cmd) => commands::mesh::run(&cli.target, cmd, &mut out),
+        Command::Secret(cmd) => {
+            commands::blob::run(&cli.target, mesh_api::BlobKind::Secret, cmd, &mut out)
+        }
+        Command::Config(cmd) => {
+            commands::blob::run(&cli.target, mesh_api::BlobKind::Config, cmd, &mut out)
+        }
         Command::Status { format } => {
             commands::status::run(&cli.target, format.as_deref(), &mut out)
         }

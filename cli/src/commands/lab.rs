@@ -8,7 +8,7 @@ use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
 pub enum LabCommand {
-    /// Build the lab and start meshd in every node.
+    /// Build the lab and start a Docker engine and meshd in every node, and the lab registry.
     Up {
         #[arg(long, default_value_t = 3)]
         nodes: usize,
@@ -33,7 +33,8 @@ pub enum LabCommand {
         #[arg(last = true)]
         meshd_args: Vec<String>,
     },
-    /// List the lab's members, their addresses, meshd processes and logs.
+    /// List the lab's members, their addresses, meshd processes, engines and logs, the
+    /// registry and the lab's images.
     Ls {
         #[command(flatten)]
         at: LabAt,
@@ -71,7 +72,8 @@ pub enum LabCommand {
         /// n1..nN, or `all`.
         member: String,
     },
-    /// Remove every namespace, link, process, container and pin of the lab.
+    /// Remove every namespace, link, process (meshds, engines, the registry), container and pin
+    /// of the lab.
     Down {
         #[command(flatten)]
         at: LabAt,
@@ -149,6 +151,8 @@ fn list(prefix: &str, out: &mut impl Write) -> Result<()> {
         return Ok(());
     };
     crate::table::write(out, &listing.rows)?;
+    writeln!(out, "images: {}", listing.images.join(" "))?;
+    writeln!(out, "lab CA: {}", listing.ca_cert.display())?;
     if !listing.complete {
         writeln!(
             out,

@@ -7,6 +7,7 @@
 //! `MESH_CERT_PATH`, default `/var/lib/meshd/certs`); a worker's certificate gets only what a
 //! worker may do.
 
+pub mod blob;
 pub mod lab;
 pub mod mesh;
 pub mod network;

@@ -23,6 +23,10 @@ pub const MAX_HOSTNAME: usize = 253;
 pub const MAX_DESCRIPTION_FIELD: usize = 256;
 /// The longest task status message or error a node reports, in bytes: longer ones are cut.
 pub const MAX_STATUS_TEXT: usize = 1024;
+/// The most mounts one task may have (`--mount`).
+pub const MAX_MOUNTS: usize = 100;
+/// The longest health check test (`--health-cmd`), in bytes, all its words together.
+pub const MAX_HEALTH_TEST: usize = 64 * 1024;
 
 /// Refuses a replica count above [`MAX_REPLICAS`].
 pub fn check_replicas(replicas: u64) -> Result<(), SpecError> {

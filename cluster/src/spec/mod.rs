@@ -3,13 +3,19 @@
 //! display form that parses back to the same value.
 
 mod constraint;
+mod health;
 pub mod limits;
+mod mounts;
 mod ports;
 mod service;
 mod units;
 mod words;
 
 pub use constraint::{Constraint, ConstraintKey, ConstraintOp, matches_all, parse_constraints};
+pub use health::{
+    HEALTH_CMD, HEALTH_CMD_SHELL, HEALTH_NONE, HealthFlags, apply_health, check_health,
+};
+pub use mounts::{BIND_PROPAGATIONS, check_mounts, format_mount, parse_mount, update_mounts};
 pub use ports::{format_port, format_published, parse_port};
 pub use service::{
     format_mode, format_placement_pref, parse_endpoint_mode, parse_env, parse_failure_action,

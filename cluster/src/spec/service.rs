@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::limits::{MAX_HOSTNAME, MAX_REPLICAS, check_labels, check_replicas};
-use super::{SpecError, parse_constraints};
+use super::{SpecError, check_health, check_mounts, parse_constraints};
 use crate::state::{
     EndpointMode, FailureAction, Protocol, PublishMode, RestartCondition, ServiceMode, ServiceSpec,
     SpreadPreference, UpdateConfig, UpdateOrder,
@@ -219,6 +219,10 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), SpecError> {
     for env in &c.env {
         parse_env(env)?;
     }
+    check_mounts(&c.mounts)?;
+    if let Some(h) = &c.healthcheck {
+        check_health(h)?;
+    }
     parse_constraints(&spec.task.placement.constraints)?;
     for pref in &spec.task.placement.preferences {
         parse_placement_pref(&format_placement_pref(pref))?;
@@ -315,6 +319,30 @@ mod tests {
         };
         s.task.container.image = "busybox".into();
         s
+    }
+
+    /// Mounts and health checks from any source (a compose file, an API call) are checked
+    /// with the spec, and state written before they existed still decodes.
+    #[test]
+    fn mounts_and_health_checks_are_checked_with_the_spec() {
+        let mut s = spec();
+        let m = crate::spec::parse_mount("source=data,target=/data").unwrap();
+        s.task.container.mounts = vec![m.clone(), m];
+        let err = validate_service_spec(&s).unwrap_err().to_string();
+        assert!(err.contains("duplicate mount target"), "{err}");
+        let mut s = spec();
+        s.task.container.healthcheck = Some(crate::state::HealthConfig {
+            test: vec!["CMD-SHELL".into()],
+            ..Default::default()
+        });
+        let err = validate_service_spec(&s).unwrap_err().to_string();
+        assert!(err.contains("CMD-SHELL takes exactly one"), "{err}");
+        let mut old = serde_json::to_value(spec()).unwrap();
+        let container = &mut old["task"]["container"];
+        let container = container.as_object_mut().unwrap();
+        assert!(container.remove("mounts").is_some() && container.remove("healthcheck").is_some());
+        let decoded: ServiceSpec = serde_json::from_value(old).unwrap();
+        assert_eq!(decoded, spec());
     }
 
     #[test]

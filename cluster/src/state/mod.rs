@@ -32,9 +32,10 @@ pub use node::{
 pub use registry_auth::RegistryAuth;
 pub use service::{
     ContainerSpec, Endpoint, EndpointMode, EndpointSpec, FailureAction, FileReference,
-    NetworkAttachmentConfig, Placement, PortConfig, Protocol, PublishMode, ResourceRequirements,
-    RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, SpreadPreference, TaskSpec,
-    UpdateConfig, UpdateOrder, UpdateState, UpdateStatus, VirtualIp,
+    HealthConfig, Mount, MountKind, NetworkAttachmentConfig, Placement, PortConfig, Protocol,
+    PublishMode, ResourceRequirements, RestartCondition, RestartPolicy, Service, ServiceMode,
+    ServiceSpec, SpreadPreference, TaskSpec, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
+    VirtualIp,
 };
 pub use store::ClusterState;
 pub use task::{Task, TaskNetwork, TaskState, TaskStatus};
@@ -75,6 +76,14 @@ pub struct ClusterInfo {
     /// token is told it was rotated rather than that it is wrong.
     #[serde(default)]
     pub retired_token_secrets: Vec<String>,
+    /// The gossip keyring, oldest first (the newest seals). Empty in a cluster made before
+    /// gossip was sealed, until the leader makes the first key.
+    #[serde(default)]
+    pub gossip_keys: Vec<crate::gossip_keys::GossipKeyEntry>,
+    /// A check value of the data key that seals secrets and configs (never the key): a manager
+    /// holding another key refuses to use it. None until the first manager made the key.
+    #[serde(default)]
+    pub data_key_check: Option<String>,
 }
 
 /// What `Debug` prints in place of a secret.
@@ -96,6 +105,8 @@ impl std::fmt::Debug for ClusterInfo {
                 "retired_token_secrets",
                 &format_args!("<{} redacted>", self.retired_token_secrets.len()),
             )
+            .field("gossip_keys", &self.gossip_keys)
+            .field("data_key_check", &self.data_key_check)
             .finish()
     }
 }
@@ -117,8 +128,11 @@ mod tests {
             subnet_len: 24,
             last_raft_id: 3,
             retired_token_secrets: vec!["oldsecret".into()],
+            gossip_keys: vec![crate::gossip_keys::GossipKeyEntry::new(1, [0xcd; 32], 0)],
+            data_key_check: None,
         };
         let text = format!("{c:?} {c:#?}");
+        assert!(!text.contains("cdcd"), "{text}");
         for secret in ["SECRETKEY", "workersecret", "managersecret", "oldsecret"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }

@@ -141,6 +141,61 @@ pub struct ContainerSpec {
     pub secrets: Vec<FileReference>,
     pub configs: Vec<FileReference>,
     pub stop_grace_period_ms: u64,
+    /// Volumes, binds and tmpfs mounts (`--mount`); absent in state written before them.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// `None`: the image's `HEALTHCHECK`; `Some` with `test` `["NONE"]`: none at all.
+    #[serde(default)]
+    pub healthcheck: Option<HealthConfig>,
+}
+
+/// What a mount is made from, as Docker names the types.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    /// A named (or, without a source, anonymous) volume, made by the node's engine.
+    #[default]
+    Volume,
+    /// A host path.
+    Bind,
+    /// A memory file system.
+    Tmpfs,
+}
+
+/// One `--mount`, with Swarm's fields; the options of the other kinds stay empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Mount {
+    pub kind: MountKind,
+    /// The volume's name or the host path; empty for tmpfs and anonymous volumes.
+    pub source: String,
+    /// Absolute path in the container.
+    pub target: String,
+    pub readonly: bool,
+    /// Empty: the engine's default (`local`).
+    pub volume_driver: String,
+    pub volume_labels: BTreeMap<String, String>,
+    pub volume_opts: BTreeMap<String, String>,
+    /// Do not copy the image's files at `target` into a new volume.
+    pub volume_nocopy: bool,
+    /// Empty: Docker's default (`rprivate`).
+    pub bind_propagation: String,
+    /// 0: no limit.
+    pub tmpfs_size_bytes: i64,
+    /// 0: Docker's default (1777).
+    pub tmpfs_mode: u32,
+}
+
+/// A container health check, as Docker's `HealthConfig` (0: the image's or Docker's default).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthConfig {
+    /// `["CMD-SHELL", cmd]`, `["CMD", arg...]`, `["NONE"]`, or empty to keep the image's test.
+    pub test: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub start_period_ms: u64,
+    pub retries: u64,
 }
 
 /// A network a service's tasks attach to.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use mesh_cluster::Id;
 use mesh_cluster::alloc::service_networks;
+use mesh_cluster::gossip_keys::GossipKeyEntry;
 use mesh_cluster::naming::{ports_column, task_name};
 use mesh_cluster::spec::limits::{MAX_DESCRIPTION_FIELD, MAX_STATUS_TEXT, truncate_in_place};
 use mesh_cluster::state::{
@@ -62,6 +63,8 @@ pub(crate) struct AgentView {
     pub networks: Vec<Network>,
     pub nodes: Vec<NodeNet>,
     pub services: Vec<ServiceNet>,
+    /// The cluster's gossip keyring (the only secret a worker holds besides its own key).
+    pub gossip_keys: Vec<GossipKeyEntry>,
 }
 
 /// What a node must hold now: [`node_assignments`], every allocated network, every node, every
@@ -77,6 +80,11 @@ pub(crate) fn agent_view(state: &ClusterState, node: &Id) -> AgentView {
             .collect(),
         nodes: state.nodes.values().map(NodeNet::of).collect(),
         services: service_nets(state),
+        gossip_keys: state
+            .cluster
+            .as_ref()
+            .map(|c| c.gossip_keys.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -187,6 +195,7 @@ pub(crate) fn diff_assignments(sent: Option<&AgentView>, now: &AgentView) -> Opt
             networks: Some(now.networks.clone()),
             nodes: Some(now.nodes.clone()),
             services: Some(now.services.clone()),
+            gossip_keys: Some(now.gossip_keys.clone()),
         });
     };
     let tasks: Vec<AssignedTask> = now
@@ -208,11 +217,13 @@ pub(crate) fn diff_assignments(sent: Option<&AgentView>, now: &AgentView) -> Opt
     let networks = (sent.networks != now.networks).then(|| now.networks.clone());
     let nodes = (sent.nodes != now.nodes).then(|| now.nodes.clone());
     let services = (sent.services != now.services).then(|| now.services.clone());
+    let gossip_keys = (sent.gossip_keys != now.gossip_keys).then(|| now.gossip_keys.clone());
     (!tasks.is_empty()
         || !removed.is_empty()
         || networks.is_some()
         || nodes.is_some()
-        || services.is_some())
+        || services.is_some()
+        || gossip_keys.is_some())
     .then_some(Assignments {
         full: false,
         tasks,
@@ -220,6 +231,7 @@ pub(crate) fn diff_assignments(sent: Option<&AgentView>, now: &AgentView) -> Opt
         networks,
         nodes,
         services,
+        gossip_keys,
     })
 }
 

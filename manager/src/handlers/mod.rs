@@ -7,6 +7,7 @@
 //! (a follower forwards the whole request), as read-modify-write under the leader's write lock,
 //! retried when a control loop's write got in between ([`Manager::with_retries`]).
 
+pub mod blobs;
 pub mod networks;
 pub mod nodes;
 pub mod services;
@@ -15,6 +16,7 @@ pub mod swarm;
 use mesh_api::transport::Peer;
 use mesh_api::{ApiError, Reply, Request};
 
+use self::blobs::BlobApi;
 use self::networks::NetworkApi;
 use self::nodes::{NodeApi, remove_node, update_node};
 use self::services::ServiceApi;
@@ -74,6 +76,10 @@ impl<'m> ClusterApi<'m> {
             | Request::NetworkList
             | Request::NetworkInspect { .. }
             | Request::NetworkRemove { .. }) => NetworkApi { m }.serve(req).await,
+            req @ (Request::BlobCreate(_)
+            | Request::BlobList { .. }
+            | Request::BlobInspect { .. }
+            | Request::BlobRemove { .. }) => BlobApi { m }.serve(req).await,
             Request::MeshStats { services } => {
                 Dispatcher::new(m.clone()).mesh_stats(&services).await
             }

@@ -46,6 +46,9 @@ pub fn bootstrap_tx(
         subnet_len: 24,
         last_raft_id: 1,
         retired_token_secrets: Vec::new(),
+        gossip_keys: mesh_cluster::gossip_keys::rotated(&[], now_millis(), rand::random(), true)
+            .unwrap_or_default(),
+        data_key_check: None,
     };
     let node = Node {
         id: node_id.clone(),

@@ -5,7 +5,9 @@ use std::io::Write;
 use anyhow::Result;
 use clap::Args;
 use mesh_api::{Reply, Request};
-use mesh_cluster::spec::{parse_env, parse_mode, parse_placement_pref, parse_port, split_words};
+use mesh_cluster::spec::{
+    check_mounts, parse_env, parse_mode, parse_mount, parse_placement_pref, parse_port, split_words,
+};
 use mesh_cluster::state::ServiceSpec;
 
 use super::client::Conn;
@@ -48,6 +50,10 @@ pub struct CreateArgs {
     /// Replace the image's entrypoint.
     #[arg(long)]
     pub entrypoint: Option<String>,
+    /// Attach a filesystem mount: type=volume|bind|tmpfs,source=SRC,target=/PATH[,readonly]...
+    /// (repeatable).
+    #[arg(long)]
+    pub mount: Vec<String>,
     #[command(flatten)]
     pub common: CommonArgs,
     // Registry flags (`--with-registry-auth`, `--no-resolve-image`), kept in their own block.
@@ -124,6 +130,13 @@ pub fn create_spec(a: &CreateArgs) -> Result<ServiceSpec> {
     for n in &a.network {
         spec.task.networks.push(parse_network(n)?);
     }
+    for m in &a.mount {
+        spec.task
+            .container
+            .mounts
+            .push(parse_mount(m).map_err(spec_err)?);
+    }
+    check_mounts(&spec.task.container.mounts).map_err(spec_err)?;
     Ok(spec)
 }
 
@@ -150,9 +163,103 @@ pub(super) fn run(target: &Target, a: &CreateArgs, out: &mut impl Write) -> Resu
 
 #[cfg(test)]
 mod tests {
-    use mesh_cluster::state::{FailureAction, PublishMode, RestartCondition, ServiceMode};
+    use mesh_cluster::state::{
+        FailureAction, HealthConfig, MountKind, PublishMode, RestartCondition, ServiceMode,
+    };
 
     use super::super::testing::create;
+
+    #[test]
+    fn mount_and_health_flags_make_the_spec() {
+        let s = create(&[
+            "--mount",
+            "type=volume,source=registry,target=/var/lib/registry",
+            "--mount",
+            "type=tmpfs,target=/cache,tmpfs-size=16m",
+            "--health-cmd",
+            "wget -q -O- localhost:5000 || exit 1",
+            "--health-interval",
+            "5s",
+            "--health-timeout",
+            "1s",
+            "--health-retries",
+            "2",
+            "--health-start-period",
+            "1m",
+            "meshd/busybox",
+        ])
+        .unwrap();
+        let m = &s.task.container.mounts;
+        assert_eq!(
+            (m[0].kind, m[0].source.as_str(), m[0].target.as_str()),
+            (MountKind::Volume, "registry", "/var/lib/registry")
+        );
+        assert_eq!(
+            (m[1].kind, m[1].tmpfs_size_bytes),
+            (MountKind::Tmpfs, 16 << 20)
+        );
+        assert_eq!(
+            s.task.container.healthcheck,
+            Some(HealthConfig {
+                test: vec![
+                    "CMD-SHELL".into(),
+                    "wget -q -O- localhost:5000 || exit 1".into()
+                ],
+                interval_ms: 5_000,
+                timeout_ms: 1_000,
+                start_period_ms: 60_000,
+                retries: 2,
+            })
+        );
+        let none = create(&["--no-healthcheck", "meshd/busybox"]).unwrap();
+        assert_eq!(
+            none.task.container.healthcheck.unwrap().test,
+            ["NONE".to_owned()]
+        );
+        assert_eq!(
+            create(&["meshd/busybox"])
+                .unwrap()
+                .task
+                .container
+                .healthcheck,
+            None
+        );
+        for (args, want) in [
+            (
+                &["--mount", "target=/a,bogus=1", "x"][..],
+                "unexpected key \"bogus\"",
+            ),
+            (
+                &["--mount", "type=bind,source=rel,target=/a", "x"][..],
+                "absolute source",
+            ),
+            (
+                &[
+                    "--mount",
+                    "source=aa,target=/a",
+                    "--mount",
+                    "source=bb,target=/a",
+                    "x",
+                ][..],
+                "duplicate mount target",
+            ),
+            (
+                &["--no-healthcheck", "--health-cmd", "true", "x"][..],
+                "conflicts with --health-*",
+            ),
+            (
+                &["--health-interval", "5", "x"][..],
+                "invalid --health-interval",
+            ),
+            (
+                &["--health-retries", "-2", "x"][..],
+                "invalid --health-retries",
+            ),
+        ] {
+            let e = create(args).unwrap_err().to_string();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
 
     #[test]
     fn create_flags_make_the_spec() {

@@ -4,8 +4,9 @@ use anyhow::{Result, bail};
 use clap::Args;
 use mesh_cluster::Id;
 use mesh_cluster::spec::{
-    SpecError, parse_cpus, parse_duration, parse_endpoint_mode, parse_failure_action, parse_memory,
-    parse_replicas, parse_restart_condition, parse_update_order,
+    HealthFlags, SpecError, apply_health, parse_cpus, parse_duration, parse_endpoint_mode,
+    parse_failure_action, parse_memory, parse_replicas, parse_restart_condition,
+    parse_update_order,
 };
 use mesh_cluster::state::{
     Network, NetworkAttachmentConfig, ServiceMode, ServiceSpec, UpdateConfig,
@@ -103,6 +104,45 @@ pub struct CommonArgs {
     /// The containers' user.
     #[arg(long, short)]
     pub user: Option<String>,
+    #[command(flatten)]
+    pub health: HealthArgs,
+}
+
+/// The health check flags `create` and `update` share (Docker's names); each replaces its own
+/// field of the service's check.
+#[derive(Args, Debug, Default, Clone)]
+pub struct HealthArgs {
+    /// Command to run to check health (by the container's shell).
+    #[arg(long, allow_hyphen_values = true)]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h).
+    #[arg(long, allow_hyphen_values = true)]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h).
+    #[arg(long, allow_hyphen_values = true)]
+    pub health_timeout: Option<String>,
+    /// Start period for the container to initialize before counting retries (ms|s|m|h).
+    #[arg(long, allow_hyphen_values = true)]
+    pub health_start_period: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long, allow_hyphen_values = true)]
+    pub health_retries: Option<String>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long)]
+    pub no_healthcheck: bool,
+}
+
+impl HealthArgs {
+    pub(super) fn flags(&self) -> HealthFlags<'_> {
+        HealthFlags {
+            cmd: self.health_cmd.as_deref(),
+            interval: self.health_interval.as_deref(),
+            timeout: self.health_timeout.as_deref(),
+            start_period: self.health_start_period.as_deref(),
+            retries: self.health_retries.as_deref(),
+            no_healthcheck: self.no_healthcheck,
+        }
+    }
 }
 
 pub(super) fn spec_err(e: SpecError) -> anyhow::Error {
@@ -300,5 +340,7 @@ pub(super) fn apply_common(spec: &mut ServiceSpec, c: &CommonArgs) -> Result<()>
     if let Some(v) = &c.user {
         v.clone_into(&mut container.user);
     }
+    container.healthcheck =
+        apply_health(container.healthcheck.as_ref(), &c.health.flags()).map_err(spec_err)?;
     Ok(())
 }

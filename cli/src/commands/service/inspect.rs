@@ -11,8 +11,8 @@ use anyhow::{Result, bail};
 use mesh_api::{MeshStatsRow, Reply, Request};
 use mesh_cluster::spec::{format_cpus, format_duration};
 use mesh_cluster::state::{
-    ContainerSpec, EndpointSpec, Placement, PortConfig, ResourceRequirements, Service, ServiceMode,
-    ServiceSpec, UpdateConfig, UpdateState,
+    ContainerSpec, EndpointSpec, HealthConfig, Mount, Placement, PortConfig, ResourceRequirements,
+    Service, ServiceMode, ServiceSpec, UpdateConfig, UpdateState,
 };
 use serde_json::{Map, Value, json};
 
@@ -121,6 +121,59 @@ fn update_config(c: &UpdateConfig) -> Value {
     v
 }
 
+/// `ContainerSpec.Mounts` as Docker's JSON has them: each kind's options only when set.
+fn mounts_json(mounts: &[Mount]) -> Value {
+    Value::Array(
+        mounts
+            .iter()
+            .map(|m| {
+                object(vec![
+                    ("Type", json!(m.kind.as_str())),
+                    ("Source", json!(m.source)),
+                    ("Target", json!(m.target)),
+                    ("ReadOnly", json!(m.readonly)),
+                    (
+                        "VolumeOptions",
+                        object(vec![
+                            ("NoCopy", json!(m.volume_nocopy)),
+                            ("Labels", json!(m.volume_labels)),
+                            (
+                                "DriverConfig",
+                                object(vec![
+                                    ("Name", json!(m.volume_driver)),
+                                    ("Options", json!(m.volume_opts)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        "BindOptions",
+                        object(vec![("Propagation", json!(m.bind_propagation))]),
+                    ),
+                    (
+                        "TmpfsOptions",
+                        object(vec![
+                            ("SizeBytes", json!(m.tmpfs_size_bytes)),
+                            ("Mode", json!(m.tmpfs_mode)),
+                        ]),
+                    ),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// `ContainerSpec.Healthcheck` as Docker's JSON has it (durations in nanoseconds).
+fn health_json(h: &HealthConfig) -> Value {
+    object(vec![
+        ("Test", json!(h.test)),
+        ("Interval", json!(ns(h.interval_ms))),
+        ("Timeout", json!(ns(h.timeout_ms))),
+        ("StartPeriod", json!(ns(h.start_period_ms))),
+        ("Retries", json!(h.retries)),
+    ])
+}
+
 /// A spec as Docker's JSON has it.
 pub(crate) fn spec_json(s: &ServiceSpec) -> Value {
     let c = &s.task.container;
@@ -147,7 +200,12 @@ pub(crate) fn spec_json(s: &ServiceSpec) -> Value {
                         ("Env", json!(c.env)),
                         ("Dir", json!(c.workdir)),
                         ("User", json!(c.user)),
+                        ("Mounts", mounts_json(&c.mounts)),
                         ("StopGracePeriod", json!(ns(c.stop_grace_period_ms))),
+                        (
+                            "Healthcheck",
+                            c.healthcheck.as_ref().map_or(Value::Null, health_json),
+                        ),
                     ]),
                 ),
                 (
@@ -443,6 +501,33 @@ fn pretty_container(o: &mut String, c: &ContainerSpec) {
     if !c.user.is_empty() {
         let _ = writeln!(o, " User: {}", c.user);
     }
+    pretty_mounts_and_health(o, c);
+}
+
+/// `Mounts` (Docker's template) and `Healthcheck` (laid out as newer docker CLIs do).
+fn pretty_mounts_and_health(o: &mut String, c: &ContainerSpec) {
+    if !c.mounts.is_empty() {
+        let _ = writeln!(o, "Mounts:");
+    }
+    for m in &c.mounts {
+        let _ = writeln!(o, "  Target = {}", m.target);
+        let _ = writeln!(o, "   Source = {}", m.source);
+        let _ = writeln!(o, "   ReadOnly = {}", m.readonly);
+        let _ = writeln!(o, "   Type = {}", m.kind.as_str());
+    }
+    if let Some(h) = &c.healthcheck {
+        let _ = writeln!(o, " Healthcheck:");
+        let _ = writeln!(o, "  Interval = {}", format_duration(h.interval_ms));
+        let _ = writeln!(o, "  Retries = {}", h.retries);
+        let _ = writeln!(o, "  StartPeriod = {}", format_duration(h.start_period_ms));
+        let _ = writeln!(o, "  Timeout = {}", format_duration(h.timeout_ms));
+        if !h.test.is_empty() {
+            let _ = writeln!(o, "  Tests:");
+            for t in &h.test {
+                let _ = writeln!(o, "   Test = {t}");
+            }
+        }
+    }
 }
 
 /// `Resources`: reservations and limits, those set.
@@ -694,6 +779,42 @@ mod tests {
         );
         assert!(inspect_json(&s, &[]).get("MeshStats").is_none());
         assert_eq!(mesh_pretty(&s, &[]), "");
+    }
+
+    /// Mounts and the health check: Docker's JSON (options of the mount's own kind, durations
+    /// in nanoseconds) and `--pretty` sections.
+    #[test]
+    fn mounts_and_health_checks_are_shown() {
+        let mut s = service();
+        let c = &mut s.spec.task.container;
+        c.mounts = vec![
+            mesh_cluster::spec::parse_mount("source=data,target=/data,ro,volume-label=a=b")
+                .unwrap(),
+            mesh_cluster::spec::parse_mount("type=tmpfs,target=/t,tmpfs-mode=700").unwrap(),
+        ];
+        c.healthcheck = Some(HealthConfig {
+            test: vec!["CMD-SHELL".into(), "true".into()],
+            interval_ms: 5_000,
+            retries: 2,
+            ..HealthConfig::default()
+        });
+        let v = service_json(&s);
+        assert_eq!(
+            render("{{json .Spec.TaskTemplate.ContainerSpec.Mounts}}", &v).unwrap(),
+            r#"[{"Type":"volume","Source":"data","Target":"/data","ReadOnly":true,"VolumeOptions":{"Labels":{"a":"b"}}},{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"Mode":448}}]"#
+        );
+        assert_eq!(
+            render("{{json .Spec.TaskTemplate.ContainerSpec.Healthcheck}}", &v).unwrap(),
+            r#"{"Test":["CMD-SHELL","true"],"Interval":5000000000,"Retries":2}"#
+        );
+        let text = pretty(&s, 0);
+        for want in [
+            "Mounts:\n  Target = /data\n   Source = data\n   ReadOnly = true\n   Type = volume\n  Target = /t\n",
+            " Healthcheck:\n  Interval = 5s\n  Retries = 2\n  StartPeriod = 0s\n  Timeout = 0s\n  Tests:\n   Test = CMD-SHELL\n   Test = true\n",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+        assert!(!pretty(&service(), 0).contains("Mounts:"));
     }
 
     #[test]

@@ -6,7 +6,10 @@ use std::io::Write;
 use anyhow::{Result, bail};
 use clap::Args;
 use mesh_api::{Code, Reply, Request};
-use mesh_cluster::spec::{parse_env, parse_placement_pref, parse_port, split_words};
+use mesh_cluster::spec::{
+    apply_health, parse_env, parse_mount, parse_placement_pref, parse_port, split_words,
+    update_mounts,
+};
 use mesh_cluster::state::{Protocol, ServiceSpec};
 
 use super::client::Conn;
@@ -64,6 +67,12 @@ pub struct UpdateArgs {
     /// Detach from a network (its name or id).
     #[arg(long)]
     pub network_rm: Vec<String>,
+    /// Add or replace a mount (as create's --mount; one at the same target is replaced).
+    #[arg(long)]
+    pub mount_add: Vec<String>,
+    /// Remove a mount by its target path.
+    #[arg(long)]
+    pub mount_rm: Vec<String>,
     /// Replace the tasks even if nothing changed.
     #[arg(long)]
     pub force: bool,
@@ -102,6 +111,22 @@ fn port_matches(rm: &str, p: &mesh_cluster::state::PortConfig) -> Result<bool> {
     Ok(p.target_port == want.target_port
         && p.protocol == want.protocol
         && (want.published_port == 0 || want.published_port == p.published_port))
+}
+
+/// `--mount-add`, each parsed.
+fn parse_mount_adds(a: &UpdateArgs) -> Result<Vec<mesh_cluster::state::Mount>> {
+    a.mount_add
+        .iter()
+        .map(|m| parse_mount(m).map_err(spec_err))
+        .collect()
+}
+
+/// The flags that need no service to be judged (mounts, health check), checked before any
+/// request so that a bad one changes nothing and costs no round trip.
+fn check_flags(a: &UpdateArgs) -> Result<()> {
+    update_mounts(&[], &parse_mount_adds(a)?, &a.mount_rm).map_err(spec_err)?;
+    apply_health(None, &a.common.health.flags()).map_err(spec_err)?;
+    Ok(())
 }
 
 /// The spec `service update` sends: `current` with the flags applied (pure).
@@ -184,6 +209,8 @@ pub fn update_spec(current: &ServiceSpec, a: &UpdateArgs) -> Result<ServiceSpec>
     for n in &a.network_add {
         spec.task.networks.push(parse_network(n)?);
     }
+    let mounts = &mut spec.task.container.mounts;
+    *mounts = update_mounts(mounts, &parse_mount_adds(a)?, &a.mount_rm).map_err(spec_err)?;
     if a.force {
         spec.task.force_update += 1;
     }
@@ -193,6 +220,7 @@ pub fn update_spec(current: &ServiceSpec, a: &UpdateArgs) -> Result<ServiceSpec>
 /// `service update` (and `service publish`): prints the service as given, then follows it until
 /// it converges (unless `--detach`).
 pub(super) fn run(target: &Target, a: &UpdateArgs, out: &mut impl Write) -> Result<()> {
+    check_flags(a)?;
     let conn = Conn::new(target)?;
     if a.rollback {
         conn.call(&Request::ServiceRollback {
@@ -256,6 +284,99 @@ mod tests {
     use super::super::ServiceCommand;
     use super::super::testing::{create, parse};
     use super::*;
+
+    #[test]
+    fn mount_and_health_updates_replace_what_they_name() {
+        let current = create(&[
+            "--name",
+            "reg",
+            "--mount",
+            "source=registry,target=/var/lib/registry",
+            "--mount",
+            "type=tmpfs,target=/tmp/cache",
+            "--health-cmd",
+            "true",
+            "--health-retries",
+            "3",
+            "meshd/busybox",
+        ])
+        .unwrap();
+        let ServiceCommand::Update(args) = parse(&[
+            "update",
+            "--mount-add",
+            "source=registry2,target=/var/lib/registry,ro",
+            "--mount-rm",
+            "/tmp/cache",
+            "--health-interval",
+            "2s",
+            "reg",
+        ]) else {
+            panic!()
+        };
+        check_flags(&args).unwrap();
+        let s = update_spec(&current, &args).unwrap();
+        let mounts = &s.task.container.mounts;
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(
+            (
+                mounts[0].source.as_str(),
+                mounts[0].target.as_str(),
+                mounts[0].readonly
+            ),
+            ("registry2", "/var/lib/registry", true)
+        );
+        let health = s.task.container.healthcheck.clone().unwrap();
+        assert_eq!(
+            (health.test[1].as_str(), health.retries, health.interval_ms),
+            ("true", 3, 2_000)
+        );
+        let ServiceCommand::Update(off) = parse(&["update", "--no-healthcheck", "reg"]) else {
+            panic!()
+        };
+        let s = update_spec(&current, &off).unwrap();
+        assert_eq!(
+            s.task.container.healthcheck.unwrap().test,
+            ["NONE".to_owned()]
+        );
+        for (args, want) in [
+            (
+                &[
+                    "update",
+                    "--mount-add",
+                    "type=tmpfs,source=x,target=/t",
+                    "reg",
+                ][..],
+                "takes no source",
+            ),
+            (
+                &[
+                    "update",
+                    "--mount-add",
+                    "source=aa,target=/t",
+                    "--mount-add",
+                    "source=bb,target=/t",
+                    "reg",
+                ][..],
+                "duplicate mount target",
+            ),
+            (
+                &[
+                    "update",
+                    "--no-healthcheck",
+                    "--health-timeout",
+                    "1s",
+                    "reg",
+                ][..],
+                "conflicts",
+            ),
+        ] {
+            let ServiceCommand::Update(bad) = parse(args) else {
+                panic!()
+            };
+            let e = check_flags(&bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
 
     #[test]
     fn update_flags_change_only_what_they_name() {

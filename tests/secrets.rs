@@ -1,0 +1,141 @@
+//! Secrets and configs (issue 14, item 1) on a lab of three managers: create from a file and
+//! from standard input, `ls`, `inspect` (a config's data shown, a secret's never), a second
+//! manager reading a config (it fetches the cluster's data key from another manager over mTLS),
+//! bad input refused with nothing created, `rm`; and no manager's state holds the data in the
+//! clear.
+
+use std::path::Path;
+
+use crate::support::{Lab, fails, ok};
+
+const SECRET: &str = "s3cr3t-pw-4c1d";
+const CONFIG: &str = "listen-80-conf-9e2b";
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if kind.is_file()
+            && std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+        {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn secrets_and_configs_are_sealed_and_never_shown() {
+    let lab = Lab::up("secrets", 142, 3, 3);
+    let created = lab.exec(
+        "n1",
+        &[
+            "sh",
+            "-c",
+            &format!("printf {SECRET} | meshctl secret create --label env=dev db_password -"),
+        ],
+    );
+    assert!(
+        created.status.success(),
+        "secret create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let id = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    assert_eq!(id.len(), 25, "an id: {id:?}");
+
+    let file = std::env::temp_dir().join(format!("{}-site.conf", lab.prefix));
+    std::fs::write(&file, CONFIG).expect("write the config file");
+    let path = file.display().to_string();
+    let config_id = ok(&lab, "n1", &["config", "create", "site", &path]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(config_id.trim().len(), 25, "{config_id}");
+
+    let ls = ok(&lab, "n2", &["secret", "ls"]);
+    assert!(
+        ls.starts_with("ID ") && ls.contains(&id) && ls.contains("db_password"),
+        "{ls}"
+    );
+    for member in ["n1", "n2", "n3"] {
+        let json = ok(&lab, member, &["secret", "inspect", "db_password"]);
+        assert!(
+            json.contains("\"Name\": \"db_password\"") && json.contains("\"env\": \"dev\""),
+            "{json}"
+        );
+        let pretty = ok(&lab, member, &["secret", "inspect", "--pretty", &id]);
+        for text in [&json, &pretty] {
+            assert!(
+                !text.contains(SECRET) && !text.contains("Data"),
+                "{member}: {text}"
+            );
+        }
+    }
+    // n2 and n3 hold no data key yet: they fetch it from the manager that made it.
+    for member in ["n2", "n3"] {
+        let pretty = ok(&lab, member, &["config", "inspect", "--pretty", "site"]);
+        assert!(
+            pretty.contains(&format!("Data:\n{CONFIG}")),
+            "{member}: {pretty}"
+        );
+    }
+    let data = ok(
+        &lab,
+        "n3",
+        &["config", "inspect", "--format", "{{.Spec.Data}}", "site"],
+    );
+    assert_eq!(data.trim(), "bGlzdGVuLTgwLWNvbmYtOWUyYg==");
+
+    // Bad input: refused by name, nothing created.
+    for (args, want) in [
+        (
+            vec!["secret", "create", "bad!", "/etc/hostname"],
+            "invalid name",
+        ),
+        (
+            vec!["secret", "create", "db_password", "/etc/hostname"],
+            "secret db_password already exists",
+        ),
+        (
+            vec!["config", "create", "empty", "/dev/null"],
+            "larger than 0",
+        ),
+        (
+            vec!["secret", "create", "x", "/nonexistent"],
+            "/nonexistent",
+        ),
+        (vec!["secret", "inspect", "nope"], "no such secret: nope"),
+        (vec!["config", "rm", "nope"], "no such config: nope"),
+    ] {
+        let err = fails(&lab, "n1", &args);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert_eq!(ok(&lab, "n1", &["secret", "ls", "-q"]).trim(), id);
+    assert_eq!(
+        ok(&lab, "n1", &["config", "ls", "--format", "{{.Name}}"]).trim(),
+        "site"
+    );
+
+    // No manager's state (raft log, snapshots, key files) holds either value in the clear.
+    let state = Path::new("/var/lib/meshd-lab").join(&lab.prefix);
+    for needle in [SECRET, CONFIG] {
+        let found = files_containing(&state, needle.as_bytes());
+        assert!(found.is_empty(), "{needle} in the clear in {found:?}");
+    }
+
+    assert_eq!(
+        ok(&lab, "n2", &["secret", "rm", "db_password"]).trim(),
+        "db_password"
+    );
+    assert_eq!(
+        ok(&lab, "n1", &["config", "rm", &config_id.trim()[..6]]).trim(),
+        &config_id.trim()[..6]
+    );
+    assert!(ok(&lab, "n1", &["secret", "ls", "-q"]).trim().is_empty());
+    assert!(ok(&lab, "n3", &["config", "ls", "-q"]).trim().is_empty());
+}
