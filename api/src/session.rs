@@ -158,6 +158,20 @@ pub struct AssignedTask {
     /// Only the node the task is assigned to receives it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_auth: Option<mesh_cluster::state::RegistryAuth>,
+    /// The task's secrets and configs with their data: only to the node that runs the task,
+    /// only while it is meant to run, over the session's mTLS.
+    #[serde(default)]
+    pub files: Vec<TaskFile>,
+}
+
+/// One secret or config as a task's node needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFile {
+    pub kind: crate::blob::BlobKind,
+    pub reference: mesh_cluster::state::FileReference,
+    /// Sealed with the cluster's data key in the leader's view; in the clear once the leader
+    /// sends it. `Debug` prints its length only.
+    pub data: crate::blob::BlobData,
 }
 
 /// The leader asks a node for the logs of some of its tasks.

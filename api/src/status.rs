@@ -68,6 +68,12 @@ pub struct ServiceSample {
     pub bytes: u64,
     /// Flows created.
     pub connections: u64,
+    /// `connect()` calls the socket programs translated (they never reach the per-packet path).
+    #[serde(default)]
+    pub socket_connects: u64,
+    /// Unconnected UDP datagrams the socket programs translated.
+    #[serde(default)]
+    pub socket_datagrams: u64,
 }
 
 /// The node's DNS server.

@@ -14,6 +14,7 @@ pub mod netdev;
 pub mod plan;
 pub mod probe;
 mod programs;
+pub mod socklb;
 
 #[cfg(test)]
 mod packet_tests;
@@ -26,3 +27,4 @@ pub use model::{
     DesiredMesh, Protocol, PublishMode, PublishedPort, Service, Task, TaskAddress, Vip,
 };
 pub use plan::PlanError;
+pub use socklb::{PinnedTotals, SockLb, SocketCounters};

@@ -63,7 +63,7 @@ mod tests {
     //! no evaluating by hand, as parsing `maps.h` would), and every map in it is seen, including
     //! one added to the C side only.
 
-    use mesh_ebpf::maps::{MESH_MAPS, MapSpec, PROBE_MAPS};
+    use mesh_ebpf::maps::{MESH_MAPS, MapSpec, PROBE_MAPS, SOCK_LB_MAPS};
 
     fn maps_of(object: &[u8]) -> Vec<MapSpec> {
         let obj = aya_obj::Object::parse(object).expect("parse BPF object");
@@ -89,6 +89,7 @@ mod tests {
         MESH_MAPS
             .iter()
             .chain(PROBE_MAPS)
+            .chain(SOCK_LB_MAPS)
             .map(|s| s.name)
             .find(|n| *n == name)
             .unwrap_or_else(|| name.to_owned().leak())
@@ -120,6 +121,18 @@ mod tests {
             maps_of(&mesh_ebpf::PROBE.0),
             sorted(PROBE_MAPS),
             "probe.o (left) and mesh_ebpf::maps::PROBE_MAPS disagree"
+        );
+    }
+
+    /// `sock_lb.o` declares its own maps and shares every map of the mesh (by pin).
+    #[test]
+    fn sock_lb_maps_match_the_object() {
+        let mut want = MESH_MAPS.to_vec();
+        want.extend_from_slice(SOCK_LB_MAPS);
+        assert_eq!(
+            maps_of(&mesh_ebpf::SOCK_LB.0),
+            sorted(&want),
+            "sock_lb.o (left) and MESH_MAPS + SOCK_LB_MAPS disagree"
         );
     }
 }

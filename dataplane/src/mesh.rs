@@ -448,6 +448,11 @@ impl Mesh {
             .collect()
     }
 
+    /// Each service's counter slot in the last applied state (the socket counters share them).
+    pub fn service_slots(&self) -> BTreeMap<String, u32> {
+        self.programmed.services.clone()
+    }
+
     /// How full the maps are: `(map name, entries, capacity)` for conntrack (entries in the
     /// kernel map), the published ports and VIPs, and the backends (as last applied).
     pub fn map_fill(&mut self) -> anyhow::Result<Vec<(&'static str, u64, u64)>> {

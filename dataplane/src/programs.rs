@@ -33,6 +33,8 @@ const TC_PROGRAMS: [&str; 4] = [
 pub(crate) struct Programs {
     pub(crate) tc: Ebpf,
     pub(crate) xdp: Ebpf,
+    /// Where the maps are pinned (the socket programs' counters are found there).
+    pin_dir: std::path::PathBuf,
 }
 
 impl Programs {
@@ -63,7 +65,11 @@ impl Programs {
             .ok_or_else(|| anyhow!("xdp_mesh missing from xdp_mesh.o"))?
             .try_into()?;
         p.load().context("load (verify) xdp_mesh")?;
-        Ok(Self { tc, xdp })
+        Ok(Self {
+            tc,
+            xdp,
+            pin_dir: pin_dir.to_owned(),
+        })
     }
 
     /// Map `M` (shared by both objects through its pin: opened in `tc_lb.o`'s).
@@ -107,6 +113,9 @@ impl Programs {
                     PerCpuValues::try_from(vec![MeshSvcStats::default(); n])?,
                     0,
                 )?;
+                // In the same step, before the slot's frontend exists: a socket translated
+                // right after it appears is counted for its new service.
+                crate::socklb::reset_pinned_slot(&self.pin_dir, *slot, n)?;
             }
             Op::PutBackend { id, row } => {
                 self.map::<Backends>()?.set(*id, backend_value(row), 0)?;

@@ -116,5 +116,35 @@ int main(void)
 	CONST(MESH_CT_VIP_REPLY);
 	CONST(MESH_CTF_LOCAL);
 	CONST(MESH_CTF_HAIRPIN);
+	/* Socket-level balancing (sock_lb.c). */
+	STRUCT(mesh_sock_config);
+	FIELD(mesh_sock_config, netns_cookie);
+	FIELD(mesh_sock_config, flags);
+	FIELD(mesh_sock_config, pad);
+
+	STRUCT(mesh_sock_netns);
+	FIELD(mesh_sock_netns, vnis);
+	FIELD(mesh_sock_netns, count);
+	FIELD(mesh_sock_netns, pad);
+
+	STRUCT(mesh_sock_rev_key);
+	FIELD(mesh_sock_rev_key, cookie);
+	FIELD(mesh_sock_rev_key, addr);
+	FIELD(mesh_sock_rev_key, port);
+	FIELD(mesh_sock_rev_key, pad);
+
+	STRUCT(mesh_sock_rev);
+	FIELD(mesh_sock_rev, addr);
+	FIELD(mesh_sock_rev, port);
+	FIELD(mesh_sock_rev, pad);
+
+	STRUCT(mesh_sock_stats);
+	FIELD(mesh_sock_stats, connects);
+	FIELD(mesh_sock_stats, sendmsgs);
+
+	CONST(MESH_SOCK_REV_SIZE);
+	CONST(MESH_SOCK_MAX_NETNS);
+	CONST(MESH_SOCK_MAX_NETS);
+	CONST(MESH_SOCK_READY);
 	return 0;
 }

@@ -142,4 +142,45 @@ struct mesh_svc_stats {
 	__u64 conns;               /* flows created (conntrack misses that picked a backend) */
 };
 
+/* ---- Socket-level balancing (sock_lb.c): cgroup connect4/sendmsg4/recvmsg4/getpeername4 ---- */
+#define MESH_SOCK_REV_SIZE 65536   /* reverse entries: (socket, backend) -> what was dialled */
+#define MESH_SOCK_MAX_NETNS 4096   /* task network namespaces whose sockets reach VIPs */
+#define MESH_SOCK_MAX_NETS 8       /* networks looked up per task namespace */
+
+/* Settings of the socket programs, the single entry of sock_lb_config. */
+struct mesh_sock_config {
+	__u64 netns_cookie;        /* the node's network namespace: the only one whose sockets reach published ports */
+	__u32 flags;               /* MESH_SOCK_* */
+	__u32 pad;
+};
+#define MESH_SOCK_READY 1u         /* user space wrote this entry */
+
+/* Value of sock_lb_netns (key: a task's netns cookie): the networks its VIPs are looked up on. */
+struct mesh_sock_netns {
+	__u32 vnis[MESH_SOCK_MAX_NETS];
+	__u32 count;               /* vnis used, at most MESH_SOCK_MAX_NETS */
+	__u32 pad;
+};
+
+/* Key of sock_lb_rev: one socket and the backend it was sent to. */
+struct mesh_sock_rev_key {
+	__u64 cookie;              /* bpf_get_socket_cookie() */
+	__be32 addr;               /* backend address */
+	__be16 port;               /* backend port */
+	__u8 pad[2];
+};
+
+/* Value of sock_lb_rev: the address the application dialled. */
+struct mesh_sock_rev {
+	__be32 addr;
+	__be16 port;
+	__u8 pad[2];
+};
+
+/* Per-service counters of the socket path (per CPU): translations, not packets. */
+struct mesh_sock_stats {
+	__u64 connects;            /* connect() translated (TCP and connected UDP) */
+	__u64 sendmsgs;            /* unconnected UDP datagrams translated */
+};
+
 #endif /* MESH_ABI_H */

@@ -193,6 +193,75 @@ pod!(
     MeshSvcStats
 );
 
+// ---- Socket-level balancing (`sock_lb.c`) ----
+
+/// Reverse entries of the socket programs (`sock_lb_rev`).
+pub const MESH_SOCK_REV_SIZE: u32 = 65536;
+/// Task network namespaces whose sockets reach VIPs (`sock_lb_netns`).
+pub const MESH_SOCK_MAX_NETNS: u32 = 4096;
+/// Networks looked up per task namespace.
+pub const MESH_SOCK_MAX_NETS: u32 = 8;
+pub const MESH_SOCK_READY: u32 = 1;
+
+/// Settings of the socket programs (`struct mesh_sock_config`), the entry of `sock_lb_config`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeshSockConfig {
+    pub netns_cookie: u64,
+    pub flags: u32,
+    pub pad: u32,
+}
+const _: () = assert!(size_of::<MeshSockConfig>() == 16);
+
+/// Value of `sock_lb_netns` (`struct mesh_sock_netns`): a task namespace's networks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeshSockNetns {
+    pub vnis: [u32; MESH_SOCK_MAX_NETS as usize],
+    pub count: u32,
+    pub pad: u32,
+}
+const _: () = assert!(size_of::<MeshSockNetns>() == 40);
+
+/// Key of `sock_lb_rev` (`struct mesh_sock_rev_key`): a socket and the backend it was sent to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MeshSockRevKey {
+    pub cookie: u64,
+    pub addr: [u8; 4],
+    pub port: [u8; 2],
+    pub pad: [u8; 2],
+}
+const _: () = assert!(size_of::<MeshSockRevKey>() == 16);
+
+/// Value of `sock_lb_rev` (`struct mesh_sock_rev`): the address the application dialled.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeshSockRev {
+    pub addr: [u8; 4],
+    pub port: [u8; 2],
+    pub pad: [u8; 2],
+}
+const _: () = assert!(size_of::<MeshSockRev>() == 8);
+
+/// Per-service counters of the socket path (`struct mesh_sock_stats`), per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeshSockStats {
+    pub connects: u64,
+    pub sendmsgs: u64,
+}
+const _: () = assert!(size_of::<MeshSockStats>() == 16);
+
+#[cfg(feature = "aya")]
+pod!(
+    MeshSockConfig,
+    MeshSockNetns,
+    MeshSockRevKey,
+    MeshSockRev,
+    MeshSockStats
+);
+
 /// One line of the layout table: C struct name, field name (`-` for the whole struct), offset, size.
 /// Constants appear as `("const", NAME, 0, value)`.
 pub type LayoutRow = (&'static str, &'static str, usize, usize);
@@ -273,6 +342,22 @@ pub fn layout() -> Vec<LayoutRow> {
         MESH_CT_VIP_REPLY,
         MESH_CTF_LOCAL,
         MESH_CTF_HAIRPIN,
+    ));
+    // Socket-level balancing.
+    rows.extend(layout! {
+        "mesh_sock_config" => MeshSockConfig { "netns_cookie": netns_cookie, "flags": flags, "pad": pad }
+        "mesh_sock_netns" => MeshSockNetns { "vnis": vnis, "count": count, "pad": pad }
+        "mesh_sock_rev_key" => MeshSockRevKey {
+            "cookie": cookie, "addr": addr, "port": port, "pad": pad,
+        }
+        "mesh_sock_rev" => MeshSockRev { "addr": addr, "port": port, "pad": pad }
+        "mesh_sock_stats" => MeshSockStats { "connects": connects, "sendmsgs": sendmsgs }
+    });
+    rows.extend(consts!(
+        MESH_SOCK_REV_SIZE,
+        MESH_SOCK_MAX_NETNS,
+        MESH_SOCK_MAX_NETS,
+        MESH_SOCK_READY,
     ));
     rows
 }

@@ -29,5 +29,9 @@ pub static XDP_MESH: &Object<[u8]> = object!("xdp_mesh");
 /// `tc_task_out`).
 pub static TC_LB: &Object<[u8]> = object!("tc_lb");
 
+/// `sock_lb.c`: socket-level balancing, cgroup programs (`sock_connect4`, `sock_sendmsg4`,
+/// `sock_recvmsg4`, `sock_getpeername4`).
+pub static SOCK_LB: &Object<[u8]> = object!("sock_lb");
+
 /// The C layout of every ABI struct, as printed by `abi/layout.c` at build time.
 pub const ABI_LAYOUT: &str = include_str!(concat!(env!("OUT_DIR"), "/abi_layout.txt"));

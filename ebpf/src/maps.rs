@@ -11,6 +11,10 @@ use crate::abi::{
     MeshCounter, MeshCt, MeshCtKey, MeshFragKey, MeshFrontend, MeshIface, MeshPortKey,
     MeshSvcStats, MeshVipKey,
 };
+use crate::abi::{
+    MESH_SOCK_MAX_NETNS, MESH_SOCK_REV_SIZE, MeshSockConfig, MeshSockNetns, MeshSockRev,
+    MeshSockRevKey, MeshSockStats,
+};
 
 /// A kind of BPF map, as a type (so that a map's accessor has the right shape at compile time).
 pub trait MapKind {
@@ -129,5 +133,22 @@ maps! {
     PROBE_MAPS {
         /// `probe_counters`: packets and bytes per IP protocol, per CPU.
         ProbeCounters = "probe_counters": PerCpuArray<u32, MeshCounter>[256];
+    }
+}
+
+// ---- Socket-level balancing (`sock_lb.c`) ----
+
+maps! {
+    /// The maps `sock_lb.c` declares itself (it also shares every map of [`MESH_MAPS`], through
+    /// their pins, with the tc and XDP programs).
+    SOCK_LB_MAPS {
+        /// `sock_lb_config`: the node's network namespace, in entry 0.
+        SockConfig = "sock_lb_config": Array<u32, MeshSockConfig>[1];
+        /// `sock_lb_netns`: task network namespaces (by netns cookie) and their networks.
+        SockNetns = "sock_lb_netns": Hash<u64, MeshSockNetns>[MESH_SOCK_MAX_NETNS];
+        /// `sock_lb_rev`: (socket cookie, backend) → the address the application dialled.
+        SockRev = "sock_lb_rev": LruHash<MeshSockRevKey, MeshSockRev>[MESH_SOCK_REV_SIZE];
+        /// `sock_lb_stats`: per-service translations by counter slot, per CPU.
+        SockStats = "sock_lb_stats": PerCpuArray<u32, MeshSockStats>[MESH_MAX_SERVICES];
     }
 }

@@ -205,6 +205,18 @@ fn mesh_metrics(reg: &mut Registry, s: &NodeStatus) {
         "Flows the node's programs created for the service",
         per_service(|c| c.connections),
     );
+    counters(
+        reg,
+        "meshd_mesh_socket_connects",
+        "connect() calls the node's socket programs translated for the service (no per-packet NAT)",
+        per_service(|c| c.socket_connects),
+    );
+    counters(
+        reg,
+        "meshd_mesh_socket_datagrams",
+        "Unconnected UDP datagrams the node's socket programs translated for the service",
+        per_service(|c| c.socket_datagrams),
+    );
     gauges(
         reg,
         "meshd_mesh_attached_programs",

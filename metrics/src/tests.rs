@@ -59,6 +59,8 @@ fn sample() -> NodeStatus {
                 packets: 10,
                 bytes: 1000,
                 connections: 2,
+                socket_connects: 3,
+                socket_datagrams: 0,
             }],
             programming,
             ..MeshStatus::default()

@@ -420,6 +420,7 @@ mod tests {
                 task_id: Id::from("webt1"),
                 service_id: Id::from("web"),
                 container_id: "c".into(),
+                netns_cookie: None,
                 interfaces: vec![LocalInterface {
                     network_id: Id::from("front"),
                     vni: 4097,

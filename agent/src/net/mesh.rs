@@ -28,8 +28,8 @@ use std::time::Duration;
 use mesh_cluster::net::INGRESS_VNI;
 use mesh_cluster::state::{PortConfig, PublishMode as StatePublishMode};
 use mesh_dataplane::{
-    Datapath, DesiredMesh, Mesh, MeshOptions, Protocol, PublishMode, PublishedPort, Service, Task,
-    TaskAddress, Timeouts, Vip,
+    Datapath, DesiredMesh, Mesh, MeshOptions, Protocol, PublishMode, PublishedPort, Service,
+    SockLb, SocketCounters, Task, TaskAddress, Timeouts, Vip,
 };
 use tokio::task::JoinHandle;
 
@@ -52,6 +52,10 @@ pub struct MeshSettings {
     pub pin_root: PathBuf,
     pub timeouts: Timeouts,
 }
+
+/// What `status` lists the socket programs under: they attach to the cgroup2 root, not to an
+/// interface.
+const SOCK_LB_ATTACH_POINT: &str = "cgroup2 root";
 
 /// An interface the mesh's programs serve.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -227,6 +231,19 @@ pub fn mesh_interfaces(view: &NetView) -> BTreeMap<String, MeshInterface> {
     out
 }
 
+/// The task namespaces whose sockets the socket programs serve (pure): each plumbed task's
+/// netns cookie and the VNIs of its networks (the VIPs its sockets reach by socket-level
+/// balancing, as its veth reaches them per packet).
+pub fn task_namespaces(view: &NetView) -> BTreeMap<u64, BTreeSet<u32>> {
+    view.tasks
+        .values()
+        .filter_map(|t| {
+            let vnis = t.interfaces.iter().map(|i| i.vni).collect();
+            Some((t.netns_cookie?, vnis))
+        })
+        .collect()
+}
+
 /// The programs [`Runtime`] attaches to each kind of interface (what `status` lists).
 fn programs_of(iface: &MeshInterface) -> Vec<String> {
     let names: &[&str] = match iface {
@@ -255,6 +272,9 @@ struct Runtime {
     net: NodeNetworking,
     settings: MeshSettings,
     mesh: Option<Mesh>,
+    /// Socket-level balancing (`mesh_dataplane::SockLb`), loaded with the mesh; dropping it
+    /// detaches its programs.
+    sock_lb: Option<SockLb>,
     /// The node (advertised address, hostname) the mesh was loaded for.
     loaded_for: Option<(Ipv4Addr, String)>,
     attached: BTreeMap<String, Attached>,
@@ -273,6 +293,7 @@ async fn run(net: NodeNetworking, settings: MeshSettings) {
         net,
         settings,
         mesh: None,
+        sock_lb: None,
         loaded_for: None,
         attached: BTreeMap::new(),
         stale_cleared: false,
@@ -339,6 +360,7 @@ impl Runtime {
     }
 
     fn forget(&mut self) {
+        self.sock_lb = None;
         self.mesh = None;
         self.loaded_for = None;
         self.attached.clear();
@@ -367,6 +389,14 @@ impl Runtime {
             self.loaded_for = Some(node);
         }
         self.attach_interfaces(view, resync).await;
+        if resync && self.sock_lb.is_none() {
+            self.retry_sock_lb().await;
+        }
+        if let Some(s) = self.sock_lb.as_mut()
+            && let Err(e) = s.set_task_namespaces(&task_namespaces(view))
+        {
+            self.warn(format!("socket-level balancing for tasks: {e:#}"));
+        }
         if view.settled && view.gossip_ready {
             if !self.stale_cleared {
                 self.clear_stale_pins(view).await;
@@ -391,11 +421,21 @@ impl Runtime {
         );
         config.timeouts = self.settings.timeouts;
         let datapath = config.datapath;
-        match tokio::task::spawn_blocking(move || Mesh::load(config)).await {
-            Ok(Ok(mesh)) => {
+        let pin_dir = config.pin_dir.clone();
+        // The socket programs share the maps Mesh::load pins, so they load after it; without
+        // them published ports still work from other nodes (a warning says why not here).
+        let loaded = tokio::task::spawn_blocking(move || {
+            Mesh::load(config).map(|mesh| (mesh, SockLb::load(&pin_dir)))
+        });
+        match loaded.await {
+            Ok(Ok((mesh, sock_lb))) => {
                 tracing::info!(underlay = %ifname, ?datapath, "routing mesh loaded");
                 self.mesh = Some(mesh);
                 self.last_warning = None;
+                match sock_lb {
+                    Ok(s) => self.sock_lb = Some(s),
+                    Err(e) => self.warn(format!("socket-level balancing: {e:#}")),
+                }
                 true
             }
             Ok(Err(e)) => {
@@ -406,6 +446,18 @@ impl Runtime {
                 self.warn(format!("loading the programs on {ifname}: {e}"));
                 false
             }
+        }
+    }
+
+    /// Loads the socket programs again after a failed attempt (every resync, while the mesh runs).
+    async fn retry_sock_lb(&mut self) {
+        let Some(pin_dir) = self.mesh.as_ref().map(|m| m.options().pin_dir.clone()) else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || SockLb::load(&pin_dir)).await {
+            Ok(Ok(s)) => self.sock_lb = Some(s),
+            Ok(Err(e)) => self.warn(format!("socket-level balancing: {e:#}")),
+            Err(e) => self.warn(format!("socket-level balancing: {e}")),
         }
     }
 
@@ -550,12 +602,20 @@ impl Runtime {
             self.net.set_mesh_status(None);
             return;
         }
-        let Some(Ok((stats, fill))) = self
-            .with_mesh(|m| anyhow::Ok((m.stats()?, m.map_fill()?)))
+        let Some(Ok((stats, fill, slots))) = self
+            .with_mesh(|m| anyhow::Ok((m.stats()?, m.map_fill()?, m.service_slots())))
             .await
         else {
-            self.report(view, Vec::new(), Vec::new());
+            self.report(view, Vec::new(), Vec::new(), &BTreeMap::new());
             return;
+        };
+        let socket = match self.sock_lb.as_ref().map(|s| s.counters(&slots)) {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                self.warn(format!("reading the socket counters: {e:#}"));
+                BTreeMap::new()
+            }
+            None => BTreeMap::new(),
         };
         let counters: Vec<ServiceCounters> = stats
             .into_iter()
@@ -574,12 +634,18 @@ impl Runtime {
                 capacity,
             })
             .collect();
-        self.report(view, counters.clone(), maps);
+        self.report(view, counters.clone(), maps, &socket);
         self.net.set_mesh_counters(counters);
     }
 
     /// Tells the node's networking what the mesh is now (`status`, metrics).
-    fn report(&self, view: &NetView, counters: Vec<ServiceCounters>, maps: Vec<MapFill>) {
+    fn report(
+        &self,
+        view: &NetView,
+        counters: Vec<ServiceCounters>,
+        maps: Vec<MapFill>,
+        socket: &BTreeMap<String, SocketCounters>,
+    ) {
         let datapath = self.settings.datapath;
         let mut interfaces: BTreeMap<String, Vec<String>> = self
             .attached
@@ -593,17 +659,33 @@ impl Runtime {
             }
             interfaces.insert(m.options().underlay_ifname.clone(), underlay);
         }
+        if self.sock_lb.is_some() {
+            interfaces.insert(
+                SOCK_LB_ATTACH_POINT.to_owned(),
+                mesh_dataplane::socklb::SOCK_PROGRAMS
+                    .map(str::to_owned)
+                    .to_vec(),
+            );
+        }
         let services = counters
             .into_iter()
-            .map(|c| ServiceSample {
-                service_name: view
-                    .services
-                    .get(&c.service_id)
-                    .map_or_else(|| c.service_id.to_string(), |s| s.name.clone()),
-                service_id: c.service_id,
-                packets: c.packets,
-                bytes: c.bytes,
-                connections: c.connections,
+            .map(|c| {
+                let sock = socket
+                    .get(c.service_id.as_str())
+                    .copied()
+                    .unwrap_or_default();
+                ServiceSample {
+                    service_name: view
+                        .services
+                        .get(&c.service_id)
+                        .map_or_else(|| c.service_id.to_string(), |s| s.name.clone()),
+                    service_id: c.service_id,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    connections: c.connections,
+                    socket_connects: sock.connects,
+                    socket_datagrams: sock.sendmsgs,
+                }
             })
             .collect();
         self.net.set_mesh_status(Some(MeshStatus {
@@ -623,6 +705,8 @@ impl Runtime {
 
     /// The node left its swarm: everything is detached and the pins removed.
     async fn leave(&mut self) {
+        // Detached before the pins go.
+        self.sock_lb = None;
         if let Some(mesh) = self.mesh.take() {
             match tokio::task::spawn_blocking(move || mesh.remove()).await {
                 Ok(Ok(())) => tracing::info!("routing mesh removed: the node left its swarm"),
@@ -758,6 +842,7 @@ mod tests {
                 task_id: Id::from("t1"),
                 service_id: Id::from("web"),
                 container_id: "c1".into(),
+                netns_cookie: Some(77),
                 interfaces: vec![
                     iface("front", FRONT, "mvt10", "10.0.1.11", 0),
                     iface("ingress", INGRESS_VNI, "mvt11", "10.255.1.11", 1),
@@ -1011,5 +1096,20 @@ mod tests {
         let mut v = view();
         v.node = None;
         assert!(mesh_interfaces(&v).is_empty());
+    }
+
+    /// Socket-level balancing serves each plumbed task's namespace on its networks; a task whose
+    /// namespace cookie could not be read is left to the per-packet path.
+    #[test]
+    fn task_namespaces_with_their_networks() {
+        let mut v = view();
+        assert_eq!(
+            task_namespaces(&v),
+            BTreeMap::from([(77, BTreeSet::from([FRONT, INGRESS_VNI]))])
+        );
+        for t in v.tasks.values_mut() {
+            t.netns_cookie = None;
+        }
+        assert!(task_namespaces(&v).is_empty());
     }
 }

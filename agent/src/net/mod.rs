@@ -489,6 +489,11 @@ impl Inner {
             .map_err(|e| e.to_string())?;
         let mut local = plan.local;
         container.clone_into(&mut local.container_id);
+        // Socket-level balancing knows the task's sockets by this cookie.
+        local.netns_cookie = ns
+            .run(mesh_dataplane::socklb::netns_cookie)
+            .ok()
+            .and_then(Result::ok);
         tracing::info!(
             task = %task.id,
             interfaces = local.interfaces.len(),

@@ -152,6 +152,7 @@ pub fn plan_task(view: &NetView, underlay: &Underlay, task: &Task) -> Result<Tas
             service_id: task.service_id.clone(),
             container_id: String::new(),
             interfaces: local,
+            netns_cookie: None,
         },
     })
 }
@@ -481,6 +482,7 @@ mod tests {
                 task_id: Id::from("local"),
                 service_id: Id::from("svc"),
                 container_id: "c".into(),
+                netns_cookie: None,
                 interfaces: vec![LocalInterface {
                     network_id: Id::from(NET),
                     vni: 4097,

@@ -57,6 +57,9 @@ pub struct LocalTask {
     pub service_id: Id,
     pub container_id: String,
     pub interfaces: Vec<LocalInterface>,
+    /// The cookie of the task's network namespace (socket-level balancing acts on its sockets),
+    /// when it could be read.
+    pub netns_cookie: Option<u64>,
 }
 
 /// Everything the node's networking knows now. Rebuilt (and sent to subscribers) on every

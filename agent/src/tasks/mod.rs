@@ -29,6 +29,7 @@
 //! image).
 
 mod decide;
+pub mod files;
 mod observe;
 mod ops;
 mod pull;
@@ -103,6 +104,7 @@ mod fixtures {
                 },
                 service_name: "web".into(),
                 registry_auth: None,
+                files: Vec::new(),
             },
         )
     }

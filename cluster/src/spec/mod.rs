@@ -3,6 +3,7 @@
 //! display form that parses back to the same value.
 
 mod constraint;
+mod files;
 mod health;
 pub mod limits;
 mod mounts;
@@ -12,6 +13,10 @@ mod units;
 mod words;
 
 pub use constraint::{Constraint, ConstraintKey, ConstraintOp, matches_all, parse_constraints};
+pub use files::{
+    DEFAULT_FILE_MODE, SECRETS_DIR, check_file_targets, container_path, parse_file_reference,
+    update_file_references,
+};
 pub use health::{
     HEALTH_CMD, HEALTH_CMD_SHELL, HEALTH_NONE, HealthFlags, apply_health, check_health,
 };

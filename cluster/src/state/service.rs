@@ -120,10 +120,16 @@ pub struct ResourceRequirements {
 /// A secret or config delivered into a task's filesystem.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileReference {
+    /// The secret's or config's id (the manager fills it from the name).
     pub id: Id,
     pub name: String,
-    /// Path in the container (secrets: under /run/secrets unless absolute).
+    /// Path in the container (secrets: under /run/secrets unless absolute; configs: under `/`).
     pub target: String,
+    /// The file's owner and group, numeric as Swarm takes them (`0` by default).
+    #[serde(default)]
+    pub uid: String,
+    #[serde(default)]
+    pub gid: String,
     pub mode: u32,
 }
 

@@ -231,7 +231,8 @@ impl Dispatcher {
                         continue;
                     }
                     let now = agent_view(&self.m.state(), &node_id);
-                    if let Some(a) = diff_assignments(sent.as_ref(), &now) {
+                    if let Some(mut a) = diff_assignments(sent.as_ref(), &now) {
+                        self.open_files(&mut a).await;
                         if outbound.send(ManagerMessage::Assignments(a)).await.is_err() {
                             return;
                         }
@@ -239,6 +240,37 @@ impl Dispatcher {
                     }
                 }
             }
+        }
+    }
+
+    /// Opens the sealed data of the secrets and configs about to be sent. Without the data key
+    /// (no manager could give it), the files are left out and the agent rejects their tasks
+    /// with that reason rather than run them without their secrets.
+    async fn open_files(&self, a: &mut mesh_api::Assignments) {
+        if a.tasks.iter().all(|t| t.files.is_empty()) {
+            return;
+        }
+        let key = match self.m.data_key().await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!("cannot send secrets and configs to a node: {e}");
+                for t in &mut a.tasks {
+                    t.files.clear();
+                }
+                return;
+            }
+        };
+        for t in &mut a.tasks {
+            t.files.retain_mut(|f| match key.open(&f.data.0) {
+                Ok(plain) => {
+                    f.data.0 = plain;
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(name = %f.reference.name, "{e}");
+                    false
+                }
+            });
         }
     }
 

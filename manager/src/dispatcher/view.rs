@@ -15,8 +15,8 @@ use mesh_cluster::state::{
 };
 
 use mesh_api::{
-    AssignedTask, Assignments, MeshStatsRow, NodeNet, ServiceCounters, ServiceNet, ServiceTaskName,
-    TaskStatusUpdate,
+    AssignedTask, Assignments, BlobData, BlobKind, MeshStatsRow, NodeNet, ServiceCounters,
+    ServiceNet, ServiceTaskName, TaskFile, TaskStatusUpdate,
 };
 
 /// Does the agent need to hear about this change of the task? Its status (which the agent
@@ -32,6 +32,8 @@ fn same_for_agent(a: &AssignedTask, b: &AssignedTask) -> bool {
         && x.service_id == y.service_id
         && x.node_id == y.node_id
         && a.service_name == b.service_name
+        && a.registry_auth == b.registry_auth
+        && a.files == b.files
 }
 
 /// The tasks a node must know about: every task assigned to it (status `assigned` or later),
@@ -49,10 +51,36 @@ pub(crate) fn node_assignments(state: &ClusterState, node: &Id) -> BTreeMap<Id, 
                     task: t.clone(),
                     service_name: service.map(|s| s.spec.name.clone()).unwrap_or_default(),
                     registry_auth: service.and_then(|s| s.registry_auth.clone()),
+                    files: task_files(state, t),
                 },
             )
         })
         .collect()
+}
+
+/// The secrets and configs of a task meant to run, their data still sealed (the dispatcher
+/// opens it just before sending). One whose object is gone is left out: the agent refuses to
+/// start a task that lacks one.
+fn task_files(state: &ClusterState, t: &mesh_cluster::state::Task) -> Vec<TaskFile> {
+    if t.desired_state > TaskState::Running {
+        return Vec::new();
+    }
+    let c = &t.spec.container;
+    let secrets = c.secrets.iter().filter_map(|r| {
+        state.secrets.get(&r.id).map(|b| TaskFile {
+            kind: BlobKind::Secret,
+            reference: r.clone(),
+            data: BlobData(b.data.clone()),
+        })
+    });
+    let configs = c.configs.iter().filter_map(|r| {
+        state.configs.get(&r.id).map(|b| TaskFile {
+            kind: BlobKind::Config,
+            reference: r.clone(),
+            data: BlobData(b.data.clone()),
+        })
+    });
+    secrets.chain(configs).collect()
 }
 
 /// Everything a node's agent holds from the leader: its tasks, the networks, the nodes and the

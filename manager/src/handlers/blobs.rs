@@ -296,6 +296,8 @@ mod tests {
             id: Id::from("s1"),
             name: "db".into(),
             target: "db".into(),
+            uid: "0".into(),
+            gid: "0".into(),
             mode: 0o444,
         });
         let svc = mesh_cluster::orchestrator::new_service(spec, Id::from("svc1"));

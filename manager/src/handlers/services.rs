@@ -36,6 +36,31 @@ pub fn normalize_image(image: &str) -> String {
     }
 }
 
+/// Secrets and configs are given by name (or id); the spec stores both, with the ids of the
+/// objects as they are now. An unknown one is refused as the docker CLI says it.
+fn resolve_files(state: &ClusterState, spec: &mut ServiceSpec) -> Result<(), ApiError> {
+    let c = &mut spec.task.container;
+    for (kind, refs) in [
+        (mesh_api::BlobKind::Secret, &mut c.secrets),
+        (mesh_api::BlobKind::Config, &mut c.configs),
+    ] {
+        for r in refs.iter_mut() {
+            let query = if r.name.is_empty() {
+                r.id.as_str()
+            } else {
+                r.name.as_str()
+            };
+            let found = crate::lookup::find_blob(state, kind, query).map_err(|_| {
+                ApiError::not_found(format!("{} not found: {query}", kind.as_str()))
+            })?;
+            r.id = found.id.clone();
+            r.name.clone_from(&found.name);
+        }
+    }
+    mesh_cluster::spec::check_file_targets(&c.secrets, &c.configs)
+        .map_err(|e| ApiError::invalid(e.to_string()))
+}
+
 /// Networks are given by name or id; the spec stores ids. The ingress network is the routing
 /// mesh's and cannot be attached to by hand, as in Swarm.
 fn resolve_networks(state: &ClusterState, spec: &mut ServiceSpec) -> Result<(), ApiError> {
@@ -87,6 +112,7 @@ pub fn check_spec(
 ) -> Result<(), ApiError> {
     spec.task.container.image = normalize_image(&spec.task.container.image);
     resolve_networks(state, spec)?;
+    resolve_files(state, spec)?;
     validate_service_spec(spec).map_err(|e| ApiError::invalid(e.to_string()))?;
     check_mesh_ports(spec)?;
     check_ports(state, service, spec).map_err(|e| ApiError::invalid(e.to_string()))?;

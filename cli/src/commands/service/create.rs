@@ -6,7 +6,8 @@ use anyhow::Result;
 use clap::Args;
 use mesh_api::{Reply, Request};
 use mesh_cluster::spec::{
-    check_mounts, parse_env, parse_mode, parse_mount, parse_placement_pref, parse_port, split_words,
+    check_file_targets, check_mounts, parse_env, parse_file_reference, parse_mode, parse_mount,
+    parse_placement_pref, parse_port, split_words,
 };
 use mesh_cluster::state::ServiceSpec;
 
@@ -54,6 +55,13 @@ pub struct CreateArgs {
     /// (repeatable).
     #[arg(long)]
     pub mount: Vec<String>,
+    /// Give the tasks a secret: NAME or source=NAME[,target=PATH][,uid=N][,gid=N][,mode=0444]
+    /// (at /run/secrets/TARGET unless TARGET is absolute; repeatable).
+    #[arg(long)]
+    pub secret: Vec<String>,
+    /// Give the tasks a config, as --secret (at /TARGET unless TARGET is absolute).
+    #[arg(long)]
+    pub config: Vec<String>,
     #[command(flatten)]
     pub common: CommonArgs,
     // Registry flags (`--with-registry-auth`, `--no-resolve-image`), kept in their own block.
@@ -137,6 +145,16 @@ pub fn create_spec(a: &CreateArgs) -> Result<ServiceSpec> {
             .push(parse_mount(m).map_err(spec_err)?);
     }
     check_mounts(&spec.task.container.mounts).map_err(spec_err)?;
+    let c = &mut spec.task.container;
+    for s in &a.secret {
+        c.secrets
+            .push(parse_file_reference("secret", s).map_err(spec_err)?);
+    }
+    for s in &a.config {
+        c.configs
+            .push(parse_file_reference("config", s).map_err(spec_err)?);
+    }
+    check_file_targets(&c.secrets, &c.configs).map_err(spec_err)?;
     Ok(spec)
 }
 

@@ -10,6 +10,7 @@ use mesh_cluster::spec::{
     apply_health, parse_env, parse_mount, parse_placement_pref, parse_port, split_words,
     update_mounts,
 };
+use mesh_cluster::spec::{check_file_targets, parse_file_reference, update_file_references};
 use mesh_cluster::state::{Protocol, ServiceSpec};
 
 use super::client::Conn;
@@ -73,6 +74,8 @@ pub struct UpdateArgs {
     /// Remove a mount by its target path.
     #[arg(long)]
     pub mount_rm: Vec<String>,
+    #[command(flatten)]
+    pub files: FileUpdateArgs,
     /// Replace the tasks even if nothing changed.
     #[arg(long)]
     pub force: bool,
@@ -85,6 +88,40 @@ pub struct UpdateArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     pub service: String,
+}
+
+/// `--secret-add/-rm` and `--config-add/-rm`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FileUpdateArgs {
+    /// Add or replace a secret (as create's --secret).
+    #[arg(long)]
+    pub secret_add: Vec<String>,
+    /// Remove a secret by its name.
+    #[arg(long)]
+    pub secret_rm: Vec<String>,
+    /// Add or replace a config (as create's --config).
+    #[arg(long)]
+    pub config_add: Vec<String>,
+    /// Remove a config by its name.
+    #[arg(long)]
+    pub config_rm: Vec<String>,
+}
+
+impl FileUpdateArgs {
+    /// Applies them to the container's secrets and configs (a rolling update, as any change).
+    fn apply(&self, c: &mut mesh_cluster::state::ContainerSpec) -> Result<()> {
+        let parse = |what: &str, list: &[String]| -> Result<Vec<_>> {
+            list.iter()
+                .map(|s| parse_file_reference(what, s).map_err(spec_err))
+                .collect()
+        };
+        let secrets = parse("secret-add", &self.secret_add)?;
+        let configs = parse("config-add", &self.config_add)?;
+        update_file_references(&mut c.secrets, &secrets, &self.secret_rm);
+        update_file_references(&mut c.configs, &configs, &self.config_rm);
+        check_file_targets(&c.secrets, &c.configs).map_err(spec_err)?;
+        Ok(())
+    }
 }
 
 fn env_key(e: &str) -> &str {
@@ -125,6 +162,8 @@ fn parse_mount_adds(a: &UpdateArgs) -> Result<Vec<mesh_cluster::state::Mount>> {
 /// request so that a bad one changes nothing and costs no round trip.
 fn check_flags(a: &UpdateArgs) -> Result<()> {
     update_mounts(&[], &parse_mount_adds(a)?, &a.mount_rm).map_err(spec_err)?;
+    a.files
+        .apply(&mut mesh_cluster::state::ContainerSpec::default())?;
     apply_health(None, &a.common.health.flags()).map_err(spec_err)?;
     Ok(())
 }
@@ -211,6 +250,7 @@ pub fn update_spec(current: &ServiceSpec, a: &UpdateArgs) -> Result<ServiceSpec>
     }
     let mounts = &mut spec.task.container.mounts;
     *mounts = update_mounts(mounts, &parse_mount_adds(a)?, &a.mount_rm).map_err(spec_err)?;
+    a.files.apply(&mut spec.task.container)?;
     if a.force {
         spec.task.force_update += 1;
     }
