@@ -11,6 +11,7 @@ mod control;
 mod datapath;
 mod engines;
 mod gossip;
+mod health;
 mod lab;
 mod mesh;
 mod metrics;

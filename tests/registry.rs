@@ -71,20 +71,28 @@ fn registry_tutorial_pushes_through_the_mesh_and_every_node_pulls() {
     );
     // Through n2, which runs no registry task.
     let via = format!("{}:5000", lab.node_addr(2));
-    eventually(Duration::from_secs(60), "the registry answers through n2", || {
-        skopeo(
-            &lab,
-            &["list-tags", "--tls-verify=false", &format!("docker://{via}/app")],
-        )
-        .map(|_| ())
-        .or_else(|e| {
-            if e.contains("NAME_UNKNOWN") || e.contains("name unknown") {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
-    });
+    eventually(
+        Duration::from_secs(60),
+        "the registry answers through n2",
+        || {
+            skopeo(
+                &lab,
+                &[
+                    "list-tags",
+                    "--tls-verify=false",
+                    &format!("docker://{via}/app"),
+                ],
+            )
+            .map(|_| ())
+            .or_else(|e| {
+                if e.contains("NAME_UNKNOWN") || e.contains("name unknown") {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+        },
+    );
     skopeo(
         &lab,
         &[
@@ -107,13 +115,17 @@ fn registry_tutorial_pushes_through_the_mesh_and_every_node_pulls() {
         ]
         .concat(),
     );
-    eventually(Duration::from_secs(120), "app runs on the three nodes", || {
-        if running(&lab, "app").len() == 3 {
-            Ok(())
-        } else {
-            Err(ok(&lab, "n1", &["service", "ps", "--no-trunc", "app"]))
-        }
-    });
+    eventually(
+        Duration::from_secs(120),
+        "app runs on the three nodes",
+        || {
+            if running(&lab, "app").len() == 3 {
+                Ok(())
+            } else {
+                Err(ok(&lab, "n1", &["service", "ps", "--no-trunc", "app"]))
+            }
+        },
+    );
     for i in 1..=3 {
         let images = lab.docker_out(i, &["image", "ls", "--format", "{{.Repository}}"]);
         assert!(
@@ -146,7 +158,11 @@ fn registry_tutorial_pushes_through_the_mesh_and_every_node_pulls() {
             }
             skopeo(
                 &lab,
-                &["inspect", "--tls-verify=false", &format!("docker://{via}/app:v1")],
+                &[
+                    "inspect",
+                    "--tls-verify=false",
+                    &format!("docker://{via}/app:v1"),
+                ],
             )
             .map(|_| ())
         },

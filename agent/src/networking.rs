@@ -53,6 +53,11 @@ pub trait TaskNetworking: Send + Sync + 'static {
     /// away.
     fn detach<'a>(&'a self, task_id: &'a Id) -> BoxFuture<'a, Result<(), String>>;
 
+    /// Whether the attached (or about to be attached) task may take traffic. A task whose
+    /// health check has not passed, or has failed, stays plumbed but out of the routing mesh's
+    /// backends, DNS answers and gossip; `true` puts it back. Forgotten on `detach`.
+    fn serving(&self, _task_id: &Id, _serving: bool) {}
+
     /// The agent starts for this node (after init, join, a restart or a role change).
     fn joined(&self, _membership: &Membership) {}
 

@@ -65,6 +65,42 @@ pub enum Reply {
     MeshStats(Vec<MeshStatsRow>),
     /// `status`: this node's parts.
     Status(Box<crate::status::NodeStatus>),
+    /// A reply with something the user should know (docker's `Warnings`, such as an image not
+    /// pinned to a digest); meshctl prints them on stderr.
+    Warned {
+        reply: Box<Reply>,
+        warnings: Vec<String>,
+    },
+}
+
+impl Reply {
+    /// `self` with `warnings` (as it is when there are none).
+    #[must_use]
+    pub fn with_warnings(self, warnings: Vec<String>) -> Self {
+        if warnings.is_empty() {
+            self
+        } else {
+            Self::Warned {
+                reply: Box::new(self),
+                warnings,
+            }
+        }
+    }
+
+    /// The reply and its warnings (none for a plain reply).
+    pub fn into_parts(self) -> (Self, Vec<String>) {
+        match self {
+            Self::Warned {
+                reply,
+                mut warnings,
+            } => {
+                let (reply, inner) = reply.into_parts();
+                warnings.extend(inner);
+                (reply, warnings)
+            }
+            other => (other, Vec::new()),
+        }
+    }
 }
 
 /// One service's routing-mesh counters on one node (`mesh stats`): what that node's programs
@@ -219,4 +255,20 @@ pub struct JoinClusterReply {
     pub ca_pem: String,
     /// The managers' `IP:PORT`s.
     pub managers: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_ride_along_and_come_off() {
+        let (reply, warnings) = Reply::Done.with_warnings(Vec::new()).into_parts();
+        assert!(matches!(reply, Reply::Done) && warnings.is_empty());
+        let warned = Reply::ServiceCreated { id: Id::from("s1") }.with_warnings(vec!["w".into()]);
+        assert!(matches!(warned, Reply::Warned { .. }));
+        let (reply, warnings) = warned.into_parts();
+        assert!(matches!(reply, Reply::ServiceCreated { .. }));
+        assert_eq!(warnings, ["w"]);
+    }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use mesh_cluster::state::{
-    Availability, NetworkSpec, NodeDescription, NodeRole, REDACTED, ServiceSpec, Tx,
+    Availability, NetworkSpec, NodeDescription, NodeRole, REDACTED, RegistryAuth, ServiceSpec, Tx,
 };
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +13,19 @@ use crate::raft::{RaftId, RaftPayload};
 
 /// The port managers listen on, as Swarm's.
 pub const MANAGER_PORT: u16 = 2377;
+
+/// How `service create` / `update` treat the service's image, as docker's do.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageOptions {
+    /// Resolve `NAME:TAG` to `NAME:TAG@DIGEST` through the node's engine (create: unless
+    /// `--no-resolve-image`; update: when `--image` is given). The node that receives the
+    /// request on its local socket does it.
+    pub resolve: bool,
+    /// `--with-registry-auth`: the client's login for the image's registry, stored with the
+    /// service (outside its spec) and handed to the nodes that pull it. `None` on an update
+    /// keeps what the service has.
+    pub registry_auth: Option<RegistryAuth>,
+}
 
 /// Everything a caller can ask of a meshd.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -48,6 +61,10 @@ pub enum Request {
     /// `service create`: the whole spec, networks named by name or id.
     ServiceCreate {
         spec: ServiceSpec,
+        /// Digest pinning and registry login (docker's `--no-resolve-image`,
+        /// `--with-registry-auth`).
+        #[serde(default)]
+        image: ImageOptions,
     },
     /// `service ls`.
     ServiceList,
@@ -65,6 +82,8 @@ pub enum Request {
         service: String,
         version: u64,
         spec: ServiceSpec,
+        #[serde(default)]
+        image: ImageOptions,
     },
     /// `service update --rollback`.
     ServiceRollback {

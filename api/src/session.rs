@@ -154,6 +154,10 @@ pub struct AssignedTask {
     pub task: Task,
     /// For the container's name (`web.1.<task id>`).
     pub service_name: String,
+    /// The service's registry login (`--with-registry-auth`), for pulling the task's image.
+    /// Only the node the task is assigned to receives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<mesh_cluster::state::RegistryAuth>,
     /// The task's secrets and configs with their data: only to the node that runs the task,
     /// only while it is meant to run, over the session's mTLS.
     #[serde(default)]

@@ -765,6 +765,7 @@ mod tests {
             endpoint: crate::state::Endpoint::default(),
             update_status: None,
             stack: None,
+            registry_auth: None,
         }
     }
 

@@ -452,6 +452,7 @@ pub(crate) mod tests {
             endpoint: crate::state::Endpoint::default(),
             update_status: None,
             stack: None,
+            registry_auth: None,
         }
     }
 

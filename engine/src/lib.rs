@@ -9,6 +9,7 @@
 
 mod error;
 mod handle;
+mod reference;
 mod resolv;
 mod spec;
 mod status;
@@ -23,19 +24,20 @@ use bollard::query_parameters::{
     RemoveContainerOptions, StopContainerOptions,
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures::stream::{self, BoxStream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
 pub use error::EngineError;
 pub use handle::EngineHandle;
+pub use reference::{RegistryLogin, is_digest, is_pinned, pin, strip_digest, unpinned_warning};
 pub use resolv::{MAX_NAMESERVERS, render_resolv_conf};
 pub use spec::{
     BindMount, ContainerSpec, DEFAULT_STOP_GRACE, LABEL_HOSTNAME, LABEL_NODE, LABEL_SERVICE,
     LABEL_TASK, NETWORK_MODE, container_name, task_labels,
 };
 pub use status::{
-    ContainerEvent, ContainerEventKind, ContainerState, ContainerStatus, ContainerSummary, LogLine,
-    LogStream,
+    ContainerEvent, ContainerEventKind, ContainerState, ContainerStatus, ContainerSummary,
+    HealthStatus, LogLine, LogStream,
 };
 
 use error::docker_error;
@@ -52,6 +54,12 @@ pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 const REQUEST_TIMEOUT: Duration = Duration::from_mins(2);
 /// A daemon that accepts the connection but never answers should not hang startup.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A pull that reports no progress for this long is abandoned: progress is its only sign of
+/// life (a big layer keeps reporting bytes), so a silent registry fails the pull, never hangs it.
+pub const PULL_STALL: Duration = Duration::from_mins(1);
+/// A digest lookup asks the registry one small question; no answer by then means "not
+/// reachable", and the service keeps its tag.
+const DIGEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -70,6 +78,8 @@ pub struct RunningContainer {
     /// process already ended by the time Docker was asked: the container is kept, so that its
     /// exit code and logs stay readable, and a `Die` event reports the end.
     pub pid: Option<u32>,
+    /// Its health check's verdict when it started (`Starting`); `None` without a health check.
+    pub health: Option<HealthStatus>,
 }
 
 impl Engine {
@@ -139,12 +149,39 @@ impl Engine {
         }
     }
 
+    /// The registry digests this engine knows for the image's repository (its `RepoDigests` of
+    /// that name: none for an image built or loaded here, never pulled under it), or `None`
+    /// when the engine does not have the image.
+    pub async fn local_repo_digests(&self, image: &str) -> Result<Option<Vec<String>>> {
+        spec::validate_image_reference(image)?;
+        let (repo, _) = split_image_reference(strip_digest(image));
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(Some(
+                i.repo_digests
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|d| d.split_once('@').is_some_and(|(r, _)| r == repo))
+                    .collect(),
+            )),
+            Err(e) if error::status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(self.err(format!("inspecting image {image}"))(e)),
+        }
+    }
+
     /// Makes sure the image is present: pulls it when it is not. A failed pull says that the
     /// image is not here and why the registry refused it, so the task is rejected readably.
     pub async fn ensure_image(&self, image: &str) -> Result<()> {
         if self.image_exists(image).await? {
             return Ok(());
         }
+        self.pull_image(image, None).await
+    }
+
+    /// Pulls the image (with `login` for its registry, if given). Bounded in time: a pull that
+    /// reports no progress for [`PULL_STALL`] fails. The error is
+    /// [`EngineError::ImageUnavailable`] with Docker's (or the registry's) words as the reason.
+    pub async fn pull_image(&self, image: &str, login: Option<&RegistryLogin>) -> Result<()> {
+        spec::validate_image_reference(image)?;
         let unavailable = |reason: String| EngineError::ImageUnavailable {
             image: image.to_owned(),
             reason,
@@ -156,15 +193,58 @@ impl Engine {
             ..CreateImageOptions::default()
         };
         // The pull reports progress as a stream; a registry error arrives as one of its items.
-        self.docker
-            .create_image(Some(options), None, None)
-            .try_for_each(|_| async { Ok(()) })
-            .await
-            .map_err(|e| unavailable(error::message(&e)))?;
+        let mut progress =
+            self.docker
+                .create_image(Some(options), None, login.map(RegistryLogin::to_docker));
+        loop {
+            match tokio::time::timeout(PULL_STALL, progress.next()).await {
+                Err(_) => {
+                    return Err(unavailable(format!(
+                        "the pull made no progress for {}s",
+                        PULL_STALL.as_secs()
+                    )));
+                }
+                Ok(None) => break,
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(unavailable(error::message(&e))),
+            }
+        }
         if self.image_exists(image).await? {
             Ok(())
         } else {
-            Err(unavailable("the pull ended without the image".into()))
+            Err(unavailable(format!("No such image: {image}")))
+        }
+    }
+
+    /// The digest the image's registry gives for `image` (`GET /distribution/NAME/json`, what
+    /// the docker CLI pins a service to), with `login` for that registry if given. An image
+    /// that exists only in this engine, or a registry that does not answer, is an error.
+    pub async fn registry_digest(
+        &self,
+        image: &str,
+        login: Option<&RegistryLogin>,
+    ) -> Result<String> {
+        spec::validate_image_reference(image)?;
+        let action = format!("asking the registry for the digest of {image}");
+        let answer = tokio::time::timeout(
+            DIGEST_TIMEOUT,
+            self.docker
+                .inspect_registry_image(image, login.map(RegistryLogin::to_docker)),
+        )
+        .await
+        .map_err(|_| EngineError::Docker {
+            action: action.clone(),
+            status: None,
+            message: format!("no answer within {}s", DIGEST_TIMEOUT.as_secs()),
+        })?
+        .map_err(self.err(action.clone()))?;
+        match answer.descriptor.digest {
+            Some(d) if is_digest(&d) => Ok(d),
+            other => Err(EngineError::Docker {
+                action,
+                status: None,
+                message: format!("the registry answered no usable digest ({other:?})"),
+            }),
         }
     }
 
@@ -175,8 +255,12 @@ impl Engine {
     pub async fn run(&self, spec: &ContainerSpec) -> Result<RunningContainer> {
         spec.validate()?;
         let id = self.create(spec).await?;
-        match self.start_and_find_pid(&spec.name, &id).await {
-            Ok(pid) => Ok(RunningContainer { id, pid }),
+        match self.start_and_inspect(&spec.name, &id).await {
+            Ok(state) => Ok(RunningContainer {
+                id,
+                pid: state.pid,
+                health: state.health,
+            }),
             Err(e) => {
                 if let Err(cleanup) = self.remove(&id).await {
                     tracing::warn!(container = %id, error = %cleanup, "removing a container that failed to start");
@@ -209,12 +293,12 @@ impl Engine {
         Ok(created.map_err(self.err(action))?.id)
     }
 
-    async fn start_and_find_pid(&self, name: &str, id: &str) -> Result<Option<u32>> {
+    async fn start_and_inspect(&self, name: &str, id: &str) -> Result<ContainerState> {
         self.docker
             .start_container(id, None)
             .await
             .map_err(self.err(format!("starting container {name}")))?;
-        Ok(self.inspect_state(id).await?.pid)
+        self.inspect_state(id).await
     }
 
     /// Writes the container's resolv.conf so the task resolves through meshd's DNS. Docker
@@ -329,8 +413,8 @@ impl Engine {
             .collect())
     }
 
-    /// Lifecycle events (start, die with exit code, oom, destroy) of containers carrying the
-    /// `meshd.task` label, from the moment of this call on. The stream ends if dockerd goes
+    /// Lifecycle events (start, die with exit code, oom, destroy, health verdicts) of
+    /// containers carrying the `meshd.task` label, from the moment of this call on. The stream ends if dockerd goes
     /// away; subscribe again with [`Engine::events_since`] and reconcile with [`Engine::list`].
     pub fn events(&self) -> BoxStream<'static, Result<ContainerEvent>> {
         self.events_since(SystemTime::now())

@@ -48,6 +48,43 @@ pub struct ContainerState {
     pub pid: Option<u32>,
     pub started_at: Option<SystemTime>,
     pub finished_at: Option<SystemTime>,
+    /// The health check's verdict; `None` when the container has no health check.
+    pub health: Option<HealthStatus>,
+}
+
+/// What Docker's health check says of a container that has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HealthStatus {
+    /// Not decided yet: in the start period, or no check has passed or failed `retries` times.
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// Docker's word (`State.Health.Status`, the event's `health_status: WORD`); `None` for
+    /// `none`, the empty word or anything else: no health check to wait for.
+    pub fn from_docker(word: &str) -> Option<Self> {
+        match word.trim() {
+            "starting" => Some(Self::Starting),
+            "healthy" => Some(Self::Healthy),
+            "unhealthy" => Some(Self::Unhealthy),
+            _ => None,
+        }
+    }
+
+    /// The status line's suffix: `Up 5 seconds (healthy)`, `(health: starting)`, `(unhealthy)`.
+    pub(crate) fn from_status_line(status: &str) -> Option<Self> {
+        if status.ends_with("(health: starting)") {
+            Some(Self::Starting)
+        } else if status.ends_with("(unhealthy)") {
+            Some(Self::Unhealthy)
+        } else if status.ends_with("(healthy)") {
+            Some(Self::Healthy)
+        } else {
+            None
+        }
+    }
 }
 
 impl ContainerState {
@@ -64,6 +101,11 @@ impl ContainerState {
             pid: s.pid.and_then(|p| u32::try_from(p).ok()).filter(|&p| p > 0),
             started_at: s.started_at.as_deref().and_then(parse_docker_time),
             finished_at: s.finished_at.as_deref().and_then(parse_docker_time),
+            health: s
+                .health
+                .as_ref()
+                .and_then(|h| h.status)
+                .and_then(|st| HealthStatus::from_docker(st.as_ref())),
         }
     }
 }
@@ -78,6 +120,8 @@ pub struct ContainerSummary {
     pub state: ContainerStatus,
     /// Known for exited containers (read from Docker's status line, the list has no field).
     pub exit_code: Option<i64>,
+    /// The health check's verdict while it runs (from the status line too); `None` without one.
+    pub health: Option<HealthStatus>,
 }
 
 impl ContainerSummary {
@@ -98,6 +142,7 @@ impl ContainerSummary {
             labels: c.labels.unwrap_or_default().into_iter().collect(),
             state,
             exit_code: c.status.as_deref().and_then(exit_code_from_status),
+            health: c.status.as_deref().and_then(HealthStatus::from_status_line),
         }
     }
 }
@@ -129,10 +174,13 @@ pub enum ContainerEventKind {
     /// The kernel's OOM killer hit the container (a `Die` follows).
     Oom,
     Destroy,
+    /// The health check's verdict changed (Docker's `health_status: healthy|unhealthy`).
+    Health(HealthStatus),
 }
 
-/// The Docker event actions [`crate::Engine::events`] asks for.
-pub(crate) const EVENT_ACTIONS: [&str; 4] = ["start", "die", "oom", "destroy"];
+/// The Docker event actions [`crate::Engine::events`] asks for. dockerd matches
+/// `health_status` loosely (any `health_status: ...` action), since Docker 1.13.
+pub(crate) const EVENT_ACTIONS: [&str; 5] = ["start", "die", "oom", "destroy", "health_status"];
 
 impl ContainerEvent {
     /// `None` for anything that is not one of the four container events of a task container.
@@ -149,7 +197,10 @@ impl ContainerEvent {
             },
             "oom" => ContainerEventKind::Oom,
             "destroy" => ContainerEventKind::Destroy,
-            _ => return None,
+            other => match other.strip_prefix("health_status:") {
+                Some(word) => ContainerEventKind::Health(HealthStatus::from_docker(word)?),
+                None => return None,
+            },
         };
         let time = m
             .time_nano
@@ -351,6 +402,41 @@ mod tests {
     }
 
     #[test]
+    fn health_comes_from_inspect_and_the_status_line() {
+        use bollard::models::{Health, HealthStatusEnum};
+        let mut s = bollard::models::ContainerState {
+            status: Some(bollard::models::ContainerStateStatusEnum::RUNNING),
+            ..Default::default()
+        };
+        assert_eq!(ContainerState::from_docker(&s).health, None);
+        for (docker, ours) in [
+            (HealthStatusEnum::STARTING, Some(HealthStatus::Starting)),
+            (HealthStatusEnum::HEALTHY, Some(HealthStatus::Healthy)),
+            (HealthStatusEnum::UNHEALTHY, Some(HealthStatus::Unhealthy)),
+            (HealthStatusEnum::NONE, None),
+            (HealthStatusEnum::EMPTY, None),
+        ] {
+            s.health = Some(Health {
+                status: Some(docker),
+                ..Default::default()
+            });
+            assert_eq!(ContainerState::from_docker(&s).health, ours, "{docker:?}");
+        }
+        let line = HealthStatus::from_status_line;
+        assert_eq!(line("Up 5 seconds (healthy)"), Some(HealthStatus::Healthy));
+        assert_eq!(
+            line("Up 2 seconds (health: starting)"),
+            Some(HealthStatus::Starting)
+        );
+        assert_eq!(
+            line("Up 1 minute (unhealthy)"),
+            Some(HealthStatus::Unhealthy)
+        );
+        assert_eq!(line("Up 1 minute"), None);
+        assert_eq!(line("Exited (0) 3 seconds ago"), None);
+    }
+
+    #[test]
     fn list_rows_lose_the_leading_slash() {
         let row = ContainerSummary::from_docker(bollard::models::ContainerSummary {
             id: Some("abc".into()),
@@ -403,6 +489,15 @@ mod tests {
         assert_eq!(kind("oom"), Some(ContainerEventKind::Oom));
         assert_eq!(kind("destroy"), Some(ContainerEventKind::Destroy));
         assert_eq!(kind("exec_start: sh"), None);
+        assert_eq!(
+            kind("health_status: healthy"),
+            Some(ContainerEventKind::Health(HealthStatus::Healthy))
+        );
+        assert_eq!(
+            kind("health_status: unhealthy"),
+            Some(ContainerEventKind::Health(HealthStatus::Unhealthy))
+        );
+        assert_eq!(kind("health_status: bogus"), None);
         // Not a task container.
         assert_eq!(
             ContainerEvent::from_docker(&event("start", &[("name", "x")])),

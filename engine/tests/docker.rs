@@ -13,7 +13,7 @@ use bollard::models::HealthStatusEnum;
 use futures::StreamExt;
 use mesh_engine::{
     BindMount, ContainerEvent, ContainerEventKind, ContainerSpec, ContainerStatus, Engine,
-    EngineError, LogLine, LogStream, container_name, render_resolv_conf, task_labels,
+    EngineError, HealthStatus, LogLine, LogStream, container_name, render_resolv_conf, task_labels,
 };
 use mesh_engine::{EngineMount, EngineMountKind, Healthcheck};
 
@@ -485,7 +485,8 @@ async fn an_unknown_image_is_refused_readably_and_leaves_nothing() {
         .await
         .expect("a present image needs no pull");
 
-    let absent = format!("meshd/absent-{}:v1", std::process::id());
+    // A registry on loopback that is not there: never Docker Hub.
+    let absent = format!("127.0.0.1:9/meshd/absent-{}:v1", std::process::id());
     assert!(!engine.image_exists(&absent).await.unwrap());
     let err = engine.ensure_image(&absent).await.unwrap_err();
     assert!(
@@ -720,4 +721,216 @@ async fn the_written_resolv_conf_is_what_the_task_reads() {
         exec(&running.id, &["cat", "/etc/resolv.conf"]).await,
         (0, expected)
     );
+}
+
+/// A throw-away image `FROM meshd/busybox` with a `HEALTHCHECK` (what Docker runs for a task
+/// whose spec says nothing of health), removed when dropped.
+struct HealthImage {
+    name: String,
+}
+
+impl HealthImage {
+    /// Healthy while `/tmp/ok` exists, checked every second, unhealthy after one failure.
+    fn build(test: &str) -> Self {
+        let name = format!("meshd/enginetest-health-{}-{test}", std::process::id());
+        let ctx = std::env::temp_dir().join(format!("{name}-ctx").replace('/', "-"));
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!(
+                "FROM {IMAGE}\nHEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD test -e /tmp/ok\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::new("docker")
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-q", "-t", &name])
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&ctx);
+        assert!(
+            out.status.success(),
+            "docker build {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { name }
+    }
+}
+
+impl Drop for HealthImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["image", "rm", "-f", &self.name])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn health_verdicts_arrive_as_events_and_in_the_state() {
+    let (guard, engine) = Cleanup::new("health").await;
+    let image = HealthImage::build("health");
+    let mut events = engine.events();
+    let mut spec = guard.spec(1, "sleep 2; touch /tmp/ok; sleep 3; rm /tmp/ok; sleep 60");
+    spec.image.clone_from(&image.name);
+    let running = engine.run(&spec).await.unwrap();
+    assert_eq!(running.health, Some(HealthStatus::Starting), "{running:?}");
+
+    let seen = events_until(&mut events, &running.id, |k| {
+        *k == ContainerEventKind::Health(HealthStatus::Healthy)
+    })
+    .await;
+    assert_eq!(
+        seen.last(),
+        Some(&ContainerEventKind::Health(HealthStatus::Healthy))
+    );
+    let state = engine.inspect_state(&running.id).await.unwrap();
+    assert_eq!(state.health, Some(HealthStatus::Healthy));
+
+    events_until(&mut events, &running.id, |k| {
+        *k == ContainerEventKind::Health(HealthStatus::Unhealthy)
+    })
+    .await;
+    let rows = engine.list(&[&guard.label()]).await.unwrap();
+    assert_eq!(rows[0].health, Some(HealthStatus::Unhealthy), "{rows:?}");
+
+    // Without a health check: no verdict at all.
+    let plain = engine.run(&guard.spec(2, "sleep 60")).await.unwrap();
+    assert_eq!(plain.health, None);
+    engine.remove(&running.id).await.unwrap();
+    engine.remove(&plain.id).await.unwrap();
+}
+
+/// Debian's `docker-registry` on 127.0.0.1 (plain HTTP: dockerd trusts 127.0.0.0/8 so), with
+/// its storage in a temporary directory; killed and removed when dropped.
+struct LocalRegistry {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    addr: String,
+}
+
+impl LocalRegistry {
+    fn start(test: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let dir = std::env::temp_dir().join(format!(
+            "mesh-engine-registry-{}-{test}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .args(["serve"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (./scripts/deps.sh)");
+        let me = Self { child, dir, addr };
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(&me.addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry never listened on {}",
+                me.addr
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        me
+    }
+
+    /// Pushes the local `image` as `NAME` into the registry; returns `ADDR/NAME`.
+    fn push(&self, image: &str, name: &str) -> String {
+        let target = format!("{}/{name}", self.addr);
+        let out = Command::new("skopeo")
+            .args(["copy", "--dest-tls-verify=false"])
+            .arg(format!("docker-daemon:{image}"))
+            .arg(format!("docker://{target}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy {image} {target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes the named images when dropped.
+struct Images(Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for i in &self.0 {
+            let _ = Command::new("docker")
+                .args(["image", "rm", "-f", i])
+                .output();
+        }
+    }
+}
+
+#[tokio::test]
+async fn images_are_pulled_and_pinned_from_a_registry() {
+    let (_guard, engine) = Cleanup::new("pull").await;
+    let registry = LocalRegistry::start("pull");
+    let image = registry.push(
+        &format!("{IMAGE}:latest"),
+        &format!("enginetest/pull-{}:v1", std::process::id()),
+    );
+    let pulled = Images(vec![image.clone()]);
+    assert!(!engine.image_exists(&image).await.unwrap());
+
+    let digest = engine.registry_digest(&image, None).await.unwrap();
+    assert!(mesh_engine::is_digest(&digest), "{digest}");
+    engine.pull_image(&image, None).await.unwrap();
+    assert!(engine.image_exists(&image).await.unwrap());
+    // Pulled: the engine knows its registry digest; built here: none.
+    let digests = engine.local_repo_digests(&image).await.unwrap().unwrap();
+    assert!(digests.iter().any(|d| d.ends_with(&digest)), "{digests:?}");
+    assert_eq!(
+        engine.local_repo_digests(IMAGE).await.unwrap(),
+        Some(vec![])
+    );
+    let pinned = mesh_engine::pin(&image, &digest);
+    assert!(engine.image_exists(&pinned).await.unwrap(), "{pinned}");
+
+    // A tag the registry does not have: the registry's words.
+    let missing = image.replace(":v1", ":nope");
+    let err = engine.pull_image(&missing, None).await.unwrap_err();
+    assert!(
+        matches!(err, EngineError::ImageUnavailable { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("manifest unknown"), "{err}");
+    assert!(engine.registry_digest(&missing, None).await.is_err());
+    assert_eq!(engine.local_repo_digests(&missing).await.unwrap(), None);
+    // An image only this engine has (no registry behind its name) has no digest to pin.
+    assert!(
+        engine
+            .registry_digest(&format!("127.0.0.1:9/{IMAGE}:latest"), None)
+            .await
+            .is_err()
+    );
+    drop(pulled);
 }

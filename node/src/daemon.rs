@@ -31,7 +31,7 @@ use mesh_agent::{AgentConfig, Describer, NodeEvents};
 use mesh_api::tls::Credentials;
 use mesh_api::transport::{self, Handler, Peer};
 use mesh_api::{Access, AgentMessage, ApiError, Info, ManagerMessage, Reply, Request, StreamItem};
-use mesh_engine::EngineError;
+use mesh_engine::{EngineError, is_pinned, pin, unpinned_warning};
 use mesh_manager::dispatcher::Dispatcher;
 use mesh_manager::handlers::services::normalize_image;
 use mesh_manager::manager::{LOGS_KEPT, SNAPSHOT_EVERY};
@@ -267,10 +267,53 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// `service create` / `update` asked (by a client of this node's socket) to resolve the
+    /// image: `NAME:TAG` becomes `NAME:TAG@DIGEST` as the image's registry answers through this
+    /// node's engine, so that every node runs the same bits (docker's digest pinning). When the
+    /// registry does not answer, or the image exists only in this engine (built or loaded here:
+    /// no registry is asked then), the tag is kept and docker's warning returned.
+    async fn pin_image(&self, req: &mut Request) -> Vec<String> {
+        let (Request::ServiceCreate { spec, image } | Request::ServiceUpdate { spec, image, .. }) =
+            req
+        else {
+            return Vec::new();
+        };
+        let Some(wanted) = image_to_resolve(&spec.task.container.image, image.resolve) else {
+            return Vec::new();
+        };
+        let login = image
+            .registry_auth
+            .as_ref()
+            .map(mesh_agent::tasks::registry_login);
+        let digest = match self.cfg.engine.get().await {
+            Ok(engine) => match engine.local_repo_digests(&wanted).await {
+                // Built or loaded here, never pulled: no registry has it to ask (and asking
+                // would send a bare name to Docker Hub).
+                Ok(Some(digests)) if digests.is_empty() => Err(EngineError::ImageUnavailable {
+                    image: wanted.clone(),
+                    reason: "the image exists only in this node's engine".into(),
+                }),
+                _ => engine.registry_digest(&wanted, login.as_ref()).await,
+            },
+            Err(e) => Err(e),
+        };
+        match digest {
+            Ok(d) => {
+                spec.task.container.image = pin(&wanted, &d);
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::info!(image = %wanted, "not pinned to a digest: {e}");
+                vec![unpinned_warning(&wanted)]
+            }
+        }
+    }
+
     /// Refuses a service whose image reference this node's engine finds invalid. A missing
     /// image is no error: the nodes that run its tasks pull it. Managers talk to no engine.
     async fn check_image(&self, req: &Request) -> Result<(), ApiError> {
-        let (Request::ServiceCreate { spec } | Request::ServiceUpdate { spec, .. }) = req else {
+        let (Request::ServiceCreate { spec, .. } | Request::ServiceUpdate { spec, .. }) = req
+        else {
             return Ok(());
         };
         let image = normalize_image(&spec.task.container.image);
@@ -292,6 +335,12 @@ impl Daemon {
             ))),
         }
     }
+}
+
+/// The reference to resolve to a digest, if any: asked for, named, and not pinned already.
+fn image_to_resolve(image: &str, resolve: bool) -> Option<String> {
+    let image = normalize_image(image.trim());
+    (resolve && !image.is_empty() && !is_pinned(&image)).then_some(image)
 }
 
 /// Binds the 2377 listener, or says why not.
@@ -316,12 +365,16 @@ impl Handler for Daemon {
             req if is_manager_request(&req) => {
                 self.manager()?.serve_manager_request(&peer, req).await
             }
-            other => {
+            mut other => {
                 let m = self.manager()?;
-                if matches!(peer, Peer::Local) {
+                let warnings = if matches!(peer, Peer::Local) {
                     self.check_image(&other).await?;
-                }
-                ClusterApi::new(&m).serve(&peer, other).await
+                    self.pin_image(&mut other).await
+                } else {
+                    Vec::new()
+                };
+                let reply = ClusterApi::new(&m).serve(&peer, other).await?;
+                Ok(reply.with_warnings(warnings))
             }
         }
     }
@@ -394,5 +447,26 @@ impl NodeEvents for Daemon {
         if let Some(me) = self.me.upgrade() {
             me.request_role_change(role, via);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_named_unpinned_images_are_resolved_when_asked() {
+        assert_eq!(
+            image_to_resolve("meshd/busybox", true).as_deref(),
+            Some("meshd/busybox:latest")
+        );
+        assert_eq!(
+            image_to_resolve("127.0.0.1:5000/web:1", true).as_deref(),
+            Some("127.0.0.1:5000/web:1")
+        );
+        // Pinned already (an update that leaves the image alone sends it back as stored).
+        assert_eq!(image_to_resolve("web:1@sha256:0123", true), None);
+        assert_eq!(image_to_resolve("web:1", false), None, "--no-resolve-image");
+        assert_eq!(image_to_resolve("  ", true), None);
     }
 }

@@ -940,6 +940,11 @@ mod tests {
         v.leaving.insert(Id::from("t1"));
         let d = desired_mesh(&v);
         assert_eq!(task_names(&d.services[0]), ["t2", "t3"]);
+        // Nor is one whose health check has not passed.
+        v.leaving.clear();
+        v.unready.insert(Id::from("t1"));
+        let d = desired_mesh(&v);
+        assert_eq!(task_names(&d.services[0]), ["t2", "t3"]);
     }
 
     /// A node gossip declares dead (or no longer calls live) takes its tasks out at once.

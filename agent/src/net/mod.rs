@@ -513,6 +513,7 @@ impl Inner {
 
     async fn detach(&self, task_id: &Id) -> Result<(), String> {
         let Some(t) = self.view.borrow().tasks.get(task_id).cloned() else {
+            self.view.send_if_modified(|v| v.unready.remove(task_id));
             return Ok(());
         };
         // Withdrawn first (gossip, mesh, DNS), unplumbed once the other nodes heard it.
@@ -531,7 +532,8 @@ impl Inner {
             .map_err(|e| e.to_string())?;
         self.view.send_if_modified(|v| {
             let left = v.leaving.remove(task_id);
-            v.tasks.remove(task_id).is_some() || left
+            let unready = v.unready.remove(task_id);
+            v.tasks.remove(task_id).is_some() || left || unready
         });
         tracing::info!(task = %task_id, "task unplumbed");
         for vni in vnis {
@@ -603,6 +605,16 @@ impl TaskNetworking for NodeNetworking {
 
     fn detach<'a>(&'a self, task_id: &'a Id) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(self.inner.detach(task_id))
+    }
+
+    fn serving(&self, task_id: &Id, serving: bool) {
+        self.inner.view.send_if_modified(|v| {
+            if serving {
+                v.unready.remove(task_id)
+            } else {
+                v.unready.insert(task_id.clone())
+            }
+        });
     }
 
     fn joined(&self, membership: &Membership) {

@@ -574,6 +574,10 @@ mod tests {
         let mut leaving = v.clone();
         leaving.leaving.insert(t.id.clone());
         assert!(published_endpoints(&leaving).is_empty());
+        // Nor one whose health check has not passed (or failed).
+        let mut unready = v.clone();
+        unready.unready.insert(t.id.clone());
+        assert!(published_endpoints(&unready).is_empty());
         assert_eq!(
             seeds(&v),
             [

@@ -81,6 +81,9 @@ pub struct NetView {
     /// Local tasks being withdrawn before their interfaces go (see
     /// [`super::WITHDRAW_GRACE`]): no longer published by gossip, no backend, not in DNS.
     pub leaving: BTreeSet<Id>,
+    /// Local tasks plumbed but not (or no longer) ready: their health check has not passed, or
+    /// failed. Like `leaving`: not published by gossip, no backend, not in DNS.
+    pub unready: BTreeSet<Id>,
     /// Networks kept up on this node without a local task
     /// ([`super::NodeNetworking::pin_network`]).
     pub pinned: BTreeSet<Id>,
@@ -160,11 +163,11 @@ impl NetView {
         self.nodes.get(&me.id)?.attachments.get(network).copied()
     }
 
-    /// The plumbed tasks that serve: those not being withdrawn.
+    /// The plumbed tasks that serve: those not being withdrawn and not waiting to be healthy.
     pub fn serving_tasks(&self) -> impl Iterator<Item = &LocalTask> {
         self.tasks
             .values()
-            .filter(|t| !self.leaving.contains(&t.task_id))
+            .filter(|t| !self.leaving.contains(&t.task_id) && !self.unready.contains(&t.task_id))
     }
 
     /// Does a plumbed task use VNI `vni`?

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use mesh_api::AssignedTask;
 use mesh_cluster::Id;
 use mesh_cluster::state::{Millis, TaskState, TaskStatus};
+use mesh_engine::HealthStatus;
 
-use super::status::{ended, status};
+use super::status::{UNHEALTHY, ended, status};
 
 /// What the runner knows of one container of this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub(super) enum Seen {
     Created,
     Running {
         pid: Option<u32>,
+        /// The health check's verdict; `None` when the container has none.
+        health: Option<HealthStatus>,
     },
     Exited {
         code: Option<i64>,
@@ -68,6 +71,12 @@ pub(super) struct Facts<'a> {
     /// Tasks whose networks are plumbed.
     pub attached: &'a HashSet<Id>,
     pub now: Millis,
+}
+
+/// Whether a running container may take traffic and count as `running`: it has no health
+/// check, or the check passed (Swarm's controller waits for `healthy` likewise).
+pub(super) fn serves(health: Option<HealthStatus>) -> bool {
+    matches!(health, None | Some(HealthStatus::Healthy))
 }
 
 /// The one container a task should have: a running one first, then the newest state.
@@ -180,28 +189,56 @@ pub(super) fn decide(f: &Facts) -> Vec<Action> {
                     task: id.clone(),
                     container: c.id.clone(),
                 }),
-                Seen::Running { pid } => {
-                    if let (false, Some(pid)) = (f.attached.contains(id), pid) {
-                        actions.push(Action::Attach {
-                            task: id.clone(),
-                            container: c.id.clone(),
-                            pid,
-                        });
-                    } else if known < TaskState::Running {
-                        actions.push(report(status(
-                            TaskState::Running,
-                            "started",
-                            String::new(),
-                            Some(c),
-                            f.now,
-                        )));
-                    }
+                Seen::Running { pid, health } => {
+                    actions.extend(while_running(f, id, c, pid, health, known));
                 }
                 Seen::Exited { code } => actions.push(report(ended(c, code, f.now))),
             },
         }
     }
     actions
+}
+
+/// What a task whose container runs needs: its networks (an adopted container), `failed` when
+/// its health check failed, `running` once it serves and the leader has not heard it yet.
+fn while_running(
+    f: &Facts,
+    id: &Id,
+    c: &Observed,
+    pid: Option<u32>,
+    health: Option<HealthStatus>,
+    known: TaskState,
+) -> Option<Action> {
+    let report = |s: TaskStatus| Action::Report {
+        task: id.clone(),
+        status: s,
+    };
+    if let (false, Some(pid)) = (f.attached.contains(id), pid) {
+        Some(Action::Attach {
+            task: id.clone(),
+            container: c.id.clone(),
+            pid,
+        })
+    } else if health == Some(HealthStatus::Unhealthy) {
+        // Failed at once (out of the mesh now); the next pass stops it.
+        Some(report(status(
+            TaskState::Failed,
+            "unhealthy",
+            UNHEALTHY.into(),
+            Some(c),
+            f.now,
+        )))
+    } else if known < TaskState::Running && serves(health) {
+        Some(report(status(
+            TaskState::Running,
+            "started",
+            String::new(),
+            Some(c),
+            f.now,
+        )))
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -255,7 +292,17 @@ mod tests {
     }
 
     fn run(pid: u32) -> Seen {
-        Seen::Running { pid: Some(pid) }
+        Seen::Running {
+            pid: Some(pid),
+            health: None,
+        }
+    }
+
+    fn run_health(pid: u32, health: HealthStatus) -> Seen {
+        Seen::Running {
+            pid: Some(pid),
+            health: Some(health),
+        }
     }
 
     /// A case with the whole list in, nothing reported or in flight, and every task whose
@@ -371,6 +418,55 @@ mod tests {
         busy.busy = vec!["a"];
         cases.push(busy);
         check(cases);
+    }
+
+    #[test]
+    fn a_health_check_decides_when_a_task_runs_and_when_it_fails() {
+        use HealthStatus::{Healthy, Starting as Checking, Unhealthy};
+        use TaskState::{Running, Starting};
+        let mut cases = vec![
+            case(
+                "a container whose health check has not passed yet stays starting",
+                vec![assigned("a", Starting, Running)],
+                vec![container("c1", "a", run_health(7, Checking))],
+                &[],
+            ),
+            case(
+                "healthy: running",
+                vec![assigned("a", Starting, Running)],
+                vec![container("c1", "a", run_health(7, Healthy))],
+                &["report a running"],
+            ),
+            case(
+                "unhealthy before it ever ran: failed with moby's words",
+                vec![assigned("a", Starting, Running)],
+                vec![container("c1", "a", run_health(7, Unhealthy))],
+                &["report a failed: dockerexec: unhealthy container"],
+            ),
+            case(
+                "unhealthy after running: failed too",
+                vec![assigned("a", Running, Running)],
+                vec![container("c1", "a", run_health(7, Unhealthy))],
+                &["report a failed: dockerexec: unhealthy container"],
+            ),
+            case(
+                "failed as unhealthy: its container is stopped",
+                vec![assigned("a", TaskState::Failed, Running)],
+                vec![container("c1", "a", run_health(7, Unhealthy))],
+                &["stop a c1"],
+            ),
+        ];
+        let mut adopt = case(
+            "an adopted unhealthy container is plumbed first (then failed)",
+            vec![assigned("a", Running, Running)],
+            vec![container("c1", "a", run_health(7, Unhealthy))],
+            &["attach a c1 7"],
+        );
+        adopt.attached = vec![];
+        cases.push(adopt);
+        check(cases);
+        assert!(serves(None) && serves(Some(Healthy)));
+        assert!(!serves(Some(Checking)) && !serves(Some(Unhealthy)));
     }
 
     #[test]

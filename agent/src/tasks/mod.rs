@@ -9,9 +9,12 @@
 //! flight blocks further ones for its task) and feeds the results back in.
 //!
 //! The rules, as Swarm's agent has them:
-//! - desired `running` and nothing started yet: start (`preparing`, `starting`, `running`, or
-//!   `rejected` when the image is missing or Docker refuses the container); desired `ready`
-//!   means assigned but not to be started yet.
+//! - desired `running` and nothing started yet: start (`preparing` while the image is pulled,
+//!   `starting`, `running`, or `rejected` when the pull failed after a few tries or Docker
+//!   refuses the container); desired `ready` means assigned but not to be started yet.
+//! - a container with a health check stays `starting` until Docker says `healthy`, and is kept
+//!   out of the mesh, DNS and gossip until then; `unhealthy` (before or after) fails the task
+//!   (`dockerexec: unhealthy container`, moby's words) and stops its container.
 //! - the container ended on its own: `complete` (exit 0) or `failed` (`task: non-zero exit (N)`).
 //! - desired `shutdown` (or later): stop the container and report `shutdown`, not `failed`.
 //! - a task no longer listed (the orchestrator deleted it from history, or the service is gone):
@@ -21,13 +24,15 @@
 //!
 //! The parts: [`decide`] (the pure core and the container states it reads), [`status`] (the
 //! task states reported), [`spec`] (the container a task runs in), [`runner`] (the handle and
-//! the loop), [`observe`] (listing the containers and following their events) and [`ops`] (the
-//! operations on the engine and the networking, and their results).
+//! the loop), [`observe`] (listing the containers and following their events), [`ops`] (the
+//! operations on the engine and the networking, and their results) and [`pull`] (getting the
+//! image).
 
 mod decide;
 pub mod files;
 mod observe;
 mod ops;
+mod pull;
 mod runner;
 mod spec;
 mod status;
@@ -37,6 +42,7 @@ use std::time::Duration;
 use mesh_cluster::Id;
 use mesh_engine::{EngineHandle, LABEL_NODE};
 
+pub use pull::registry_login;
 pub use runner::{RunnerConfig, TaskRunner};
 
 /// Containers are listed again this often, to catch anything the events missed.
@@ -97,6 +103,7 @@ mod fixtures {
                     endpoint: EndpointSpec::default(),
                 },
                 service_name: "web".into(),
+                registry_auth: None,
                 files: Vec::new(),
             },
         )

@@ -24,7 +24,7 @@ impl Runner {
                 continue;
             };
             let known_pid = match self.containers.get(&row.id).map(|c| c.state) {
-                Some(Seen::Running { pid }) => pid,
+                Some(Seen::Running { pid, .. }) => pid,
                 _ => None,
             };
             let state = match row.state {
@@ -34,7 +34,10 @@ impl Runner {
                         Some(p) => Some(p),
                         None => engine.inspect_state(&row.id).await.ok().and_then(|s| s.pid),
                     };
-                    Seen::Running { pid }
+                    Seen::Running {
+                        pid,
+                        health: row.health,
+                    }
                 }
                 ContainerStatus::Exited | ContainerStatus::Dead => Seen::Exited {
                     code: row.exit_code,
@@ -69,6 +72,19 @@ impl Runner {
             }
             ContainerEventKind::Destroy => {
                 self.containers.remove(&id);
+            }
+            ContainerEventKind::Health(verdict) => {
+                if let Some(c) = self.containers.get_mut(&id) {
+                    if let Seen::Running { health, .. } = &mut c.state {
+                        *health = Some(verdict);
+                    }
+                } else {
+                    // Maybe ours, with its start still in flight (as for `Die` above).
+                    let now = Instant::now();
+                    self.verdicts
+                        .retain(|_, (_, at)| now.duration_since(*at) < Duration::from_mins(1));
+                    self.verdicts.insert(id, (verdict, now));
+                }
             }
             ContainerEventKind::Start | ContainerEventKind::Oom => {}
         }

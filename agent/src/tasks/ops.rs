@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::RETRY_AFTER;
-use super::decide::{Action, Observed, Seen};
+use super::decide::{Action, Observed, Seen, serves};
 use super::runner::Runner;
 use super::spec::{container_spec, grace};
 use super::status::status;
@@ -95,6 +95,14 @@ impl Runner {
                 let Some(assigned) = self.tasks.get(&task).cloned() else {
                     return;
                 };
+                // An adopted container whose health check has not passed stays out of the mesh.
+                if let Some(Seen::Running { health, .. }) =
+                    self.containers.get(&container).map(|c| c.state)
+                    && !serves(health)
+                {
+                    networking.serving(&task, false);
+                    self.serving.insert(task.clone(), false);
+                }
                 self.in_flight.insert(task.clone());
                 self.ops.spawn(async move {
                     let error = networking
@@ -164,11 +172,19 @@ impl Runner {
                 self.in_flight.remove(&task);
                 match result {
                     Ok((mut observed, attached)) => {
+                        if let Some((verdict, _)) = self.verdicts.remove(&observed.id)
+                            && let Seen::Running { health, .. } = &mut observed.state
+                        {
+                            *health = Some(verdict);
+                        }
                         if let Some((code, _)) = self.exits.remove(&observed.id) {
                             observed.state = Seen::Exited { code };
                         }
                         if attached {
                             self.attached.insert(task.clone());
+                            if let Seen::Running { health, .. } = observed.state {
+                                self.serving.insert(task.clone(), serves(health));
+                            }
                         }
                         self.containers.insert(observed.id.clone(), observed);
                         if let Some(s) = failed {
@@ -258,8 +274,8 @@ impl Runner {
     }
 }
 
-/// Starts a task's container: `starting` once the image is there, then the container, then its
-/// networks. `Err` is the task's end (`rejected`); `failed` a failure after the start.
+/// Starts a task's container: the image (pulled in `preparing` if missing), `starting`, then
+/// the container, then its networks. `Err` is the task's end (`rejected`); `failed` a failure after the start.
 async fn start(
     engine: &Engine,
     networking: &dyn TaskNetworking,
@@ -269,9 +285,13 @@ async fn start(
 ) -> (Result<(Observed, bool), TaskStatus>, Option<TaskStatus>) {
     let task = &assigned.task;
     let rejected = |err: String| status(TaskState::Rejected, "preparing", err, None, now_millis());
-    // A missing image is pulled; a failed pull rejects the task with the registry's words.
-    if let Err(e) = engine.ensure_image(&spec.image).await {
-        return (Err(rejected(e.to_string())), None);
+    // In `preparing`, as Swarm: the image is pulled when missing, with a few tries.
+    let login = assigned
+        .registry_auth
+        .as_ref()
+        .map(super::pull::registry_login);
+    if let Err(err) = super::pull::ensure_image(engine, &spec.image, login.as_ref()).await {
+        return (Err(rejected(err)), None);
     }
     let _ = reports.send(vec![TaskStatusUpdate {
         task_id: task.id.clone(),
@@ -305,7 +325,10 @@ async fn start(
     let mut observed = Observed {
         id: running.id.clone(),
         task_id: task.id.clone(),
-        state: Seen::Running { pid: running.pid },
+        state: Seen::Running {
+            pid: running.pid,
+            health: running.health,
+        },
     };
     let Some(pid) = running.pid else {
         // It ended already: its exit code says how.
@@ -317,6 +340,11 @@ async fn start(
         observed.state = Seen::Exited { code };
         return (Ok((observed, false)), None);
     };
+    // A container with a health check joins the mesh only once healthy: held back before its
+    // interfaces appear, so no flow reaches it meanwhile.
+    if !serves(running.health) {
+        networking.serving(&task.id, false);
+    }
     match networking.attach(task, &running.id, pid).await {
         Ok(()) => (Ok((observed.clone(), true)), None),
         Err(e) => {

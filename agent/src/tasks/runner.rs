@@ -8,12 +8,12 @@ use futures::StreamExt;
 use mesh_api::{AssignedTask, Assignments, TaskStatusUpdate, now_millis};
 use mesh_cluster::Id;
 use mesh_cluster::state::TaskStatus;
-use mesh_engine::{Engine, EngineHandle};
+use mesh_engine::{Engine, EngineHandle, HealthStatus};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::decide::{Facts, Observed, decide};
+use super::decide::{Facts, Observed, Seen, decide, serves};
 use super::ops::Done;
 use super::{RESYNC_EVERY, RETRY_AFTER};
 use crate::networking::Networking;
@@ -60,6 +60,8 @@ impl TaskRunner {
             attached: HashSet::new(),
             settled: false,
             exits: HashMap::new(),
+            verdicts: HashMap::new(),
+            serving: HashMap::new(),
             ops: JoinSet::new(),
             reports,
             pending: Vec::new(),
@@ -87,6 +89,10 @@ pub(super) struct Runner {
     settled: bool,
     /// Containers that died before the runner knew them (a start still in flight), by id.
     pub(super) exits: HashMap<String, (Option<i64>, Instant)>,
+    /// Health verdicts of containers the runner did not know yet (a start in flight), by id.
+    pub(super) verdicts: HashMap<String, (HealthStatus, Instant)>,
+    /// What the networking was last told of each attached task: may it take traffic.
+    pub(super) serving: HashMap<Id, bool>,
     pub(super) ops: JoinSet<Done>,
     pub(super) reports: mpsc::UnboundedSender<Vec<TaskStatusUpdate>>,
     pending: Vec<TaskStatusUpdate>,
@@ -222,6 +228,27 @@ impl Runner {
         });
     }
 
+    /// Tells the networking which attached tasks may take traffic: those whose container runs
+    /// and has no health check or a passed one. A task in `starting` (its check not passed yet)
+    /// or `unhealthy` stays plumbed but out of the mesh, DNS and gossip.
+    fn sync_serving(&mut self) {
+        let mut want: HashMap<Id, bool> = HashMap::new();
+        for c in self.containers.values() {
+            if let Seen::Running { health, .. } = c.state
+                && self.attached.contains(&c.task_id)
+            {
+                want.insert(c.task_id.clone(), serves(health));
+            }
+        }
+        self.serving.retain(|id, _| self.attached.contains(id));
+        for (id, serving) in want {
+            if self.serving.get(&id) != Some(&serving) {
+                self.cfg.networking.0.serving(&id, serving);
+                self.serving.insert(id, serving);
+            }
+        }
+    }
+
     /// Decides, starts the operations, and sends the reports.
     fn step(&mut self, engine: &Engine) {
         let now = Instant::now();
@@ -250,6 +277,7 @@ impl Runner {
         for action in actions {
             self.act(engine, action);
         }
+        self.sync_serving();
         // Once the whole list is in and nothing is under way, every container kept is attached:
         // the networking may clear what earlier runs left behind.
         if !self.settled && self.complete && self.in_flight.is_empty() && self.retry_at.is_empty() {

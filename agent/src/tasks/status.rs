@@ -4,6 +4,9 @@ use mesh_cluster::state::{Millis, TaskState, TaskStatus};
 
 use super::decide::{Observed, Seen};
 
+/// A task whose health check failed: moby's `ErrContainerUnhealthy`, word for word.
+pub(super) const UNHEALTHY: &str = "dockerexec: unhealthy container";
+
 /// A task's status at `now`, with what `c` tells of its container.
 pub(super) fn status(
     state: TaskState,
@@ -13,7 +16,7 @@ pub(super) fn status(
     now: Millis,
 ) -> TaskStatus {
     let (pid, exit_code) = match c.map(|c| c.state) {
-        Some(Seen::Running { pid }) => (pid.unwrap_or(0), None),
+        Some(Seen::Running { pid, .. }) => (pid.unwrap_or(0), None),
         Some(Seen::Exited { code }) => (0, code),
         _ => (0, None),
     };

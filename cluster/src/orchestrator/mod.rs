@@ -549,6 +549,7 @@ pub fn new_service(spec: ServiceSpec, id: Id) -> Service {
         endpoint: crate::state::Endpoint::default(),
         update_status: None,
         stack: None,
+        registry_auth: None,
     }
 }
 

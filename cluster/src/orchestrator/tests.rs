@@ -778,3 +778,72 @@ fn tasks_get_addresses_ports_and_vips_through_plan() {
         "kept"
     );
 }
+
+/// An updated task that fails within `--update-monitor` of the last start (a health check that
+/// turned unhealthy) triggers the failure action; one that fails after it is only replaced.
+#[test]
+fn failures_count_during_the_update_monitor_only() {
+    let mut sim = Sim::new(&["a"]);
+    let web = sim.create("web", |s| {
+        s.mode = ServiceMode::Replicated { replicas: 1 };
+        s.update.failure_action = FailureAction::Rollback;
+        s.update.monitor_ms = 5_000;
+    });
+    sim.update(&web, |s| s.task.container.image = "busybox:2".into());
+    sim.run();
+    assert_eq!(sim.images_running(&web), ["busybox:2"]);
+    sim.wait(2_000);
+    assert_eq!(sim.update_state(&web).unwrap().0, UpdateState::Updating);
+    let new = sim.running_in_slot(&web, 1)[0].id.clone();
+    sim.report(&new, TaskState::Failed, "dockerexec: unhealthy container");
+    sim.run();
+    assert_eq!(
+        sim.update_state(&web).unwrap().0,
+        UpdateState::RollbackStarted
+    );
+    sim.wait(20_000);
+    assert_eq!(sim.images_running(&web), ["busybox:1"]);
+
+    // Past the monitor period the update is over: a failure is replaced, nothing rolls back.
+    sim.update(&web, |s| s.task.container.image = "busybox:3".into());
+    sim.wait(6_000);
+    assert_eq!(sim.update_state(&web).unwrap().0, UpdateState::Completed);
+    let new = sim.running_in_slot(&web, 1)[0].id.clone();
+    sim.report(&new, TaskState::Failed, "dockerexec: unhealthy container");
+    sim.run();
+    assert_eq!(sim.update_state(&web).unwrap().0, UpdateState::Completed);
+    assert_eq!(sim.images_running(&web), ["busybox:3"]);
+}
+
+/// A new task that stays `starting` (its health check has not passed) holds its slot in flight:
+/// the next batch waits for it to run.
+#[test]
+fn an_update_waits_for_new_tasks_to_run() {
+    let mut sim = Sim::new(&["a", "b"]);
+    let web = sim.create("web", |s| s.mode = ServiceMode::Replicated { replicas: 2 });
+    sim.update(&web, |s| s.task.container.image = "busybox:2".into());
+    sim.plan();
+    let new: Vec<Id> = sim
+        .tasks(&web)
+        .into_iter()
+        .filter(|t| t.spec.container.image == "busybox:2")
+        .map(|t| t.id.clone())
+        .collect();
+    assert_eq!(new.len(), 1, "parallelism 1: one slot at a time");
+    sim.report(&new[0], TaskState::Starting, "");
+    // Time passes with no agent to move the task on (`wait` would run it).
+    sim.now += 30_000;
+    sim.plan();
+    let started: Vec<&Task> = sim
+        .tasks(&web)
+        .into_iter()
+        .filter(|t| t.spec.container.image == "busybox:2")
+        .collect();
+    assert_eq!(
+        started.len(),
+        1,
+        "no second batch while the first is starting"
+    );
+    sim.run(); // the agent reports it running: the next batch goes
+    assert_eq!(sim.images_running(&web), ["busybox:2", "busybox:2"]);
+}

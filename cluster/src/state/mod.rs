@@ -12,6 +12,7 @@ mod addr;
 mod blob;
 mod network;
 mod node;
+mod registry_auth;
 mod service;
 mod store;
 mod task;
@@ -28,6 +29,7 @@ pub use node::{
     Availability, ManagerStatus, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
     Reachability, Resources,
 };
+pub use registry_auth::RegistryAuth;
 pub use service::{
     ContainerSpec, Endpoint, EndpointMode, EndpointSpec, FailureAction, FileReference,
     HealthConfig, Mount, MountKind, NetworkAttachmentConfig, Placement, PortConfig, Protocol,

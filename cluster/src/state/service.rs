@@ -333,4 +333,8 @@ pub struct Service {
     pub update_status: Option<UpdateStatus>,
     /// The stack that deployed it (`com.docker.stack.namespace`), if any.
     pub stack: Option<String>,
+    /// `--with-registry-auth`: the login its nodes pull the image with. Outside the spec, and
+    /// cleared from every reply (`inspect` never shows it); its `Debug` is redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<super::RegistryAuth>,
 }

@@ -32,6 +32,7 @@ fn same_for_agent(a: &AssignedTask, b: &AssignedTask) -> bool {
         && x.service_id == y.service_id
         && x.node_id == y.node_id
         && a.service_name == b.service_name
+        && a.registry_auth == b.registry_auth
         && a.files == b.files
 }
 
@@ -43,16 +44,13 @@ pub(crate) fn node_assignments(state: &ClusterState, node: &Id) -> BTreeMap<Id, 
         .values()
         .filter(|t| t.node_id.as_ref() == Some(node) && t.status.state >= TaskState::Assigned)
         .map(|t| {
-            let service_name = state
-                .services
-                .get(&t.service_id)
-                .map(|s| s.spec.name.clone())
-                .unwrap_or_default();
+            let service = state.services.get(&t.service_id);
             (
                 t.id.clone(),
                 AssignedTask {
                     task: t.clone(),
-                    service_name,
+                    service_name: service.map(|s| s.spec.name.clone()).unwrap_or_default(),
+                    registry_auth: service.and_then(|s| s.registry_auth.clone()),
                     files: task_files(state, t),
                 },
             )

@@ -19,7 +19,8 @@ use mesh_cluster::orchestrator::{new_service, rollback_service, update_service};
 use mesh_cluster::spec::limits::check_replicas;
 use mesh_cluster::spec::validate_service_spec;
 use mesh_cluster::state::{
-    ClusterState, Kind, Millis, Object, Op, PublishMode, Service, ServiceMode, ServiceSpec, Tx,
+    ClusterState, Kind, Millis, Object, Op, PublishMode, RegistryAuth, Service, ServiceMode,
+    ServiceSpec, Tx,
 };
 
 use crate::lookup::find_service;
@@ -193,6 +194,19 @@ pub fn update_service_tx(
     }))
 }
 
+/// Stores `auth` (when given) with the service the transaction writes; `None` keeps what the
+/// service has, as docker's update does without `--with-registry-auth`.
+fn with_registry_auth(mut tx: Tx, auth: Option<&RegistryAuth>) -> Tx {
+    if let Some(auth) = auth {
+        for op in &mut tx.ops {
+            if let Op::Put(Object::Service(s)) = op {
+                s.registry_auth = Some(auth.clone());
+            }
+        }
+    }
+    tx
+}
+
 /// `service update --rollback`.
 pub fn rollback_service_tx(state: &ClusterState, query: &str, now: Millis) -> Result<Tx, ApiError> {
     let current = find_service(state, query)?;
@@ -248,11 +262,20 @@ pub fn summaries(state: &ClusterState) -> Vec<ServiceSummary> {
     services
         .into_iter()
         .map(|s| ServiceSummary {
-            service: s.clone(),
+            service: shown(s),
             replicas: replicas_column(state, s),
             ports: ports_column(s),
         })
         .collect()
+}
+
+/// A service as replies show it: without its registry login (`--with-registry-auth`), which
+/// only the nodes that pull its image get.
+pub fn shown(s: &Service) -> Service {
+    Service {
+        registry_auth: None,
+        ..s.clone()
+    }
 }
 
 /// `service ps SERVICE...`: the services, their tasks, and the nodes.
@@ -264,7 +287,7 @@ pub fn tasks_reply(
     for q in queries {
         let s = find_service(state, q)?;
         if !services.iter().any(|x| x.id == s.id) {
-            services.push(s.clone());
+            services.push(shown(s));
         }
     }
     let tasks = services
@@ -287,11 +310,13 @@ impl ServiceApi<'_> {
     /// The service requests of the cluster API (writes arrive here on the leader).
     pub async fn serve(&self, req: Request) -> Result<Reply, ApiError> {
         match req {
-            Request::ServiceCreate { spec } => {
+            Request::ServiceCreate { spec, image } => {
                 let id = Id::random();
+                let auth = image.registry_auth;
                 self.m
                     .with_retries(|s| {
-                        create_service_tx(s, spec.clone(), &id, now_millis()).map(Some)
+                        create_service_tx(s, spec.clone(), &id, now_millis())
+                            .map(|tx| Some(with_registry_auth(tx, auth.as_ref())))
                     })
                     .await?;
                 tracing::info!(service = %spec.name, %id, "service created");
@@ -304,7 +329,7 @@ impl ServiceApi<'_> {
             Request::ServiceInspect { service } => {
                 let view = self.m.read().await?;
                 let s = find_service(&view.applied.state, &service)?;
-                Ok(Reply::Service(Box::new(s.clone())))
+                Ok(Reply::Service(Box::new(shown(s))))
             }
             Request::ServiceTasks { services } => {
                 let view = self.m.read().await?;
@@ -317,10 +342,13 @@ impl ServiceApi<'_> {
                 service,
                 version,
                 spec,
+                image,
             } => {
+                let auth = image.registry_auth;
                 self.m
                     .with_retries(|s| {
                         update_service_tx(s, &service, version, spec.clone(), now_millis())
+                            .map(|tx| tx.map(|tx| with_registry_auth(tx, auth.as_ref())))
                     })
                     .await?;
                 Ok(Reply::Done)
@@ -585,5 +613,41 @@ pub(crate) mod tests {
             "localhost:5000/app:latest"
         );
         assert_eq!(normalize_image("a@sha256:00"), "a@sha256:00");
+    }
+
+    #[test]
+    fn registry_logins_are_stored_kept_and_never_shown() {
+        let login = RegistryAuth {
+            server: "127.0.0.1:5000".into(),
+            username: "alice".into(),
+            password: "s3cret".into(),
+        };
+        let mut s = ClusterState::default();
+        let tx = create_service_tx(&s, spec("web"), &Id::from("w"), 1).unwrap();
+        apply(&mut s, &with_registry_auth(tx, Some(&login)));
+        let stored = &s.services[&Id::from("w")];
+        assert_eq!(stored.registry_auth.as_ref(), Some(&login));
+        // Replies never carry it.
+        assert_eq!(shown(stored).registry_auth, None);
+        assert!(
+            summaries(&s)
+                .iter()
+                .all(|r| r.service.registry_auth.is_none())
+        );
+        let reply = tasks_reply(&s, &["web".into()]).unwrap();
+        assert!(reply.services.iter().all(|x| x.registry_auth.is_none()));
+        assert!(!format!("{stored:?}").contains("s3cret"));
+        // An update without a login keeps the stored one.
+        let mut changed = spec("web");
+        changed.task.container.image = "meshd/busybox:2".into();
+        let version = stored.meta.version;
+        let tx = update_service_tx(&s, "web", version, changed, 2)
+            .unwrap()
+            .unwrap();
+        apply(&mut s, &with_registry_auth(tx, None));
+        assert_eq!(
+            s.services[&Id::from("w")].registry_auth.as_ref(),
+            Some(&login)
+        );
     }
 }

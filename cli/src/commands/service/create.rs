@@ -14,6 +14,7 @@ use mesh_cluster::state::ServiceSpec;
 use super::client::Conn;
 use super::flags::{CommonArgs, apply_common, parse_label, parse_network, spec_err};
 use super::progress;
+use super::registry::{RegistryArgs, print_warnings};
 use crate::commands::{Target, unexpected};
 
 /// `service create [OPTIONS] IMAGE [COMMAND] [ARG...]`.
@@ -63,6 +64,9 @@ pub struct CreateArgs {
     pub config: Vec<String>,
     #[command(flatten)]
     pub common: CommonArgs,
+    // Registry flags (`--with-registry-auth`, `--no-resolve-image`), kept in their own block.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// The image to run.
     pub image: String,
     /// The command and its arguments.
@@ -157,8 +161,13 @@ pub fn create_spec(a: &CreateArgs) -> Result<ServiceSpec> {
 /// `service create`: prints the new service's id, then follows it (unless `--detach`).
 pub(super) fn run(target: &Target, a: &CreateArgs, out: &mut impl Write) -> Result<()> {
     let spec = create_spec(a)?;
+    let image = a.registry.options(&spec.task.container.image, true)?;
     let conn = Conn::new(target)?;
-    let id = match conn.call(&Request::ServiceCreate { spec })? {
+    let (reply, warnings) = conn
+        .call(&Request::ServiceCreate { spec, image })?
+        .into_parts();
+    print_warnings(&warnings);
+    let id = match reply {
         Reply::ServiceCreated { id } => id,
         other => return Err(unexpected(&other)),
     };

@@ -18,6 +18,7 @@ use super::flags::{
     CommonArgs, apply_common, parse_label, parse_network, resolve_networks, spec_err,
 };
 use super::progress;
+use super::registry::{RegistryArgs, print_warnings};
 use crate::commands::{Target, reported};
 
 /// `service update [OPTIONS] SERVICE`.
@@ -83,6 +84,9 @@ pub struct UpdateArgs {
     pub rollback: bool,
     #[command(flatten)]
     pub common: CommonArgs,
+    // Registry flags (`--with-registry-auth`, `--no-resolve-image`), kept in their own block.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     pub service: String,
 }
 
@@ -289,13 +293,22 @@ fn update(conn: &Conn, a: &UpdateArgs) -> Result<()> {
         spec.task
             .networks
             .retain(|n| !network_rm.contains(&n.target));
+        // Docker resolves the digest again only when `--image` is given: an update that leaves
+        // the image alone keeps its digest.
+        let image = a
+            .registry
+            .options(&spec.task.container.image, a.image.is_some())?;
         let req = Request::ServiceUpdate {
             service: current.id.to_string(),
             version: current.meta.version,
             spec,
+            image,
         };
         match conn.call_raw(&req) {
-            Ok(_) => return Ok(()),
+            Ok(reply) => {
+                print_warnings(&reply.into_parts().1);
+                return Ok(());
+            }
             Err(e) if e.code == Code::Conflict && attempt < 5 => {}
             Err(e) => return Err(reported(&conn.client, &e)),
         }
