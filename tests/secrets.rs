@@ -139,3 +139,129 @@ fn secrets_and_configs_are_sealed_and_never_shown() {
     assert!(ok(&lab, "n1", &["secret", "ls", "-q"]).trim().is_empty());
     assert!(ok(&lab, "n3", &["config", "ls", "-q"]).trim().is_empty());
 }
+
+/// `service create --secret/--config`: the task sees the data read-only at `/run/secrets/NAME`
+/// and at the targets asked for, with their owner and mode, on a tmpfs; `secret rm` is refused
+/// while the service uses it; `service update --secret-rm` takes it away (a new task without it).
+#[test]
+fn secrets_and_configs_reach_their_tasks_read_only() {
+    let lab = Lab::up("sectask", 144, 2, 1);
+    let created = lab.exec(
+        "n1",
+        &[
+            "sh",
+            "-c",
+            &format!("printf {SECRET} | meshctl secret create db_password -"),
+        ],
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let file = std::env::temp_dir().join(format!("{}-site.conf", lab.prefix));
+    std::fs::write(&file, CONFIG).expect("write the config file");
+    ok(
+        &lab,
+        "n1",
+        &["config", "create", "site", &file.display().to_string()],
+    );
+    let _ = std::fs::remove_file(&file);
+    let image = lab.image();
+    ok(
+        &lab,
+        "n1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--secret",
+            "db_password",
+            "--secret",
+            "source=db_password,target=/etc/pw,uid=1000,gid=1001,mode=0400",
+            "--config",
+            "source=site,target=/etc/site.conf",
+            &image,
+            "sleep",
+            "3600",
+        ],
+    );
+    let container =
+        crate::support::eventually(std::time::Duration::from_mins(1), "web's task runs", || {
+            let ids = lab.docker_all(&["ps", "-q", "--filter", "label=meshd.task"]);
+            ids.split_whitespace()
+                .next()
+                .map(str::to_owned)
+                .ok_or_else(|| ok(&lab, "n1", &["service", "ps", "--no-trunc", "web"]))
+        });
+    let node = lab.engine_of(&container);
+    let exec = |cmd: &str| lab.docker_out(node, &["exec", &container, "sh", "-c", cmd]);
+    assert_eq!(exec("cat /run/secrets/db_password"), SECRET);
+    assert_eq!(exec("cat /etc/pw"), SECRET);
+    assert_eq!(exec("cat /etc/site.conf"), CONFIG);
+    assert_eq!(exec("stat -c '%u %g %a' /etc/pw").trim(), "1000 1001 400");
+    assert_eq!(exec("stat -c '%a' /run/secrets/db_password").trim(), "444");
+    let write = lab.docker(
+        node,
+        &[
+            "exec",
+            &container,
+            "sh",
+            "-c",
+            "echo x > /run/secrets/db_password",
+        ],
+    );
+    assert!(!write.status.success(), "a secret must be read-only");
+    let mounts = exec("grep -E ' /run/secrets/db_password | /etc/site.conf ' /proc/mounts");
+    assert_eq!(mounts.lines().count(), 2, "{mounts}");
+    assert!(
+        mounts
+            .lines()
+            .all(|l| l.contains(" tmpfs ") && l.contains(" ro,")),
+        "secrets and configs come from a tmpfs, read-only: {mounts}"
+    );
+
+    let refused = fails(&lab, "n1", &["secret", "rm", "db_password"]);
+    assert!(
+        refused.contains("secret 'db_password' is in use by the following service: web"),
+        "{refused}"
+    );
+    let missing = fails(
+        &lab,
+        "n1",
+        &[
+            "service", "create", "--name", "x", "--secret", "nope", &image,
+        ],
+    );
+    assert!(missing.contains("secret not found: nope"), "{missing}");
+
+    ok(
+        &lab,
+        "n1",
+        &[
+            "service",
+            "update",
+            "-d",
+            "--secret-rm",
+            "db_password",
+            "--config-rm",
+            "site",
+            "web",
+        ],
+    );
+    ok(&lab, "n1", &["service", "rm", "web"]);
+    crate::support::eventually(
+        std::time::Duration::from_mins(1),
+        "secret rm once web is gone",
+        || {
+            let out = crate::support::meshctl(&lab, "n1", &["secret", "rm", "db_password"]);
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        },
+    );
+}

@@ -117,6 +117,8 @@ pub struct AgentConfig {
     pub describer: Describer,
     pub networking: Networking,
     pub engine: EngineHandle,
+    /// Where tasks' secrets and configs are written (a tmpfs; mounted there if it is not one).
+    pub task_files: std::path::PathBuf,
 }
 
 /// Runs the agent until the task is aborted. Role changes and new manager lists go to `node`.
@@ -132,6 +134,7 @@ pub async fn run(node: Weak<dyn NodeEvents>, cfg: AgentConfig) {
         hostname: cfg.hostname.clone(),
         networking: cfg.networking.clone(),
         engine: cfg.engine.clone(),
+        files: crate::tasks::files::TaskFiles::new(cfg.task_files.clone()),
     });
     let mut managers = Managers {
         known: cfg.managers.clone(),

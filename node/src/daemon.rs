@@ -233,6 +233,7 @@ impl Daemon {
                 describer: self.describer.clone(),
                 networking: self.cfg.task_networking.clone(),
                 engine: self.cfg.engine.clone(),
+                task_files: self.cfg.data_dir.join("task-files"),
             },
         ));
         Ok(Member {

@@ -66,6 +66,7 @@ impl Runner {
                 let spec = container_spec(&assigned, &self.cfg.node_id, &self.cfg.hostname);
                 let engine = engine.clone();
                 let reports = self.reports.clone();
+                let files = self.cfg.files.clone();
                 // The operation reports `starting` itself once the image is there.
                 self.local.insert(
                     id.clone(),
@@ -79,7 +80,7 @@ impl Runner {
                 );
                 self.ops.spawn(async move {
                     let (result, failed) =
-                        start(&engine, &*networking, &assigned, &spec, &reports).await;
+                        start(&engine, &*networking, &assigned, spec, &files, &reports).await;
                     Done::Started {
                         task: id,
                         result,
@@ -147,11 +148,15 @@ impl Runner {
                 self.in_flight.insert(task.clone());
                 let detach = self.attached.contains(&task);
                 let engine = engine.clone();
+                let files = self.cfg.files.clone();
                 self.ops.spawn(async move {
                     if detach && let Err(e) = networking.detach(&task).await {
                         tracing::warn!(%task, "unplumbing: {e}");
                     }
                     let error = engine.remove(&container).await.err().map(|e| e.to_string());
+                    if error.is_none() {
+                        files.remove(task.as_str());
+                    }
                     Done::Removed {
                         task,
                         container,
@@ -280,11 +285,19 @@ async fn start(
     engine: &Engine,
     networking: &dyn TaskNetworking,
     assigned: &AssignedTask,
-    spec: &ContainerSpec,
+    mut spec: ContainerSpec,
+    files: &super::files::TaskFiles,
     reports: &mpsc::UnboundedSender<Vec<TaskStatusUpdate>>,
 ) -> (Result<(Observed, bool), TaskStatus>, Option<TaskStatus>) {
     let task = &assigned.task;
     let rejected = |err: String| status(TaskState::Rejected, "preparing", err, None, now_millis());
+    // Secrets and configs first: a task that cannot have them does not start without them.
+    let c = &task.spec.container;
+    match files.write(task.id.as_str(), (&c.secrets, &c.configs), &assigned.files) {
+        Ok(binds) => spec.binds.extend(binds),
+        Err(err) => return (Err(rejected(err)), None),
+    }
+    let spec = &spec;
     // In `preparing`, as Swarm: the image is pulled when missing, with a few tries.
     let login = assigned
         .registry_auth

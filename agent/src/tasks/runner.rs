@@ -26,6 +26,8 @@ pub struct RunnerConfig {
     pub networking: Networking,
     /// The node's engine, where its tasks run.
     pub engine: EngineHandle,
+    /// Where the tasks' secrets and configs are written.
+    pub files: super::files::TaskFiles,
 }
 
 /// The runner's handle: give it assignments; it reports task states on the channel returned by
