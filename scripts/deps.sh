@@ -8,6 +8,7 @@ PACKAGES=(
   iproute2 ethtool procps psmisc iputils-ping curl  # namespaces, links, the lab
   docker.io                               # tasks are containers (an engine per lab node)
   docker-registry skopeo                  # the lab registry, and pushing images to it
+  redis-server                            # the lab's database image (meshd/redis)
   busybox-static                          # the FROM-scratch test image
   iperf3 haproxy dnsutils tcpdump socat wrk dnsperf unbound iptables nftables  # tests and bench
   systemd                                 # systemd-analyze verify of the packaged unit
@@ -24,9 +25,9 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian enables the unbound and docker-registry services on install; the bench starts its
-  # own unbound, and the lab its own registry (in its namespace).
-  for unit in unbound docker-registry; do
+  # Debian enables the unbound, docker-registry and redis-server services on install; the
+  # bench starts its own unbound, and the lab its own registry (in its namespace) and database.
+  for unit in unbound docker-registry redis-server; do
     if command -v systemctl >/dev/null && systemctl is-active --quiet "$unit" 2>/dev/null; then
       systemctl disable --now "$unit" >/dev/null 2>&1 || true
     fi

@@ -3,7 +3,10 @@
 //! - `meshd/busybox`, the test image: Debian's `busybox-static` (sh, httpd, nc, nslookup, wget,
 //!   ...) and our `udp-echo` (busybox-static has no UDP server: no `udpsvd`, no `nc -u`);
 //! - `meshd/registry`: Debian's `docker-registry` with its `ldd` closure and a config serving
-//!   plain HTTP on :5000 from `/var/lib/registry`, as Docker's `registry` image does.
+//!   plain HTTP on :5000 from `/var/lib/registry`, as Docker's `registry` image does;
+//! - `meshd/redis`: the lab's database, Debian's `redis-server` with its `ldd` closure and
+//!   busybox (a shell to read a password from `/run/secrets`), data in the `/data` volume with
+//!   the append-only file on, listening on 6379, as Docker's `redis` image does.
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -14,9 +17,16 @@ use anyhow::{Context, Result, bail};
 
 pub const TEST_IMAGE: &str = "meshd/busybox";
 pub const REGISTRY_IMAGE: &str = "meshd/registry";
+pub const DATABASE_IMAGE: &str = "meshd/redis";
 /// Every lab image: its name on the host's dockerd, and the short name
 /// [`crate::LabPlan::image`] gives it in the lab registry.
-pub const LAB_IMAGES: [(&str, &str); 2] = [(TEST_IMAGE, "busybox"), (REGISTRY_IMAGE, "registry")];
+pub const LAB_IMAGES: [(&str, &str); 3] = [
+    (TEST_IMAGE, "busybox"),
+    (REGISTRY_IMAGE, "registry"),
+    (DATABASE_IMAGE, "redis"),
+];
+/// Debian's Redis (package redis-server).
+const REDIS_BINARY: &str = "/usr/bin/redis-server";
 const BUSYBOX: &str = "/bin/busybox";
 /// The images' label `meshd.image`: an image with another (older) one is built again.
 const IMAGE_VERSION: &str = "2";
@@ -48,7 +58,7 @@ pub fn ensure_images() -> Result<Vec<ExportedImage>> {
             "dockerd is not answering on /var/run/docker.sock: run ./scripts/deps.sh (it starts it)"
         );
     }
-    let builds: [BuildFn; LAB_IMAGES.len()] = [build_busybox, build_registry];
+    let builds: [BuildFn; LAB_IMAGES.len()] = [build_busybox, build_registry, build_redis];
     let mut exported = Vec::new();
     for ((image, name), build) in LAB_IMAGES.into_iter().zip(builds) {
         let id = if let Some(id) = current_id(image)? {
@@ -175,18 +185,17 @@ fn build_busybox(ctx: &Path) -> Result<()> {
     )
 }
 
-fn build_registry(ctx: &Path) -> Result<()> {
-    let binary = crate::registry::REGISTRY_BINARY;
+/// Copies `binary` and the libraries `ldd` says it loads into `root`, at the same paths.
+fn copy_with_libraries(root: &Path, binary: &str, package: &str) -> Result<()> {
     let ldd = Command::new("ldd").arg(binary).output().with_context(|| {
-        format!("running ldd {binary} (install docker-registry: ./scripts/deps.sh)")
+        format!("running ldd {binary} (install {package}: ./scripts/deps.sh)")
     })?;
     if !ldd.status.success() {
         bail!(
-            "ldd {binary} failed (install docker-registry: ./scripts/deps.sh): {}",
+            "ldd {binary} failed (install {package}: ./scripts/deps.sh): {}",
             String::from_utf8_lossy(&ldd.stderr).trim()
         );
     }
-    let root = ctx.join("rootfs");
     let mut files = vec![PathBuf::from(binary)];
     files.extend(ldd_closure(&String::from_utf8_lossy(&ldd.stdout)));
     for file in &files {
@@ -195,6 +204,13 @@ fn build_registry(ctx: &Path) -> Result<()> {
         // `copy` follows symlinks: the image gets the library itself under the name asked for.
         fs::copy(file, &to).with_context(|| format!("copying {}", file.display()))?;
     }
+    Ok(())
+}
+
+fn build_registry(ctx: &Path) -> Result<()> {
+    let binary = crate::registry::REGISTRY_BINARY;
+    let root = ctx.join("rootfs");
+    copy_with_libraries(&root, binary, "docker-registry")?;
     for d in ["etc/docker/registry", "var/lib/registry", "tmp"] {
         fs::create_dir_all(root.join(d))?;
     }
@@ -204,6 +220,28 @@ fn build_registry(ctx: &Path) -> Result<()> {
         REGISTRY_IMAGE,
         &format!(
             "FROM scratch\nCOPY rootfs /\nLABEL meshd.image={IMAGE_VERSION}\nVOLUME [\"/var/lib/registry\"]\nEXPOSE 5000\nENTRYPOINT [\"{binary}\"]\nCMD [\"serve\", \"/etc/docker/registry/config.yml\"]\n"
+        ),
+    )
+}
+
+/// `meshd/redis`: `redis-server` with its libraries, busybox for a shell, `/data` a volume.
+fn build_redis(ctx: &Path) -> Result<()> {
+    let root = ctx.join("rootfs");
+    copy_with_libraries(&root, REDIS_BINARY, "redis-server")?;
+    for d in ["bin", "data", "tmp", "etc"] {
+        fs::create_dir_all(root.join(d))?;
+    }
+    fs::copy(BUSYBOX, root.join("bin/busybox"))?;
+    for applet in ["sh", "cat", "ls", "nc"] {
+        symlink("busybox", root.join("bin").join(applet))?;
+    }
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n")?;
+    fs::write(root.join("etc/group"), "root:x:0:\n")?;
+    docker_build(
+        ctx,
+        DATABASE_IMAGE,
+        &format!(
+            "FROM scratch\nCOPY rootfs /\nENV PATH=/bin:/usr/bin\nLABEL meshd.image={IMAGE_VERSION}\nVOLUME [\"/data\"]\nWORKDIR /data\nEXPOSE 6379\nCMD [\"{REDIS_BINARY}\", \"--bind\", \"0.0.0.0\", \"--protected-mode\", \"no\", \"--appendonly\", \"yes\", \"--dir\", \"/data\"]\n"
         ),
     )
 }

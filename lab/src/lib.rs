@@ -24,7 +24,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use image::ensure_images;
-pub use image::{LAB_IMAGES, REGISTRY_IMAGE, TEST_IMAGE};
+pub use image::{DATABASE_IMAGE, LAB_IMAGES, REGISTRY_IMAGE, TEST_IMAGE};
 pub use plan::{LabPlan, Member, PlanError, REGISTRY_PORT, STATE_ROOT, state_dir};
 pub use teardown::down;
 
