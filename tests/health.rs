@@ -269,4 +269,73 @@ fn images_are_pinned_pulled_and_a_missing_one_pauses_the_update() {
             .any(|l| l.contains(&format!("{image}@sha256:")) && l.contains("Running")),
         "the old task no longer runs:\n{ps}"
     );
+
+    // The same update with `--update-failure-action rollback`: rolled back to the pinned image.
+    ok(
+        &lab,
+        "n1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "api",
+            "--update-failure-action",
+            "rollback",
+            &image,
+            "sleep",
+            "600",
+        ],
+    );
+    eventually(Duration::from_mins(1), "api running", || {
+        let ps = ok(&lab, "n1", &["service", "ps", "api"]);
+        (ps.matches("Running").count() == 2).then_some(()).ok_or(ps)
+    });
+    ok(
+        &lab,
+        "n1",
+        &["service", "update", "-d", "--image", &missing, "api"],
+    );
+    eventually(Duration::from_mins(2), "the update rolled back", || {
+        let state = ok(
+            &lab,
+            "n1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{.UpdateStatus.State}}",
+                "api",
+            ],
+        );
+        (state.trim() == "rollback_completed")
+            .then_some(())
+            .ok_or(state)
+    });
+    let image_now = ok(
+        &lab,
+        "n1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+            "api",
+        ],
+    );
+    assert!(
+        image_now.trim().starts_with(&format!("{image}@sha256:")),
+        "not back on the pinned image: {image_now}"
+    );
+    eventually(Duration::from_mins(1), "api running its old image", || {
+        let ps = ok(
+            &lab,
+            "n1",
+            &["service", "ps", "--filter", "desired-state=running", "api"],
+        );
+        ps.lines()
+            .any(|l| l.contains(&format!("{image}@sha256:")) && l.contains(" Running "))
+            .then_some(())
+            .ok_or(ps)
+    });
 }

@@ -305,6 +305,8 @@ fn nodes_push_and_pull_through_localhost(lab: &Lab) {
             Err(format!("docker {args:?} on n{i}: {}", stderr(&out)))
         }
     };
+    // Tasks pull by digest (pinned at create), so the tag itself is pulled first.
+    docker_ok(pusher, &["pull", &lab.image()]).unwrap();
     docker_ok(pusher, &["tag", &lab.image(), "127.0.0.1:5000/app"]).unwrap();
     eventually(
         Duration::from_mins(1),

@@ -187,9 +187,10 @@ fn build_busybox(ctx: &Path) -> Result<()> {
 
 /// Copies `binary` and the libraries `ldd` says it loads into `root`, at the same paths.
 fn copy_with_libraries(root: &Path, binary: &str, package: &str) -> Result<()> {
-    let ldd = Command::new("ldd").arg(binary).output().with_context(|| {
-        format!("running ldd {binary} (install {package}: ./scripts/deps.sh)")
-    })?;
+    let ldd = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .with_context(|| format!("running ldd {binary} (install {package}: ./scripts/deps.sh)"))?;
     if !ldd.status.success() {
         bail!(
             "ldd {binary} failed (install {package}: ./scripts/deps.sh): {}",
