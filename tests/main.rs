@@ -22,4 +22,5 @@ mod secrets;
 mod services;
 mod socklb;
 mod specs;
+mod stacks;
 mod trust;
