@@ -163,7 +163,7 @@ fn stacks_deploy_reach_by_name_update_in_place_and_rm() {
     // (`nc`: the lab busybox's `wget` crashes, by name or address alike.)
     let get = r"printf 'GET / HTTP/1.0\r\n\r\n' | nc api 80";
     eventually(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         "http://api/ from a web task",
         || {
             let out = lab.docker(engine, &["exec", &web_task, "sh", "-c", get]);
@@ -187,7 +187,7 @@ fn stacks_deploy_reach_by_name_update_in_place_and_rm() {
         "{ls}"
     );
     eventually(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         "stack services shows 2/2 and 1/1",
         || {
             let services = ok(&lab, "n1", &["stack", "services", "st"]);
@@ -219,7 +219,7 @@ fn stacks_deploy_reach_by_name_update_in_place_and_rm() {
         "{out}"
     );
     assert_eq!(service_id(&lab, "st_web"), web_id);
-    eventually(Duration::from_secs(60), "st_web at 3/3", || {
+    eventually(Duration::from_mins(1), "st_web at 3/3", || {
         let services = ok(&lab, "n1", &["stack", "services", "st"]);
         services
             .lines()
@@ -238,7 +238,7 @@ fn stacks_deploy_reach_by_name_update_in_place_and_rm() {
         assert!(out.contains(line), "{line:?} in:\n{out}");
     }
     eventually(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         "nothing of the stack is left",
         || {
             nothing_of_the_stack(&lab)?;
