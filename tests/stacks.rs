@@ -1,8 +1,9 @@
 //! Stacks (issue 14, item 2): a compose file with a web tier publishing a port and an api on the
 //! stack's default network, and a secret from a file. A file with one error creates nothing and
 //! says where; `stack deploy` creates it all; the port answers through every node; the web tier
-//! reaches the api by its short service name (`api`); `stack ls/services/ps` show it; a re-deploy with
-//! more replicas updates in place; `stack rm` leaves nothing behind.
+//! reaches the api by its short service name (`api`); `stack ls/services/ps` show it; a re-deploy
+//! with more replicas updates in place; `--prune` removes a service no longer in the file;
+//! `stack rm` leaves nothing behind.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -228,9 +229,25 @@ fn stacks_deploy_reach_by_name_update_in_place_and_rm() {
             .ok_or(services)
     });
 
+    // --prune: a file without the api removes it; without --prune it would stay.
+    let web_only = compose(&image, 3);
+    let web_only = &web_only[..web_only.find("  api:").expect("the api")];
+    let secrets = "secrets:\n  token:\n    file: ./token.txt\n";
+    let pruned = files.write("web.yml", &format!("{web_only}{secrets}"));
+    let out = ok(
+        &lab,
+        "n1",
+        &["stack", "deploy", "--prune", "-c", &pruned, "st"],
+    );
+    assert!(out.contains("Removing service st_api"), "{out}");
+    let services = ok(&lab, "n1", &["stack", "services", "st"]);
+    assert!(
+        services.contains("st_web") && !services.contains("st_api"),
+        "{services}"
+    );
+
     let out = ok(&lab, "n1", &["stack", "rm", "st"]);
     for line in [
-        "Removing service st_api",
         "Removing service st_web",
         "Removing network st_default",
         "Removing secret st_token",

@@ -344,6 +344,83 @@ fn compose_spec_examples_plan() {
     }
 }
 
+/// The tutorial's second WordPress file (seed 004): the password an external secret made
+/// before with `secret create`, a global database on managers, one overlay network.
+const WORDPRESS_EXTERNAL_SECRET: &str = r#"
+version: "3.7"
+services:
+  db:
+    image: mysql:5.7
+    secrets:
+      - password
+    environment:
+      MYSQL_ROOT_PASSWORD_FILE: /run/secrets/password
+      MYSQL_DATABASE: wordpress
+    volumes:
+      - db_data:/var/lib/mysql
+    networks:
+      - my-network
+    deploy:
+      mode: global
+      placement:
+        constraints:
+          - node.role == manager
+  web:
+    depends_on:
+      - db
+    image: wordpress
+    ports:
+      - "80:80"
+    secrets:
+      - password
+    environment:
+      WORDPRESS_DB_HOST: db:3306
+      WORDPRESS_DB_PASSWORD_FILE: /run/secrets/password
+    networks:
+      - my-network
+    deploy:
+      mode: replicated
+      replicas: 3
+      restart_policy:
+        condition: on-failure
+        delay: 5s
+        max_attempts: 3
+      update_config:
+        parallelism: 3
+        delay: 10s
+        order: stop-first
+volumes:
+  db_data:
+networks:
+  my-network:
+    driver: overlay
+secrets:
+  password:
+    external: true
+"#;
+
+#[test]
+fn the_tutorial_with_an_external_secret_plans_no_secret_to_create() {
+    let (plan, warnings) = plan_of(WORDPRESS_EXTERNAL_SECRET, &[]).unwrap();
+    assert_eq!(warnings, ["Ignoring unsupported options: depends_on"]);
+    assert!(plan.secrets.is_empty());
+    assert_eq!(plan.external_secrets, ["password"]);
+    let names: Vec<&str> = plan.networks.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["wp_my-network"],
+        "no default network: every service names one"
+    );
+    let db = service(&plan, "wp_db");
+    assert_eq!(db.mode, ServiceMode::Global);
+    assert_eq!(db.task.container.secrets[0].name, "password");
+    assert_eq!(db.task.container.secrets[0].target, "password");
+    assert_eq!(db.task.networks[0].target.as_str(), "wp_my-network");
+    let web = service(&plan, "wp_web");
+    assert_eq!(web.update.parallelism, 3);
+    assert_eq!(web.task.restart.delay_ms, 5_000);
+}
+
 #[test]
 fn external_secrets_are_listed_to_check_and_not_created() {
     let (plan, _) = plan_of(
@@ -505,7 +582,7 @@ fn stack_names_are_checked() {
 
 #[test]
 fn printed_tutorial_files_read_back_the_same() {
-    for text in [WORDPRESS, PORTAINER] {
+    for text in [WORDPRESS, PORTAINER, WORDPRESS_EXTERNAL_SECRET] {
         let files = [("c.yml".to_owned(), text.to_owned())];
         let first = load(&files, &env()).unwrap().project;
         let printed = first.to_yaml();
