@@ -344,7 +344,7 @@ fn compose_spec_examples_plan() {
     }
 }
 
-/// The tutorial's second WordPress file (seed 004): the password an external secret made
+/// The tutorial's second `WordPress` file (seed 004): the password an external secret made
 /// before with `secret create`, a global database on managers, one overlay network.
 const WORDPRESS_EXTERNAL_SECRET: &str = r#"
 version: "3.7"
