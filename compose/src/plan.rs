@@ -12,7 +12,7 @@ use mesh_cluster::spec::{
 };
 use mesh_cluster::state::{
     FileReference, HealthConfig, Ipv4Cidr, Mount, MountKind, NetworkAttachmentConfig, NetworkSpec,
-    ServiceSpec, UpdateConfig,
+    PublishMode, ServiceSpec, UpdateConfig,
 };
 
 use crate::error::ComposeError;
@@ -121,7 +121,35 @@ pub fn plan(stack: &str, project: &Project, src: &Sources) -> Result<StackPlan, 
         plan.services
             .push(service_spec(stack, name, svc, project, src)?);
     }
+    check_port_clashes(project)?;
     Ok(plan)
+}
+
+/// Two services of the file publishing the same ingress port and protocol: the second would be
+/// refused half way through the deploy, so it is refused before anything is sent.
+fn check_port_clashes(project: &Project) -> Result<(), ComposeError> {
+    let mut taken: BTreeMap<(u16, &str), &str> = BTreeMap::new();
+    for (name, svc) in &project.services {
+        for (i, p) in svc.ports.iter().enumerate() {
+            if p.published_port == 0 || p.publish_mode != PublishMode::Ingress {
+                continue;
+            }
+            let key = (p.published_port, p.protocol.as_str());
+            if let Some(other) = taken.insert(key, name)
+                && other != name
+            {
+                return Err(ComposeError::at(
+                    &format!("services.{name}.ports[{i}]"),
+                    format!(
+                        "port {}/{} is already published by service {other:?}: each published \
+                         port may be used by one service",
+                        key.0, key.1
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn stack_labels(stack: &str, labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {

@@ -527,6 +527,12 @@ fn errors_say_where_they_are_and_what_is_accepted() {
             "additional property \"service\"",
         ),
         (
+            "a port published twice",
+            "services:\n  a:\n    image: x\n    ports: ['80:80']\n  b:\n    image: x\n    ports: ['80:81']\n",
+            Some(7),
+            "already published by service \"a\"",
+        ),
+        (
             "version 2",
             "version: '2'\nservices:\n  web:\n    image: a\n",
             Some(1),
