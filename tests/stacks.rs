@@ -210,7 +210,9 @@ fn stacks_deploy_reach_by_name_update_in_place_and_rm() {
         "{ps}"
     );
 
-    // A re-deploy with 3 web replicas updates the same service in place.
+    // A re-deploy with 3 web replicas updates the same service in place; the unchanged api keeps
+    // its task.
+    let api_tasks = ok(&lab, "n1", &["service", "ps", "-q", "st_api"]);
     let bigger = files.write("compose.yml", &compose(&image, 3));
     let out = ok(&lab, "n1", &["stack", "deploy", "-c", &bigger, "st"]);
     assert!(
@@ -228,6 +230,10 @@ fn stacks_deploy_reach_by_name_update_in_place_and_rm() {
             .then_some(())
             .ok_or(services)
     });
+    assert_eq!(
+        ok(&lab, "n1", &["service", "ps", "-q", "st_api"]),
+        api_tasks
+    );
 
     // --prune: a file without the api removes it; without --prune it would stay.
     let web_only = compose(&image, 3);
