@@ -609,6 +609,41 @@ mod tests {
         assert_eq!(pruned.last(), Some(&Step::RemoveService("s_old".into())));
     }
 
+    /// The files as `stack deploy` reads them: `.env` next to the first file, relative paths
+    /// from its folder, the process environment over `.env`.
+    #[test]
+    fn compose_files_are_read_with_their_env_file_and_relative_paths() {
+        let dir = std::env::temp_dir().join(format!("meshctl-stack-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".env"), "TAG=1.25\nPATH=not-this\n").unwrap();
+        std::fs::write(dir.join("pw.txt"), "hunter2").unwrap();
+        let compose = "services:\n  web:\n    image: nginx:${TAG}\n    environment: [\"P=${PATH}\"]\n    \
+                       secrets: [pw]\n    cap_add: [NET_ADMIN]\nsecrets:\n  pw:\n    file: pw.txt\n";
+        std::fs::write(dir.join("compose.yml"), compose).unwrap();
+        let args = DeployArgs {
+            compose_files: vec![dir.join("compose.yml").display().to_string()],
+            prune: false,
+            with_registry_auth: false,
+            stack: "s".into(),
+        };
+        let mut warnings = Vec::new();
+        let planned = plan_files(&args, &mut warnings);
+        let _ = std::fs::remove_dir_all(&dir);
+        let plan = planned.unwrap();
+        let web = &plan.services[0].task.container;
+        assert_eq!(web.image, "nginx:1.25");
+        assert_ne!(
+            web.env,
+            ["P=not-this"],
+            "the process environment wins over .env"
+        );
+        assert_eq!(plan.secrets[0].data, b"hunter2");
+        assert_eq!(
+            String::from_utf8(warnings).unwrap(),
+            "Ignoring unsupported options: cap_add\n"
+        );
+    }
+
     #[test]
     fn a_missing_external_changes_nothing_and_is_named() {
         let mut p = plan();
