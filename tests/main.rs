@@ -23,4 +23,5 @@ mod secrets;
 mod services;
 mod socklb;
 mod specs;
+mod stacks;
 mod trust;

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use mesh_cli::commands::{
     self, Reported, blob::BlobCommand, lab::LabCommand, mesh::MeshCommand, network::NetworkCommand,
-    node::NodeCommand, service::ServiceCommand, swarm::SwarmCommand,
+    node::NodeCommand, service::ServiceCommand, stack::StackCommand, swarm::SwarmCommand,
 };
 
 #[derive(Parser, Debug)]
@@ -32,6 +32,9 @@ enum Command {
     /// Manage services: create, ls, ps, inspect, logs, scale, update, publish, rollback, rm.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Manage stacks (compose files): deploy, ls, ps, services, rm.
+    #[command(subcommand)]
+    Stack(StackCommand),
     /// The routing mesh: stats.
     #[command(subcommand)]
     Mesh(MeshCommand),
@@ -76,6 +79,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Swarm(cmd) => commands::swarm::run(&cli.target, cmd, &mut out),
         Command::Node(cmd) => commands::node::run(&cli.target, cmd, &mut out),
         Command::Service(cmd) => commands::service::run(&cli.target, cmd, &mut out),
+        Command::Stack(cmd) => commands::stack::run(&cli.target, cmd, &mut out),
         Command::Network(cmd) => commands::network::run(&cli.target, cmd, &mut out),
         Command::Mesh(cmd) => commands::mesh::run(&cli.target, cmd, &mut out),
         Command::Secret(cmd) => {

@@ -1,4 +1,4 @@
-//! `meshctl`'s cluster commands (`swarm`, `node`, `service`, `network`, `mesh`): how meshctl
+//! `meshctl`'s cluster commands (`swarm`, `node`, `service`, `network`, `mesh`, `stack`): how meshctl
 //! finds its cluster, and the output as Docker prints it.
 //!
 //! meshctl talks to one meshd: `--host` (or `MESH_HOST`), by default the local node's socket
@@ -13,6 +13,7 @@ pub mod mesh;
 pub mod network;
 pub mod node;
 pub mod service;
+pub mod stack;
 pub mod status;
 pub mod swarm;
 

@@ -17,7 +17,7 @@ mod ls;
 mod progress;
 mod ps;
 mod publish;
-mod registry;
+pub(crate) mod registry;
 mod rm;
 mod rollback;
 mod scale;

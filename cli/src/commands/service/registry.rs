@@ -29,7 +29,7 @@ pub struct RegistryArgs {
 impl RegistryArgs {
     /// The request's image options for `image`; `resolve` when the command asks for a
     /// resolution (create always, update when `--image` is given) unless `--no-resolve-image`.
-    pub(super) fn options(&self, image: &str, resolve: bool) -> Result<ImageOptions> {
+    pub(crate) fn options(&self, image: &str, resolve: bool) -> Result<ImageOptions> {
         let registry_auth = if self.with_registry_auth {
             let (auth, note) = load_login(image)?;
             if let Some(note) = note {
@@ -47,7 +47,7 @@ impl RegistryArgs {
 }
 
 /// Prints a reply's warnings on stderr, as the docker CLI prints the daemon's.
-pub(super) fn print_warnings(warnings: &[String]) {
+pub(crate) fn print_warnings(warnings: &[String]) {
     for w in warnings {
         eprintln!("{w}");
     }
