@@ -174,11 +174,10 @@ fn stacks_deploy_reach_by_name_update_in_place_and_rm() {
                 .ok_or(format!("{body} {}", stderr(&out)))
         },
     );
-    // Secrets reach tasks where the agent delivers them; then the content must be the file's.
+    // The stack's secret (from a file) reaches the task that uses it.
     let secret = lab.docker(engine, &["exec", &web_task, "cat", "/run/secrets/token"]);
-    if secret.status.success() {
-        assert_eq!(stdout(&secret), TOKEN);
-    }
+    assert!(secret.status.success(), "{}", stderr(&secret));
+    assert_eq!(stdout(&secret), TOKEN);
 
     let ls = ok(&lab, "n1", &["stack", "ls"]);
     assert!(
