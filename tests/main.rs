@@ -25,3 +25,4 @@ mod socklb;
 mod specs;
 mod stacks;
 mod trust;
+mod tutorial;
