@@ -780,10 +780,18 @@ fn random_project(rng: &mut Rng) -> Project {
     p
 }
 
+/// The round-trip fuzz run: a short fixed run here; `scripts/fuzz.sh` sets `MESH_FUZZ_CASES`
+/// (and `MESH_FUZZ_SEED`) for a long one.
 #[test]
 fn random_projects_print_and_read_back_the_same() {
-    let mut rng = Rng(0x5eed);
-    for case in 0..256 {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let mut rng = Rng(env("MESH_FUZZ_SEED", 0x5eed));
+    for case in 0..env("MESH_FUZZ_CASES", 256) {
         let project = random_project(&mut rng);
         let printed = project.to_yaml();
         let read = load(
