@@ -53,6 +53,13 @@ pub trait TaskNetworking: Send + Sync + 'static {
     /// away.
     fn detach<'a>(&'a self, task_id: &'a Id) -> BoxFuture<'a, Result<(), String>>;
 
+    /// The task is about to stop: take it out of the routing mesh, DNS and gossip, and return
+    /// once the other nodes have heard it, so that it gets no new flows while its own finish
+    /// before it stops ([`TaskNetworking::detach`] then takes its interfaces away).
+    fn withdraw<'a>(&'a self, _task_id: &'a Id) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
     /// Whether the attached (or about to be attached) task may take traffic. A task whose
     /// health check has not passed, or has failed, stays plumbed but out of the routing mesh's
     /// backends, DNS answers and gossip; `true` puts it back. Forgotten on `detach`.

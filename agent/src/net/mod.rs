@@ -66,10 +66,11 @@ const VIEW_WAIT: Duration = Duration::from_secs(10);
 const RESOLV_OPTIONS: &str = "ndots:0";
 /// The file, in the data dir, listing the networks whose devices this meshd created.
 const RECORD_FILE: &str = "overlay-networks.json";
-/// How long a task is withdrawn before its interfaces go (`detach`): it leaves gossip, the
-/// routing mesh and DNS first, so that every node stops sending it new flows (gossip spreads a
-/// change in 100-300 ms) before its veth is deleted, rather than black-holing them meanwhile.
-pub const WITHDRAW_GRACE: Duration = Duration::from_millis(500);
+/// How long a task is withdrawn before it is stopped and its interfaces go: it leaves gossip,
+/// the routing mesh and DNS first, so that every node stops sending it new flows (gossip spreads
+/// a change in 100-300 ms, more on a loaded host) while the flows it has finish, rather than
+/// being cut or black-holed.
+pub const WITHDRAW_GRACE: Duration = Duration::from_secs(1);
 
 /// The node's networking (see the module's description). Cheap to clone.
 #[derive(Clone)]
@@ -511,18 +512,27 @@ impl Inner {
         Ok(())
     }
 
-    async fn detach(&self, task_id: &Id) -> Result<(), String> {
-        let Some(t) = self.view.borrow().tasks.get(task_id).cloned() else {
-            self.view.send_if_modified(|v| v.unready.remove(task_id));
-            return Ok(());
-        };
-        // Withdrawn first (gossip, mesh, DNS), unplumbed once the other nodes heard it.
+    /// Out of gossip, the mesh and DNS; returns once the other nodes have heard it (at once
+    /// when it was withdrawn already, or is not plumbed).
+    async fn withdraw(&self, task_id: &Id) {
+        if !self.view.borrow().tasks.contains_key(task_id) {
+            return;
+        }
         if self
             .view
             .send_if_modified(|v| v.leaving.insert(task_id.clone()))
         {
             tokio::time::sleep(WITHDRAW_GRACE).await;
         }
+    }
+
+    async fn detach(&self, task_id: &Id) -> Result<(), String> {
+        let Some(t) = self.view.borrow().tasks.get(task_id).cloned() else {
+            self.view.send_if_modified(|v| v.unready.remove(task_id));
+            return Ok(());
+        };
+        // Withdrawn first (gossip, mesh, DNS), unplumbed once the other nodes heard it.
+        self.withdraw(task_id).await;
         let vnis: BTreeSet<u32> = t.interfaces.iter().map(|i| i.vni).collect();
         let _guards = self.lock_all(&vnis).await;
         let hosts: Vec<String> = t.interfaces.iter().map(|i| i.host_ifname.clone()).collect();
@@ -605,6 +615,10 @@ impl TaskNetworking for NodeNetworking {
 
     fn detach<'a>(&'a self, task_id: &'a Id) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(self.inner.detach(task_id))
+    }
+
+    fn withdraw<'a>(&'a self, task_id: &'a Id) -> BoxFuture<'a, ()> {
+        Box::pin(self.inner.withdraw(task_id))
     }
 
     fn serving(&self, task_id: &Id, serving: bool) {

@@ -1,6 +1,9 @@
 //! The operations the runner carries [`Action`]s out with (one per task at a time, on the
 //! engine and the node's networking), and what their results do to the runner's state.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use mesh_api::{AssignedTask, TaskStatusUpdate, now_millis};
 use mesh_cluster::Id;
 use mesh_cluster::state::{TaskState, TaskStatus};
@@ -125,24 +128,8 @@ impl Runner {
                 let grace = self.tasks.get(&task).map_or(DEFAULT_STOP_GRACE, grace);
                 let detach = self.attached.contains(&task);
                 let engine = engine.clone();
-                self.ops.spawn(async move {
-                    if detach && let Err(e) = networking.detach(&task).await {
-                        tracing::warn!(%task, "unplumbing: {e}");
-                    }
-                    let result = match engine.stop(&container, grace).await {
-                        Ok(()) => Ok(engine
-                            .inspect_state(&container)
-                            .await
-                            .ok()
-                            .and_then(|s| s.exit_code)),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    Done::Stopped {
-                        task,
-                        container,
-                        result,
-                    }
-                });
+                self.ops
+                    .spawn(stop(engine, networking, task, container, grace, detach));
             }
             Action::Remove { task, container } => {
                 self.in_flight.insert(task.clone());
@@ -276,6 +263,37 @@ impl Runner {
                 }
             }
         }
+    }
+}
+
+/// Stops a task: no new flows first; the container stops with its interfaces, so that the flows
+/// it has end as it ends them (SIGTERM), not cut by a deleted veth; then its interfaces go.
+async fn stop(
+    engine: Engine,
+    networking: Arc<dyn TaskNetworking>,
+    task: Id,
+    container: String,
+    grace: Duration,
+    detach: bool,
+) -> Done {
+    if detach {
+        networking.withdraw(&task).await;
+    }
+    let result = match engine.stop(&container, grace).await {
+        Ok(()) => Ok(engine
+            .inspect_state(&container)
+            .await
+            .ok()
+            .and_then(|s| s.exit_code)),
+        Err(e) => Err(e.to_string()),
+    };
+    if detach && let Err(e) = networking.detach(&task).await {
+        tracing::warn!(%task, "unplumbing: {e}");
+    }
+    Done::Stopped {
+        task,
+        container,
+        result,
     }
 }
 
