@@ -15,6 +15,7 @@ use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_TASK, MeshIface
 mod fragments;
 mod hairpin;
 mod nat_errors;
+mod vxlan_guard;
 
 use crate::mesh::{FlowKind, Mesh, check_root};
 use crate::model::{

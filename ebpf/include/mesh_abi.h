@@ -24,6 +24,8 @@
 #define MESH_MAX_IFACES 4096       /* bridges and task veths */
 #define MESH_CT_SIZE 262144        /* conntrack entries (both directions count) */
 #define MESH_FRAG_SIZE 8192        /* fragmented datagrams remembered (LRU) */
+#define MESH_MAX_NODES 4096        /* cluster nodes' underlay addresses (mesh_nodes) */
+#define MESH_DROP_REASONS 4        /* slots of mesh_drops */
 #define MESH_VXLAN_PORT 4789
 
 /* A packet and byte counter, per CPU in the maps that hold it. */
@@ -48,6 +50,16 @@ struct mesh_config {
 };
 #define MESH_CFG_READY 1u          /* user space wrote this entry */
 #define MESH_CFG_XDP 2u            /* the XDP program serves remote backends and VXLAN replies */
+#define MESH_CFG_NODES 4u          /* mesh_nodes is filled: VXLAN is accepted only from its addresses */
+
+/* Slots of mesh_drops (struct mesh_counter per CPU): packets the programs dropped, by reason. */
+#define MESH_DROP_VXLAN_SOURCE 0   /* UDP to this node's VXLAN port from an address not in mesh_nodes */
+
+/* Value of mesh_nodes (key: a cluster node's underlay address, __be32): that it is one. */
+struct mesh_node {
+	__u32 flags;               /* MESH_NODE_* */
+};
+#define MESH_NODE_MEMBER 1u
 
 /* Key of mesh_ports: a published (protocol, port) on the underlay address. */
 struct mesh_port_key {
