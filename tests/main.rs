@@ -26,3 +26,4 @@ mod specs;
 mod stacks;
 mod trust;
 mod tutorial;
+mod vxlan_filter;

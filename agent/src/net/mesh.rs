@@ -300,6 +300,8 @@ struct Runtime {
     last_warning: Option<String>,
     /// How long each apply took (`status`, metrics).
     programming: Histogram,
+    /// Packets the programs dropped, by reason, as last read (`status`).
+    drops: BTreeMap<String, u64>,
 }
 
 async fn run(net: NodeNetworking, settings: MeshSettings) {
@@ -316,6 +318,7 @@ async fn run(net: NodeNetworking, settings: MeshSettings) {
         nodes_applied: None,
         last_warning: None,
         programming: Histogram::default(),
+        drops: BTreeMap::new(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -643,13 +646,14 @@ impl Runtime {
             self.net.set_mesh_status(None);
             return;
         }
-        let Some(Ok((stats, fill, slots))) = self
-            .with_mesh(|m| anyhow::Ok((m.stats()?, m.map_fill()?, m.service_slots())))
+        let Some(Ok((stats, fill, slots, drops))) = self
+            .with_mesh(|m| anyhow::Ok((m.stats()?, m.map_fill()?, m.service_slots(), m.drops()?)))
             .await
         else {
             self.report(view, Vec::new(), Vec::new(), &BTreeMap::new());
             return;
         };
+        self.drops = drops.into_iter().map(|(r, n)| (r.to_owned(), n)).collect();
         let socket = match self.sock_lb.as_ref().map(|s| s.counters(&slots)) {
             Some(Ok(c)) => c,
             Some(Err(e)) => {
@@ -741,6 +745,7 @@ impl Runtime {
             maps,
             services,
             programming: self.programming.clone(),
+            drops: self.drops.clone(),
         }));
     }
 
