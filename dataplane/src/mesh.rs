@@ -19,8 +19,8 @@ use aya::programs::tc::TcAttachOptions;
 use aya::programs::xdp::XdpLink;
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
 use mesh_ebpf::abi::{
-    self, MESH_CFG_NODES, MESH_CFG_READY, MESH_CFG_XDP, MESH_DROP_VXLAN_SOURCE, MESH_IF_BRIDGE,
-    MESH_IF_TASK, MeshIface,
+    self, MESH_CFG_NODES, MESH_CFG_READY, MESH_CFG_XDP, MESH_DROP_CT_FULL,
+    MESH_DROP_SNAT_EXHAUSTED, MESH_DROP_VXLAN_SOURCE, MESH_IF_BRIDGE, MESH_IF_TASK, MeshIface,
 };
 use tracing::{info, warn};
 
@@ -521,10 +521,17 @@ impl Mesh {
     /// Packets the programs dropped, by reason: `(reason, packets)`, summed over CPUs since the
     /// maps were created.
     pub fn drops(&mut self) -> anyhow::Result<Vec<(&'static str, u64)>> {
-        Ok(vec![(
-            DROP_VXLAN_NOT_FROM_NODE,
-            self.programs.dropped(MESH_DROP_VXLAN_SOURCE)?,
-        )])
+        Ok(vec![
+            (
+                DROP_VXLAN_NOT_FROM_NODE,
+                self.programs.dropped(MESH_DROP_VXLAN_SOURCE)?,
+            ),
+            (DROP_CT_FULL, self.programs.dropped(MESH_DROP_CT_FULL)?),
+            (
+                DROP_SNAT_EXHAUSTED,
+                self.programs.dropped(MESH_DROP_SNAT_EXHAUSTED)?,
+            ),
+        ])
     }
 
     /// Every conntrack entry (both directions of every flow).
@@ -571,6 +578,12 @@ impl Mesh {
 
 /// The reason [`Mesh::drops`] names VXLAN dropped because its source is not a cluster node.
 pub const DROP_VXLAN_NOT_FROM_NODE: &str = "vxlan_not_from_node";
+/// The reason [`Mesh::drops`] names a new flow whose conntrack entry could not be written (the
+/// map full beyond what its LRU evicts).
+pub const DROP_CT_FULL: &str = "conntrack_full";
+/// The reason [`Mesh::drops`] names a new published-port flow refused for want of a free SNAT
+/// port to its backend.
+pub const DROP_SNAT_EXHAUSTED: &str = "snat_ports_exhausted";
 
 /// What [`Mesh::set_cluster_nodes`] writes into `mesh_nodes`.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -272,6 +272,28 @@ impl Programs {
     }
 }
 
+#[cfg(test)]
+impl Programs {
+    /// Every conntrack entry, raw (flags included).
+    pub(crate) fn ct_entries(&mut self) -> Vec<(MeshCtKey, MeshCt)> {
+        self.map::<Conntrack>()
+            .unwrap()
+            .iter()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// Makes every conntrack entry `by_ns` older (as if idle that long).
+    pub(crate) fn ct_age(&mut self, by_ns: u64) {
+        let mut map = self.map::<Conntrack>().unwrap();
+        let entries: Vec<(MeshCtKey, MeshCt)> = map.iter().map(Result::unwrap).collect();
+        for (k, mut v) in entries {
+            v.last_seen = v.last_seen.saturating_sub(by_ns);
+            map.insert(k, v, 0).unwrap();
+        }
+    }
+}
+
 fn ring_of(v: &MeshFrontend) -> Option<u32> {
     (v.ring_id != u32::MAX).then_some(v.ring_id)
 }

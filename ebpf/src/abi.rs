@@ -41,6 +41,18 @@ pub const MESH_DROP_VXLAN_SOURCE: u32 = 0;
 /// `mesh_nodes` is filled: VXLAN is accepted only from its addresses.
 pub const MESH_CFG_NODES: u32 = 4;
 pub const MESH_NODE_MEMBER: u32 = 1;
+/// A published-port TCP flow begun by a SYN whose reply is not seen yet.
+pub const MESH_CTF_SYN_ONLY: u32 = 4;
+/// A published-port TCP flow that saw a FIN or a RST.
+pub const MESH_CTF_CLOSING: u32 = 8;
+/// Idle timeout of a SYN-only flow.
+pub const MESH_CT_SYN_TIMEOUT_SEC: u32 = 5;
+/// Idle timeout of a closing flow.
+pub const MESH_CT_CLOSING_TIMEOUT_SEC: u32 = 10;
+/// `mesh_drops` slot: a new flow whose conntrack entry could not be written.
+pub const MESH_DROP_CT_FULL: u32 = 1;
+/// `mesh_drops` slot: a new published-port flow that found no free SNAT port.
+pub const MESH_DROP_SNAT_EXHAUSTED: u32 = 2;
 
 /// A packet and byte counter (`struct mesh_counter`).
 #[repr(C)]
@@ -366,6 +378,12 @@ pub fn layout() -> Vec<LayoutRow> {
         MESH_DROP_VXLAN_SOURCE,
         MESH_CFG_NODES,
         MESH_NODE_MEMBER,
+        MESH_CTF_SYN_ONLY,
+        MESH_CTF_CLOSING,
+        MESH_CT_SYN_TIMEOUT_SEC,
+        MESH_CT_CLOSING_TIMEOUT_SEC,
+        MESH_DROP_CT_FULL,
+        MESH_DROP_SNAT_EXHAUSTED,
     ));
     // Socket-level balancing.
     rows.extend(layout! {
