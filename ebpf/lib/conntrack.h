@@ -77,12 +77,13 @@ static __always_inline int ct_touch(struct mesh_ct *ct, __u64 now)
 }
 
 /* The state flags a TCP packet with flags tcp_flags gives a flow (entry flags): a FIN or RST
- * makes it closing; from_reply (the backend answered) ends SYN-only. */
-static __always_inline __u32 ct_tcp_state(__u32 flags, __u8 tcp_flags, int from_reply)
+ * makes it closing; the client's ACK (no SYN: the handshake's last step, which a spoofed source
+ * never sends) ends SYN-only. The backend's SYN-ACK does not: it answers spoofed SYNs too. */
+static __always_inline __u32 ct_tcp_state(__u32 flags, __u8 tcp_flags, int from_client)
 {
 	if (tcp_flags & (TCPF_FIN | TCPF_RST))
 		flags |= MESH_CTF_CLOSING;
-	if (from_reply)
+	if (from_client && (tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_ACK)
 		flags &= ~MESH_CTF_SYN_ONLY;
 	return flags;
 }

@@ -80,7 +80,7 @@ static __always_inline int lb_ingress(const struct mesh_config *cfg, const struc
 	if (ct && ct_alive(cfg, ct, p->proto, now, ct->daddr)) {
 		ct_key_make(&rkey, ct->daddr, ct->dport, ct->saddr, ct->sport, p->proto, MESH_CT_INGRESS_REPLY);
 		if (p->proto == IPPROTO_TCP)
-			ct_set_state(ct, &rkey, ct_tcp_state(ct->flags, p->tcp_flags, 0));
+			ct_set_state(ct, &rkey, ct_tcp_state(ct->flags, p->tcp_flags, 1));
 		if (ct_touch(ct, now)) {
 			/* Keep the reverse entry alive too (the LRU may have dropped it). */
 			ct_reply_of(&rev, p, ct->backend_id, ct->svc_id, ct->ifindex, ct->flags, now);
@@ -215,9 +215,12 @@ static __always_inline int lb_reply(const struct mesh_config *cfg, const struct 
 	if (kind == MESH_CT_INGRESS_REPLY && p->proto == IPPROTO_TCP) {
 		/* The forward entry: what the client sent, before translation. */
 		ct_key_make(&key, ct->daddr, ct->dport, ct->saddr, ct->sport, p->proto, MESH_CT_INGRESS);
-		ct_set_state(ct, &key, ct_tcp_state(ct->flags, p->tcp_flags, 1));
+		ct_set_state(ct, &key, ct_tcp_state(ct->flags, p->tcp_flags, 0));
 	}
-	ct_touch(ct, now);
+	/* The backend's SYN-ACKs (retransmitted to a spoofed source that never answers) do not keep
+	 * a SYN-only flow, and its SNAT port, alive: only the client's packets do. */
+	if (!(ct->flags & MESH_CTF_SYN_ONLY))
+		ct_touch(ct, now);
 	*out = *ct;
 	return LB_FORWARD;
 }

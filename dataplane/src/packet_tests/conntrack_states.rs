@@ -1,5 +1,5 @@
 //! Packet tests of conntrack's per-state timeouts for published-port TCP flows: a flow begun by
-//! a bare SYN is marked SYN-only (both entries) until the backend answers, and its SNAT port
+//! a bare SYN is marked SYN-only (both entries) until the client's ACK, and its SNAT port
 //! may be taken by another flow once it has been idle longer than the SYN timeout (5 s); an
 //! answered flow keeps its port; a FIN marks both entries closing. Idleness is made by ageing
 //! the entries in the map, not by waiting.
@@ -18,6 +18,7 @@ use super::{
 
 const SYN: u8 = 0x02;
 const SYN_ACK: u8 = 0x12;
+const ACK: u8 = 0x10;
 const FIN_ACK: u8 = 0x11;
 
 fn client(last: u8) -> Ipv4Addr {
@@ -108,9 +109,15 @@ fn published_tcp_flows_expire_by_state() {
             "a stale SYN-only flow's SNAT port is taken again"
         );
 
-        // An answered flow is established: not SYN-only, and its port outlives the SYN timeout.
+        // The backend's SYN-ACK leaves it SYN-only (spoofed SYNs are answered too); the
+        // client's ACK establishes it: its port outlives the SYN timeout.
         let port = send(&mut h, client(5), 41000, SYN);
         answer(&mut h, port, SYN_ACK);
+        assert_eq!(
+            state(flow_flags(&mut h, client(5), 41000)),
+            (MESH_CTF_SYN_ONLY, MESH_CTF_SYN_ONLY)
+        );
+        assert_eq!(send(&mut h, client(5), 41000, ACK), port);
         assert_eq!(state(flow_flags(&mut h, client(5), 41000)), (0, 0));
         h.mesh().programs_mut().ct_age(past_syn_timeout);
         assert_ne!(
@@ -119,7 +126,7 @@ fn published_tcp_flows_expire_by_state() {
             "an established flow keeps its SNAT port past the SYN timeout"
         );
         assert_eq!(
-            send(&mut h, client(5), 41000, 0x10),
+            send(&mut h, client(5), 41000, ACK),
             port,
             "and its own packets keep their translation"
         );
