@@ -1,6 +1,7 @@
 /* tc_lb.c: the routing mesh's tc (clsact) programs.
  *
- * tc_underlay_in  ingress of the underlay interface: published ports (both datapaths: in xdp
+ * tc_underlay_in  ingress of the underlay interface: VXLAN from strangers dropped
+ *                 (lib/vxlan_guard.h); published ports (both datapaths: in xdp
  *                 mode it finds the flows xdp_mesh made for local backends). Translates and
  *                 redirects to the ingress network's VXLAN device for a remote backend (its
  *                 FDB knows the backend's node; the kernel encapsulates, keeping GSO), or into
@@ -22,6 +23,7 @@
  * Everything not ours is TC_ACT_OK untouched. */
 #include "lib/lb.h"
 #include "lib/related.h"
+#include "lib/vxlan_guard.h"
 
 #define L4_PULL_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
 
@@ -82,7 +84,11 @@ int tc_underlay_in(struct __sk_buff *skb)
 	struct pkt p;
 	int parsed, lb;
 
-	if (!cfg || !cfg->ingress_bridge_ifindex)
+	if (!cfg)
+		return TC_ACT_OK;
+	if (vxlan_from_stranger(skb, cfg))
+		return TC_ACT_SHOT;
+	if (!cfg->ingress_bridge_ifindex)
 		return TC_ACT_OK;
 	ctx_pull(skb, L4_PULL_LEN);
 	parsed = parse_pkt(skb, 0, &p);

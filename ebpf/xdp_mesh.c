@@ -1,5 +1,6 @@
 /* xdp_mesh.c: the routing mesh at XDP on the underlay interface (--datapath xdp).
  *
+ * - VXLAN to this node from an address that is not a cluster node: dropped (lib/vxlan_guard.h).
  * - A published port whose backend is on another node: translated (DNAT to the task, SNAT to
  *   this node's ingress address), encapsulated in VXLAN to the backend's node, XDP_TX.
  * - A published port whose backend is local, or whose remote node has no resolved neighbour
@@ -19,6 +20,7 @@
 #include "lib/encap.h"
 #include "lib/related.h"
 #include "lib/reject.h"
+#include "lib/vxlan_guard.h"
 
 /* Frames up to this size fit any IPv4 link once encapsulated (576: the least every IPv4 host
  * takes): they skip the MTU check (acknowledgements, requests, most of a flow's small packets). */
@@ -135,8 +137,12 @@ int xdp_mesh(struct xdp_md *ctx)
 	__be32 vtep;
 	int parsed;
 
+	if (!cfg)
+		return XDP_PASS;
+	if (vxlan_from_stranger(ctx, cfg))
+		return XDP_DROP;
 	/* Until the ingress bridge is attached there is no SNAT source: nothing is published. */
-	if (!cfg || !cfg->ingress_bridge_ifindex)
+	if (!cfg->ingress_bridge_ifindex)
 		return XDP_PASS;
 	parsed = parse_pkt(ctx, 0, &p);
 	if (parsed != PARSE_OK)

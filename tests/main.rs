@@ -24,5 +24,7 @@ mod services;
 mod socklb;
 mod specs;
 mod stacks;
+mod syn_flood;
 mod trust;
 mod tutorial;
+mod vxlan_filter;

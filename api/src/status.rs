@@ -49,6 +49,10 @@ pub struct MeshStatus {
     pub services: Vec<ServiceSample>,
     /// How long writing a new desired state into the maps took.
     pub programming: Histogram,
+    /// Packets the programs dropped, by reason (`vxlan_not_from_node`: VXLAN from an address
+    /// that is not a cluster node).
+    #[serde(default)]
+    pub drops: BTreeMap<String, u64>,
 }
 
 /// One map's entries against its size.
@@ -240,6 +244,11 @@ impl NodeStatus {
                     true,
                 )
             })
+        }));
+        out.extend(self.mesh.iter().filter(|m| !m.drops.is_empty()).map(|m| {
+            let counts: Vec<String> = m.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            // Dropping what is not the cluster's is the job: informative, never degraded.
+            check("Drops", true, counts.join(", "), true)
         }));
         out.push(self.gossip_check());
         let listeners: Vec<String> = self

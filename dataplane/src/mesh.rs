@@ -18,7 +18,10 @@ use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::TcAttachOptions;
 use aya::programs::xdp::XdpLink;
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
-use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_BRIDGE, MESH_IF_TASK, MeshIface};
+use mesh_ebpf::abi::{
+    self, MESH_CFG_NODES, MESH_CFG_READY, MESH_CFG_XDP, MESH_DROP_CT_FULL,
+    MESH_DROP_SNAT_EXHAUSTED, MESH_DROP_VXLAN_SOURCE, MESH_IF_BRIDGE, MESH_IF_TASK, MeshIface,
+};
 use tracing::{info, warn};
 
 use mesh_cluster::net::INGRESS_VNI;
@@ -184,7 +187,9 @@ impl Mesh {
             ingress_vni: options.ingress_vni,
             underlay_mac,
             bridge_mac: previous.bridge_mac,
+            // The node list (and its flag) survive a restart, like the tables.
             flags: MESH_CFG_READY
+                | (previous.flags & MESH_CFG_NODES)
                 | if options.datapath == Datapath::Xdp {
                     MESH_CFG_XDP
                 } else {
@@ -477,6 +482,58 @@ impl Mesh {
         ])
     }
 
+    /// Makes `mesh_nodes` hold exactly `nodes` (the cluster's underlay addresses, this node's
+    /// included): VXLAN is then accepted only from them. An empty set lifts the filter (VXLAN
+    /// from anyone, as before the node joined a swarm). Returns how many entries changed.
+    pub fn set_cluster_nodes(&mut self, nodes: &BTreeSet<Ipv4Addr>) -> anyhow::Result<usize> {
+        let current = self.programs.cluster_nodes()?;
+        let changes = NodeChanges::between(&current, nodes);
+        if nodes.is_empty() {
+            // The filter off first: no moment where an empty list drops every node's VXLAN.
+            self.set_config_flag(MESH_CFG_NODES, false)?;
+        }
+        // Added before removed, so a node's replacement address is never missing.
+        for addr in &changes.add {
+            self.programs.put_cluster_node(*addr)?;
+        }
+        for addr in &changes.remove {
+            self.programs.del_cluster_node(*addr)?;
+        }
+        if !nodes.is_empty() {
+            self.set_config_flag(MESH_CFG_NODES, true)?;
+        }
+        Ok(changes.add.len() + changes.remove.len())
+    }
+
+    fn set_config_flag(&mut self, flag: u32, on: bool) -> anyhow::Result<()> {
+        let flags = if on {
+            self.kernel_config.flags | flag
+        } else {
+            self.kernel_config.flags & !flag
+        };
+        if flags != self.kernel_config.flags {
+            self.kernel_config.flags = flags;
+            self.programs.set_config(&self.kernel_config)?;
+        }
+        Ok(())
+    }
+
+    /// Packets the programs dropped, by reason: `(reason, packets)`, summed over CPUs since the
+    /// maps were created.
+    pub fn drops(&mut self) -> anyhow::Result<Vec<(&'static str, u64)>> {
+        Ok(vec![
+            (
+                DROP_VXLAN_NOT_FROM_NODE,
+                self.programs.dropped(MESH_DROP_VXLAN_SOURCE)?,
+            ),
+            (DROP_CT_FULL, self.programs.dropped(MESH_DROP_CT_FULL)?),
+            (
+                DROP_SNAT_EXHAUSTED,
+                self.programs.dropped(MESH_DROP_SNAT_EXHAUSTED)?,
+            ),
+        ])
+    }
+
     /// Every conntrack entry (both directions of every flow).
     pub fn flows(&mut self) -> anyhow::Result<Vec<FlowEntry>> {
         self.programs.flows()
@@ -516,6 +573,31 @@ impl Mesh {
     #[cfg(test)]
     pub(crate) fn programs_mut(&mut self) -> &mut Programs {
         &mut self.programs
+    }
+}
+
+/// The reason [`Mesh::drops`] names VXLAN dropped because its source is not a cluster node.
+pub const DROP_VXLAN_NOT_FROM_NODE: &str = "vxlan_not_from_node";
+/// The reason [`Mesh::drops`] names a new flow whose conntrack entry could not be written (the
+/// map full beyond what its LRU evicts).
+pub const DROP_CT_FULL: &str = "conntrack_full";
+/// The reason [`Mesh::drops`] names a new published-port flow refused for want of a free SNAT
+/// port to its backend.
+pub const DROP_SNAT_EXHAUSTED: &str = "snat_ports_exhausted";
+
+/// What [`Mesh::set_cluster_nodes`] writes into `mesh_nodes`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct NodeChanges {
+    add: Vec<Ipv4Addr>,
+    remove: Vec<Ipv4Addr>,
+}
+
+impl NodeChanges {
+    fn between(current: &BTreeSet<Ipv4Addr>, wanted: &BTreeSet<Ipv4Addr>) -> Self {
+        Self {
+            add: wanted.difference(current).copied().collect(),
+            remove: current.difference(wanted).copied().collect(),
+        }
     }
 }
 
@@ -597,5 +679,21 @@ mod tests {
         .map(str::to_owned);
         let got = pinned_ifnames(names.into_iter(), "eth0");
         assert_eq!(got.into_iter().collect::<Vec<_>>(), ["mbr4096", "mvabc0"],);
+    }
+
+    /// The node list is written as the difference: new addresses added, gone ones removed.
+    #[test]
+    fn node_changes_are_the_difference() {
+        let set =
+            |a: &[&str]| -> BTreeSet<Ipv4Addr> { a.iter().map(|s| s.parse().unwrap()).collect() };
+        let current = set(&["198.18.1.1", "198.18.1.2"]);
+        let changes = NodeChanges::between(&current, &set(&["198.18.1.2", "198.18.1.3"]));
+        assert_eq!(changes.add, [Ipv4Addr::new(198, 18, 1, 3)]);
+        assert_eq!(changes.remove, [Ipv4Addr::new(198, 18, 1, 1)]);
+        assert_eq!(
+            NodeChanges::between(&current, &current),
+            NodeChanges::default()
+        );
+        assert_eq!(NodeChanges::between(&current, &set(&[])).remove.len(), 2);
     }
 }

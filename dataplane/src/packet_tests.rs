@@ -12,9 +12,11 @@ use std::process::Command;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_TASK, MeshIface};
 
+mod conntrack_states;
 mod fragments;
 mod hairpin;
 mod nat_errors;
+mod vxlan_guard;
 
 use crate::mesh::{FlowKind, Mesh, check_root};
 use crate::model::{

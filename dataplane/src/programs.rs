@@ -12,10 +12,12 @@ use aya::programs::{SchedClassifier, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use mesh_ebpf::abi::{
     self, MESH_BE_LOCAL, MESH_BE_VALID, MESH_CT_INGRESS, MESH_CT_INGRESS_REPLY, MESH_CT_VIP,
-    MESH_CT_VIP_REPLY, MESH_MAX_BACKENDS, MESH_RING_SIZE, MeshBackend, MeshCt, MeshCtKey,
-    MeshFrontend, MeshIface, MeshPortKey, MeshSvcStats, MeshVipKey,
+    MESH_CT_VIP_REPLY, MESH_MAX_BACKENDS, MESH_NODE_MEMBER, MESH_RING_SIZE, MeshBackend, MeshCt,
+    MeshCtKey, MeshFrontend, MeshIface, MeshNode, MeshPortKey, MeshSvcStats, MeshVipKey,
 };
-use mesh_ebpf::maps::{Backends, Config, Conntrack, Ifaces, MeshMap, Ports, Rings, Stats, Vips};
+use mesh_ebpf::maps::{
+    Backends, Config, Conntrack, Drops, Ifaces, MeshMap, Nodes, Ports, Rings, Stats, Vips,
+};
 
 use crate::maps::{self, AyaKind, Handle};
 use crate::mesh::{FlowEntry, FlowKind, ServiceCounters};
@@ -228,6 +230,36 @@ impl Programs {
         Ok(Programmed::adopt(rows, fronts))
     }
 
+    /// The addresses in `mesh_nodes`.
+    pub(crate) fn cluster_nodes(&mut self) -> anyhow::Result<BTreeSet<Ipv4Addr>> {
+        Ok(self
+            .map::<Nodes>()?
+            .keys()
+            .map(|k| k.map(Ipv4Addr::from))
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub(crate) fn put_cluster_node(&mut self, addr: Ipv4Addr) -> anyhow::Result<()> {
+        let member = MeshNode {
+            flags: MESH_NODE_MEMBER,
+        };
+        self.map::<Nodes>()?
+            .insert(addr.octets(), member, 0)
+            .with_context(|| format!("write {} ({addr})", Nodes::NAME))
+    }
+
+    pub(crate) fn del_cluster_node(&mut self, addr: Ipv4Addr) -> anyhow::Result<()> {
+        self.map::<Nodes>()?
+            .remove(&addr.octets())
+            .with_context(|| format!("remove {addr} from {}", Nodes::NAME))
+    }
+
+    /// Packets dropped for `reason` (`MESH_DROP_*`), summed over CPUs.
+    pub(crate) fn dropped(&mut self, reason: u32) -> anyhow::Result<u64> {
+        let per_cpu = self.map::<Drops>()?.get(&reason, 0)?;
+        Ok(per_cpu.iter().map(|c| c.packets).sum())
+    }
+
     pub(crate) fn stats(&mut self, slot: u32) -> anyhow::Result<ServiceCounters> {
         let per_cpu = self.map::<Stats>()?.get(&slot, 0)?;
         Ok(per_cpu
@@ -237,6 +269,28 @@ impl Programs {
                 bytes: a.bytes + c.bytes,
                 connections: a.connections + c.conns,
             }))
+    }
+}
+
+#[cfg(test)]
+impl Programs {
+    /// Every conntrack entry, raw (flags included).
+    pub(crate) fn ct_entries(&mut self) -> Vec<(MeshCtKey, MeshCt)> {
+        self.map::<Conntrack>()
+            .unwrap()
+            .iter()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// Makes every conntrack entry `by_ns` older (as if idle that long).
+    pub(crate) fn ct_age(&mut self, by_ns: u64) {
+        let mut map = self.map::<Conntrack>().unwrap();
+        let entries: Vec<(MeshCtKey, MeshCt)> = map.iter().map(Result::unwrap).collect();
+        for (k, mut v) in entries {
+            v.last_seen = v.last_seen.saturating_sub(by_ns);
+            map.insert(k, v, 0).unwrap();
+        }
     }
 }
 

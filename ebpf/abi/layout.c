@@ -92,6 +92,9 @@ int main(void)
 	FIELD(mesh_svc_stats, bytes);
 	FIELD(mesh_svc_stats, conns);
 
+	STRUCT(mesh_node);
+	FIELD(mesh_node, flags);
+
 	CONST(MESH_RING_SIZE);
 	CONST(MESH_MAX_RINGS);
 	CONST(MESH_MAX_BACKENDS);
@@ -116,6 +119,17 @@ int main(void)
 	CONST(MESH_CT_VIP_REPLY);
 	CONST(MESH_CTF_LOCAL);
 	CONST(MESH_CTF_HAIRPIN);
+	CONST(MESH_MAX_NODES);
+	CONST(MESH_DROP_REASONS);
+	CONST(MESH_DROP_VXLAN_SOURCE);
+	CONST(MESH_CFG_NODES);
+	CONST(MESH_NODE_MEMBER);
+	CONST(MESH_CTF_SYN_ONLY);
+	CONST(MESH_CTF_CLOSING);
+	CONST(MESH_CT_SYN_TIMEOUT_SEC);
+	CONST(MESH_CT_CLOSING_TIMEOUT_SEC);
+	CONST(MESH_DROP_CT_FULL);
+	CONST(MESH_DROP_SNAT_EXHAUSTED);
 	/* Socket-level balancing (sock_lb.c). */
 	STRUCT(mesh_sock_config);
 	FIELD(mesh_sock_config, netns_cookie);

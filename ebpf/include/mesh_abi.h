@@ -24,6 +24,8 @@
 #define MESH_MAX_IFACES 4096       /* bridges and task veths */
 #define MESH_CT_SIZE 262144        /* conntrack entries (both directions count) */
 #define MESH_FRAG_SIZE 8192        /* fragmented datagrams remembered (LRU) */
+#define MESH_MAX_NODES 4096        /* cluster nodes' underlay addresses (mesh_nodes) */
+#define MESH_DROP_REASONS 4        /* slots of mesh_drops */
 #define MESH_VXLAN_PORT 4789
 
 /* A packet and byte counter, per CPU in the maps that hold it. */
@@ -48,6 +50,18 @@ struct mesh_config {
 };
 #define MESH_CFG_READY 1u          /* user space wrote this entry */
 #define MESH_CFG_XDP 2u            /* the XDP program serves remote backends and VXLAN replies */
+#define MESH_CFG_NODES 4u          /* mesh_nodes is filled: VXLAN is accepted only from its addresses */
+
+/* Slots of mesh_drops (struct mesh_counter per CPU): packets the programs dropped, by reason. */
+#define MESH_DROP_VXLAN_SOURCE 0   /* UDP to this node's VXLAN port from an address not in mesh_nodes */
+#define MESH_DROP_CT_FULL 1        /* a new flow whose conntrack entry could not be written */
+#define MESH_DROP_SNAT_EXHAUSTED 2 /* a new published-port flow that found no free SNAT port */
+
+/* Value of mesh_nodes (key: a cluster node's underlay address, __be32): that it is one. */
+struct mesh_node {
+	__u32 flags;               /* MESH_NODE_* */
+};
+#define MESH_NODE_MEMBER 1u
 
 /* Key of mesh_ports: a published (protocol, port) on the underlay address. */
 struct mesh_port_key {
@@ -124,6 +138,11 @@ struct mesh_ct {
 };
 #define MESH_CTF_LOCAL 1u          /* the backend runs on this node */
 #define MESH_CTF_HAIRPIN 2u        /* a task's VIP flow to itself: source is the VIP, sent back out its veth */
+#define MESH_CTF_SYN_ONLY 4u       /* a published-port TCP flow begun by a SYN whose reply is not seen yet */
+#define MESH_CTF_CLOSING 8u        /* a published-port TCP flow that saw a FIN or a RST */
+/* Idle timeouts of published-port TCP flows by state (established ones: mesh_config's tcp_timeout_ns). */
+#define MESH_CT_SYN_TIMEOUT_SEC 5
+#define MESH_CT_CLOSING_TIMEOUT_SEC 10
 
 /* Key of mesh_frags (value: the struct mesh_ct its first fragment was translated with,
  * last_seen = when): one fragmented datagram as it arrives, in one direction of a flow. */

@@ -4,6 +4,7 @@
 #ifndef MESH_LB_H
 #define MESH_LB_H
 
+#include <linux/errno.h>
 #include "conntrack.h"
 #include "maglev.h"
 
@@ -35,15 +36,23 @@ static __always_inline void ct_reply_of(struct mesh_ct *rev, const struct pkt *p
 
 /* Writes the reverse entry of an ingress flow, claiming the SNAT port in rkey->dport. Returns 0
  * if this flow owns (rkey, rev) now. */
-static __always_inline int ct_claim_reply(struct mesh_ct_key *rkey, struct mesh_ct *rev)
+static __always_inline int ct_claim_reply(const struct mesh_config *cfg, struct mesh_ct_key *rkey,
+					  struct mesh_ct *rev, __u64 now)
 {
 	struct mesh_ct *old;
+	long err;
 
-	if (bpf_map_update_elem(&mesh_ct, rkey, rev, BPF_NOEXIST) == 0)
+	err = bpf_map_update_elem(&mesh_ct, rkey, rev, BPF_NOEXIST);
+	if (err == 0)
 		return 0;
+	if (err != -EEXIST) {
+		mesh_count_drop(MESH_DROP_CT_FULL, 0);
+		return -1;
+	}
 	old = bpf_map_lookup_elem(&mesh_ct, rkey);
-	/* Taken by this same client flow (an earlier, expired entry): ours again. */
-	if (old && old->daddr == rev->daddr && old->dport == rev->dport)
+	/* Taken by this same client flow (an earlier, expired entry), or by a stale flow (an
+	 * unanswered SYN, a closed connection): ours now. */
+	if (old && ((old->daddr == rev->daddr && old->dport == rev->dport) || ct_stale(cfg, old, rkey->proto, now)))
 		return bpf_map_update_elem(&mesh_ct, rkey, rev, BPF_ANY);
 	return -1;
 }
@@ -69,10 +78,11 @@ static __always_inline int lb_ingress(const struct mesh_config *cfg, const struc
 	ct_key_of(&key, p, MESH_CT_INGRESS);
 	ct = bpf_map_lookup_elem(&mesh_ct, &key);
 	if (ct && ct_alive(cfg, ct, p->proto, now, ct->daddr)) {
+		ct_key_make(&rkey, ct->daddr, ct->dport, ct->saddr, ct->sport, p->proto, MESH_CT_INGRESS_REPLY);
+		if (p->proto == IPPROTO_TCP)
+			ct_set_state(ct, &rkey, ct_tcp_state(ct->flags, p->tcp_flags, 1));
 		if (ct_touch(ct, now)) {
 			/* Keep the reverse entry alive too (the LRU may have dropped it). */
-			ct_key_make(&rkey, ct->daddr, ct->dport, ct->saddr, ct->sport, p->proto,
-				    MESH_CT_INGRESS_REPLY);
 			ct_reply_of(&rev, p, ct->backend_id, ct->svc_id, ct->ifindex, ct->flags, now);
 			bpf_map_update_elem(&mesh_ct, &rkey, &rev, BPF_ANY);
 		}
@@ -86,19 +96,27 @@ static __always_inline int lb_ingress(const struct mesh_config *cfg, const struc
 	if (!be)
 		return LB_REJECT;
 
+	/* A flow begun by a bare SYN holds its entries (and SNAT port) only briefly until the
+	 * backend answers: spoofed SYNs cannot keep the ports. */
 	ct_reply_of(&rev, p, backend_id, fe->svc_id, ifindex,
-		    (be->flags & MESH_BE_LOCAL) ? MESH_CTF_LOCAL : 0, now);
+		    ((be->flags & MESH_BE_LOCAL) ? MESH_CTF_LOCAL : 0) |
+			    (p->proto == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN ?
+				     MESH_CTF_SYN_ONLY :
+				     0),
+		    now);
 	/* Keep the client's port when free, else a few hashed ones. */
 	ct_key_make(&rkey, be->addr, be->port, cfg->ingress_addr, p->sport, p->proto,
 		    MESH_CT_INGRESS_REPLY);
-	if (ct_claim_reply(&rkey, &rev)) {
+	if (ct_claim_reply(cfg, &rkey, &rev, now)) {
 		for (i = 1; i <= SNAT_TRIES; i++) {
 			rkey.dport = bpf_htons(SNAT_LOW + (hash + i * 40503u) % SNAT_SPAN);
-			if (ct_claim_reply(&rkey, &rev) == 0)
+			if (ct_claim_reply(cfg, &rkey, &rev, now) == 0)
 				break;
 		}
-		if (i > SNAT_TRIES)
+		if (i > SNAT_TRIES) {
+			mesh_count_drop(MESH_DROP_SNAT_EXHAUSTED, 0);
 			return LB_REJECT;
+		}
 	}
 
 	out->saddr = cfg->ingress_addr;
@@ -113,7 +131,8 @@ static __always_inline int lb_ingress(const struct mesh_config *cfg, const struc
 	out->flags = rev.flags;
 	out->pad2 = 0;
 	out->last_seen = now;
-	bpf_map_update_elem(&mesh_ct, &key, out, BPF_ANY);
+	if (bpf_map_update_elem(&mesh_ct, &key, out, BPF_ANY))
+		mesh_count_drop(MESH_DROP_CT_FULL, 0);
 	mesh_count(fe->svc_id, 0, 1);
 	return LB_FORWARD;
 }
@@ -193,7 +212,15 @@ static __always_inline int lb_reply(const struct mesh_config *cfg, const struct 
 	ct = bpf_map_lookup_elem(&mesh_ct, &key);
 	if (!ct || !ct_alive(cfg, ct, p->proto, now, p->saddr))
 		return LB_PASS;
-	ct_touch(ct, now);
+	if (kind == MESH_CT_INGRESS_REPLY && p->proto == IPPROTO_TCP) {
+		/* The forward entry: what the client sent, before translation. */
+		ct_key_make(&key, ct->daddr, ct->dport, ct->saddr, ct->sport, p->proto, MESH_CT_INGRESS);
+		ct_set_state(ct, &key, ct_tcp_state(ct->flags, p->tcp_flags, 0));
+	}
+	/* The backend's SYN-ACKs (retransmitted to a spoofed source that never answers) do not keep
+	 * a SYN-only flow, and its SNAT port, alive: only the client's packets do. */
+	if (!(ct->flags & MESH_CTF_SYN_ONLY))
+		ct_touch(ct, now);
 	*out = *ct;
 	return LB_FORWARD;
 }

@@ -84,6 +84,24 @@ struct {
 	MESH_PIN;
 } mesh_stats SEC(".maps");
 
+/* The cluster's nodes by underlay address: the only sources VXLAN is accepted from (empty: any). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MESH_MAX_NODES);
+	__type(key, __be32);
+	__type(value, struct mesh_node);
+	MESH_PIN;
+} mesh_nodes SEC(".maps");
+
+/* Drops by reason (MESH_DROP_*), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MESH_DROP_REASONS);
+	__type(key, __u32);
+	__type(value, struct mesh_counter);
+	MESH_PIN;
+} mesh_drops SEC(".maps");
+
 static __always_inline struct mesh_config *mesh_cfg(void)
 {
 	__u32 zero = 0;
@@ -103,6 +121,16 @@ static __always_inline void mesh_count(__u32 svc_id, __u64 bytes, __u64 conns)
 	s->packets++;
 	s->bytes += bytes;
 	s->conns += conns;
+}
+
+static __always_inline void mesh_count_drop(__u32 reason, __u64 bytes)
+{
+	struct mesh_counter *c = bpf_map_lookup_elem(&mesh_drops, &reason);
+
+	if (!c)
+		return;
+	c->packets++;
+	c->bytes += bytes;
 }
 
 #endif

@@ -32,6 +32,27 @@ pub const MESH_CT_VIP: u8 = 3;
 pub const MESH_CT_VIP_REPLY: u8 = 4;
 pub const MESH_CTF_LOCAL: u32 = 1;
 pub const MESH_CTF_HAIRPIN: u32 = 2;
+/// Cluster nodes' underlay addresses (`mesh_nodes`).
+pub const MESH_MAX_NODES: u32 = 4096;
+/// Slots of `mesh_drops`.
+pub const MESH_DROP_REASONS: u32 = 4;
+/// `mesh_drops` slot: UDP to the node's VXLAN port from an address not in `mesh_nodes`.
+pub const MESH_DROP_VXLAN_SOURCE: u32 = 0;
+/// `mesh_nodes` is filled: VXLAN is accepted only from its addresses.
+pub const MESH_CFG_NODES: u32 = 4;
+pub const MESH_NODE_MEMBER: u32 = 1;
+/// A published-port TCP flow begun by a SYN whose reply is not seen yet.
+pub const MESH_CTF_SYN_ONLY: u32 = 4;
+/// A published-port TCP flow that saw a FIN or a RST.
+pub const MESH_CTF_CLOSING: u32 = 8;
+/// Idle timeout of a SYN-only flow.
+pub const MESH_CT_SYN_TIMEOUT_SEC: u32 = 5;
+/// Idle timeout of a closing flow.
+pub const MESH_CT_CLOSING_TIMEOUT_SEC: u32 = 10;
+/// `mesh_drops` slot: a new flow whose conntrack entry could not be written.
+pub const MESH_DROP_CT_FULL: u32 = 1;
+/// `mesh_drops` slot: a new published-port flow that found no free SNAT port.
+pub const MESH_DROP_SNAT_EXHAUSTED: u32 = 2;
 
 /// A packet and byte counter (`struct mesh_counter`).
 #[repr(C)]
@@ -168,6 +189,14 @@ pub struct MeshSvcStats {
 }
 const _: () = assert!(size_of::<MeshSvcStats>() == 24);
 
+/// Value of `mesh_nodes` (`struct mesh_node`; key: a node's underlay address, network order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeshNode {
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<MeshNode>() == 4);
+
 /// Marks the mirrors as plain old data for aya's typed maps.
 #[cfg(feature = "aya")]
 macro_rules! pod {
@@ -190,7 +219,8 @@ pod!(
     MeshCtKey,
     MeshCt,
     MeshFragKey,
-    MeshSvcStats
+    MeshSvcStats,
+    MeshNode
 );
 
 // ---- Socket-level balancing (`sock_lb.c`) ----
@@ -316,6 +346,7 @@ pub fn layout() -> Vec<LayoutRow> {
             "saddr": saddr, "daddr": daddr, "id": id, "proto": proto, "kind": kind,
         }
         "mesh_svc_stats" => MeshSvcStats { "packets": packets, "bytes": bytes, "conns": conns }
+        "mesh_node" => MeshNode { "flags": flags }
     };
     rows.extend(consts!(
         MESH_RING_SIZE,
@@ -342,6 +373,17 @@ pub fn layout() -> Vec<LayoutRow> {
         MESH_CT_VIP_REPLY,
         MESH_CTF_LOCAL,
         MESH_CTF_HAIRPIN,
+        MESH_MAX_NODES,
+        MESH_DROP_REASONS,
+        MESH_DROP_VXLAN_SOURCE,
+        MESH_CFG_NODES,
+        MESH_NODE_MEMBER,
+        MESH_CTF_SYN_ONLY,
+        MESH_CTF_CLOSING,
+        MESH_CT_SYN_TIMEOUT_SEC,
+        MESH_CT_CLOSING_TIMEOUT_SEC,
+        MESH_DROP_CT_FULL,
+        MESH_DROP_SNAT_EXHAUSTED,
     ));
     // Socket-level balancing.
     rows.extend(layout! {

@@ -6,10 +6,10 @@
 use core::mem::size_of;
 
 use crate::abi::{
-    MESH_CT_SIZE, MESH_FRAG_SIZE, MESH_MAX_BACKENDS, MESH_MAX_IFACES, MESH_MAX_PORTS,
-    MESH_MAX_RINGS, MESH_MAX_SERVICES, MESH_MAX_VIPS, MESH_RING_SIZE, MeshBackend, MeshConfig,
-    MeshCounter, MeshCt, MeshCtKey, MeshFragKey, MeshFrontend, MeshIface, MeshPortKey,
-    MeshSvcStats, MeshVipKey,
+    MESH_CT_SIZE, MESH_DROP_REASONS, MESH_FRAG_SIZE, MESH_MAX_BACKENDS, MESH_MAX_IFACES,
+    MESH_MAX_NODES, MESH_MAX_PORTS, MESH_MAX_RINGS, MESH_MAX_SERVICES, MESH_MAX_VIPS,
+    MESH_RING_SIZE, MeshBackend, MeshConfig, MeshCounter, MeshCt, MeshCtKey, MeshFragKey,
+    MeshFrontend, MeshIface, MeshNode, MeshPortKey, MeshSvcStats, MeshVipKey,
 };
 use crate::abi::{
     MESH_SOCK_MAX_NETNS, MESH_SOCK_REV_SIZE, MeshSockConfig, MeshSockNetns, MeshSockRev,
@@ -125,6 +125,11 @@ maps! {
         Frags = "mesh_frags": LruHash<MeshFragKey, MeshCt>[MESH_FRAG_SIZE];
         /// `mesh_stats`: per-service counters by counter slot, per CPU.
         Stats = "mesh_stats": PerCpuArray<u32, MeshSvcStats>[MESH_MAX_SERVICES];
+        /// `mesh_nodes`: the cluster's nodes by underlay address (network order), the only
+        /// sources VXLAN is accepted from once `MESH_CFG_NODES` is set.
+        Nodes = "mesh_nodes": Hash<[u8; 4], MeshNode>[MESH_MAX_NODES];
+        /// `mesh_drops`: packets dropped, by reason (`MESH_DROP_*`), per CPU.
+        Drops = "mesh_drops": PerCpuArray<u32, MeshCounter>[MESH_DROP_REASONS];
     }
 }
 

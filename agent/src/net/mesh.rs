@@ -98,6 +98,19 @@ fn published_port(p: &PortConfig) -> PublishedPort {
     }
 }
 
+/// The underlay addresses of every node of the view that has one, this node's included (pure):
+/// the only sources the mesh accepts VXLAN from. Empty until the node is in a swarm.
+pub fn cluster_node_addrs(view: &NetView) -> BTreeSet<Ipv4Addr> {
+    let Some(me) = &view.node else {
+        return BTreeSet::new();
+    };
+    view.nodes
+        .values()
+        .filter_map(|n| n.addr)
+        .chain([me.addr])
+        .collect()
+}
+
 /// What this node's maps should hold (pure). Empty until the node is in a swarm.
 ///
 /// Services are taken in id order; a port or VIP that an earlier service already holds, a port
@@ -281,10 +294,14 @@ struct Runtime {
     /// Stale pins of an earlier run are cleared once per load, after the view settled.
     stale_cleared: bool,
     applied: Option<DesiredMesh>,
+    /// The node addresses last written to `mesh_nodes` (VXLAN accepted only from them).
+    nodes_applied: Option<BTreeSet<Ipv4Addr>>,
     /// The last warning, so that a lasting failure is logged once.
     last_warning: Option<String>,
     /// How long each apply took (`status`, metrics).
     programming: Histogram,
+    /// Packets the programs dropped, by reason, as last read (`status`).
+    drops: BTreeMap<String, u64>,
 }
 
 async fn run(net: NodeNetworking, settings: MeshSettings) {
@@ -298,8 +315,10 @@ async fn run(net: NodeNetworking, settings: MeshSettings) {
         attached: BTreeMap::new(),
         stale_cleared: false,
         applied: None,
+        nodes_applied: None,
         last_warning: None,
         programming: Histogram::default(),
+        drops: BTreeMap::new(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -365,6 +384,7 @@ impl Runtime {
         self.loaded_for = None;
         self.attached.clear();
         self.applied = None;
+        self.nodes_applied = None;
         self.stale_cleared = false;
     }
 
@@ -402,6 +422,30 @@ impl Runtime {
                 self.clear_stale_pins(view).await;
             }
             self.apply(view).await;
+            self.apply_cluster_nodes(view).await;
+        }
+    }
+
+    /// Writes the cluster's node addresses into the mesh: VXLAN from anywhere else is dropped.
+    async fn apply_cluster_nodes(&mut self, view: &NetView) {
+        let nodes = cluster_node_addrs(view);
+        if self.nodes_applied.as_ref() == Some(&nodes) {
+            return;
+        }
+        let n = nodes.clone();
+        match self.with_mesh(move |m| m.set_cluster_nodes(&n)).await {
+            Some(Ok(changed)) => {
+                if changed > 0 {
+                    tracing::info!(
+                        nodes = nodes.len(),
+                        changed,
+                        "VXLAN sources set to the cluster's nodes"
+                    );
+                }
+                self.nodes_applied = Some(nodes);
+            }
+            Some(Err(e)) => self.warn(format!("writing the cluster's node addresses: {e:#}")),
+            None => {}
         }
     }
 
@@ -602,13 +646,14 @@ impl Runtime {
             self.net.set_mesh_status(None);
             return;
         }
-        let Some(Ok((stats, fill, slots))) = self
-            .with_mesh(|m| anyhow::Ok((m.stats()?, m.map_fill()?, m.service_slots())))
+        let Some(Ok((stats, fill, slots, drops))) = self
+            .with_mesh(|m| anyhow::Ok((m.stats()?, m.map_fill()?, m.service_slots(), m.drops()?)))
             .await
         else {
             self.report(view, Vec::new(), Vec::new(), &BTreeMap::new());
             return;
         };
+        self.drops = drops.into_iter().map(|(r, n)| (r.to_owned(), n)).collect();
         let socket = match self.sock_lb.as_ref().map(|s| s.counters(&slots)) {
             Some(Ok(c)) => c,
             Some(Err(e)) => {
@@ -700,6 +745,7 @@ impl Runtime {
             maps,
             services,
             programming: self.programming.clone(),
+            drops: self.drops.clone(),
         }));
     }
 
@@ -1111,5 +1157,23 @@ mod tests {
             t.netns_cookie = None;
         }
         assert!(task_namespaces(&v).is_empty());
+    }
+
+    /// VXLAN sources: every node with a known address, this node's included; none outside a swarm.
+    #[test]
+    fn cluster_node_addrs_are_every_known_node() {
+        let mut v = view();
+        let all: BTreeSet<Ipv4Addr> = ["198.18.0.11", "198.18.0.12", "198.18.0.13"].map(ip).into();
+        assert_eq!(cluster_node_addrs(&v), all);
+        v.nodes.get_mut(&Id::from("n3")).unwrap().addr = None;
+        v.nodes.remove(&Id::from("n1"));
+        let known: BTreeSet<Ipv4Addr> = ["198.18.0.11", "198.18.0.12"].map(ip).into();
+        assert_eq!(
+            cluster_node_addrs(&v),
+            known,
+            "this node always, n3 not yet"
+        );
+        v.node = None;
+        assert!(cluster_node_addrs(&v).is_empty());
     }
 }
