@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use mesh_api::{AssignedTask, Assignments, TaskStatusUpdate, now_millis};
 use mesh_cluster::Id;
-use mesh_cluster::state::TaskStatus;
+use mesh_cluster::state::{TaskState, TaskStatus};
 use mesh_engine::{Engine, EngineHandle, HealthStatus};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -239,7 +239,17 @@ impl Runner {
             if let Seen::Running { health, .. } = c.state
                 && self.attached.contains(&c.task_id)
             {
-                want.insert(c.task_id.clone(), serves(health));
+                // A task that ended (failed as unhealthy, or being stopped) never serves again,
+                // whatever its container's health says while it stops.
+                let ended = self
+                    .local
+                    .get(&c.task_id)
+                    .is_some_and(|s| s.state.is_terminal())
+                    || self
+                        .tasks
+                        .get(&c.task_id)
+                        .is_some_and(|t| t.task.desired_state > TaskState::Running);
+                want.insert(c.task_id.clone(), serves(health) && !ended);
             }
         }
         self.serving.retain(|id, _| self.attached.contains(id));
