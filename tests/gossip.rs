@@ -42,6 +42,7 @@ enum Cmd {
     SetEndpoints(Vec<TaskEndpoint>, std_mpsc::Sender<Result<(), String>>),
     SetSeeds(Vec<SocketAddr>),
     Timeouts(std_mpsc::Sender<BTreeMap<String, Duration>>),
+    Rejected(std_mpsc::Sender<u64>),
 }
 
 /// One gossip instance inside a lab namespace. Dropping it kills it: its runtime goes away with
@@ -88,6 +89,9 @@ impl NsGossip {
                                 .send(gossip.set_endpoints(&eps).await.map_err(|e| e.to_string()));
                         }
                         Cmd::SetSeeds(seeds) => gossip.set_seeds(seeds),
+                        Cmd::Rejected(reply) => {
+                            let _ = reply.send(gossip.rejected_datagrams());
+                        }
                         Cmd::Timeouts(reply) => {
                             let _ = reply.send(gossip.detection_timeouts().await);
                         }
@@ -127,6 +131,13 @@ impl NsGossip {
 
     fn set_seeds(&self, seeds: Vec<SocketAddr>) {
         self.send(Cmd::SetSeeds(seeds));
+    }
+
+    /// Datagrams this node dropped because they did not open under its keys.
+    fn rejected(&self) -> u64 {
+        let (tx, rx) = std_mpsc::channel();
+        self.send(Cmd::Rejected(tx));
+        rx.recv().expect("reply")
     }
 
     fn timeouts(&self) -> BTreeMap<String, Duration> {
@@ -282,6 +293,7 @@ fn gossip_spreads_endpoints_detects_a_killed_node_and_takes_it_back() {
     );
     forged_config.seeds = vec![gossip_addr(1), gossip_addr(2)];
     forged_config.keyring.set(keyring(9));
+    let rejected_before = n1.rejected() + n2.rejected();
     let foreign = NsGossip::start(&lab.ns("client"), forged_config);
     foreign.set_endpoints(&[ep("forged", "neta", 4097, 99)]);
     std::thread::sleep(Duration::from_secs(2));
@@ -309,6 +321,10 @@ fn gossip_spreads_endpoints_detects_a_killed_node_and_takes_it_back() {
         ["x1"],
         "the forger sees the cluster: {foreign_view:#?}"
     );
+    // The forger's datagrams did reach n1 and n2, and were refused there.
+    let rejected = n1.rejected() + n2.rejected() - rejected_before;
+    assert!(rejected > 0, "no forged datagram reached the seeds");
+    eprintln!("gossip: {rejected} forged datagrams refused by n1 and n2");
     drop(foreign);
 
     // Three rounds: kill n3, measure, restart it with new endpoints.

@@ -121,8 +121,15 @@ fn secrets_and_configs_are_sealed_and_never_shown() {
         "site"
     );
 
-    // No manager's state (raft log, snapshots, key files) holds either value in the clear.
+    // No manager's state (raft log, snapshots, key files) holds either value in the clear; the
+    // scan does see the managers' raft stores and data keys.
     let state = Path::new("/var/lib/meshd-lab").join(&lab.prefix);
+    for i in 1..=3 {
+        let raft = state.join(format!("n{i}")).join("raft");
+        for file in ["raft.redb", "data.key"] {
+            assert!(raft.join(file).is_file(), "no {file} in {}", raft.display());
+        }
+    }
     for needle in [SECRET, CONFIG] {
         let found = files_containing(&state, needle.as_bytes());
         assert!(found.is_empty(), "{needle} in the clear in {found:?}");

@@ -86,10 +86,6 @@ impl GossipKeyring {
         Ok(Self { keys })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// The id of the key that seals, if any.
     pub fn current_id(&self) -> Option<u32> {
         self.keys.last().map(|k| k.id)
@@ -158,11 +154,10 @@ fn aead_key(key: &GossipKey) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key.key).expect("32-byte AES-256 key"))
 }
 
-/// Datagrams gossip dropped because they did not open, by reason.
+/// Datagrams gossip dropped because they did not open under the ring.
 #[derive(Debug, Default)]
 pub struct SealCounters {
     pub rejected: AtomicU64,
-    pub too_large: AtomicU64,
 }
 
 /// A keyring that can be replaced while gossip runs (a rotation), shared by the transport.
@@ -284,8 +279,7 @@ impl Socket for SealedUdpSocket {
             return Ok(SendOutcome { num_bytes_sent: 0 });
         };
         if sealed.len() > MAX_DATAGRAM {
-            self.counters.too_large.fetch_add(1, Ordering::Relaxed);
-            debug!(len = sealed.len(), %to, "sealed gossip datagram too large; dropped");
+            tracing::warn!(len = sealed.len(), %to, "sealed gossip datagram too large; dropped");
             return Ok(SendOutcome { num_bytes_sent: 0 });
         }
         match self.socket.send_to(&sealed, to).await {
