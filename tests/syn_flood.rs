@@ -5,10 +5,9 @@
 //! ports; SYN-only entries expire after 5 s idle, so the service answers again soon after. The
 //! flood and the wait are bounded in time; their numbers are printed, not asserted.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{Lab, eventually, ok, stdout, words};
+use crate::support::{Lab, client_get, client_python, eventually, ok, words};
 
 const HTTPD: &str =
     "mkdir -p /www && hostname | tr -d '\\n' > /www/index.html && exec httpd -f -p 80 -h /www";
@@ -44,48 +43,8 @@ for i in range(count):
 print(sent)
 "#;
 
-/// `GET /` from the client: the body, or `ERR ...`.
-const GET: &str = r#"
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
-    s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-    data = b""
-    while True:
-        b = s.recv(4096)
-        if not b:
-            break
-        data += b
-    print(data.split(b"\r\n\r\n", 1)[1].decode().strip() if b"\r\n\r\n" in data else "ERR empty")
-except Exception as e:
-    print("ERR", type(e).__name__)
-"#;
-
-fn client_python(lab: &Lab, script: &str, args: &[&str]) -> String {
-    let out = Command::new("timeout")
-        .args([
-            "120",
-            "ip",
-            "netns",
-            "exec",
-            &lab.ns("client"),
-            "python3",
-            "-c",
-            script,
-        ])
-        .args(args)
-        .output()
-        .expect("run python3 in the client");
-    assert!(
-        out.status.success(),
-        "python3 in the client: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout(&out).trim().to_owned()
-}
-
 fn get(lab: &Lab, node: &str) -> String {
-    client_python(lab, GET, &[node, "8080"])
+    client_get(lab, node, 8080)
 }
 
 /// n1's `status` mesh section: conntrack fill and drops, for the log.

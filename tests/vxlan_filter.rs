@@ -9,7 +9,7 @@ use std::fs;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Lab, eventually, ok, stdout, words};
+use crate::support::{Lab, client_get, client_python, eventually, ok, words};
 
 /// The tasks' web server: answers `GET /` with the container's hostname.
 const HTTPD: &str =
@@ -38,40 +38,9 @@ else:
         s.sendto(ip + udp, (node, 0))
 "#;
 
-/// `GET /` from the client: the body, or `ERR ...`.
-const GET: &str = r#"
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
-    s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-    data = b""
-    while True:
-        b = s.recv(4096)
-        if not b:
-            break
-        data += b
-    print(data.split(b"\r\n\r\n", 1)[1].decode().strip() if b"\r\n\r\n" in data else "ERR empty")
-except Exception as e:
-    print("ERR", type(e).__name__)
-"#;
-
 /// The inner source MAC of the client's own frames, and of those spoofed from a node.
 const STRANGER_MAC: &str = "02:00:de:ad:00:01";
 const SPOOFED_MAC: &str = "02:00:de:ad:00:02";
-
-fn client_python(lab: &Lab, script: &str, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("client"), "python3", "-c", script])
-        .args(args)
-        .output()
-        .expect("run python3 in the client");
-    assert!(
-        out.status.success(),
-        "python3 in the client: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout(&out).trim().to_owned()
-}
 
 fn inject(lab: &Lab, node: &str, src: &str, mac: &str, count: usize) {
     client_python(lab, INJECT, &[node, src, mac, &count.to_string()]);
@@ -134,7 +103,7 @@ fn web_answers(lab: &Lab, node: &str) -> String {
         Duration::from_mins(1),
         &format!("the published port answers through {node}"),
         || {
-            let body = client_python(lab, GET, &[node, "8080"]);
+            let body = client_get(lab, node, 8080);
             if body.is_empty() || body.starts_with("ERR") {
                 Err(body)
             } else {

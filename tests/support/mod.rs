@@ -223,3 +223,51 @@ pub fn eventually<T>(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Runs a python3 `script` with `args` in the lab's client namespace (bounded to 120 s); it
+/// must succeed; returns its trimmed stdout.
+pub fn client_python(lab: &Lab, script: &str, args: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .args([
+            "120",
+            "ip",
+            "netns",
+            "exec",
+            &lab.ns("client"),
+            "python3",
+            "-c",
+            script,
+        ])
+        .args(args)
+        .output()
+        .expect("run python3 in the client");
+    assert!(
+        out.status.success(),
+        "python3 in the client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out).trim().to_owned()
+}
+
+/// One `GET /` from the lab's client to `addr:port` on a fresh connection: the body, or
+/// `ERR ...`.
+pub fn client_get(lab: &Lab, addr: &str, port: u16) -> String {
+    client_python(lab, GET, &[addr, &port.to_string()])
+}
+
+/// `GET /` (argv: address, port): the body, or `ERR ...`.
+const GET: &str = r#"
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
+    s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+    data = b""
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        data += b
+    print(data.split(b"\r\n\r\n", 1)[1].decode().strip() if b"\r\n\r\n" in data else "ERR empty")
+except Exception as e:
+    print("ERR", type(e).__name__)
+"#;
