@@ -140,8 +140,33 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// A failed test's meshd logs, kept past `lab down` (which removes the lab's state) in
+    /// `$TMPDIR/<prefix>-logs/`, and their tails printed: what the nodes did is what explains it.
+    fn keep_logs(&self) {
+        let kept = std::env::temp_dir().join(format!("{}-logs", self.prefix));
+        let _ = std::fs::create_dir_all(&kept);
+        for i in 1..=self.nodes {
+            let log = format!("/var/lib/meshd-lab/{}/n{i}/meshd.log", self.prefix);
+            let Ok(text) = std::fs::read_to_string(&log) else {
+                continue;
+            };
+            let _ = std::fs::write(kept.join(format!("n{i}-meshd.log")), &text);
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!(
+                "---- n{i} meshd.log (last 40 lines; all in {}) ----\n{tail}",
+                kept.display()
+            );
+        }
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.keep_logs();
+        }
         let out = self.meshctl_lab(&["down"]);
         assert!(
             out.status.success() || std::thread::panicking(),
