@@ -525,4 +525,6 @@ fn status_error(target: &str, status: &Status) -> ApiError {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;
