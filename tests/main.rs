@@ -7,6 +7,7 @@
 
 mod support;
 
+mod chaos;
 mod control;
 mod datapath;
 mod engines;

@@ -4,6 +4,8 @@
 //! not collide) and its own underlay /24; the guard removes the lab when dropped, also when the
 //! test panics.
 
+pub mod history;
+
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
