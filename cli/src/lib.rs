@@ -3,4 +3,5 @@
 //! (`mesh-lab`), and nothing of the manager, the agent or the kernel side.
 
 pub mod commands;
+pub mod format;
 pub mod table;
