@@ -46,7 +46,10 @@ impl Filters {
             if !accepted.contains(&a.key.as_str()) {
                 return Err(daemon_error(format!("Invalid filter '{}'", a.key)));
             }
-            by_key.entry(a.key.clone()).or_default().push(a.value.clone());
+            by_key
+                .entry(a.key.clone())
+                .or_default()
+                .push(a.value.clone());
         }
         Ok(Self { by_key })
     }
@@ -129,7 +132,10 @@ mod tests {
             }
         );
         let e = Filters::new(&args(&["colour=red"]), &["name"]).unwrap_err();
-        assert_eq!(e.to_string(), "Error response from daemon: Invalid filter 'colour'");
+        assert_eq!(
+            e.to_string(),
+            "Error response from daemon: Invalid filter 'colour'"
+        );
         let f = Filters::new(&args(&["mode=sideways"]), &["mode"]).unwrap();
         let e = f
             .check_values("mode", &["replicated", "global"], |v| {

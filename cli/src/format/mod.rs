@@ -59,7 +59,11 @@ fn sorted(row: &Value) -> Value {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), m[k].clone())).collect())
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), m[k].clone()))
+                    .collect(),
+            )
         }
         other => other.clone(),
     }
@@ -88,7 +92,8 @@ pub fn render_list(
         .iter()
         .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
         .collect();
-    let header = Template::parse_header(&text)?.render(&Value::Object(headers), Missing::NoValue)?;
+    let header =
+        Template::parse_header(&text)?.render(&Value::Object(headers), Missing::NoValue)?;
     Ok(tabwriter::align(&format!("{header}\n{body}")))
 }
 
@@ -207,8 +212,14 @@ mod tests {
     #[test]
     fn a_bad_field_prints_nothing() {
         let mut out = Vec::new();
-        let e = write_list(&mut out, &SERVICES, Some("{{.Name}} {{.Nope}}"), false, &rows())
-            .unwrap_err();
+        let e = write_list(
+            &mut out,
+            &SERVICES,
+            Some("{{.Name}} {{.Nope}}"),
+            false,
+            &rows(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("Nope"), "{e}");
         assert!(out.is_empty());
     }

@@ -25,6 +25,13 @@ pub fn align(text: &str) -> String {
     out
 }
 
+/// Writes `rows` (the first is the header) as a table: the cells of a row separated by tabs,
+/// then aligned.
+pub fn write_rows(out: &mut impl std::io::Write, rows: &[Vec<String>]) -> std::io::Result<()> {
+    let text: String = rows.iter().map(|r| r.join("\t") + "\n").collect();
+    out.write_all(align(&text).as_bytes())
+}
+
 fn width(cell: &str) -> usize {
     cell.chars().count()
 }

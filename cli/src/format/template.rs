@@ -138,7 +138,9 @@ fn with_show(text: &str) -> String {
 /// Where the action starting at `body` (after its `{{`) ends: the index of its `}}`.
 fn action_end(body: &str) -> Option<usize> {
     if body.trim_start_matches("- ").starts_with("/*") {
-        return body.find("*/").and_then(|c| body[c..].find("}}").map(|e| c + e));
+        return body
+            .find("*/")
+            .and_then(|c| body[c..].find("}}").map(|e| c + e));
     }
     let bytes = body.as_bytes();
     let mut i = 0;
@@ -164,7 +166,10 @@ fn action_end(body: &str) -> Option<usize> {
 /// Does this action print its value? Control words, comments and assignments do not.
 fn prints(core: &str) -> bool {
     let t = core.trim();
-    let word = t.split(|c: char| c.is_whitespace() || c == '(').next().unwrap_or("");
+    let word = t
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or("");
     let control = [
         "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
     ];
@@ -352,11 +357,15 @@ fn split(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn upper(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(string_arg(args, 0, "upper", 1)?.to_uppercase()))
+    Ok(Value::String(
+        string_arg(args, 0, "upper", 1)?.to_uppercase(),
+    ))
 }
 
 fn lower(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(string_arg(args, 0, "lower", 1)?.to_lowercase()))
+    Ok(Value::String(
+        string_arg(args, 0, "lower", 1)?.to_lowercase(),
+    ))
 }
 
 /// `title`: Go's `strings.Title`, each word's first letter upper case.
@@ -449,10 +458,7 @@ mod tests {
             "on }}x"
         );
         assert_eq!(run("{{with .N}}{{.}}{{end}}{{/* note */}}", &d), "2");
-        assert_eq!(
-            run("{{$x := .N}}{{if eq $x 2}}two{{end}}", &d),
-            "two"
-        );
+        assert_eq!(run("{{$x := .N}}{{if eq $x 2}}two{{end}}", &d), "two");
         assert_eq!(run("{{println .N}}", &d), "2\n");
         assert_eq!(run("{{len .Args}}", &d), "2");
     }
@@ -491,8 +497,8 @@ mod tests {
 
     #[test]
     fn header_functions_leave_the_header_alone() {
-        let t = Template::parse_header(r#"{{upper .Name}}|{{json .Name}}|{{pad .Name 1 1}}"#)
-            .unwrap();
+        let t =
+            Template::parse_header(r#"{{upper .Name}}|{{json .Name}}|{{pad .Name 1 1}}"#).unwrap();
         assert_eq!(
             t.render(&json!({"Name": "NAME"}), Missing::NoValue)
                 .unwrap(),
