@@ -10,6 +10,7 @@ mod support;
 mod control;
 mod datapath;
 mod engines;
+mod format;
 mod gossip;
 mod health;
 mod lab;

@@ -58,7 +58,7 @@ pub enum StackCommand {
         /// `desired-state=`, `id=`, `label=`, `name=`, `node=` (repeatable).
         #[arg(long, short, value_parser = parse_filter_arg)]
         filter: Vec<FilterArg>,
-        /// A Go template ('{{.Name}} {{.CurrentState}}'), or `json`.
+        /// A Go template (`{{.Name}} {{.CurrentState}}`), or `json`.
         #[arg(long)]
         format: Option<String>,
         stack: String,

@@ -170,7 +170,7 @@ fn server_json(target: &Target) -> Option<Value> {
             {"Name": "meshd", "Version": "",
              "Details": {"Node": st.hostname,
                 "NodeID": st.node_id.map(|i| i.to_string()).unwrap_or_default(),
-                "Role": st.role.map(role_word).unwrap_or("none")}},
+                "Role": st.role.map_or("none", role_word)}},
         ],
     }))
 }

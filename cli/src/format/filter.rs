@@ -34,7 +34,7 @@ pub struct Filters {
 }
 
 /// An error worded as the daemon's, printed after `Error response from daemon: `.
-pub fn daemon_error(text: String) -> anyhow::Error {
+pub fn daemon_error(text: &str) -> anyhow::Error {
     Reported(format!("Error response from daemon: {text}")).into()
 }
 
@@ -44,7 +44,7 @@ impl Filters {
         let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for a in args {
             if !accepted.contains(&a.key.as_str()) {
-                return Err(daemon_error(format!("Invalid filter '{}'", a.key)));
+                return Err(daemon_error(&format!("Invalid filter '{}'", a.key)));
             }
             by_key
                 .entry(a.key.clone())
@@ -68,7 +68,7 @@ impl Filters {
     ) -> Result<()> {
         for v in self.values(key) {
             if !allowed.contains(&v.to_lowercase().as_str()) {
-                return Err(daemon_error(message(v)));
+                return Err(daemon_error(&message(v)));
             }
         }
         Ok(())

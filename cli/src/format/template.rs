@@ -208,6 +208,7 @@ fn go_print(v: &Value) -> String {
     }
 }
 
+#[expect(clippy::unnecessary_wraps, reason = "gtmpl's function type")]
 fn show(args: &[Value]) -> Result<Value, FuncError> {
     let v = args.last().unwrap_or(&Value::NoValue);
     Ok(Value::String(go_print(v)))
@@ -407,6 +408,7 @@ fn truncate(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 /// A header function: its first argument, unchanged.
+#[expect(clippy::unnecessary_wraps, reason = "gtmpl's function type")]
 fn first(args: &[Value]) -> Result<Value, FuncError> {
     Ok(args.first().cloned().unwrap_or(Value::NoValue))
 }
@@ -498,7 +500,7 @@ mod tests {
     #[test]
     fn header_functions_leave_the_header_alone() {
         let t =
-            Template::parse_header(r#"{{upper .Name}}|{{json .Name}}|{{pad .Name 1 1}}"#).unwrap();
+            Template::parse_header(r"{{upper .Name}}|{{json .Name}}|{{pad .Name 1 1}}").unwrap();
         assert_eq!(
             t.render(&json!({"Name": "NAME"}), Missing::NoValue)
                 .unwrap(),

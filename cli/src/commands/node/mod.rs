@@ -42,7 +42,7 @@ pub enum NodeCommand {
         /// `desired-state=`, `id=`, `label=`, `name=`, `node=` (repeatable).
         #[arg(long, short, value_parser = parse_filter_arg)]
         filter: Vec<FilterArg>,
-        /// A Go template ('{{.Name}} {{.CurrentState}}'), or `json`.
+        /// A Go template (`{{.Name}} {{.CurrentState}}`), or `json`.
         #[arg(long)]
         format: Option<String>,
         /// Nodes by id, hostname or `self`.
