@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Result, anyhow};
+use gtmpl::error::ExecError;
 use gtmpl::{Context, Func, FuncError, Value};
 use serde_json::Value as Json;
 
@@ -67,7 +68,27 @@ impl Template {
         });
         self.inner
             .render(&Context::from(to_value(data, missing)))
-            .map_err(|e| anyhow!("template parsing error: {e}"))
+            .map_err(|e| anyhow!("template parsing error: {}", exec_error(&e)))
+    }
+}
+
+/// An execution error in docker's words where gtmpl's would dump the whole value.
+fn exec_error(e: &ExecError) -> String {
+    match e {
+        ExecError::NoFiledFor(field, Value::Object(m) | Value::Map(m)) => {
+            let mut fields: Vec<&String> = m.keys().collect();
+            fields.sort();
+            let fields: Vec<&str> = fields.iter().map(|f| f.as_str()).collect();
+            format!(
+                "can't evaluate field {field} (the fields are {})",
+                fields.join(", ")
+            )
+        }
+        ExecError::NoFiledFor(field, _) => format!("can't evaluate field {field}"),
+        ExecError::OnlyMapsAndObjectsHaveFields => {
+            "can't evaluate a field of a value that has none (nil, or not an object)".into()
+        }
+        other => other.to_string(),
     }
 }
 
@@ -493,7 +514,10 @@ mod tests {
         let row = json!({"Name": "web"});
         let t = Template::parse("{{.Nope}}").unwrap();
         let e = t.render(&row, Missing::Error).unwrap_err().to_string();
-        assert!(e.contains("Nope"), "{e}");
+        assert_eq!(
+            e,
+            "template parsing error: can't evaluate field Nope (the fields are Name)"
+        );
         assert_eq!(t.render(&row, Missing::NoValue).unwrap(), "<no value>");
     }
 
