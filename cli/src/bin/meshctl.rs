@@ -49,7 +49,7 @@ enum Command {
     Config(BlobCommand),
     /// This node's parts, each OK or degraded (exits 1 when anything is degraded).
     Status {
-        /// `json`: the node's whole status.
+        /// `json`: the node's whole status; or a Go template on it ('{{.hostname}} {{.role}}').
         #[arg(long)]
         format: Option<String>,
     },
