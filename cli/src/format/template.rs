@@ -483,6 +483,13 @@ mod tests {
         assert_eq!(run("{{with .N}}{{.}}{{end}}{{/* note */}}", &d), "2");
         assert_eq!(run("{{$x := .N}}{{if eq $x 2}}two{{end}}", &d), "two");
         assert_eq!(run("{{println .N}}", &d), "2\n");
+        assert_eq!(
+            run(
+                "{{- if not .On -}} a {{- else if eq .N 2 -}} b {{- end -}}",
+                &d
+            ),
+            "b"
+        );
         assert_eq!(run("{{len .Args}}", &d), "2");
     }
 
