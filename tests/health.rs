@@ -303,7 +303,8 @@ fn images_are_pinned_pulled_and_a_missing_one_pauses_the_update() {
     );
     println!("pull: {ps}");
     eventually(Duration::from_secs(30), "the update paused", || {
-        let state = ok(
+        // Before the update starts the service has no UpdateStatus: an error, as docker's.
+        let state = stdout(&meshctl(
             &lab,
             "n1",
             &[
@@ -313,7 +314,7 @@ fn images_are_pinned_pulled_and_a_missing_one_pauses_the_update() {
                 "{{.UpdateStatus.State}}",
                 "web",
             ],
-        );
+        ));
         (state.trim() == "paused").then_some(()).ok_or(state)
     });
     let ps = ok(&lab, "n1", &["service", "ps", "web"]);
@@ -350,7 +351,8 @@ fn images_are_pinned_pulled_and_a_missing_one_pauses_the_update() {
         &["service", "update", "-d", "--image", &missing, "api"],
     );
     eventually(Duration::from_mins(2), "the update rolled back", || {
-        let state = ok(
+        // Before the update starts the service has no UpdateStatus: an error, as docker's.
+        let state = stdout(&meshctl(
             &lab,
             "n1",
             &[
@@ -360,7 +362,7 @@ fn images_are_pinned_pulled_and_a_missing_one_pauses_the_update() {
                 "{{.UpdateStatus.State}}",
                 "api",
             ],
-        );
+        ));
         (state.trim() == "rollback_completed")
             .then_some(())
             .ok_or(state)

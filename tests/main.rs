@@ -11,6 +11,7 @@ mod chaos;
 mod control;
 mod datapath;
 mod engines;
+mod format;
 mod gossip;
 mod health;
 mod lab;

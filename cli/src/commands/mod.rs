@@ -16,6 +16,7 @@ pub mod service;
 pub mod stack;
 pub mod status;
 pub mod swarm;
+pub mod system;
 
 use std::fmt;
 use std::path::PathBuf;
