@@ -68,6 +68,24 @@ pub struct Args {
     /// `metrics-addr` convention: port 9323). Off by default.
     #[arg(long, env = "MESHD_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve Docker's Engine API on this unix socket (mode 0660): the swarm calls answered
+    /// through this meshd, everything else passed to the engine, so `docker` pointed at it
+    /// sees a Swarm node. `none` turns it off.
+    #[arg(long, env = "MESHD_DOCKER_API_SOCKET", default_value = DEFAULT_DOCKER_API_SOCKET, value_name = "PATH|none")]
+    pub docker_api_socket: String,
+}
+
+/// Where the Engine API is served without `--docker-api-socket`.
+pub const DEFAULT_DOCKER_API_SOCKET: &str = "/run/meshd/docker.sock";
+
+/// The Engine API socket `--docker-api-socket` asks for; `None` for `none`.
+pub fn docker_api_socket(flag: &str) -> Option<PathBuf> {
+    (flag != "none").then(|| PathBuf::from(flag))
+}
+
+/// The engine socket's path in an `--engine` address (`unix:///PATH` or `/PATH`).
+pub fn engine_socket_path(engine: &str) -> PathBuf {
+    PathBuf::from(engine.strip_prefix("unix://").unwrap_or(engine))
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -157,6 +175,21 @@ mod tests {
         assert!(e.to_string().contains("not an IPv4 address"), "{e}");
         let e = Args::try_parse_from(["meshd", "--conntrack-tcp-timeout", "0s"]).unwrap_err();
         assert!(e.to_string().contains("longer than 0"), "{e}");
+    }
+
+    #[test]
+    fn the_docker_api_socket_is_on_by_default_and_none_turns_it_off() {
+        let a = Args::try_parse_from(["meshd"]).unwrap();
+        assert_eq!(
+            docker_api_socket(&a.docker_api_socket),
+            Some(PathBuf::from(DEFAULT_DOCKER_API_SOCKET))
+        );
+        let a = Args::try_parse_from(["meshd", "--docker-api-socket", "none"]).unwrap();
+        assert_eq!(docker_api_socket(&a.docker_api_socket), None);
+        assert_eq!(
+            engine_socket_path("unix:///run/e.sock"),
+            PathBuf::from("/run/e.sock")
+        );
     }
 
     #[test]

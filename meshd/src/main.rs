@@ -45,10 +45,11 @@ fn main() -> Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run(args, advertise.addr, EngineHandle::new(&engine)))
+        .block_on(run(args, advertise.addr, &engine))
 }
 
-async fn run(args: Args, advertise_addr: Option<Ipv4Addr>, engine: EngineHandle) -> Result<()> {
+async fn run(args: Args, advertise_addr: Option<Ipv4Addr>, engine_addr: &str) -> Result<()> {
+    let engine = EngineHandle::new(engine_addr);
     let hostname = match args.hostname {
         Some(h) => h,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -96,6 +97,20 @@ async fn run(args: Args, advertise_addr: Option<Ipv4Addr>, engine: EngineHandle)
         ),
         None => None,
     };
+    // Docker's Engine API, through this node's own local socket (as meshctl) and engine.
+    let docker_api = match flags::docker_api_socket(&args.docker_api_socket) {
+        Some(path) => {
+            let listener = mesh_dockerapi::bind(&path)
+                .with_context(|| format!("serving the Engine API on {}", path.display()))?;
+            tracing::info!("serving Docker's Engine API on {}", path.display());
+            let meshd_socket = cfg.socket();
+            let engine_socket = flags::engine_socket_path(engine_addr);
+            Some(tokio::spawn(async move {
+                mesh_dockerapi::serve(listener, &meshd_socket, engine_socket).await;
+            }))
+        }
+        None => None,
+    };
     tracing::info!(?cfg, "meshd starting");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop = async move {
@@ -110,6 +125,9 @@ async fn run(args: Args, advertise_addr: Option<Ipv4Addr>, engine: EngineHandle)
     dns.abort();
     if let Some(m) = metrics {
         m.abort();
+    }
+    if let Some(d) = docker_api {
+        d.abort();
     }
     result
 }
