@@ -219,7 +219,7 @@ impl Front {
     async fn task_list(&self, call: &Call) -> Answer {
         let filters = Filters::parse(
             call.param("filters"),
-            &["id", "label", "name", "node", "service", "desired-state"],
+            &["id", "label", "name", "node", "service", "desired-state", "_up-to-date"],
         )?;
         let all = self.all_tasks().await?;
         let lens = self.prefix_lens().await?;
@@ -241,6 +241,12 @@ impl Front {
                     })
                     && filters.pass("desired-state", |v| t.desired_state.as_str() == v)
                     && filters.pass("label", |v| label_matches(&t.spec.container.labels, v))
+                    // The progress display's filter (swarmkit's "not dirty"): the task runs the
+                    // service's current task spec.
+                    && filters.pass("_up-to-date", |v| {
+                        let current = service.is_some_and(|s| s.spec.task == t.spec);
+                        (v == "true" || v == "1") == current
+                    })
             })
             .map(|t| objects::task(t, &lens))
             .collect();
