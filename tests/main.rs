@@ -9,6 +9,7 @@ mod support;
 
 mod control;
 mod datapath;
+mod dockerapi;
 mod engines;
 mod gossip;
 mod health;

@@ -1,0 +1,257 @@
+//! Docker's Engine API on each node's meshd (issue 20, item 1): Debian's unmodified `docker` CLI
+//! (`/usr/bin/docker`, API 1.41) pointed at a lab node's `meshd-docker.sock` drives the swarm
+//! (info, nodes, services with their progress display, scale, rm, overlay networks, secrets,
+//! configs, node updates), reaches the node's engine through the same socket (`ps`, `exec`,
+//! `run --rm`), and gets moby's errors (a worker's 503, a 501 for a swarm call meshd does not
+//! serve, a 400 naming an unsupported field). Each effect is checked through meshctl too.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::support::{Lab, client_get, eventually, ok, stderr, stdout, words};
+
+const DOCKER: &str = "/usr/bin/docker";
+
+/// `docker ARGS` against node `i`'s Engine API socket, killed after 120 s (a hung progress
+/// display fails the test, not the suite).
+fn docker(lab: &Lab, i: usize, args: &[&str]) -> Output {
+    let host = format!(
+        "unix:///var/lib/meshd-lab/{}/n{i}/meshd-docker.sock",
+        lab.prefix
+    );
+    Command::new("timeout")
+        .arg("120")
+        .arg(DOCKER)
+        .args(args)
+        .env("DOCKER_HOST", host)
+        .env_remove("DOCKER_CONTEXT")
+        .output()
+        .expect("run docker")
+}
+
+/// Like [`docker`], and it must succeed; its stdout.
+fn docker_ok(lab: &Lab, i: usize, args: &[&str]) -> String {
+    let out = docker(lab, i, args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} on n{i} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Like [`docker`], and it must fail; its stderr.
+fn docker_fails(lab: &Lab, i: usize, args: &[&str]) -> String {
+    let out = docker(lab, i, args);
+    assert!(
+        !out.status.success(),
+        "docker {args:?} on n{i} should have failed:\nstdout: {}",
+        stdout(&out)
+    );
+    stderr(&out)
+}
+
+/// The value after `key:` in `docker info`'s output.
+fn info_value(info: &str, key: &str) -> String {
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {key:?} in docker info:\n{info}"))
+}
+
+#[test]
+fn the_docker_cli_drives_the_swarm_and_reaches_the_engine_through_meshd() {
+    let lab = Lab::up("dapi", 220, 3, 1);
+    let image = lab.image();
+
+    // docker info: the swarm block as a manager's dockerd shows it, the engine's own fields.
+    let info = docker_ok(&lab, 1, &["info"]);
+    assert_eq!(info_value(&info, "Swarm"), "active", "{info}");
+    assert_eq!(info_value(&info, "Is Manager"), "true", "{info}");
+    assert_eq!(info_value(&info, "Managers"), "1", "{info}");
+    assert_eq!(info_value(&info, "Nodes"), "3", "{info}");
+    let all = ok(&lab, "n1", &["node", "ls", "--format", "json"]);
+    let me = all
+        .lines()
+        .find(|l| l.contains(&format!("\"{}-n1\"", lab.prefix)))
+        .unwrap_or_else(|| panic!("no n1 in meshctl node ls:\n{all}"));
+    assert!(me.contains(&info_value(&info, "NodeID")), "{info}\n{me}");
+    assert!(info.contains("Kernel Version"), "{info}");
+
+    // docker node ls: every node, this one starred, the leader marked.
+    let nodes = docker_ok(&lab, 1, &["node", "ls"]);
+    let meshctl_nodes = ok(&lab, "n1", &["node", "ls", "-q"]);
+    for id in meshctl_nodes.split_whitespace() {
+        assert!(nodes.contains(id), "{id} missing from docker node ls:\n{nodes}");
+    }
+    let n1 = nodes
+        .lines()
+        .find(|l| l.contains(&format!("{}-n1", lab.prefix)))
+        .unwrap_or_else(|| panic!("no n1 in:\n{nodes}"));
+    assert!(n1.contains('*') && n1.contains("Leader") && n1.contains("Ready"), "{nodes}");
+    assert_eq!(nodes.lines().count(), 4, "{nodes}");
+
+    // service create, with the CLI's progress display (it polls services and tasks).
+    let script = "mkdir -p /www && hostname > /www/index.html && httpd -f -p 80 -h /www";
+    let created = docker_ok(
+        &lab,
+        1,
+        &[
+            "service", "create", "--name", "web", "--replicas", "3", "-p", "8080:80", &image,
+            "sh", "-c", script,
+        ],
+    );
+    assert!(created.lines().next().is_some_and(|l| l.len() == 25), "{created}");
+    let listed = ok(&lab, "n1", &["service", "ls"]);
+    let web = listed.lines().find(|l| l.contains("web")).unwrap_or_default();
+    assert!(web.contains("3/3") && web.contains("*:8080->80/tcp"), "{listed}");
+
+    // service ls / ps / inspect --pretty through the socket.
+    let ls = docker_ok(&lab, 1, &["service", "ls"]);
+    let row = ls.lines().find(|l| l.contains(" web ")).unwrap_or_default();
+    assert!(row.contains("replicated") && row.contains("3/3") && row.contains("*:8080->80/tcp"), "{ls}");
+    let ps = docker_ok(&lab, 1, &["service", "ps", "web"]);
+    let running: Vec<&str> = ps.lines().skip(1).filter(|l| l.contains("Running")).collect();
+    assert_eq!(running.len(), 3, "{ps}");
+    for slot in ["web.1", "web.2", "web.3"] {
+        assert!(ps.contains(slot), "{slot} missing:\n{ps}");
+    }
+    let pretty = docker_ok(&lab, 1, &["service", "inspect", "--pretty", "web"]);
+    assert!(pretty.contains("Name:\t\tweb"), "{pretty}");
+    assert!(pretty.contains("Replicas:\t3"), "{pretty}");
+    assert!(pretty.contains("PublishedPort = 8080"), "{pretty}");
+
+    // The published port answers through every node.
+    for i in 1..=3 {
+        let addr = lab.node_addr(i);
+        eventually(Duration::from_secs(30), "the published port answers", || {
+            let body = client_get(&lab, &addr, 8080);
+            if body.is_empty() || body.starts_with("ERR") {
+                Err(format!("{addr}:8080: {body}"))
+            } else {
+                Ok(())
+            }
+        });
+    }
+
+    // The engine through the same socket: docker ps shows n1's task containers, exec runs in
+    // one, run --rm pulls from the lab registry and runs.
+    let containers = docker_ok(&lab, 1, &["ps", "--format", "{{.ID}} {{.Names}}"]);
+    let engine_view = lab.docker_out(1, &["ps", "--format", "{{.ID}} {{.Names}}"]);
+    assert_eq!(containers, engine_view);
+    if let Some(line) = containers.lines().find(|l| l.contains(" web.")) {
+        let id = words(line)[0];
+        let hostname = docker_ok(&lab, 1, &["exec", id, "cat", "/etc/hostname"]);
+        let want = lab.docker_out(1, &["inspect", "-f", "{{.Config.Hostname}}", id]);
+        assert_eq!(hostname.trim(), want.trim());
+    } else {
+        // The scheduler spreads 3 replicas over 3 nodes: n1 has one.
+        panic!("no web task on n1:\n{containers}");
+    }
+    let said = docker_ok(&lab, 1, &["run", "--rm", &image, "echo", "through-meshd"]);
+    assert_eq!(said.trim(), "through-meshd");
+
+    // scale, checked through meshctl.
+    docker_ok(&lab, 1, &["service", "scale", "web=2"]);
+    let listed = ok(&lab, "n1", &["service", "ls"]);
+    assert!(listed.lines().any(|l| l.contains("web") && l.contains("2/2")), "{listed}");
+
+    // A worker's socket: manager-only calls get Swarm's 503 message.
+    let e = docker_fails(&lab, 2, &["node", "ls"]);
+    assert!(e.contains("This node is not a swarm manager"), "{e}");
+    let worker_info = docker_ok(&lab, 2, &["info"]);
+    assert_eq!(info_value(&worker_info, "Is Manager"), "false", "{worker_info}");
+
+    // service rm, checked through meshctl.
+    docker_ok(&lab, 1, &["service", "rm", "web"]);
+    let listed = ok(&lab, "n1", &["service", "ls"]);
+    assert!(!listed.contains("web"), "{listed}");
+    assert_eq!(docker_ok(&lab, 1, &["service", "ls", "-q"]).trim(), "");
+}
+
+#[test]
+fn networks_secrets_configs_nodes_and_errors_through_the_docker_cli() {
+    let lab = Lab::up("dapiobj", 221, 2, 1);
+    let image = lab.image();
+    let n2 = format!("{}-n2", lab.prefix);
+
+    // node update: drain and a label, seen by meshctl; back to active.
+    docker_ok(&lab, 1, &["node", "update", "--availability", "drain", "--label-add", "zone=a", &n2]);
+    let spec = ok(&lab, "n1", &["node", "inspect", &n2, "--format", "json"]);
+    assert!(spec.contains("\"drain\"") && spec.contains("\"zone\""), "{spec}");
+    let pretty = docker_ok(&lab, 1, &["node", "inspect", "--pretty", &n2]);
+    assert!(pretty.contains("Drain") && pretty.contains("zone=a"), "{pretty}");
+    docker_ok(&lab, 1, &["node", "update", "--availability", "active", "--label-rm", "zone", &n2]);
+    let spec = ok(&lab, "n1", &["node", "inspect", &n2, "--format", "json"]);
+    assert!(spec.contains("\"active\"") && !spec.contains("\"zone\""), "{spec}");
+
+    // An overlay network, a secret and a config, each seen by meshctl.
+    let net = docker_ok(&lab, 1, &["network", "create", "-d", "overlay", "--subnet", "10.77.0.0/24", "front"]);
+    assert_eq!(net.trim().len(), 25, "{net}");
+    let nets = ok(&lab, "n1", &["network", "ls"]);
+    assert!(nets.contains("front"), "{nets}");
+    let ls = docker_ok(&lab, 1, &["network", "ls", "--filter", "driver=overlay"]);
+    assert!(ls.contains("front") && ls.contains("swarm"), "{ls}");
+    let subnet = docker_ok(&lab, 1, &["network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}", "front"]);
+    assert_eq!(subnet.trim(), "10.77.0.0/24");
+    let secret = Command::new("sh")
+        .args(["-c", &format!(
+            "printf hunter2 | DOCKER_HOST=unix:///var/lib/meshd-lab/{}/n1/meshd-docker.sock {DOCKER} secret create db - && printf k=v | DOCKER_HOST=unix:///var/lib/meshd-lab/{}/n1/meshd-docker.sock {DOCKER} config create app -",
+            lab.prefix, lab.prefix
+        )])
+        .output()
+        .expect("run docker secret create");
+    assert!(secret.status.success(), "{}", stderr(&secret));
+    assert!(ok(&lab, "n1", &["secret", "ls"]).contains("db"));
+    assert!(ok(&lab, "n1", &["config", "ls"]).contains("app"));
+    let pretty = docker_ok(&lab, 1, &["config", "inspect", "--pretty", "app"]);
+    assert!(pretty.contains("k=v"), "{pretty}");
+
+    // A service on the network with the secret; its logs come back with docker's context.
+    docker_ok(
+        &lab,
+        1,
+        &[
+            "service", "create", "--detach", "--name", "talk", "--network", "front", "--secret", "db",
+            &image, "sh", "-c", "echo said-$(cat /run/secrets/db); sleep 600",
+        ],
+    );
+    eventually(Duration::from_secs(60), "the service's log line", || {
+        let out = docker(&lab, 1, &["service", "logs", "talk"]);
+        let text = stdout(&out);
+        if text.contains("said-hunter2") && text.contains("talk.1.") {
+            Ok(())
+        } else {
+            Err(format!("stdout: {text}\nstderr: {}", stderr(&out)))
+        }
+    });
+    docker_ok(&lab, 1, &["service", "rm", "talk"]);
+
+    // Bad input: a field meshd does not carry is refused by name, and nothing is created.
+    let e = docker_fails(&lab, 1, &["service", "create", "--detach", "--name", "tty", "--tty", &image]);
+    assert!(e.contains("TaskTemplate.ContainerSpec.TTY"), "{e}");
+    assert!(!ok(&lab, "n1", &["service", "ls"]).contains("tty"));
+    // The manager's own validation, as meshctl gets it.
+    let e = docker_fails(&lab, 1, &["service", "create", "--detach", "--name", "bad_name!", &image]);
+    assert!(!e.is_empty());
+    assert!(ok(&lab, "n1", &["service", "ls", "-q"]).trim().is_empty());
+    // A swarm call outside the subset: 501 naming it.
+    let e = docker_fails(&lab, 1, &["swarm", "unlock-key"]);
+    assert!(e.contains("/swarm/unlockkey") && e.contains("meshd does not serve"), "{e}");
+    // Not found, as moby.
+    let e = docker_fails(&lab, 1, &["service", "inspect", "nosuch"]);
+    assert!(e.to_lowercase().contains("no such service") || e.contains("not found"), "{e}");
+
+    // The network is in use until the service's task is gone.
+    eventually(Duration::from_secs(30), "network rm", || {
+        let out = docker(&lab, 1, &["network", "rm", "front"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(stderr(&out))
+        }
+    });
+    assert!(!ok(&lab, "n1", &["network", "ls"]).contains("front"));
+}
