@@ -57,8 +57,10 @@ fn docker_fails(lab: &Lab, i: usize, args: &[&str]) -> String {
 fn info_value(info: &str, key: &str) -> String {
     info.lines()
         .find_map(|l| l.trim().strip_prefix(&format!("{key}:")))
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_else(|| panic!("no {key:?} in docker info:\n{info}"))
+        .map_or_else(
+            || panic!("no {key:?} in docker info:\n{info}"),
+            |v| v.trim().to_owned(),
+        )
 }
 
 #[test]
@@ -84,13 +86,19 @@ fn the_docker_cli_drives_the_swarm_and_reaches_the_engine_through_meshd() {
     let nodes = docker_ok(&lab, 1, &["node", "ls"]);
     let meshctl_nodes = ok(&lab, "n1", &["node", "ls", "-q"]);
     for id in meshctl_nodes.split_whitespace() {
-        assert!(nodes.contains(id), "{id} missing from docker node ls:\n{nodes}");
+        assert!(
+            nodes.contains(id),
+            "{id} missing from docker node ls:\n{nodes}"
+        );
     }
     let n1 = nodes
         .lines()
         .find(|l| l.contains(&format!("{}-n1", lab.prefix)))
         .unwrap_or_else(|| panic!("no n1 in:\n{nodes}"));
-    assert!(n1.contains('*') && n1.contains("Leader") && n1.contains("Ready"), "{nodes}");
+    assert!(
+        n1.contains('*') && n1.contains("Leader") && n1.contains("Ready"),
+        "{nodes}"
+    );
     assert_eq!(nodes.lines().count(), 4, "{nodes}");
 
     // service create, with the CLI's progress display (it polls services and tasks).
@@ -99,21 +107,47 @@ fn the_docker_cli_drives_the_swarm_and_reaches_the_engine_through_meshd() {
         &lab,
         1,
         &[
-            "service", "create", "--name", "web", "--replicas", "3", "-p", "8080:80", &image,
-            "sh", "-c", script,
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "-p",
+            "8080:80",
+            &image,
+            "sh",
+            "-c",
+            script,
         ],
     );
-    assert!(created.lines().next().is_some_and(|l| l.len() == 25), "{created}");
+    assert!(
+        created.lines().next().is_some_and(|l| l.len() == 25),
+        "{created}"
+    );
     let listed = ok(&lab, "n1", &["service", "ls"]);
-    let web = listed.lines().find(|l| l.contains("web")).unwrap_or_default();
-    assert!(web.contains("3/3") && web.contains("*:8080->80/tcp"), "{listed}");
+    let web = listed
+        .lines()
+        .find(|l| l.contains("web"))
+        .unwrap_or_default();
+    assert!(
+        web.contains("3/3") && web.contains("*:8080->80/tcp"),
+        "{listed}"
+    );
 
     // service ls / ps / inspect --pretty through the socket.
     let ls = docker_ok(&lab, 1, &["service", "ls"]);
     let row = ls.lines().find(|l| l.contains(" web ")).unwrap_or_default();
-    assert!(row.contains("replicated") && row.contains("3/3") && row.contains("*:8080->80/tcp"), "{ls}");
+    assert!(
+        row.contains("replicated") && row.contains("3/3") && row.contains("*:8080->80/tcp"),
+        "{ls}"
+    );
     let ps = docker_ok(&lab, 1, &["service", "ps", "web"]);
-    let running: Vec<&str> = ps.lines().skip(1).filter(|l| l.contains("Running")).collect();
+    let running: Vec<&str> = ps
+        .lines()
+        .skip(1)
+        .filter(|l| l.contains("Running"))
+        .collect();
     assert_eq!(running.len(), 3, "{ps}");
     for slot in ["web.1", "web.2", "web.3"] {
         assert!(ps.contains(slot), "{slot} missing:\n{ps}");
@@ -126,14 +160,18 @@ fn the_docker_cli_drives_the_swarm_and_reaches_the_engine_through_meshd() {
     // The published port answers through every node.
     for i in 1..=3 {
         let addr = lab.node_addr(i);
-        eventually(Duration::from_secs(30), "the published port answers", || {
-            let body = client_get(&lab, &addr, 8080);
-            if body.is_empty() || body.starts_with("ERR") {
-                Err(format!("{addr}:8080: {body}"))
-            } else {
-                Ok(())
-            }
-        });
+        eventually(
+            Duration::from_secs(30),
+            "the published port answers",
+            || {
+                let body = client_get(&lab, &addr, 8080);
+                if body.is_empty() || body.starts_with("ERR") {
+                    Err(format!("{addr}:8080: {body}"))
+                } else {
+                    Ok(())
+                }
+            },
+        );
     }
 
     // The engine through the same socket: docker ps shows n1's task containers, exec runs in
@@ -156,13 +194,22 @@ fn the_docker_cli_drives_the_swarm_and_reaches_the_engine_through_meshd() {
     // scale, checked through meshctl.
     docker_ok(&lab, 1, &["service", "scale", "web=2"]);
     let listed = ok(&lab, "n1", &["service", "ls"]);
-    assert!(listed.lines().any(|l| l.contains("web") && l.contains("2/2")), "{listed}");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("web") && l.contains("2/2")),
+        "{listed}"
+    );
 
     // A worker's socket: manager-only calls get Swarm's 503 message.
     let e = docker_fails(&lab, 2, &["node", "ls"]);
     assert!(e.contains("This node is not a swarm manager"), "{e}");
     let worker_info = docker_ok(&lab, 2, &["info"]);
-    assert_eq!(info_value(&worker_info, "Is Manager"), "false", "{worker_info}");
+    assert_eq!(
+        info_value(&worker_info, "Is Manager"),
+        "false",
+        "{worker_info}"
+    );
 
     // service rm, checked through meshctl.
     docker_ok(&lab, 1, &["service", "rm", "web"]);
@@ -178,23 +225,78 @@ fn networks_secrets_configs_nodes_and_errors_through_the_docker_cli() {
     let n2 = format!("{}-n2", lab.prefix);
 
     // node update: drain and a label, seen by meshctl; back to active.
-    docker_ok(&lab, 1, &["node", "update", "--availability", "drain", "--label-add", "zone=a", &n2]);
+    docker_ok(
+        &lab,
+        1,
+        &[
+            "node",
+            "update",
+            "--availability",
+            "drain",
+            "--label-add",
+            "zone=a",
+            &n2,
+        ],
+    );
     let spec = ok(&lab, "n1", &["node", "inspect", &n2, "--format", "json"]);
-    assert!(spec.contains("\"drain\"") && spec.contains("\"zone\""), "{spec}");
+    assert!(
+        spec.contains("\"drain\"") && spec.contains("\"zone\""),
+        "{spec}"
+    );
     let pretty = docker_ok(&lab, 1, &["node", "inspect", "--pretty", &n2]);
-    assert!(pretty.contains("Drain") && pretty.contains("zone=a"), "{pretty}");
-    docker_ok(&lab, 1, &["node", "update", "--availability", "active", "--label-rm", "zone", &n2]);
+    assert!(
+        pretty.contains("Drain") && pretty.contains("zone=a"),
+        "{pretty}"
+    );
+    docker_ok(
+        &lab,
+        1,
+        &[
+            "node",
+            "update",
+            "--availability",
+            "active",
+            "--label-rm",
+            "zone",
+            &n2,
+        ],
+    );
     let spec = ok(&lab, "n1", &["node", "inspect", &n2, "--format", "json"]);
-    assert!(spec.contains("\"active\"") && !spec.contains("\"zone\""), "{spec}");
+    assert!(
+        spec.contains("\"active\"") && !spec.contains("\"zone\""),
+        "{spec}"
+    );
 
     // An overlay network, a secret and a config, each seen by meshctl.
-    let net = docker_ok(&lab, 1, &["network", "create", "-d", "overlay", "--subnet", "10.77.0.0/24", "front"]);
+    let net = docker_ok(
+        &lab,
+        1,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.77.0.0/24",
+            "front",
+        ],
+    );
     assert_eq!(net.trim().len(), 25, "{net}");
     let nets = ok(&lab, "n1", &["network", "ls"]);
     assert!(nets.contains("front"), "{nets}");
     let ls = docker_ok(&lab, 1, &["network", "ls", "--filter", "driver=overlay"]);
     assert!(ls.contains("front") && ls.contains("swarm"), "{ls}");
-    let subnet = docker_ok(&lab, 1, &["network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}", "front"]);
+    let subnet = docker_ok(
+        &lab,
+        1,
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{(index .IPAM.Config 0).Subnet}}",
+            "front",
+        ],
+    );
     assert_eq!(subnet.trim(), "10.77.0.0/24");
     let secret = Command::new("sh")
         .args(["-c", &format!(
@@ -214,11 +316,22 @@ fn networks_secrets_configs_nodes_and_errors_through_the_docker_cli() {
         &lab,
         1,
         &[
-            "service", "create", "--detach", "--name", "talk", "--network", "front", "--secret", "db",
-            &image, "sh", "-c", "echo said-$(cat /run/secrets/db); sleep 600",
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "talk",
+            "--network",
+            "front",
+            "--secret",
+            "db",
+            &image,
+            "sh",
+            "-c",
+            "echo said-$(cat /run/secrets/db); sleep 600",
         ],
     );
-    eventually(Duration::from_secs(60), "the service's log line", || {
+    eventually(Duration::from_mins(1), "the service's log line", || {
         let out = docker(&lab, 1, &["service", "logs", "talk"]);
         let text = stdout(&out);
         if text.contains("said-hunter2") && text.contains("talk.1.") {
@@ -230,19 +343,42 @@ fn networks_secrets_configs_nodes_and_errors_through_the_docker_cli() {
     docker_ok(&lab, 1, &["service", "rm", "talk"]);
 
     // Bad input: a field meshd does not carry is refused by name, and nothing is created.
-    let e = docker_fails(&lab, 1, &["service", "create", "--detach", "--name", "tty", "--tty", &image]);
+    let e = docker_fails(
+        &lab,
+        1,
+        &[
+            "service", "create", "--detach", "--name", "tty", "--tty", &image,
+        ],
+    );
     assert!(e.contains("TaskTemplate.ContainerSpec.TTY"), "{e}");
     assert!(!ok(&lab, "n1", &["service", "ls"]).contains("tty"));
     // The manager's own validation, as meshctl gets it.
-    let e = docker_fails(&lab, 1, &["service", "create", "--detach", "--name", "bad_name!", &image]);
+    let e = docker_fails(
+        &lab,
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "bad_name!",
+            &image,
+        ],
+    );
     assert!(!e.is_empty());
     assert!(ok(&lab, "n1", &["service", "ls", "-q"]).trim().is_empty());
     // A swarm call outside the subset: 501 naming it.
     let e = docker_fails(&lab, 1, &["swarm", "unlock-key"]);
-    assert!(e.contains("/swarm/unlockkey") && e.contains("meshd does not serve"), "{e}");
+    assert!(
+        e.contains("/swarm/unlockkey") && e.contains("meshd does not serve"),
+        "{e}"
+    );
     // Not found, as moby.
     let e = docker_fails(&lab, 1, &["service", "inspect", "nosuch"]);
-    assert!(e.to_lowercase().contains("no such service") || e.contains("not found"), "{e}");
+    assert!(
+        e.to_lowercase().contains("no such service") || e.contains("not found"),
+        "{e}"
+    );
 
     // The network is in use until the service's task is gone.
     eventually(Duration::from_secs(30), "network rm", || {

@@ -53,10 +53,12 @@ impl Front {
             Endpoint::TaskInspect(id) => self.task_inspect(&id).await,
             Endpoint::BlobList(kind) => self.blob_list(kind, call).await,
             Endpoint::BlobCreate(kind) => self.blob_create(kind, call).await,
-            Endpoint::BlobInspect(kind, name) => match self.call(Request::BlobInspect { kind, name }).await? {
-                (Reply::Blob(b), _) => Ok(json_response(200, &objects::blob(kind, &b))),
-                (other, _) => Err(unexpected(&other)),
-            },
+            Endpoint::BlobInspect(kind, name) => {
+                match self.call(Request::BlobInspect { kind, name }).await? {
+                    (Reply::Blob(b), _) => Ok(json_response(200, &objects::blob(kind, &b))),
+                    (other, _) => Err(unexpected(&other)),
+                }
+            }
             Endpoint::BlobDelete(kind, name) => {
                 self.call(Request::BlobRemove { kind, name }).await?;
                 Ok(empty_response(204))
@@ -71,7 +73,13 @@ impl Front {
         };
         let mut v = objects::cluster_object(cluster);
         for (role, key) in [(NodeRole::Worker, "Worker"), (NodeRole::Manager, "Manager")] {
-            match self.call(Request::JoinToken { role, rotate: false }).await? {
+            match self
+                .call(Request::JoinToken {
+                    role,
+                    rotate: false,
+                })
+                .await?
+            {
                 (Reply::JoinToken(t), _) => v["JoinTokens"][key] = json!(t.token),
                 (other, _) => return Err(unexpected(&other)),
             }
@@ -80,7 +88,12 @@ impl Front {
     }
 
     async fn node(&self, node: &str) -> Result<NodeReply, HttpError> {
-        match self.call(Request::NodeInspect { node: node.to_owned() }).await? {
+        match self
+            .call(Request::NodeInspect {
+                node: node.to_owned(),
+            })
+            .await?
+        {
             (Reply::Node(n), _) => Ok(*n),
             (other, _) => Err(unexpected(&other)),
         }
@@ -89,7 +102,15 @@ impl Front {
     async fn node_list(&self, call: &Call) -> Answer {
         let filters = Filters::parse(
             call.param("filters"),
-            &["id", "label", "node.label", "membership", "name", "node.name", "role"],
+            &[
+                "id",
+                "label",
+                "node.label",
+                "membership",
+                "name",
+                "node.name",
+                "role",
+            ],
         )?;
         let nodes = match self.call(Request::NodeList).await? {
             (Reply::Nodes(n), _) => n.nodes,
@@ -123,7 +144,12 @@ impl Front {
     }
 
     async fn service(&self, service: &str) -> Result<Service, HttpError> {
-        match self.call(Request::ServiceInspect { service: service.to_owned() }).await? {
+        match self
+            .call(Request::ServiceInspect {
+                service: service.to_owned(),
+            })
+            .await?
+        {
             (Reply::Service(s), _) => Ok(*s),
             (other, _) => Err(unexpected(&other)),
         }
@@ -176,7 +202,7 @@ impl Front {
         match self.call(Request::ServiceCreate { spec, image }).await? {
             (Reply::ServiceCreated { id }, warnings) => Ok(json_response(
                 201,
-                &json!({ "ID": id.as_str(), "Warnings": warnings_json(warnings) }),
+                &json!({ "ID": id.as_str(), "Warnings": warnings_json(&warnings) }),
             )),
             (other, _) => Err(unexpected(&other)),
         }
@@ -185,7 +211,10 @@ impl Front {
     async fn service_update(&self, service: &str, call: &Call) -> Answer {
         let version = call.version()?;
         let (_, warnings) = if call.param("rollback") == Some("previous") {
-            self.call(Request::ServiceRollback { service: service.to_owned() }).await?
+            self.call(Request::ServiceRollback {
+                service: service.to_owned(),
+            })
+            .await?
         } else {
             let spec = service_spec(&call.body)?;
             // `registryAuthFrom=previous-spec|spec` without a header: keep what the service has.
@@ -201,7 +230,10 @@ impl Front {
             })
             .await?
         };
-        Ok(json_response(200, &json!({ "Warnings": warnings_json(warnings) })))
+        Ok(json_response(
+            200,
+            &json!({ "Warnings": warnings_json(&warnings) }),
+        ))
     }
 
     async fn all_tasks(&self) -> Result<ServiceTasksReply, HttpError> {
@@ -219,7 +251,15 @@ impl Front {
     async fn task_list(&self, call: &Call) -> Answer {
         let filters = Filters::parse(
             call.param("filters"),
-            &["id", "label", "name", "node", "service", "desired-state", "_up-to-date"],
+            &[
+                "id",
+                "label",
+                "name",
+                "node",
+                "service",
+                "desired-state",
+                "_up-to-date",
+            ],
         )?;
         let all = self.all_tasks().await?;
         let lens = self.prefix_lens().await?;
@@ -230,7 +270,10 @@ impl Front {
             .filter(|t| {
                 let service = service_of(&t.service_id);
                 let name = service.map(|s| format!("{}.{}", s.spec.name, t.slot));
-                let node = t.node_id.as_ref().and_then(|n| all.nodes.iter().find(|x| &x.id == n));
+                let node = t
+                    .node_id
+                    .as_ref()
+                    .and_then(|n| all.nodes.iter().find(|x| &x.id == n));
                 filters.pass("id", |v| t.id.matches_prefix(v))
                     && filters.pass("name", |v| name.as_deref().is_some_and(|n| n.starts_with(v)))
                     && filters.pass("service", |v| {
@@ -256,7 +299,11 @@ impl Front {
     async fn task_inspect(&self, id: &str) -> Answer {
         let all = self.all_tasks().await?;
         let lens = self.prefix_lens().await?;
-        let found: Vec<_> = all.tasks.iter().filter(|t| t.id.matches_prefix(id)).collect();
+        let found: Vec<_> = all
+            .tasks
+            .iter()
+            .filter(|t| t.id.matches_prefix(id))
+            .collect();
         match found.as_slice() {
             [t] => Ok(json_response(200, &objects::task(t, &lens))),
             [] => Err(HttpError::not_found(format!("No such task: {id}"))),
@@ -310,7 +357,7 @@ fn out_of_sequence() -> HttpError {
     )
 }
 
-fn warnings_json(warnings: Vec<String>) -> Value {
+fn warnings_json(warnings: &[String]) -> Value {
     if warnings.is_empty() {
         Value::Null
     } else {
@@ -332,10 +379,16 @@ pub fn parse_registry_auth(header: &[u8]) -> Result<Option<RegistryAuth>, HttpEr
     if text.is_empty() {
         return Ok(None);
     }
-    let bad = || HttpError::bad_request("invalid X-Registry-Auth header: expected base64url-encoded JSON of an AuthConfig");
+    let bad = || {
+        HttpError::bad_request(
+            "invalid X-Registry-Auth header: expected base64url-encoded JSON of an AuthConfig",
+        )
+    };
     let json = base64::engine::general_purpose::URL_SAFE
         .decode(text)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+        .or_else(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim_end_matches('='))
+        })
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&json).map_err(|_| bad())?;
     let field = |k: &str| v[k].as_str().unwrap_or("").to_owned();
@@ -353,17 +406,27 @@ pub fn parse_registry_auth(header: &[u8]) -> Result<Option<RegistryAuth>, HttpEr
 pub fn blob_create(kind: BlobKind, body: &[u8]) -> Result<BlobCreate, HttpError> {
     let mut v: serde_json::Map<String, Value> = serde_json::from_slice(body)
         .map_err(|e| HttpError::bad_request(format!("invalid {} spec: {e}", kind.as_str())))?;
-    let name = v.remove("Name").and_then(|n| n.as_str().map(str::to_owned)).unwrap_or_default();
+    let name = v
+        .remove("Name")
+        .and_then(|n| n.as_str().map(str::to_owned))
+        .unwrap_or_default();
     let labels = match v.remove("Labels") {
-        None | Some(Value::Null) => Default::default(),
+        None | Some(Value::Null) => std::collections::BTreeMap::default(),
         Some(l) => serde_json::from_value(l)
             .map_err(|e| HttpError::bad_request(format!("invalid Labels: {e}")))?,
     };
-    let data = v.remove("Data").and_then(|d| d.as_str().map(str::to_owned)).unwrap_or_default();
+    let data = v
+        .remove("Data")
+        .and_then(|d| d.as_str().map(str::to_owned))
+        .unwrap_or_default();
     let data = base64::engine::general_purpose::STANDARD
         .decode(data.as_bytes())
         .map_err(|e| HttpError::bad_request(format!("invalid Data: expected base64 ({e})")))?;
-    let what = if kind == BlobKind::Secret { "SecretSpec" } else { "ConfigSpec" };
+    let what = if kind == BlobKind::Secret {
+        "SecretSpec"
+    } else {
+        "ConfigSpec"
+    };
     crate::convert::unsupported::refuse_unsupported(what, &v)?;
     Ok(BlobCreate {
         kind,
@@ -383,7 +446,10 @@ mod tests {
         let json = br#"{"username":"alice","password":"pw","serveraddress":"198.18.0.5:5000"}"#;
         let header = base64::engine::general_purpose::URL_SAFE.encode(json);
         let auth = parse_registry_auth(header.as_bytes()).unwrap().unwrap();
-        assert_eq!((auth.server.as_str(), auth.username.as_str()), ("198.18.0.5:5000", "alice"));
+        assert_eq!(
+            (auth.server.as_str(), auth.username.as_str()),
+            ("198.18.0.5:5000", "alice")
+        );
         // An empty AuthConfig ({}) is no login.
         let empty = base64::engine::general_purpose::URL_SAFE.encode(b"{}");
         assert!(parse_registry_auth(empty.as_bytes()).unwrap().is_none());
@@ -395,10 +461,16 @@ mod tests {
         // swagger `SecretSpec` example, as `docker secret create db -` sends it.
         let body = br#"{"Name":"db","Labels":{"a":"b"},"Data":"aHVudGVyMg=="}"#;
         let c = blob_create(BlobKind::Secret, body).unwrap();
-        assert_eq!((c.name.as_str(), c.data.0.as_slice()), ("db", b"hunter2".as_slice()));
+        assert_eq!(
+            (c.name.as_str(), c.data.0.as_slice()),
+            ("db", b"hunter2".as_slice())
+        );
         assert_eq!(c.labels["a"], "b");
-        let e = blob_create(BlobKind::Secret, br#"{"Name":"x","Data":"","Driver":{"Name":"vault"}}"#)
-            .unwrap_err();
+        let e = blob_create(
+            BlobKind::Secret,
+            br#"{"Name":"x","Data":"","Driver":{"Name":"vault"}}"#,
+        )
+        .unwrap_err();
         assert!(e.message.contains("SecretSpec.Driver"), "{}", e.message);
     }
 }

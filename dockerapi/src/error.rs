@@ -85,12 +85,27 @@ mod tests {
 
     #[test]
     fn meshd_errors_get_mobys_status_codes() {
-        assert_eq!(HttpError::from(ApiError::not_found("service web not found")).status, 404);
-        assert_eq!(HttpError::from(ApiError::invalid("bad replicas")).status, 400);
-        assert_eq!(HttpError::from(ApiError::new(Code::Conflict, "update out of sequence")).status, 409);
+        assert_eq!(
+            HttpError::from(ApiError::not_found("service web not found")).status,
+            404
+        );
+        assert_eq!(
+            HttpError::from(ApiError::invalid("bad replicas")).status,
+            400
+        );
+        assert_eq!(
+            HttpError::from(ApiError::new(Code::Conflict, "update out of sequence")).status,
+            409
+        );
         assert_eq!(HttpError::from(ApiError::no_leader()).status, 503);
-        assert_eq!(HttpError::from(ApiError::not_manager()), HttpError::not_a_manager());
-        assert_eq!(HttpError::from(ApiError::not_in_swarm()), HttpError::not_in_swarm());
+        assert_eq!(
+            HttpError::from(ApiError::not_manager()),
+            HttpError::not_a_manager()
+        );
+        assert_eq!(
+            HttpError::from(ApiError::not_in_swarm()),
+            HttpError::not_in_swarm()
+        );
     }
 
     #[test]

@@ -223,5 +223,8 @@ impl Front {
 
 /// A reply of the wrong kind: meshd and this front disagree (a bug, not bad input).
 pub fn unexpected(reply: &Reply) -> HttpError {
-    HttpError::new(500, format!("meshd answered with an unexpected reply: {reply:?}"))
+    HttpError::new(
+        500,
+        format!("meshd answered with an unexpected reply: {reply:?}"),
+    )
 }

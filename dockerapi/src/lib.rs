@@ -39,7 +39,9 @@ pub fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
     match std::fs::remove_file(socket) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing the stale {}", socket.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("removing the stale {}", socket.display()));
+        }
     }
     let listener =
         UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;

@@ -34,7 +34,12 @@ pub fn task_id_of(context: &str) -> &str {
 pub fn log_line(record: &LogRecord, task: Option<&Task>, timestamps: bool) -> Vec<u8> {
     let mut line = String::new();
     if timestamps {
-        line.push_str(record.timestamp.as_deref().unwrap_or("0001-01-01T00:00:00Z"));
+        line.push_str(
+            record
+                .timestamp
+                .as_deref()
+                .unwrap_or("0001-01-01T00:00:00Z"),
+        );
         line.push(' ');
     }
     let (node, service, id) = task.map_or(("", "", task_id_of(&record.context)), |t| {
@@ -44,9 +49,13 @@ pub fn log_line(record: &LogRecord, task: Option<&Task>, timestamps: bool) -> Ve
             t.id.as_str(),
         )
     });
-    line.push_str(&format!(
-        "com.docker.swarm.node.id={node},com.docker.swarm.service.id={service},com.docker.swarm.task.id={id} "
-    ));
+    line.push_str("com.docker.swarm.node.id=");
+    line.push_str(node);
+    line.push_str(",com.docker.swarm.service.id=");
+    line.push_str(service);
+    line.push_str(",com.docker.swarm.task.id=");
+    line.push_str(id);
+    line.push(' ');
     line.push_str(&record.text);
     if !line.ends_with('\n') {
         line.push('\n');
@@ -96,7 +105,10 @@ impl Front {
                     .iter()
                     .filter(|r| if r.stderr { want_err } else { want_out })
                     .map(|r| {
-                        let task = tasks.tasks.iter().find(|t| t.id.as_str() == task_id_of(&r.context));
+                        let task = tasks
+                            .tasks
+                            .iter()
+                            .find(|t| t.id.as_str() == task_id_of(&r.context));
                         Ok(Frame::data(frame(r.stderr, &log_line(r, task, timestamps))))
                     })
                     .collect(),
@@ -112,7 +124,9 @@ impl Front {
             .status(200)
             .header("Content-Type", "application/vnd.docker.raw-stream")
             .header("Api-Version", API_VERSION)
-            .body(http_body_util::BodyExt::boxed_unsync(StreamBody::new(frames)))
+            .body(http_body_util::BodyExt::boxed_unsync(StreamBody::new(
+                frames,
+            )))
             .expect("a valid response"))
     }
 }
@@ -130,7 +144,10 @@ mod tests {
 
     #[test]
     fn a_line_carries_the_ids_the_cli_reads_back() {
-        assert_eq!(task_id_of("web.1.abcdef0123456789@n1   "), "abcdef0123456789");
+        assert_eq!(
+            task_id_of("web.1.abcdef0123456789@n1   "),
+            "abcdef0123456789"
+        );
         let r = LogRecord {
             context: "web.1.t1@n1".into(),
             stderr: false,

@@ -123,7 +123,12 @@ fn network_passes(filters: &Filters, n: &Network) -> bool {
 }
 
 impl Front {
-    pub(crate) async fn network_call(&self, ep: Endpoint, call: &Call, original: Request<Body>) -> Answer {
+    pub(crate) async fn network_call(
+        &self,
+        ep: Endpoint,
+        call: &Call,
+        original: Request<Body>,
+    ) -> Answer {
         match ep {
             Endpoint::NetworkList => self.network_list(call, original).await,
             Endpoint::NetworkCreate => {
@@ -133,9 +138,10 @@ impl Front {
                 self.manager_info().await?;
                 let spec = overlay_spec(&call.body)?;
                 match self.call(mesh_api::Request::NetworkCreate { spec }).await? {
-                    (Reply::NetworkCreated { id }, _) => {
-                        Ok(json_response(201, &json!({ "Id": id.as_str(), "Warning": "" })))
-                    }
+                    (Reply::NetworkCreated { id }, _) => Ok(json_response(
+                        201,
+                        &json!({ "Id": id.as_str(), "Warning": "" }),
+                    )),
                     (other, _) => Err(unexpected(&other)),
                 }
             }
@@ -143,8 +149,13 @@ impl Front {
                 if !self.is_manager().await {
                     return self.to_engine(original).await;
                 }
-                match self.call(mesh_api::Request::NetworkInspect { network }).await {
-                    Ok((Reply::Network(r), _)) => Ok(json_response(200, &objects::network_reply(&r))),
+                match self
+                    .call(mesh_api::Request::NetworkInspect { network })
+                    .await
+                {
+                    Ok((Reply::Network(r), _)) => {
+                        Ok(json_response(200, &objects::network_reply(&r)))
+                    }
                     Ok((other, _)) => Err(unexpected(&other)),
                     Err(e) if e.status == 404 => self.to_engine(original).await,
                     Err(e) => Err(e),
@@ -154,7 +165,10 @@ impl Front {
                 if !self.is_manager().await {
                     return self.to_engine(original).await;
                 }
-                match self.call(mesh_api::Request::NetworkRemove { network }).await {
+                match self
+                    .call(mesh_api::Request::NetworkRemove { network })
+                    .await
+                {
                     Ok(_) => Ok(empty_response(204)),
                     Err(e) if e.status == 404 => self.to_engine(original).await,
                     Err(e) => Err(e),
@@ -171,7 +185,10 @@ impl Front {
     async fn to_engine(&self, req: Request<Body>) -> Answer {
         let resp = proxy::send(&self.engine, req).await?;
         let (parts, body) = resp.into_parts();
-        Ok(Response::from_parts(parts, body.map_err(proxy::BoxError::from).boxed_unsync()))
+        Ok(Response::from_parts(
+            parts,
+            body.map_err(proxy::BoxError::from).boxed_unsync(),
+        ))
     }
 
     async fn network_list(&self, call: &Call, original: Request<Body>) -> Answer {
@@ -238,8 +255,10 @@ mod tests {
     fn what_an_overlay_cannot_be_is_refused() {
         let e = overlay_spec(br#"{"Name":"x","Driver":"overlay","Internal":true}"#).unwrap_err();
         assert!(e.message.contains("Internal"), "{}", e.message);
-        let e = overlay_spec(br#"{"Name":"x","IPAM":{"Config":[{"Subnet":"10.9.0.0/24","Gateway":"10.9.0.9"}]}}"#)
-            .unwrap_err();
+        let e = overlay_spec(
+            br#"{"Name":"x","IPAM":{"Config":[{"Subnet":"10.9.0.0/24","Gateway":"10.9.0.9"}]}}"#,
+        )
+        .unwrap_err();
         assert!(e.message.contains("Gateway"), "{}", e.message);
     }
 }

@@ -80,7 +80,10 @@ pub async fn get_json(engine: &Path, path: &str) -> Result<serde_json::Value, Ht
 }
 
 /// Passes `req` through to the engine, upgrades included.
-pub async fn forward(engine: &Path, mut req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+pub async fn forward(
+    engine: &Path,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, HttpError> {
     let wants_upgrade = req.headers().contains_key(hyper::header::UPGRADE);
     let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
@@ -104,5 +107,8 @@ pub async fn forward(engine: &Path, mut req: Request<Incoming>) -> Result<Respon
         });
     }
     let (parts, body) = resp.into_parts();
-    Ok(Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()))
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(BoxError::from).boxed_unsync(),
+    ))
 }

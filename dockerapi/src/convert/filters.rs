@@ -77,8 +77,16 @@ mod tests {
 
     #[test]
     fn both_filter_encodings_parse() {
-        let a = Filters::parse(Some(r#"{"name":{"web":true},"label":{"a=b":true}}"#), &["name", "label"]).unwrap();
-        let b = Filters::parse(Some(r#"{"name":["web"],"label":["a=b"]}"#), &["name", "label"]).unwrap();
+        let a = Filters::parse(
+            Some(r#"{"name":{"web":true},"label":{"a=b":true}}"#),
+            &["name", "label"],
+        )
+        .unwrap();
+        let b = Filters::parse(
+            Some(r#"{"name":["web"],"label":["a=b"]}"#),
+            &["name", "label"],
+        )
+        .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.values("name"), ["web"]);
         assert!(Filters::parse(None, &[]).unwrap().0.is_empty());
@@ -88,7 +96,11 @@ mod tests {
     fn an_unknown_filter_is_refused_with_the_accepted_ones() {
         let e = Filters::parse(Some(r#"{"colour":{"red":true}}"#), &["name", "id"]).unwrap_err();
         assert_eq!(e.status, 400);
-        assert!(e.message.contains("'colour'") && e.message.contains("name, id"), "{}", e.message);
+        assert!(
+            e.message.contains("'colour'") && e.message.contains("name, id"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

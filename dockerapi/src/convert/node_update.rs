@@ -111,7 +111,11 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let e = node_update(&node(), br#"{"Availability":"sleep"}"#).unwrap_err();
-        assert!(e.message.contains("\"sleep\"") && e.message.contains("drain"), "{}", e.message);
+        assert!(
+            e.message.contains("\"sleep\"") && e.message.contains("drain"),
+            "{}",
+            e.message
+        );
         let e = node_update(&node(), br#"{"Role":"boss"}"#).unwrap_err();
         assert_eq!(e.status, 400);
     }

@@ -16,7 +16,7 @@ fn version(meta: &Meta) -> Value {
     json!({ "Index": meta.version })
 }
 
-/// Fields every object has: ID, Version, CreatedAt, UpdatedAt.
+/// Fields every object has: `ID`, `Version`, `CreatedAt`, `UpdatedAt`.
 fn header(id: &Id, meta: &Meta) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
     m.insert("ID".into(), json!(id.as_str()));

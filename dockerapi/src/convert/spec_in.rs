@@ -385,7 +385,10 @@ fn mount(m: ApiMount) -> Result<Mount, HttpError> {
     let volume = m.volume_options.unwrap_or_default();
     let driver = volume.driver_config.unwrap_or_default();
     let bind = m.bind_options.unwrap_or_default();
-    refuse_unsupported("TaskTemplate.ContainerSpec.Mounts[].BindOptions", &bind.rest)?;
+    refuse_unsupported(
+        "TaskTemplate.ContainerSpec.Mounts[].BindOptions",
+        &bind.rest,
+    )?;
     let tmpfs = m.tmpfs_options.unwrap_or_default();
     Ok(Mount {
         kind,

@@ -37,10 +37,18 @@ mod tests {
     #[test]
     fn defaults_pass_and_a_set_field_is_named() {
         let rest = json!({"TTY": false, "DNSConfig": {}, "Isolation": "default", "Init": null});
-        assert!(refuse_unsupported("TaskTemplate.ContainerSpec", rest.as_object().unwrap()).is_ok());
+        assert!(
+            refuse_unsupported("TaskTemplate.ContainerSpec", rest.as_object().unwrap()).is_ok()
+        );
         let rest = json!({"TTY": true});
-        let e = refuse_unsupported("TaskTemplate.ContainerSpec", rest.as_object().unwrap()).unwrap_err();
+        let e = refuse_unsupported("TaskTemplate.ContainerSpec", rest.as_object().unwrap())
+            .unwrap_err();
         assert_eq!(e.status, 400);
-        assert!(e.message.contains("TaskTemplate.ContainerSpec.TTY (true) is not supported"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("TaskTemplate.ContainerSpec.TTY (true) is not supported"),
+            "{}",
+            e.message
+        );
     }
 }
