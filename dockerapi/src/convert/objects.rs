@@ -323,3 +323,104 @@ pub fn cluster_object(cluster: &Id) -> Value {
         "SubnetSize": 24,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_cluster::state::{ManagerStatus, NodeSpec, NodeState, NodeStatus, Reachability};
+
+    fn manager() -> Node {
+        Node {
+            id: Id::from("n1"),
+            meta: Meta {
+                version: 7,
+                created_at: 1,
+                updated_at: 2,
+            },
+            spec: NodeSpec::default(),
+            description: mesh_cluster::state::NodeDescription {
+                hostname: "node1".into(),
+                engine_version: "20.10.24".into(),
+                ..Default::default()
+            },
+            status: NodeStatus {
+                state: NodeState::Ready,
+                message: String::new(),
+                addr: Some("198.18.0.11".parse().unwrap()),
+            },
+            manager_status: Some(ManagerStatus {
+                raft_id: 1,
+                addr: "198.18.0.11:2377".into(),
+                reachability: Reachability::Reachable,
+                leader: true,
+            }),
+            attachments: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_node_has_the_fields_docker_node_ls_reads() {
+        // swagger `Node`: ID, Version.Index, Spec.Role/Availability, Description.Hostname and
+        // Engine.EngineVersion, Status.State/Addr, ManagerStatus.Leader/Reachability/Addr.
+        let v = node(&manager());
+        assert_eq!(v["ID"], "n1");
+        assert_eq!(v["Version"]["Index"], 7);
+        assert_eq!(v["Spec"]["Role"], "worker");
+        assert_eq!(v["Spec"]["Availability"], "active");
+        assert_eq!(v["Description"]["Hostname"], "node1");
+        assert_eq!(v["Description"]["Engine"]["EngineVersion"], "20.10.24");
+        assert_eq!(v["Status"]["State"], "ready");
+        assert_eq!(v["Status"]["Addr"], "198.18.0.11");
+        assert_eq!(v["ManagerStatus"]["Leader"], true);
+        assert_eq!(v["ManagerStatus"]["Reachability"], "reachable");
+        assert_eq!(v["CreatedAt"], "1970-01-01T00:00:00.001000000Z");
+    }
+
+    #[test]
+    fn the_swarm_block_says_what_the_node_is() {
+        // swagger `SwarmInfo`.
+        let nodes = [manager()];
+        let info = mesh_api::Info {
+            node_id: Some(Id::from("n1")),
+            cluster_id: Some(Id::from("c1")),
+            role: Some(NodeRole::Manager),
+            node_addr: Some("198.18.0.11".parse().unwrap()),
+            managers: vec!["198.18.0.11:2377".into()],
+            ..Default::default()
+        };
+        let v = swarm_info(&SwarmInfo {
+            info: &info,
+            nodes: Some(&nodes),
+        });
+        assert_eq!(v["LocalNodeState"], "active");
+        assert_eq!(v["ControlAvailable"], true);
+        assert_eq!(
+            (v["Managers"].as_u64(), v["Nodes"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(v["RemoteManagers"][0]["Addr"], "198.18.0.11:2377");
+        assert_eq!(v["Cluster"]["ID"], "c1");
+        let worker = mesh_api::Info {
+            role: Some(NodeRole::Worker),
+            ..info
+        };
+        let v = swarm_info(&SwarmInfo {
+            info: &worker,
+            nodes: None,
+        });
+        assert_eq!(v["ControlAvailable"], false);
+        assert!(v.get("Cluster").is_none() && v.get("Nodes").is_none());
+        let v = swarm_info(&SwarmInfo {
+            info: &mesh_api::Info::default(),
+            nodes: None,
+        });
+        assert_eq!(v["LocalNodeState"], "inactive");
+    }
+
+    #[test]
+    fn replicas_become_the_service_status() {
+        assert_eq!(replicas_count("3/3"), Some((3, 3)));
+        assert_eq!(replicas_count("1/2 (max 1 per node)"), Some((1, 2)));
+        assert_eq!(replicas_count("global"), None);
+    }
+}

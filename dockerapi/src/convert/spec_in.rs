@@ -534,3 +534,115 @@ fn endpoint_spec(e: Option<ApiEndpointSpec>) -> Result<EndpointSpec, HttpError> 
         ports,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::spec_out;
+    use mesh_cluster::state::{HealthConfig, RestartCondition, UpdateOrder};
+
+    /// Captured from Debian's docker 20.10.24 CLI: `docker service create --detach
+    /// --no-resolve-image --name web --replicas 3 -p 8080:80 IMAGE httpd -f -p 80 -h /www`.
+    const CLI_CREATE: &str = r#"{"Name":"web","Labels":{},"TaskTemplate":{"ContainerSpec":{"Image":"198.18.220.5:5000/meshd/busybox:latest","Args":["httpd","-f","-p","80","-h","/www"],"Init":false,"DNSConfig":{}},"Resources":{"Limits":{},"Reservations":{}},"Placement":{},"ForceUpdate":0},"Mode":{"Replicated":{"Replicas":3}},"EndpointSpec":{"Mode":"vip","Ports":[{"Protocol":"tcp","TargetPort":80,"PublishedPort":8080,"PublishMode":"ingress"}]}}"#;
+
+    #[test]
+    fn the_clis_create_body_becomes_meshds_spec() {
+        let s = service_spec(CLI_CREATE.as_bytes()).unwrap();
+        assert_eq!(s.name, "web");
+        assert_eq!(s.mode, ServiceMode::Replicated { replicas: 3 });
+        assert_eq!(
+            s.task.container.image,
+            "198.18.220.5:5000/meshd/busybox:latest"
+        );
+        assert_eq!(
+            s.task.container.args,
+            ["httpd", "-f", "-p", "80", "-h", "/www"]
+        );
+        assert!(s.task.container.command.is_empty());
+        let p = &s.endpoint.ports[0];
+        assert_eq!((p.target_port, p.published_port), (80, 8080));
+        assert_eq!(p.publish_mode, PublishMode::Ingress);
+        // What the CLI leaves out takes meshd's defaults, as meshctl's.
+        assert_eq!(s.update, UpdateConfig::default());
+        assert_eq!(s.task.restart, RestartPolicy::default());
+    }
+
+    #[test]
+    fn a_spec_survives_inspect_and_update() {
+        // What `docker service update` does: read the spec (inspect), change it, send it back.
+        let mut spec = service_spec(CLI_CREATE.as_bytes()).unwrap();
+        spec.labels.insert("tier".into(), "web".into());
+        spec.task.container.env = vec!["A=1".into()];
+        spec.task.container.command = vec!["sh".into(), "-c".into()];
+        spec.task.container.stop_grace_period_ms = 3_000;
+        spec.task.container.healthcheck = Some(HealthConfig {
+            test: vec!["CMD".into(), "true".into()],
+            interval_ms: 1_000,
+            timeout_ms: 500,
+            start_period_ms: 0,
+            retries: 3,
+        });
+        spec.task.container.mounts = vec![Mount {
+            kind: MountKind::Tmpfs,
+            target: "/tmp/x".into(),
+            tmpfs_size_bytes: 1 << 20,
+            ..Mount::default()
+        }];
+        spec.task.restart.condition = RestartCondition::OnFailure;
+        spec.task.placement.constraints = vec!["node.role==worker".into()];
+        spec.task.placement.preferences = vec![SpreadPreference {
+            spread: "node.labels.zone".into(),
+        }];
+        spec.task.networks = vec![NetworkAttachmentConfig {
+            target: Id::from("net1"),
+            aliases: vec!["w".into()],
+        }];
+        spec.task.resources.limits.memory_bytes = 64 << 20;
+        spec.update.order = UpdateOrder::StartFirst;
+        spec.update.delay_ms = 2_000;
+        spec.rollback.parallelism = 0;
+        let body = spec_out::service_spec(&spec).to_string();
+        assert_eq!(service_spec(body.as_bytes()).unwrap(), spec);
+    }
+
+    #[test]
+    fn what_meshd_does_not_carry_is_refused_by_name() {
+        for (body, named) in [
+            (
+                r#"{"Name":"x","TaskTemplate":{"ContainerSpec":{"Image":"i","TTY":true}}}"#,
+                "TaskTemplate.ContainerSpec.TTY",
+            ),
+            (
+                r#"{"Name":"x","TaskTemplate":{"LogDriver":{"Name":"syslog"}}}"#,
+                "TaskTemplate.LogDriver",
+            ),
+            (
+                r#"{"Name":"x","Mode":{"ReplicatedJob":{"MaxConcurrent":1}}}"#,
+                "Mode.ReplicatedJob",
+            ),
+            (
+                r#"{"Name":"x","TaskTemplate":{"Resources":{"Limits":{"Pids":10}}}}"#,
+                "Resources.Limits.Pids",
+            ),
+        ] {
+            let e = service_spec(body.as_bytes()).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert!(e.message.contains(named), "{named}: {}", e.message);
+        }
+        let e = service_spec(
+            br#"{"Name":"x","EndpointSpec":{"Ports":[{"Protocol":"sctp","TargetPort":1}]}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("sctp") && e.message.contains("tcp or udp"),
+            "{}",
+            e.message
+        );
+        let e = service_spec(b"not json").unwrap_err();
+        assert!(
+            e.message.starts_with("invalid service spec"),
+            "{}",
+            e.message
+        );
+    }
+}
