@@ -4,6 +4,7 @@
 //! configs, node updates), reaches the node's engine through the same socket (`ps`, `exec`,
 //! `run --rm`), and gets moby's errors (a worker's 503, a 501 for a swarm call meshd does not
 //! serve, a 400 naming an unsupported field). Each effect is checked through meshctl too.
+//! (`docker exec -it` was also tried by hand under `script`, which gives it a terminal.)
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -27,6 +28,32 @@ fn docker(lab: &Lab, i: usize, args: &[&str]) -> Output {
         .env_remove("DOCKER_CONTEXT")
         .output()
         .expect("run docker")
+}
+
+/// [`docker`] with `input` on its stdin.
+fn docker_with_stdin(lab: &Lab, i: usize, args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let host = format!(
+        "unix:///var/lib/meshd-lab/{}/n{i}/meshd-docker.sock",
+        lab.prefix
+    );
+    let mut child = Command::new("timeout")
+        .arg("120")
+        .arg(DOCKER)
+        .args(args)
+        .env("DOCKER_HOST", host)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run docker");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write docker's stdin");
+    child.wait_with_output().expect("wait for docker")
 }
 
 /// Like [`docker`], and it must succeed; its stdout.
@@ -184,6 +211,10 @@ fn the_docker_cli_drives_the_swarm_and_reaches_the_engine_through_meshd() {
         let hostname = docker_ok(&lab, 1, &["exec", id, "cat", "/etc/hostname"]);
         let want = lab.docker_out(1, &["inspect", "-f", "{{.Config.Hostname}}", id]);
         assert_eq!(hostname.trim(), want.trim());
+        // The hijacked stream carries stdin too.
+        let out = docker_with_stdin(&lab, 1, &["exec", "-i", id, "sh"], "echo from-stdin\n");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), "from-stdin");
     } else {
         // The scheduler spreads 3 replicas over 3 nodes: n1 has one.
         panic!("no web task on n1:\n{containers}");
@@ -340,6 +371,11 @@ fn networks_secrets_configs_nodes_and_errors_through_the_docker_cli() {
             Err(format!("stdout: {text}\nstderr: {}", stderr(&out)))
         }
     });
+    // A task's own logs.
+    let task = docker_ok(&lab, 1, &["service", "ps", "-q", "--no-trunc", "talk"]);
+    let task = task.lines().next().unwrap_or_default().trim().to_owned();
+    let text = docker_ok(&lab, 1, &["service", "logs", &task]);
+    assert!(text.contains("said-hunter2"), "{text}");
     docker_ok(&lab, 1, &["service", "rm", "talk"]);
 
     // Bad input: a field meshd does not carry is refused by name, and nothing is created.

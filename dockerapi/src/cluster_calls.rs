@@ -48,7 +48,22 @@ impl Front {
                 self.call(Request::ServiceRemove { service }).await?;
                 Ok(empty_response(200))
             }
-            Endpoint::ServiceLogs(service) => self.service_logs(&service, call).await,
+            Endpoint::ServiceLogs(service) => {
+                let tasks = match self
+                    .call(Request::ServiceTasks {
+                        services: vec![service.clone()],
+                    })
+                    .await?
+                {
+                    (Reply::ServiceTasks(t), _) => t,
+                    (other, _) => return Err(unexpected(&other)),
+                };
+                self.logs(&service, tasks, call).await
+            }
+            Endpoint::TaskLogs(task) => {
+                let tasks = self.all_tasks().await?;
+                self.logs(&task, tasks, call).await
+            }
             Endpoint::TaskList => self.task_list(call).await,
             Endpoint::TaskInspect(id) => self.task_inspect(&id).await,
             Endpoint::BlobList(kind) => self.blob_list(kind, call).await,
@@ -236,7 +251,7 @@ impl Front {
         ))
     }
 
-    async fn all_tasks(&self) -> Result<ServiceTasksReply, HttpError> {
+    pub(crate) async fn all_tasks(&self) -> Result<ServiceTasksReply, HttpError> {
         let services = match self.call(Request::ServiceList).await? {
             (Reply::Services(s), _) => s,
             (other, _) => return Err(unexpected(&other)),

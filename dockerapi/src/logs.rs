@@ -1,4 +1,4 @@
-//! `GET /services/{id}/logs`: meshd's log stream as moby sends it, docker's multiplexed frames
+//! `GET /services/{id}/logs` and `/tasks/{id}/logs`: meshd's log stream as moby sends it, docker's multiplexed frames
 //! (`[stream, 0, 0, 0, len(be32)]` then the line) of `[TIMESTAMP ]DETAILS MESSAGE`, where the
 //! details name the node, service and task ids the docker CLI turns back into its context.
 
@@ -7,11 +7,11 @@ use futures::StreamExt;
 use http_body_util::StreamBody;
 use hyper::Response;
 use hyper::body::Frame;
-use mesh_api::{LogRecord, LogsRequest, Reply, Request, ServiceTasksReply, StreamItem};
+use mesh_api::{LogRecord, LogsRequest, Request, ServiceTasksReply, StreamItem};
 use mesh_cluster::state::Task;
 
 use crate::error::HttpError;
-use crate::front::{API_VERSION, Call, Front, unexpected};
+use crate::front::{API_VERSION, Call, Front};
 use crate::proxy::{Body, BoxError};
 
 /// One frame of docker's multiplexed stream (1 stdout, 2 stderr).
@@ -64,9 +64,11 @@ pub fn log_line(record: &LogRecord, task: Option<&Task>, timestamps: bool) -> Ve
 }
 
 impl Front {
-    pub(crate) async fn service_logs(
+    /// The logs of `target` (a service or a task), whose tasks are among `tasks`.
+    pub(crate) async fn logs(
         &self,
-        service: &str,
+        target: &str,
+        tasks: ServiceTasksReply,
         call: &Call,
     ) -> Result<Response<Body>, HttpError> {
         if !call.flag("stdout") && !call.flag("stderr") {
@@ -81,17 +83,8 @@ impl Front {
             })?),
         };
         let timestamps = call.flag("timestamps");
-        let tasks: ServiceTasksReply = match self
-            .call(Request::ServiceTasks {
-                services: vec![service.to_owned()],
-            })
-            .await?
-        {
-            (Reply::ServiceTasks(t), _) => t,
-            (other, _) => return Err(unexpected(&other)),
-        };
         let request = Request::ServiceLogs(LogsRequest {
-            target: service.to_owned(),
+            target: target.to_owned(),
             tail,
             follow: call.flag("follow"),
             timestamps,

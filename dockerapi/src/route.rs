@@ -22,6 +22,7 @@ pub enum Endpoint {
     ServiceLogs(String),
     TaskList,
     TaskInspect(String),
+    TaskLogs(String),
     /// Overlay networks are the swarm's, other drivers the engine's: the handler decides.
     NetworkList,
     NetworkCreate,
@@ -78,6 +79,7 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         ["services", id, "logs"] if m == "GET" => Endpoint::ServiceLogs((*id).to_owned()),
         ["tasks"] if m == "GET" => Endpoint::TaskList,
         ["tasks", id] if m == "GET" => Endpoint::TaskInspect((*id).to_owned()),
+        ["tasks", id, "logs"] if m == "GET" => Endpoint::TaskLogs((*id).to_owned()),
         ["networks"] if m == "GET" => Endpoint::NetworkList,
         ["networks", "create"] if m == "POST" => Endpoint::NetworkCreate,
         ["networks", id] if m == "GET" => Endpoint::NetworkInspect((*id).to_owned()),
@@ -142,7 +144,7 @@ mod tests {
             ("POST", "/swarm/init"),
             ("POST", "/swarm/unlock"),
             ("POST", "/secrets/s1/update"),
-            ("GET", "/tasks/t1/logs"),
+            ("POST", "/tasks/t1/logs"),
         ] {
             assert_eq!(endpoint(m, p), Endpoint::NotServed, "{m} {p}");
         }
