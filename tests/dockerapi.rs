@@ -1,7 +1,7 @@
 //! Docker's Engine API on each node's meshd (issue 20, item 1): Debian's unmodified `docker` CLI
 //! (`/usr/bin/docker`, API 1.41) pointed at a lab node's `meshd-docker.sock` drives the swarm
 //! (info, nodes, services with their progress display, scale, rm, overlay networks, secrets,
-//! configs, node updates), reaches the node's engine through the same socket (`ps`, `exec`,
+//! configs, node updates, a stack), reaches the node's engine through the same socket (`ps`, `exec`,
 //! `run --rm`), and gets moby's errors (a worker's 503, a 501 for a swarm call meshd does not
 //! serve, a 400 naming an unsupported field). Each effect is checked through meshctl too.
 //! (`docker exec -it` was also tried by hand under `script`, which gives it a terminal.)
@@ -249,8 +249,129 @@ fn the_docker_cli_drives_the_swarm_and_reaches_the_engine_through_meshd() {
     assert_eq!(docker_ok(&lab, 1, &["service", "ls", "-q"]).trim(), "");
 }
 
+/// A folder with a compose file and its secret's file, removed on drop.
+struct StackFiles(std::path::PathBuf);
+
+impl StackFiles {
+    fn new(lab: &Lab) -> Self {
+        let dir = std::env::temp_dir().join(format!("{}-compose", lab.prefix));
+        std::fs::create_dir_all(&dir).expect("make the compose folder");
+        std::fs::write(dir.join("token.txt"), "tok").expect("write the secret file");
+        let image = lab.image();
+        let compose = format!(
+            r#"version: "3.8"
+services:
+  web:
+    image: {image}
+    command: ["sh", "-c", "mkdir -p /www && echo web > /www/index.html && exec httpd -f -p 80 -h /www"]
+    ports:
+      - "8081:80"
+    secrets:
+      - token
+    stop_grace_period: 1s
+    deploy:
+      replicas: 2
+  api:
+    image: {image}
+    command: ["sh", "-c", "mkdir -p /www && echo api > /www/index.html && exec httpd -f -p 80 -h /www"]
+    stop_grace_period: 1s
+secrets:
+  token:
+    file: ./token.txt
+"#
+        );
+        std::fs::write(dir.join("compose.yml"), compose).expect("write the compose file");
+        Self(dir)
+    }
+}
+
+impl Drop for StackFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `docker stack deploy/ls/services/ps/rm` and `service update --image` on `lab`.
+fn the_docker_cli_deploys_a_stack(lab: &Lab) {
+    let files = StackFiles::new(lab);
+    let compose = files.0.join("compose.yml").display().to_string();
+
+    // docker stack deploy runs on the client: networks, secrets and services with the stack's
+    // labels, through the socket; meshctl sees the stack.
+    let out = docker_ok(lab, 1, &["stack", "deploy", "-c", &compose, "shop"]);
+    for line in [
+        "Creating network shop_default",
+        "Creating secret shop_token",
+        "Creating service shop_web",
+    ] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+    let stacks = ok(lab, "n1", &["stack", "ls"]);
+    assert!(
+        stacks.lines().any(|l| words(l) == ["shop", "2"]),
+        "{stacks}"
+    );
+    let ls = docker_ok(lab, 1, &["stack", "ls"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("shop ") && l.contains('2')),
+        "{ls}"
+    );
+    let services = docker_ok(lab, 1, &["stack", "services", "shop"]);
+    assert!(
+        services.contains("shop_web") && services.contains("shop_api"),
+        "{services}"
+    );
+    eventually(Duration::from_mins(1), "the stack's tasks run", || {
+        let ps = docker_ok(lab, 1, &["stack", "ps", "shop"]);
+        let running = ps
+            .lines()
+            .filter(|l| l.contains("Running   ") && l.contains("Running "))
+            .count();
+        if running == 3 { Ok(()) } else { Err(ps) }
+    });
+    eventually(Duration::from_secs(30), "the stack's port answers", || {
+        let body = client_get(lab, &lab.node_addr(2), 8081);
+        if body == "web" { Ok(()) } else { Err(body) }
+    });
+
+    // update --image, checked through meshctl.
+    docker_ok(
+        lab,
+        1,
+        &[
+            "service",
+            "update",
+            "--image",
+            &lab.image_named("redis"),
+            "shop_api",
+        ],
+    );
+    let api = ok(
+        lab,
+        "n1",
+        &["service", "inspect", "shop_api", "--format", "json"],
+    );
+    assert!(api.contains("meshd/redis"), "{api}");
+
+    // stack rm removes the services and the secret; the network goes once its tasks are gone
+    // (meshd refuses to remove a network a live task still has an address on).
+    let _ = docker(lab, 1, &["stack", "rm", "shop"]);
+    assert!(!ok(lab, "n1", &["service", "ls"]).contains("shop_"));
+    assert!(!ok(lab, "n1", &["secret", "ls"]).contains("shop_token"));
+    eventually(Duration::from_secs(30), "the stack's network goes", || {
+        let _ = docker(lab, 1, &["stack", "rm", "shop"]);
+        let nets = ok(lab, "n1", &["network", "ls"]);
+        if nets.contains("shop_default") {
+            Err(nets)
+        } else {
+            Ok(())
+        }
+    });
+}
+
 #[test]
-fn networks_secrets_configs_nodes_and_errors_through_the_docker_cli() {
+fn networks_secrets_configs_nodes_stacks_and_errors_through_the_docker_cli() {
     let lab = Lab::up("dapiobj", 221, 2, 1);
     let image = lab.image();
     let n2 = format!("{}-n2", lab.prefix);
@@ -426,4 +547,6 @@ fn networks_secrets_configs_nodes_and_errors_through_the_docker_cli() {
         }
     });
     assert!(!ok(&lab, "n1", &["network", "ls"]).contains("front"));
+
+    the_docker_cli_deploys_a_stack(&lab);
 }
