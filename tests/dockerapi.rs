@@ -128,6 +128,9 @@ fn the_docker_cli_drives_the_swarm_and_reaches_the_engine_through_meshd() {
     );
     assert_eq!(nodes.lines().count(), 4, "{nodes}");
 
+    // The swarm's service events, from before the service exists to after it is gone.
+    let events = EventsWatch::start(&lab, 1, &["events", "--filter", "type=service"]);
+
     // service create, with the CLI's progress display (it polls services and tasks).
     let script = "mkdir -p /www && hostname > /www/index.html && httpd -f -p 80 -h /www";
     let created = docker_ok(
@@ -247,6 +250,54 @@ fn the_docker_cli_drives_the_swarm_and_reaches_the_engine_through_meshd() {
     let listed = ok(&lab, "n1", &["service", "ls"]);
     assert!(!listed.contains("web"), "{listed}");
     assert_eq!(docker_ok(&lab, 1, &["service", "ls", "-q"]).trim(), "");
+
+    // Created, updated (scale) and removed, as `docker events` prints them.
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = events.stop();
+    for action in ["service create", "service update", "service remove"] {
+        assert!(
+            seen.lines()
+                .any(|l| l.contains(action) && l.contains("(name=web)")),
+            "{action} missing from docker events:\n{seen}"
+        );
+    }
+}
+
+/// A `docker events` running in the background, killed on [`EventsWatch::stop`] or drop.
+struct EventsWatch(Option<std::process::Child>);
+
+impl EventsWatch {
+    fn start(lab: &Lab, i: usize, args: &[&str]) -> Self {
+        let host = format!(
+            "unix:///var/lib/meshd-lab/{}/n{i}/meshd-docker.sock",
+            lab.prefix
+        );
+        let child = Command::new(DOCKER)
+            .args(args)
+            .env("DOCKER_HOST", host)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run docker events");
+        Self(Some(child))
+    }
+
+    /// Kills it and returns what it printed.
+    fn stop(mut self) -> String {
+        let mut child = self.0.take().expect("a running docker events");
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("wait for docker events");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for EventsWatch {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// A folder with a compose file and its secret's file, removed on drop.

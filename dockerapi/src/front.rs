@@ -13,15 +13,36 @@ use mesh_api::{Info, Reply};
 use mesh_cluster::state::NodeRole;
 use serde_json::{Value, json};
 
+use crate::convert::filters::Filters;
 use crate::convert::objects::{SwarmInfo, swarm_info};
 use crate::error::HttpError;
+use crate::events::wants_swarm_events;
 use crate::proxy::{self, Body, full};
 use crate::route::{Endpoint, endpoint};
+
+/// The filters of `GET /events` (moby's).
+const EVENT_FILTERS: &[&str] = &[
+    "config",
+    "container",
+    "daemon",
+    "event",
+    "image",
+    "label",
+    "network",
+    "node",
+    "plugin",
+    "scope",
+    "secret",
+    "service",
+    "type",
+    "volume",
+];
 
 /// The API version this front speaks (Debian's docker 20.10; newer clients negotiate down).
 pub const API_VERSION: &str = "1.41";
 
 /// A node's Engine API front: its meshd (the same local socket meshctl uses) and its engine.
+#[derive(Clone)]
 pub struct Front {
     pub meshd: Client,
     pub engine: PathBuf,
@@ -133,6 +154,14 @@ impl Front {
             Endpoint::Version => self.version().await,
             Endpoint::Info => self.info_endpoint().await,
             Endpoint::NotServed => Err(HttpError::not_implemented(&call.method, &call.path)),
+            Endpoint::Events => {
+                let filters = Filters::parse(call.param("filters"), EVENT_FILTERS)?;
+                if wants_swarm_events(&filters) {
+                    self.swarm_events(&filters, &call).await
+                } else {
+                    self.to_engine(original()).await
+                }
+            }
             Endpoint::NetworkList
             | Endpoint::NetworkCreate
             | Endpoint::NetworkInspect(_)

@@ -11,6 +11,7 @@
 pub mod cluster_calls;
 pub mod convert;
 pub mod error;
+pub mod events;
 pub mod front;
 pub mod logs;
 pub mod network_calls;

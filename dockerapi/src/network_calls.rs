@@ -182,7 +182,7 @@ impl Front {
         self.manager_info().await.is_ok()
     }
 
-    async fn to_engine(&self, req: Request<Body>) -> Answer {
+    pub(crate) async fn to_engine(&self, req: Request<Body>) -> Answer {
         let resp = proxy::send(&self.engine, req).await?;
         let (parts, body) = resp.into_parts();
         Ok(Response::from_parts(

@@ -32,6 +32,8 @@ pub enum Endpoint {
     BlobCreate(BlobKind),
     BlobInspect(BlobKind, String),
     BlobDelete(BlobKind, String),
+    /// Swarm events are meshd's, the others the engine's: the handler decides.
+    Events,
     /// A swarm call meshd does not serve: 501 naming it.
     NotServed,
     /// Everything else: the node's engine answers.
@@ -66,6 +68,7 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         ["_ping"] if m == "GET" || m == "HEAD" => Endpoint::Ping,
         ["version"] if m == "GET" => Endpoint::Version,
         ["info"] if m == "GET" => Endpoint::Info,
+        ["events"] if m == "GET" => Endpoint::Events,
         ["swarm"] if m == "GET" => Endpoint::SwarmInspect,
         ["nodes"] if m == "GET" => Endpoint::NodeList,
         ["nodes", id] if m == "GET" => Endpoint::NodeInspect((*id).to_owned()),
@@ -151,7 +154,7 @@ mod tests {
         for (m, p) in [
             ("GET", "/v1.41/containers/json"),
             ("POST", "/v1.41/exec/abc/start"),
-            ("GET", "/events"),
+            ("POST", "/events"),
             ("GET", "/distribution/img/json"),
             ("POST", "/networks/n1/connect"),
         ] {
