@@ -144,11 +144,7 @@ impl Front {
             body: body.clone(),
         };
         // The calls that may fall through to the engine need the request as it came.
-        let original = || {
-            let mut r = Request::from_parts(parts.clone(), full(body.clone()));
-            *r.uri_mut() = parts.uri.clone();
-            r
-        };
+        let original = || Request::from_parts(parts.clone(), full(body.clone()));
         match ep {
             Endpoint::Ping => self.ping(&call).await,
             Endpoint::Version => self.version().await,
