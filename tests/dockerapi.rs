@@ -80,6 +80,20 @@ fn docker_fails(lab: &Lab, i: usize, args: &[&str]) -> String {
     stderr(&out)
 }
 
+/// A service's `Args` as meshctl shows them.
+fn args_of(lab: &Lab, service: &str) -> Vec<String> {
+    let text = ok(
+        lab,
+        "n1",
+        &["service", "inspect", service, "--format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("meshctl service inspect --format json: {e}\n{text}"));
+    let v = if v.is_array() { v[0].clone() } else { v };
+    serde_json::from_value(v["Spec"]["TaskTemplate"]["ContainerSpec"]["Args"].clone())
+        .unwrap_or_else(|e| panic!("no Args in {v}: {e}"))
+}
+
 /// The value after `key:` in `docker info`'s output.
 fn info_value(info: &str, key: &str) -> String {
     info.lines()
@@ -234,6 +248,37 @@ fn the_docker_cli_drives_the_swarm_and_reaches_the_engine_through_meshd() {
             .any(|l| l.contains("web") && l.contains("2/2")),
         "{listed}"
     );
+
+    // update --args (one argument with spaces, as docker splits it) and rollback, each seen
+    // by meshctl.
+    let v2 = "echo v2 > /www/index.html; httpd -f -p 80 -h /www";
+    docker_ok(
+        &lab,
+        1,
+        &[
+            "service",
+            "update",
+            "--args",
+            &format!("sh -c '{v2}'"),
+            "web",
+        ],
+    );
+    assert_eq!(args_of(&lab, "web"), ["sh", "-c", v2]);
+    eventually(Duration::from_secs(30), "the updated tasks answer", || {
+        let body = client_get(&lab, &lab.node_addr(2), 8080);
+        if body == "v2" { Ok(()) } else { Err(body) }
+    });
+    docker_ok(&lab, 1, &["service", "rollback", "web"]);
+    assert_eq!(args_of(&lab, "web"), ["sh", "-c", script]);
+
+    // The join tokens, as meshctl shows them.
+    for role in ["worker", "manager"] {
+        let token = docker_ok(&lab, 1, &["swarm", "join-token", "-q", role]);
+        assert_eq!(
+            token.trim(),
+            ok(&lab, "n1", &["swarm", "join-token", "-q", role]).trim()
+        );
+    }
 
     // A worker's socket: manager-only calls get Swarm's 503 message.
     let e = docker_fails(&lab, 2, &["node", "ls"]);
