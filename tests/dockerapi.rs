@@ -4,6 +4,7 @@
 //! configs, node updates, a stack), reaches the node's engine through the same socket (`ps`, `exec`,
 //! `run --rm`), and gets moby's errors (a worker's 503, a 501 for a swarm call meshd does not
 //! serve, a 400 naming an unsupported field). Each effect is checked through meshctl too.
+//! The same API on TCP with mutual TLS admits only clients with a certificate of its CA.
 //! (`docker exec -it` was also tried by hand under `script`, which gives it a terminal.)
 
 use std::process::{Command, Output};
@@ -466,9 +467,142 @@ fn the_docker_cli_deploys_a_stack(lab: &Lab) {
     });
 }
 
+/// Makes a test CA, a server certificate for `sans` and a client certificate (docker's
+/// `DOCKER_CERT_PATH` names: `ca.pem`, `cert.pem`, `key.pem`) with openssl.
+const MAKE_CERTS: &str = r#"set -e
+cd "$1"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca-key.pem -out ca.pem -days 2 -subj /CN=meshd-test-ca
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server-key.pem -out server.csr -subj /CN=meshd-node
+printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$2" > server.ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server-cert.pem -days 2 -extfile server.ext
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem -out client.csr -subj /CN=client
+printf 'extendedKeyUsage=clientAuth\n' > client.ext
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 2 -extfile client.ext
+"#;
+
+/// A folder of TLS files for one test, removed on drop.
+struct TlsFiles(std::path::PathBuf);
+
+impl TlsFiles {
+    fn new(name: &str, sans: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{}-tls", Lab::prefix_for(name)));
+        std::fs::create_dir_all(&dir).expect("make the TLS folder");
+        let files = Self(dir);
+        let out = Command::new("sh")
+            .args(["-c", MAKE_CERTS, "make-certs"])
+            .arg(&files.0)
+            .arg(sans)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "making certificates: {}",
+            stderr(&out)
+        );
+        files
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.0.join(file).display().to_string()
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A lab of `nodes` (one manager) whose every meshd also gets `meshd_args` (`lab up ... --
+/// ARGS`); torn down on drop like [`Lab::up`]'s.
+fn lab_with_meshd_args(name: &str, octet: u8, nodes: usize, meshd_args: &[&str]) -> Lab {
+    let lab = Lab {
+        prefix: Lab::prefix_for(name),
+        subnet_octet: octet,
+        nodes,
+    };
+    let out = Command::new(crate::support::MESHCTL)
+        .args([
+            "lab",
+            "up",
+            "--nodes",
+            &nodes.to_string(),
+            "--managers",
+            "1",
+        ])
+        .args(["--prefix", &lab.prefix, "--subnet", &lab.subnet(), "--"])
+        .args(meshd_args)
+        .output()
+        .expect("run meshctl lab up");
+    assert!(
+        out.status.success(),
+        "lab up {} failed:\n{}",
+        lab.prefix,
+        stderr(&out)
+    );
+    lab
+}
+
 #[test]
 fn networks_secrets_configs_nodes_stacks_and_errors_through_the_docker_cli() {
-    let lab = Lab::up("dapiobj", 221, 2, 1);
+    // Every node also serves the API on TCP with mutual TLS, as dockerd --tlsverify.
+    let tls = TlsFiles::new("dapiobj", "IP:198.18.221.11,IP:198.18.221.12");
+    let (ca, cert, key) = (
+        tls.path("ca.pem"),
+        tls.path("server-cert.pem"),
+        tls.path("server-key.pem"),
+    );
+    let lab = lab_with_meshd_args(
+        "dapiobj",
+        221,
+        2,
+        &[
+            "--docker-api-tcp",
+            "0.0.0.0:2376",
+            "--docker-api-tlscacert",
+            &ca,
+            "--docker-api-tlscert",
+            &cert,
+            "--docker-api-tlskey",
+            &key,
+        ],
+    );
+
+    // From the lab's client: with a certificate of the CA, docker works (a hijacked exec too);
+    // without one, the handshake is refused.
+    let client_docker = |args: &[&str], with_cert: bool| {
+        let mut cmd = vec![
+            "env".to_owned(),
+            format!("DOCKER_HOST=tcp://{}:2376", lab.node_addr(1)),
+        ];
+        if with_cert {
+            cmd.push("DOCKER_TLS_VERIFY=1".into());
+            cmd.push(format!("DOCKER_CERT_PATH={}", tls.0.display()));
+            cmd.push(DOCKER.into());
+        } else {
+            cmd.extend([
+                DOCKER.into(),
+                "--tlsverify".into(),
+                "--tlscacert".into(),
+                ca.clone(),
+            ]);
+        }
+        cmd.extend(args.iter().map(|a| (*a).to_owned()));
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        lab.exec("client", &cmd)
+    };
+    let out = client_docker(&["node", "ls"], true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
+    let out = client_docker(&["run", "--rm", &lab.image(), "echo", "over-tls"], true);
+    assert_eq!(stdout(&out).trim(), "over-tls", "{}", stderr(&out));
+    let out = client_docker(&["node", "ls"], false);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("certificate required"),
+        "{}",
+        stderr(&out)
+    );
     let image = lab.image();
     let n2 = format!("{}-n2", lab.prefix);
 

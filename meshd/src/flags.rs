@@ -73,6 +73,42 @@ pub struct Args {
     /// sees a Swarm node. `none` turns it off.
     #[arg(long, env = "MESHD_DOCKER_API_SOCKET", default_value = DEFAULT_DOCKER_API_SOCKET, value_name = "PATH|none")]
     pub docker_api_socket: String,
+    /// Also serve the Engine API on TCP at `IP:PORT` with mutual TLS, as `dockerd --tlsverify`
+    /// does (Docker's port: 2376): clients must present a certificate of
+    /// `--docker-api-tlscacert`.
+    #[arg(long, env = "MESHD_DOCKER_API_TCP", value_name = "IP:PORT",
+          requires_all = ["docker_api_tlscacert", "docker_api_tlscert", "docker_api_tlskey"])]
+    pub docker_api_tcp: Option<std::net::SocketAddr>,
+    /// The CA (PEM) whose certificates `--docker-api-tcp`'s clients present (dockerd's
+    /// `--tlscacert`).
+    #[arg(long, env = "MESHD_DOCKER_API_TLSCACERT", value_name = "PEM")]
+    pub docker_api_tlscacert: Option<PathBuf>,
+    /// `--docker-api-tcp`'s certificate (PEM; dockerd's `--tlscert`).
+    #[arg(long, env = "MESHD_DOCKER_API_TLSCERT", value_name = "PEM")]
+    pub docker_api_tlscert: Option<PathBuf>,
+    /// `--docker-api-tcp`'s private key (PEM; dockerd's `--tlskey`).
+    #[arg(long, env = "MESHD_DOCKER_API_TLSKEY", value_name = "PEM")]
+    pub docker_api_tlskey: Option<PathBuf>,
+}
+
+/// `--docker-api-tcp` and its TLS files (clap makes sure all four come together).
+#[derive(Clone, Debug)]
+pub struct DockerApiTcp {
+    pub addr: std::net::SocketAddr,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Args {
+    pub fn docker_api_tcp(&self) -> Option<DockerApiTcp> {
+        Some(DockerApiTcp {
+            addr: self.docker_api_tcp?,
+            ca: self.docker_api_tlscacert.clone()?,
+            cert: self.docker_api_tlscert.clone()?,
+            key: self.docker_api_tlskey.clone()?,
+        })
+    }
 }
 
 /// Where the Engine API is served without `--docker-api-socket`.
@@ -186,6 +222,9 @@ mod tests {
         );
         let a = Args::try_parse_from(["meshd", "--docker-api-socket", "none"]).unwrap();
         assert_eq!(docker_api_socket(&a.docker_api_socket), None);
+        // TCP needs its three TLS files, as dockerd --tlsverify does.
+        let e = Args::try_parse_from(["meshd", "--docker-api-tcp", "0.0.0.0:2376"]).unwrap_err();
+        assert!(e.to_string().contains("--docker-api-tlscacert"), "{e}");
         assert_eq!(
             engine_socket_path("unix:///run/e.sock"),
             PathBuf::from("/run/e.sock")
