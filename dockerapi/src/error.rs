@@ -55,8 +55,10 @@ impl From<ApiError> for HttpError {
         let message = e.message.replace("\"meshctl ", "\"docker ");
         let status = match e.code {
             Code::InvalidArgument | Code::TokenInvalid | Code::TokenRotated | Code::CaMismatch => {
-                // A name taken is moby's AlreadyExists.
-                if message.contains("already") {
+                // A name taken is swarmkit's AlreadyExists (a port taken is not).
+                if message.contains("already exists")
+                    || (message.contains(" name \"") && message.contains("is already in use"))
+                {
                     409
                 } else {
                     400
@@ -93,6 +95,19 @@ mod tests {
             HttpError::from(ApiError::invalid("bad replicas")).status,
             400
         );
+        for taken in [
+            "network name \"front\" is already in use",
+            "name conflicts with an existing object: service web already exists",
+            "secret db already exists",
+        ] {
+            assert_eq!(
+                HttpError::from(ApiError::invalid(taken)).status,
+                409,
+                "{taken}"
+            );
+        }
+        let port = ApiError::invalid("port 8080/tcp is already in use by service web");
+        assert_eq!(HttpError::from(port).status, 400);
         assert_eq!(
             HttpError::from(ApiError::new(Code::Conflict, "update out of sequence")).status,
             409
