@@ -10,6 +10,7 @@ mod support;
 mod chaos;
 mod control;
 mod datapath;
+mod dockerapi;
 mod engines;
 mod format;
 mod gossip;
