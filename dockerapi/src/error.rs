@@ -74,7 +74,7 @@ impl From<ApiError> for HttpError {
                 return Self::not_in_swarm();
             }
             Code::FailedPrecondition => 400,
-            Code::Unavailable | Code::NotLeader(_) => 503,
+            Code::Unavailable | Code::Unreachable | Code::NotLeader(_) => 503,
             Code::Internal => 500,
         };
         Self { status, message }

@@ -129,7 +129,10 @@ async fn undelivered_requests_are_told_apart() {
     let addr = closed.local_addr().unwrap().to_string();
     drop(closed);
     let tls = anonymous_client_config(&manager_credentials().ca_pem).unwrap();
-    let e = Client::tls(&addr, tls).call(&Request::Info).await.unwrap_err();
+    let e = Client::tls(&addr, tls)
+        .call(&Request::Info)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, Code::Unreachable, "{e}");
     assert!(e.not_delivered() && e.is_retryable());
 
