@@ -513,36 +513,6 @@ impl Drop for TlsFiles {
     }
 }
 
-/// A lab of `nodes` (one manager) whose every meshd also gets `meshd_args` (`lab up ... --
-/// ARGS`); torn down on drop like [`Lab::up`]'s.
-fn lab_with_meshd_args(name: &str, octet: u8, nodes: usize, meshd_args: &[&str]) -> Lab {
-    let lab = Lab {
-        prefix: Lab::prefix_for(name),
-        subnet_octet: octet,
-        nodes,
-    };
-    let out = Command::new(crate::support::MESHCTL)
-        .args([
-            "lab",
-            "up",
-            "--nodes",
-            &nodes.to_string(),
-            "--managers",
-            "1",
-        ])
-        .args(["--prefix", &lab.prefix, "--subnet", &lab.subnet(), "--"])
-        .args(meshd_args)
-        .output()
-        .expect("run meshctl lab up");
-    assert!(
-        out.status.success(),
-        "lab up {} failed:\n{}",
-        lab.prefix,
-        stderr(&out)
-    );
-    lab
-}
-
 #[test]
 fn networks_secrets_configs_nodes_stacks_and_errors_through_the_docker_cli() {
     // Every node also serves the API on TCP with mutual TLS, as dockerd --tlsverify.
@@ -552,11 +522,13 @@ fn networks_secrets_configs_nodes_stacks_and_errors_through_the_docker_cli() {
         tls.path("server-cert.pem"),
         tls.path("server-key.pem"),
     );
-    let lab = lab_with_meshd_args(
+    let lab = Lab::up_with(
         "dapiobj",
         221,
         2,
+        1,
         &[
+            "--",
             "--docker-api-tcp",
             "0.0.0.0:2376",
             "--docker-api-tlscacert",
