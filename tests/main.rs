@@ -11,6 +11,7 @@ mod chaos;
 mod control;
 mod datapath;
 mod dockerapi;
+mod dockerapi_clients;
 mod engines;
 mod format;
 mod gossip;
