@@ -93,6 +93,9 @@ pub struct DnsStatus {
     pub forwarded: u64,
     /// Relayed queries answered SERVFAIL (no upstream in time).
     pub forward_failed: u64,
+    /// Queries not relayed: from outside the cluster's overlays, or over a task's rate.
+    #[serde(default)]
+    pub forward_refused: u64,
     /// From a query's arrival to its reply.
     pub latency: Histogram,
 }

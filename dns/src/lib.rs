@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 mod fuzz_tests;
+mod gate;
 mod server;
 mod table;
 mod upstream;

@@ -7,7 +7,7 @@
 //! address as soon as `remove_listener` returns.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -18,9 +18,13 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
 
+use crate::gate::RecursionGate;
 use crate::table::NameTable;
 use crate::upstream::{self, RESOLV_CONF};
-use crate::wire::{Outcome, Responder, Transport};
+use crate::wire::{Outcome, Responder, Transport, fit_udp};
+
+/// Task addresses whose relay rate is remembered at once (the idlest are forgotten past it).
+const MAX_RATED_CLIENTS: usize = 4096;
 
 /// Our EDNS UDP size (DNS flag day 2020): answers over UDP never exceed it, so never fragment.
 pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
@@ -46,6 +50,10 @@ pub struct DnsConfig {
     pub max_forwards: usize,
     /// Open TCP connections per listener; past it, new ones are closed at once.
     pub max_tcp_connections: usize,
+    /// Queries a task may have relayed upstream per second, after a burst of `forward_burst`
+    /// (past it, REFUSED); sources outside the cluster's overlays get no recursion at all.
+    pub forward_rate: u32,
+    pub forward_burst: u32,
 }
 
 impl Default for DnsConfig {
@@ -59,6 +67,8 @@ impl Default for DnsConfig {
             udp_workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
             max_forwards: 1024,
             max_tcp_connections: 256,
+            forward_rate: 100,
+            forward_burst: 200,
         }
     }
 }
@@ -97,6 +107,8 @@ pub struct DnsStats {
     /// Relayed queries that got SERVFAIL because no upstream answered in time (or too many were
     /// in flight).
     pub forward_failed: u64,
+    /// Queries not relayed: from outside the cluster's overlays, or over a task's rate.
+    pub forward_refused: u64,
     /// Time from a query's arrival to its reply, answered here or relayed: how many took at most
     /// each of [`LATENCY_BOUNDS`] (not cumulative; the last slot counts the slower ones).
     pub latency_buckets: [u64; LATENCY_BOUNDS.len() + 1],
@@ -115,6 +127,7 @@ struct Counters {
     truncated: AtomicU64,
     forwarded: AtomicU64,
     forward_failed: AtomicU64,
+    forward_refused: AtomicU64,
     latency: [AtomicU64; LATENCY_BOUNDS.len() + 1],
     latency_sum_nanos: AtomicU64,
 }
@@ -185,6 +198,8 @@ struct Shared {
     /// Our own listening addresses: never forwarded to, whatever resolv.conf says.
     own_addrs: RwLock<Arc<[SocketAddr]>>,
     forwards: Arc<Semaphore>,
+    /// Who may have queries relayed, and how often.
+    gate: Mutex<RecursionGate>,
     counters: Counters,
 }
 
@@ -238,6 +253,22 @@ impl Shared {
         reply.or_else(|| self.servfail(request))
     }
 
+    /// May `client` have one more query relayed? Counts a refusal.
+    fn may_forward(&self, client: IpAddr, table: &NameTable) -> bool {
+        let admitted = self
+            .gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(client, table.is_cluster_address(client), Instant::now());
+        if let Err(why) = admitted {
+            self.counters
+                .forward_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%client, ?why, "DNS query not relayed");
+        }
+        admitted.is_ok()
+    }
+
     fn servfail(&self, request: &[u8]) -> Option<Vec<u8>> {
         self.counters.forward_failed.fetch_add(1, Ordering::Relaxed);
         Responder::new(self.config.max_udp_payload)
@@ -265,6 +296,11 @@ impl DnsServer {
     pub fn new(config: DnsConfig, table: NameTable) -> Self {
         let upstreams = config.upstreams.clone().into();
         let forwards = Arc::new(Semaphore::new(config.max_forwards));
+        let gate = Mutex::new(RecursionGate::new(
+            config.forward_rate,
+            config.forward_burst,
+            MAX_RATED_CLIENTS,
+        ));
         Self {
             shared: Arc::new(Shared {
                 config,
@@ -275,6 +311,7 @@ impl DnsServer {
                 upstreams: RwLock::new(upstreams),
                 own_addrs: RwLock::new(Arc::new([])),
                 forwards,
+                gate,
                 counters: Counters::default(),
             }),
             runtime: tokio::runtime::Handle::current(),
@@ -309,6 +346,7 @@ impl DnsServer {
             truncated: c.truncated.load(Ordering::Relaxed),
             forwarded: c.forwarded.load(Ordering::Relaxed),
             forward_failed: c.forward_failed.load(Ordering::Relaxed),
+            forward_refused: c.forward_refused.load(Ordering::Relaxed),
             latency_buckets: std::array::from_fn(|i| c.latency[i].load(Ordering::Relaxed)),
             latency_sum_nanos: c.latency_sum_nanos.load(Ordering::Relaxed),
         }
@@ -509,6 +547,12 @@ async fn udp_worker(shared: Arc<Shared>, network: Arc<str>, socket: Arc<UdpSocke
                         send_udp(&socket, responder.reply(), client).await;
                     }
                     Outcome::Forward => {
+                        if !shared.may_forward(client.ip(), table.current(&shared.table)) {
+                            if let Some(reply) = responder.refused(request) {
+                                send_udp(&socket, reply, client).await;
+                            }
+                            continue;
+                        }
                         shared.counters.forwarded.fetch_add(1, Ordering::Relaxed);
                         if let Ok(permit) = shared.forwards.clone().try_acquire_owned() {
                             let shared = shared.clone();
@@ -516,7 +560,8 @@ async fn udp_worker(shared: Arc<Shared>, network: Arc<str>, socket: Arc<UdpSocke
                             forwards.spawn(async move {
                                 let reply = shared.forward(&request, Transport::Udp).await;
                                 drop(permit);
-                                (client, reply)
+                                let max = shared.config.max_udp_payload;
+                                (client, reply.map(|r| fit_udp(&request, r, max)))
                             });
                         } else if let Some(reply) = shared.servfail(request) {
                             send_udp(&socket, &reply, client).await;
@@ -569,6 +614,7 @@ async fn tcp_connection(
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let idle = shared.config.tcp_idle_timeout;
     let mut responder = Responder::new(shared.config.max_udp_payload);
     let mut table = shared.table.reader();
@@ -597,6 +643,14 @@ async fn tcp_connection(
                 shared.count_reply(responder.reply());
                 shared.counters.observe(started);
                 responder.reply()
+            }
+            Outcome::Forward
+                if !peer.is_some_and(|ip| shared.may_forward(ip, table.current(&shared.table))) =>
+            {
+                match responder.refused(&request) {
+                    Some(reply) => reply,
+                    None => continue,
+                }
             }
             Outcome::Forward => {
                 shared.counters.forwarded.fetch_add(1, Ordering::Relaxed);

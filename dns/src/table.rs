@@ -386,6 +386,11 @@ impl NameTable {
         NameTableBuilder::new()
     }
 
+    /// Is `addr` inside one of the cluster's overlays (a task's or a node's address there)?
+    pub fn is_cluster_address(&self, addr: IpAddr) -> bool {
+        self.internal_ranges.iter().any(|r| r.contains(&addr))
+    }
+
     /// The network ids the table has views for.
     pub fn networks(&self) -> impl Iterator<Item = &str> {
         self.networks.keys().map(AsRef::as_ref)

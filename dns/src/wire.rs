@@ -205,9 +205,18 @@ impl Responder {
 
     /// The SERVFAIL sent when no upstream answered. `None` if the request cannot get a reply.
     pub(crate) fn servfail(&mut self, request: &[u8]) -> Option<&[u8]> {
+        self.error_reply(request, ResponseCode::ServFail)
+    }
+
+    /// The REFUSED sent when a query may not be relayed (not a task's, over its rate).
+    pub(crate) fn refused(&mut self, request: &[u8]) -> Option<&[u8]> {
+        self.error_reply(request, ResponseCode::Refused)
+    }
+
+    fn error_reply(&mut self, request: &[u8], code: ResponseCode) -> Option<&[u8]> {
         let message = Message::from_vec(request).ok()?;
         let info = RequestInfo::of(&message, message.queries.first());
-        self.write_error(&info, ResponseCode::ServFail);
+        self.write_error(&info, code);
         Some(&self.out)
     }
 
@@ -357,6 +366,28 @@ fn write_end(
     head[6..8].copy_from_slice(&header.answers.to_be_bytes());
     head[10..12].copy_from_slice(&additionals.to_be_bytes());
     out[..HEADER_LEN].copy_from_slice(&head);
+}
+
+/// `reply` (relayed from upstream) as it may go back over UDP to the sender of `request`:
+/// unchanged if it fits the size the client announced (512 bytes without EDNS, never more
+/// than ours), else cut to its header and question with TC set, so that the client asks
+/// again over TCP. An upstream's large answer is never amplified towards a task.
+pub(crate) fn fit_udp(request: &[u8], reply: Vec<u8>, max_udp_payload: u16) -> Vec<u8> {
+    let asked = Message::from_vec(request)
+        .ok()
+        .and_then(|m| m.edns.as_ref().map(hickory_proto::op::Edns::max_payload))
+        .unwrap_or(512)
+        .clamp(512, max_udp_payload.max(512));
+    if reply.len() <= usize::from(asked) {
+        return reply;
+    }
+    let Some(end) = crate::upstream::question_end(&reply) else {
+        return reply[..12.min(reply.len())].to_vec();
+    };
+    let mut cut = reply[..end].to_vec();
+    cut[2] |= 0x02; // TC
+    cut[6..12].fill(0); // no answer, authority or additional records
+    cut
 }
 
 #[cfg(test)]
@@ -628,5 +659,37 @@ mod tests {
         assert_eq!(m.metadata.id, 0x4242);
         assert_eq!(m.queries[0].query_type(), RecordType::MX);
         assert!(m.edns.is_some());
+    }
+
+    #[test]
+    fn relayed_replies_fit_what_the_client_announced() {
+        let reply_to = |request: &[u8], extra: usize| {
+            let mut r = request.to_vec();
+            r[2] |= 0x80;
+            r[7] = 1; // one answer, whatever its bytes
+            r.extend(std::iter::repeat_n(0xab, extra));
+            r
+        };
+        let plain = query("example.com.", RecordType::A, None);
+        let small = reply_to(&plain, 100);
+        assert_eq!(fit_udp(&plain, small.clone(), 1232), small, "fits in 512");
+        let big = reply_to(&plain, 600);
+        let cut = fit_udp(&plain, big, 1232);
+        let m = Message::from_vec(&cut).expect("the cut reply parses");
+        assert!(m.metadata.truncation, "TC set");
+        assert!(m.answers.is_empty() && m.queries.len() == 1);
+        assert!(cut.len() <= 512);
+        let edns = query("example.com.", RecordType::A, Some(1232));
+        let big = reply_to(&edns, 1000);
+        assert_eq!(
+            fit_udp(&edns, big.clone(), 1232).len(),
+            big.len(),
+            "1232 announced"
+        );
+        let huge = reply_to(&edns, 3000);
+        assert!(
+            fit_udp(&edns, huge, 1232).len() < 100,
+            "over the announced size"
+        );
     }
 }

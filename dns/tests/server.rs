@@ -25,8 +25,16 @@ fn ip(s: &str) -> IpAddr {
 }
 
 /// Network `front` (10.10.0.0/24): `web` (vip, 2 tasks), `db` (dnsrr, 2 tasks), `many` (dnsrr,
-/// 100 tasks). Network `back` (10.20.0.0/24): `api` (vip).
+/// 100 tasks). Network `back` (10.20.0.0/24): `api` (vip). Network `local` (127.0.0.0/8, no
+/// names): the test's clients, on loopback, count as the cluster's tasks (recursion is theirs).
 fn sample_table() -> NameTable {
+    let mut b = sample_table_without_clients();
+    b.network("local-id", "local", &["127.0.0.0/8".parse().unwrap()])
+        .unwrap();
+    b.build()
+}
+
+fn sample_table_without_clients() -> mesh_dns::NameTableBuilder {
     let mut b = NameTable::builder();
     b.network("front-id", "front", &["10.10.0.0/16".parse().unwrap()])
         .unwrap();
@@ -58,7 +66,7 @@ fn sample_table() -> NameTable {
     b.service("front-id", &many).unwrap();
     b.service("back-id", &ServiceRecords::vip("api", ip("10.20.0.2")))
         .unwrap();
-    b.build()
+    b
 }
 
 fn query(name: &str, qtype: RecordType, edns: Option<u16>) -> Message {
@@ -574,4 +582,59 @@ async fn binding_a_foreign_address_is_a_clear_error() {
         "{text}"
     );
     assert!(server.listeners().is_empty());
+}
+
+/// Recursion is for the cluster's tasks, at a bounded rate: a client outside every overlay gets
+/// REFUSED for an external name (and still its answers for the cluster's); a task past its burst
+/// gets REFUSED until its bucket fills again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_tasks_have_names_relayed_and_at_a_bounded_rate() {
+    let upstream = FakeUpstream::start().await;
+    let outsider = DnsServer::new(
+        config(vec![upstream.addr]),
+        sample_table_without_clients().build(),
+    );
+    let addr = outsider
+        .add_listener("front-id", "127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let reply = ask_udp(addr, &query("example.com.", RecordType::A, None)).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    let reply = ask_tcp(addr, &query("example.com.", RecordType::A, None)).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    let web = ask_udp(addr, &query("web", RecordType::A, None)).await;
+    assert_eq!(addrs(&web), vec![ip("10.10.0.2")]);
+    let stats = outsider.stats();
+    assert_eq!(
+        (stats.forwarded, stats.forward_refused),
+        (0, 2),
+        "{stats:?}"
+    );
+
+    let limited = DnsServer::new(
+        DnsConfig {
+            forward_rate: 1,
+            forward_burst: 3,
+            ..config(vec![upstream.addr])
+        },
+        sample_table(),
+    );
+    let addr = limited
+        .add_listener("front-id", "127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let reply = ask_udp(addr, &query("example.com.", RecordType::A, None)).await;
+        codes.push(reply.metadata.response_code);
+    }
+    assert_eq!(
+        codes,
+        [
+            ResponseCode::NoError,
+            ResponseCode::NoError,
+            ResponseCode::NoError,
+            ResponseCode::Refused,
+            ResponseCode::Refused
+        ]
+    );
+    assert_eq!(limited.stats().forward_refused, 2);
 }

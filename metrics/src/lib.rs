@@ -350,6 +350,12 @@ fn dns_metrics(reg: &mut Registry, s: &NodeStatus) {
         "Forwarded DNS queries answered SERVFAIL (no upstream in time)",
         vec![(Vec::new(), d.forward_failed)],
     );
+    counters(
+        reg,
+        "meshd_dns_forward_refused",
+        "DNS queries not relayed upstream: from outside the cluster's overlays, or over a task's rate",
+        vec![(Vec::new(), d.forward_refused)],
+    );
     reg.register(
         "meshd_dns_query_duration_seconds",
         "Time from a DNS query's arrival to its reply (answered here or relayed)",

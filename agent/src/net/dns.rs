@@ -198,6 +198,7 @@ fn dns_status(
         truncated: stats.truncated,
         forwarded: stats.forwarded,
         forward_failed: stats.forward_failed,
+        forward_refused: stats.forward_refused,
         latency: Histogram {
             bounds: mesh_dns::LATENCY_BOUNDS.to_vec(),
             counts: stats.latency_buckets.to_vec(),
