@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use crate::support::history::{self, Answer, Call, Op};
 use crate::support::{Lab, MESHCTL, eventually, stderr, stdout};
 
-/// The registers: services (their label `v`) the clients fight over.
-const KEYS: [&str; 5] = ["k0", "k1", "k2", "k3", "k4"];
+/// The registers: services (their label `v`) the clients fight over. Names with a `-`: a
+/// name is also looked up as an id prefix when no service has it (as docker does), and ids are
+/// base 36, so `k1` could find another service.
+const KEYS: [&str; 5] = ["key-0", "key-1", "key-2", "key-3", "key-4"];
 const CLIENTS: u64 = 3;
 /// How long a client waits for one answer before it counts the outcome as unknown.
 const CALL_TIMEOUT: &str = "20";
