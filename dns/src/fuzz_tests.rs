@@ -4,14 +4,12 @@
 //! short fixed run here; `scripts/fuzz.sh` sets `MESH_FUZZ_CASES` (and `MESH_FUZZ_SEED`) for a
 //! long one.
 
-use std::net::IpAddr;
-
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::table::{NameTable, ServiceRecords, TaskRecord};
+use crate::wire::tests::table;
 use crate::wire::{Outcome, Responder, Transport};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -19,24 +17,6 @@ fn env(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn table() -> NameTable {
-    let mut b = NameTable::builder();
-    b.network("n1", "front", &["10.0.0.0/16".parse().unwrap()])
-        .unwrap();
-    let mut web = ServiceRecords::vip("web", "10.0.0.2".parse().unwrap());
-    let mut many = ServiceRecords::dnsrr("many");
-    for i in 0..60u16 {
-        let addr = IpAddr::from([10, 0, 1, (i + 1) as u8]);
-        many = many.task(TaskRecord::replica(format!("t{i}"), u64::from(i) + 1, addr));
-        if i < 3 {
-            web = web.task(TaskRecord::replica(format!("w{i}"), u64::from(i) + 1, addr));
-        }
-    }
-    b.service("n1", &web).unwrap();
-    b.service("n1", &many).unwrap();
-    b.build()
 }
 
 /// A well-formed query for one of the names the table knows (or not), of a random type.

@@ -391,7 +391,7 @@ pub(crate) fn fit_udp(request: &[u8], reply: Vec<u8>, max_udp_payload: u16) -> V
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::IpAddr;
 
     use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -400,7 +400,8 @@ mod tests {
     use super::*;
     use crate::table::{DEFAULT_TASK_TTL, DEFAULT_VIP_TTL, ServiceRecords, TaskRecord};
 
-    fn table() -> NameTable {
+    /// Network `n1`: `web` (a VIP, 3 tasks) and `many` (DNS round robin, 100 tasks).
+    pub(crate) fn table() -> NameTable {
         let mut b = NameTable::builder();
         b.network("n1", "front", &["10.0.0.0/16".parse().unwrap()])
             .unwrap();
