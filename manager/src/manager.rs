@@ -93,6 +93,8 @@ pub struct ManagerConfig {
     /// Compaction: [`SNAPSHOT_EVERY`] and [`LOGS_KEPT`] unless a test wants it sooner.
     pub snapshot_every: u64,
     pub logs_kept: u64,
+    /// The data key `swarm unlock` opened (autolock); None: this manager reads its key file.
+    pub unlocked_data_key: Option<crate::datakey::DataKey>,
 }
 
 /// Called with every [`Manager`] a node starts (on init, join, restart and promotion): where
@@ -147,6 +149,7 @@ impl Manager {
             sm,
         )
         .await?;
+        let unlocked = cfg.unlocked_data_key.clone();
         let (lead_tx, leading) = watch::channel(false);
         let mut metrics = raft.metrics();
         let me = cfg.raft_id;
@@ -174,7 +177,7 @@ impl Manager {
                 membership_lock: tokio::sync::Mutex::new(()),
                 last_seen: Mutex::new(HashMap::new()),
                 dispatch: crate::dispatcher::Dispatch::new(),
-                data_key: tokio::sync::Mutex::new(None),
+                data_key: tokio::sync::Mutex::new(unlocked),
                 tasks: Mutex::new(vec![watcher]),
             }),
         };
@@ -187,6 +190,13 @@ impl Manager {
             "gossip key rotation",
             crate::gossip_keys::rotate_gossip_keys,
         );
+        m.spawn_while_leader("sealing clear values", crate::sealing::seal_clear_values);
+        let key_file = tokio::spawn(crate::autolock::keep_key_file(m.clone()));
+        m.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(key_file);
         Ok(m)
     }
 
@@ -835,6 +845,7 @@ mod tests {
             tls: creds.client_config().unwrap(),
             snapshot_every: 10,
             logs_kept: 2,
+            unlocked_data_key: None,
         })
         .await
         .unwrap();

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use mesh_cluster::Id;
 use mesh_cluster::spec::limits::bound_description;
-use mesh_cluster::state::{Tx, TxError};
+use mesh_cluster::state::{ClusterState, Tx, TxError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -27,6 +27,7 @@ use mesh_api::{
     TaskStatusUpdate,
 };
 
+use crate::datakey::DataKey;
 use crate::handlers::swarm::manager_addrs;
 use crate::lookup::find_service;
 use crate::manager::{HEARTBEAT_TIMEOUT, Manager, ProposeError};
@@ -230,7 +231,9 @@ impl Dispatcher {
                     if !self.m.is_leader() {
                         continue;
                     }
-                    let now = agent_view(&self.m.state(), &node_id);
+                    let state = self.m.state();
+                    let key = self.key_for_logins(&state).await;
+                    let now = agent_view(&state, &node_id, key.as_ref());
                     if let Some(mut a) = diff_assignments(sent.as_ref(), &now) {
                         self.open_files(&mut a).await;
                         if outbound.send(ManagerMessage::Assignments(a)).await.is_err() {
@@ -241,6 +244,18 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// The data key, when a service holds a (sealed) registry login to send.
+    async fn key_for_logins(&self, state: &ClusterState) -> Option<DataKey> {
+        if state.services.values().all(|s| s.registry_auth.is_none()) {
+            return None;
+        }
+        self.m
+            .data_key()
+            .await
+            .inspect_err(|e| tracing::error!("cannot open registry logins: {e}"))
+            .ok()
     }
 
     /// Opens the sealed data of the secrets and configs about to be sent. Without the data key
