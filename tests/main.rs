@@ -7,6 +7,7 @@
 
 mod support;
 
+mod autolock;
 mod control;
 mod datapath;
 mod engines;

@@ -1,8 +1,8 @@
 //! Secrets and configs (issue 14, item 1) on a lab of three managers: create from a file and
 //! from standard input, `ls`, `inspect` (a config's data shown, a secret's never), a second
 //! manager reading a config (it fetches the cluster's data key from another manager over mTLS),
-//! bad input refused with nothing created, `rm`; and no manager's state holds the data in the
-//! clear.
+//! bad input refused with nothing created, `rm`; and no manager's state holds the data, the CA
+//! key or the join token secrets in the clear.
 
 use std::path::Path;
 
@@ -134,6 +134,36 @@ fn secrets_and_configs_are_sealed_and_never_shown() {
         let found = files_containing(&state, needle.as_bytes());
         assert!(found.is_empty(), "{needle} in the clear in {found:?}");
     }
+    // Nor the CA's private key (no PEM private key in any raft store: the scan sees the nodes'
+    // own key files, so it would see one) nor the join tokens' secrets.
+    let pem = b"PRIVATE KEY-----";
+    assert!(
+        !files_containing(&state.join("n1").join("certs"), pem).is_empty(),
+        "the scan finds a PEM private key where there is one"
+    );
+    let mut token_secrets = Vec::new();
+    for role in ["worker", "manager"] {
+        let token = ok(&lab, "n2", &["swarm", "join-token", "-q", role]);
+        let secret = token
+            .trim()
+            .rsplit('-')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(secret.len(), 25, "{token}");
+        token_secrets.push(secret);
+    }
+    for i in 1..=3 {
+        let raft = state.join(format!("n{i}")).join("raft");
+        let found = files_containing(&raft, pem);
+        assert!(found.is_empty(), "a private key in the clear in {found:?}");
+        for secret in &token_secrets {
+            let found = files_containing(&raft, secret.as_bytes());
+            assert!(found.is_empty(), "a token secret in the clear in {found:?}");
+        }
+    }
+    let found = files_containing(&state, token_secrets[0].as_bytes());
+    assert!(found.is_empty(), "the worker token's secret in {found:?}");
 
     assert_eq!(
         ok(&lab, "n2", &["secret", "rm", "db_password"]).trim(),
