@@ -109,10 +109,10 @@ impl AutolockApi<'_> {
     }
 }
 
-/// On every manager: keep `data.key` as the state wants it. When autolock is on, a manager
-/// without the data key gets it (so that it too starts locked after a restart); whenever the
-/// state's unlock key changes, the file is wrapped again (or written clear when autolock goes
-/// off).
+/// On every manager: hold the data key and keep `data.key` as the state wants it. A manager
+/// without the key gets it from another as soon as it starts (any manager may lead next and
+/// need it; with autolock, it too must start locked after a restart); whenever the state's
+/// unlock key changes, the file is wrapped again (or written clear when autolock goes off).
 pub(crate) async fn keep_key_file(m: Manager) {
     let mut watch = m.watch();
     // The state's unlock key the file was last written for (None: not yet written).
@@ -127,9 +127,7 @@ pub(crate) async fn keep_key_file(m: Manager) {
         let pending = wanted.filter(|w| written.as_ref() != Some(w));
         if let Some(w) = &pending {
             let done = async {
-                if w.is_some() {
-                    m.data_key().await?;
-                }
+                m.data_key().await?;
                 m.rewrite_key_file().await
             }
             .await;

@@ -1,5 +1,5 @@
-//! Migration: a cluster made by a meshd that kept the CA key, the join token secrets and
-//! registry logins in the clear in raft gets them sealed by its leader ([`seal_clear_values`],
+//! Migration: a cluster made by a meshd that kept the CA key, the join token secrets, the
+//! gossip keyring and registry logins in the clear in raft gets them sealed by its leader ([`seal_clear_values`],
 //! once per term, as soon as it leads), with the data key (made then if the cluster had none).
 //! The leader then snapshots and purges its log so that the entries that held them go too; the
 //! other managers drop theirs at their next snapshot.
@@ -33,6 +33,7 @@ pub(crate) fn seal_cluster(c: &mut ClusterInfo, key: &DataKey) -> bool {
     changed |= seal_if_clear(&mut c.worker_token_secret, key);
     changed |= seal_if_clear(&mut c.manager_token_secret, key);
     changed |= seal_if_clear(&mut c.retired_token_secrets, key);
+    changed |= seal_if_clear(&mut c.gossip_keys, key);
     if let Some(u) = c.unlock_key.as_mut() {
         changed |= seal_if_clear(u, key);
     }
@@ -67,6 +68,7 @@ fn has_clear_values(state: &ClusterState) -> bool {
             || c.worker_token_secret.is_clear()
             || c.manager_token_secret.is_clear()
             || c.retired_token_secrets.is_clear()
+            || c.gossip_keys.is_clear()
             || c.unlock_key.as_ref().is_some_and(Sealed::is_clear)
     });
     cluster

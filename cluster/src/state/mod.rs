@@ -81,8 +81,9 @@ pub struct ClusterInfo {
     pub retired_token_secrets: Sealed<Vec<String>>,
     /// The gossip keyring, oldest first (the newest seals). Empty in a cluster made before
     /// gossip was sealed, until the leader makes the first key.
+    /// Sealed with the data key.
     #[serde(default)]
-    pub gossip_keys: Vec<crate::gossip_keys::GossipKeyEntry>,
+    pub gossip_keys: Sealed<Vec<crate::gossip_keys::GossipKeyEntry>>,
     /// A check value of the data key that seals secrets and configs (never the key): a manager
     /// holding another key refuses to use it. None until the first manager made the key.
     #[serde(default)]
@@ -134,7 +135,9 @@ mod tests {
             subnet_len: 24,
             last_raft_id: 3,
             retired_token_secrets: Sealed::Clear(vec!["oldsecret".into()]),
-            gossip_keys: vec![crate::gossip_keys::GossipKeyEntry::new(1, [0xcd; 32], 0)],
+            gossip_keys: Sealed::Clear(vec![crate::gossip_keys::GossipKeyEntry::new(
+                1, [0xcd; 32], 0,
+            )]),
             data_key_check: None,
             unlock_key: Some(Sealed::Clear("SWMKEY-1-letmein".into())),
         };

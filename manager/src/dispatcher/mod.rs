@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use mesh_cluster::Id;
 use mesh_cluster::spec::limits::bound_description;
-use mesh_cluster::state::{ClusterState, Tx, TxError};
+use mesh_cluster::state::{Tx, TxError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -27,7 +27,6 @@ use mesh_api::{
     TaskStatusUpdate,
 };
 
-use crate::datakey::DataKey;
 use crate::handlers::swarm::manager_addrs;
 use crate::lookup::find_service;
 use crate::manager::{HEARTBEAT_TIMEOUT, Manager, ProposeError};
@@ -39,6 +38,9 @@ use view::{AgentView, agent_view, diff_assignments, log_context, mesh_stats_rows
 
 /// Changes to the state are gathered this long before a session's assignments are recomputed.
 const ASSIGNMENT_DEBOUNCE: Duration = Duration::from_millis(30);
+/// How long a session waits to try again when the data key (which opens what raft keeps sealed)
+/// is not at hand.
+const DATA_KEY_RETRY: Duration = Duration::from_secs(2);
 /// Task states reported within this long are written in one transaction.
 const STATUS_BATCH: Duration = Duration::from_millis(50);
 /// Task state reports (one per agent message) waiting for the writer, at most.
@@ -231,9 +233,19 @@ impl Dispatcher {
                     if !self.m.is_leader() {
                         continue;
                     }
-                    let state = self.m.state();
-                    let key = self.key_for_logins(&state).await;
-                    let now = agent_view(&state, &node_id, key.as_ref());
+                    // The gossip keyring and registry logins are sealed in raft.
+                    let now = match self.m.data_key().await {
+                        Ok(key) => agent_view(&self.m.state(), &node_id, &key),
+                        Err(e) => Err(e),
+                    };
+                    let now = match now {
+                        Ok(v) => v,
+                        Err(e) => {
+                            tracing::warn!(node = %node_id, "assignments wait for the data key: {e}");
+                            dirty_since = Some(Instant::now() + DATA_KEY_RETRY);
+                            continue;
+                        }
+                    };
                     if let Some(mut a) = diff_assignments(sent.as_ref(), &now) {
                         self.open_files(&mut a).await;
                         if outbound.send(ManagerMessage::Assignments(a)).await.is_err() {
@@ -244,18 +256,6 @@ impl Dispatcher {
                 }
             }
         }
-    }
-
-    /// The data key, when a service holds a (sealed) registry login to send.
-    async fn key_for_logins(&self, state: &ClusterState) -> Option<DataKey> {
-        if state.services.values().all(|s| s.registry_auth.is_none()) {
-            return None;
-        }
-        self.m
-            .data_key()
-            .await
-            .inspect_err(|e| tracing::error!("cannot open registry logins: {e}"))
-            .ok()
     }
 
     /// Opens the sealed data of the secrets and configs about to be sent. Without the data key

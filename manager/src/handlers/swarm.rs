@@ -46,8 +46,8 @@ impl ClusterSecrets {
 }
 
 /// The cluster's first transaction: the cluster (CA, token secrets, address pool), the first
-/// manager's node, and the `ingress` network. Its CA key and token secrets are still in the
-/// clear: `swarm init` seals them ([`seal_bootstrap`]) before it proposes it.
+/// manager's node, and the `ingress` network. Its CA key, token secrets and gossip keyring are
+/// still in the clear: `swarm init` seals them ([`seal_bootstrap`]) before it proposes it.
 pub fn bootstrap_tx(
     cluster_id: &Id,
     node_id: &Id,
@@ -68,8 +68,10 @@ pub fn bootstrap_tx(
         subnet_len: 24,
         last_raft_id: 1,
         retired_token_secrets: Sealed::Clear(Vec::new()),
-        gossip_keys: mesh_cluster::gossip_keys::rotated(&[], now_millis(), rand::random(), true)
-            .unwrap_or_default(),
+        gossip_keys: Sealed::Clear(
+            mesh_cluster::gossip_keys::rotated(&[], now_millis(), rand::random(), true)
+                .unwrap_or_default(),
+        ),
         data_key_check: None,
         unlock_key: None,
     };
@@ -403,12 +405,15 @@ pub(crate) mod tests {
             crate::datakey::unlock_key_of(&s, &key).unwrap(),
             Some(unlock.clone())
         );
+        let ring = key.open_value(&c.gossip_keys).unwrap();
+        assert_eq!(ring.len(), 1, "a first gossip key");
         let json = serde_json::to_string(&s).unwrap();
         for clear in [
             "PRIVATE KEY",
             &secrets.worker,
             &secrets.manager,
             &unlock.to_string(),
+            &ring[0].key_hex,
         ] {
             assert!(!json.contains(clear), "{clear} in {json}");
         }
