@@ -455,6 +455,10 @@ impl Handler for Daemon {
             let _ = out.send(Err(e)).await;
             return;
         }
+        if let Err(e) = self.check_unlocked(&req) {
+            let _ = out.send(Err(e)).await;
+            return;
+        }
         let m = match self.manager() {
             Ok(m) => m,
             Err(e) => {

@@ -171,6 +171,17 @@ fn run_lock(target: &Target, cmd: SwarmCommand, out: &mut impl Write) -> Result<
             }
         }
         SwarmCommand::Unlock => {
+            // As docker: say so before asking for a key that is not needed.
+            let info = call(target, &Request::Info)?;
+            let Reply::Info(info) = info else {
+                return Err(unexpected(&info));
+            };
+            if info.node_id.is_none() {
+                anyhow::bail!("This node is not part of a swarm");
+            }
+            if !info.locked {
+                anyhow::bail!("swarm is not locked");
+            }
             let key = read_unlock_key()?;
             let reply = call(target, &Request::Unlock(UnlockRequest { key }))?;
             let Reply::Done = reply else {
