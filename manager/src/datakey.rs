@@ -402,8 +402,13 @@ impl Manager {
 
     /// [`Request::DataKey`] from another manager: the key if this manager holds it (never a
     /// new one: only a leader that needs it makes it).
+    #[expect(clippy::unused_async, reason = "a request handler, awaited as the others")]
     pub(crate) async fn serve_data_key(&self) -> Result<Reply, ApiError> {
-        if let Some(k) = self.inner.data_key.lock().await.as_ref() {
+        // Not waiting for the lock: this manager may be fetching the key itself (from the very
+        // manager asking); then its file answers.
+        if let Ok(held) = self.inner.data_key.try_lock()
+            && let Some(k) = held.as_ref()
+        {
             return Ok(Reply::DataKey(BlobData(k.0.to_vec())));
         }
         match load(&self.inner.cfg.raft_dir)? {
