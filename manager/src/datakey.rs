@@ -402,7 +402,10 @@ impl Manager {
 
     /// [`Request::DataKey`] from another manager: the key if this manager holds it (never a
     /// new one: only a leader that needs it makes it).
-    #[expect(clippy::unused_async, reason = "a request handler, awaited as the others")]
+    #[expect(
+        clippy::unused_async,
+        reason = "a request handler, awaited as the others"
+    )]
     pub(crate) async fn serve_data_key(&self) -> Result<Reply, ApiError> {
         // Not waiting for the lock: this manager may be fetching the key itself (from the very
         // manager asking); then its file answers.
