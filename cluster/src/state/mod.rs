@@ -4,8 +4,9 @@
 //! that control loops can compute changes from a snapshot and propose them safely.
 //!
 //! One file per concern: `addr` (IPv4 prefixes), the objects (`node`, `network`,
-//! `service`, `task`, `blob` for secrets and configs), `tx` (objects as transactions
-//! carry them, changes, refusals) and `store` (the state and how a transaction applies).
+//! `service`, `task`, `blob` for secrets and configs), `sealed` (a secret value as raft keeps
+//! it), `tx` (objects as transactions carry them, changes, refusals) and `store` (the state and
+//! how a transaction applies).
 //! Every type is re-exported here: `mesh_cluster::state::X` is the path to use.
 
 mod addr;
