@@ -1,8 +1,9 @@
 //! Autolock (issue 16, item 1): `swarm update --autolock=true` prints an unlock key and every
 //! manager wraps its data key with it; a manager that restarts is locked (it serves nothing but
 //! `info`, `status` and `swarm unlock`; the others go on serving) until `swarm unlock` gets the
-//! right key; `unlock-key --rotate` makes every manager wrap again; `--autolock=false` undoes
-//! it. And `swarm init --autolock` on a one-node swarm.
+//! right key; a promoted worker fetches the key over mTLS and wraps it too; `unlock-key
+//! --rotate` makes every manager wrap again; `--autolock=false` undoes it. And `swarm init
+//! --autolock` on a one-node swarm.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -71,7 +72,7 @@ fn assert_locked(lab: &Lab, member: &str) {
 
 #[test]
 fn an_autolocked_manager_restarts_locked_and_serves_after_unlock() {
-    let lab = Lab::up("alock", 226, 3, 3);
+    let lab = Lab::up("alock", 226, 4, 3);
     let err = fails(&lab, "n1", &["swarm", "unlock-key"]);
     assert!(err.contains("no unlock key is set"), "{err}");
     let err = fails(&lab, "n1", &["swarm", "unlock-key", "--rotate"]);
@@ -94,6 +95,14 @@ fn an_autolocked_manager_restarts_locked_and_serves_after_unlock() {
     for member in ["n1", "n2", "n3"] {
         key_file_becomes(&lab, member, true);
     }
+    // A worker holds no data key; promoted, it fetches it over mTLS and wraps it too.
+    assert!(!key_file(&lab, "n4").exists());
+    ok(&lab, "n1", &["node", "promote", &lab.ns("n4")]);
+    key_file_becomes(&lab, "n4", true);
+    restart(&lab, "n4");
+    assert_locked(&lab, "n4");
+    let out = unlock(&lab, "n4", &key);
+    assert!(out.status.success(), "unlock n4: {}", stderr(&out));
 
     // n3 restarts locked; n1 and n2 go on serving.
     restart(&lab, "n3");
@@ -177,7 +186,7 @@ fn an_autolocked_manager_restarts_locked_and_serves_after_unlock() {
         ok(&lab, "n1", &["swarm", "update", "--autolock=false"]),
         "Swarm updated.\n"
     );
-    for member in ["n1", "n2", "n3"] {
+    for member in ["n1", "n2", "n3", "n4"] {
         let text = key_file_becomes(&lab, member, false);
         assert_eq!(text.trim().len(), 64, "{member}: {text}");
     }
