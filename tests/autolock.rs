@@ -62,6 +62,8 @@ fn unlock(lab: &Lab, member: &str, key: &str) -> std::process::Output {
 fn assert_locked(lab: &Lab, member: &str) {
     let err = fails(lab, member, &["service", "ls"]);
     assert!(err.contains(LOCKED), "{member}: {err}");
+    let info = ok(lab, member, &["info"]);
+    assert!(info.contains("Swarm: locked"), "{member} info: {info}");
     let status = meshctl(lab, member, &["status"]);
     assert!(
         !status.status.success() && stdout(&status).contains("locked"),

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use mesh_cluster::state::Node;
 use mesh_overlay::netns::NetNs;
 use serde_json::Value;
 
@@ -60,12 +59,16 @@ fn leader(lab: &Lab, from: &str) -> Option<String> {
     Some(host.hostname.rsplit('-').next().unwrap().to_owned())
 }
 
-/// A node as `node inspect --format json` shows it from `member`.
-fn inspect(lab: &Lab, member: &str, node: &str) -> Option<Node> {
-    let out = meshctl(lab, member, &["node", "inspect", "--format", "json", node]);
+/// A node's labels as `node inspect --format '{{json .Spec.Labels}}'` shows them from `member`.
+fn inspect(lab: &Lab, member: &str, node: &str) -> Option<BTreeMap<String, String>> {
+    let out = meshctl(
+        lab,
+        member,
+        &["node", "inspect", "--format", "{{json .Spec.Labels}}", node],
+    );
     out.status
         .success()
-        .then(|| serde_json::from_str(stdout(&out).trim()).expect("node inspect --format json"))
+        .then(|| serde_json::from_str(stdout(&out).trim()).expect("node labels as JSON"))
 }
 
 fn lab_cmd(lab: &Lab, args: &[&str]) {
@@ -126,7 +129,7 @@ fn control_leader_failover_and_rejoin() {
     for m in &survivors {
         let n = inspect(&lab, m, &worker).expect("inspect on a survivor");
         assert_eq!(
-            n.spec.labels.get("after").map(String::as_str),
+            n.get("after").map(String::as_str),
             Some("1"),
             "{m} does not show the write made after the failover"
         );
@@ -142,8 +145,8 @@ fn control_leader_failover_and_rejoin() {
             let n = inspect(&lab, &old, &worker)?;
             (me.manager_status == "Reachable"
                 && me.status == "Ready"
-                && n.spec.labels.contains_key("before")
-                && n.spec.labels.contains_key("after"))
+                && n.contains_key("before")
+                && n.contains_key("after"))
             .then_some(())
         },
     );
@@ -204,7 +207,7 @@ fn control_no_committed_write_is_lost_across_kills_and_restarts() {
             let missing: Vec<usize> = acked
                 .iter()
                 .copied()
-                .filter(|i| n.spec.labels.get(&format!("w{i}")) != Some(&i.to_string()))
+                .filter(|i| n.get(&format!("w{i}")) != Some(&i.to_string()))
                 .collect();
             assert!(missing.is_empty(), "{when}: {m} lost writes {missing:?}");
         }

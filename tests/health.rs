@@ -139,6 +139,59 @@ fn health_checks_gate_the_mesh_and_replace_unhealthy_tasks() {
     // The healthy one still serves.
     let answers = ask(&lab, &lab.node_addr(1), 8091, 4);
     assert!(answers.iter().all(|a| !a.starts_with("ERR")), "{answers:?}");
+
+    // Two healthy tasks; one turns unhealthy: it leaves the backends and is replaced while a
+    // client loop through the mesh sees no error.
+    ok(&lab, "n1", &["service", "scale", "-d", "slow=2"]);
+    eventually(Duration::from_mins(1), "slow's two tasks running", || {
+        let ps = ok(
+            &lab,
+            "n1",
+            &["service", "ps", "--filter", "desired-state=running", "slow"],
+        );
+        // Desired and current state both `Running` (a task still `Starting` has one).
+        (ps.lines()
+            .filter(|l| l.matches(" Running ").count() == 2)
+            .count()
+            == 2)
+            .then_some(())
+            .ok_or(ps)
+    });
+    let before = task_ids(&lab, "slow");
+    let sick = lab
+        .docker_all(&["ps", "-q", "--filter", "label=meshd.task"])
+        .lines()
+        .find(|id| {
+            lab.docker_out(lab.engine_of(id), &["inspect", "-f", "{{.Name}}", id])
+                .contains("/slow.")
+        })
+        .map(str::to_owned)
+        .expect("a container of slow");
+    let node = lab.engine_of(&sick);
+    let turned = lab.docker(node, &["exec", &sick, "rm", "/tmp/healthy"]);
+    assert!(turned.status.success(), "{}", stderr(&turned));
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    while started.elapsed() < Duration::from_secs(20) {
+        answers.extend(ask(&lab, &lab.node_addr(1), 8091, 5));
+        if task_ids(&lab, "slow").len() > before.len()
+            && started.elapsed() > Duration::from_secs(10)
+        {
+            break;
+        }
+    }
+    let errors: Vec<&String> = answers.iter().filter(|a| a.starts_with("ERR")).collect();
+    println!(
+        "health: {} requests while a task turned unhealthy, {} errors",
+        answers.len(),
+        errors.len()
+    );
+    assert!(errors.is_empty(), "a client saw errors: {errors:?}");
+    assert!(
+        task_ids(&lab, "slow").len() > before.len(),
+        "the unhealthy task was not replaced:\n{}",
+        ok(&lab, "n1", &["service", "ps", "--no-trunc", "slow"])
+    );
 }
 
 #[test]
@@ -250,7 +303,8 @@ fn images_are_pinned_pulled_and_a_missing_one_pauses_the_update() {
     );
     println!("pull: {ps}");
     eventually(Duration::from_secs(30), "the update paused", || {
-        let state = ok(
+        // Before the update starts the service has no UpdateStatus: an error, as docker's.
+        let state = stdout(&meshctl(
             &lab,
             "n1",
             &[
@@ -260,7 +314,7 @@ fn images_are_pinned_pulled_and_a_missing_one_pauses_the_update() {
                 "{{.UpdateStatus.State}}",
                 "web",
             ],
-        );
+        ));
         (state.trim() == "paused").then_some(()).ok_or(state)
     });
     let ps = ok(&lab, "n1", &["service", "ps", "web"]);
@@ -297,7 +351,8 @@ fn images_are_pinned_pulled_and_a_missing_one_pauses_the_update() {
         &["service", "update", "-d", "--image", &missing, "api"],
     );
     eventually(Duration::from_mins(2), "the update rolled back", || {
-        let state = ok(
+        // Before the update starts the service has no UpdateStatus: an error, as docker's.
+        let state = stdout(&meshctl(
             &lab,
             "n1",
             &[
@@ -307,7 +362,7 @@ fn images_are_pinned_pulled_and_a_missing_one_pauses_the_update() {
                 "{{.UpdateStatus.State}}",
                 "api",
             ],
-        );
+        ));
         (state.trim() == "rollback_completed")
             .then_some(())
             .ok_or(state)

@@ -8,9 +8,13 @@
 mod support;
 
 mod autolock;
+mod chaos;
 mod control;
 mod datapath;
+mod dockerapi;
+mod dockerapi_clients;
 mod engines;
+mod format;
 mod gossip;
 mod health;
 mod lab;

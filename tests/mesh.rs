@@ -296,6 +296,12 @@ fn mesh_publishes_resolves_and_balances() {
         ),
         (words("service publish -d 80:80:80 web"), "invalid port"),
     ] {
+        // The lab's registry image: a bare name would make the node ask Docker Hub for a digest.
+        let args: Vec<String> = args
+            .into_iter()
+            .map(|a| a.replace("meshd/busybox", &lab.image()))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let e = fails(&lab, "n1", &args);
         assert!(e.contains(want), "{args:?}: {e}");
     }

@@ -366,7 +366,9 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
             "network front is given twice",
         ),
     ] {
-        let err = fails(&lab, "n1", &words(line));
+        // The lab's registry image: a bare name would make the node ask Docker Hub for a digest.
+        let line = line.replace("meshd/busybox", &lab.image());
+        let err = fails(&lab, "n1", &words(&line));
         assert!(err.contains(want), "{line}: {want:?} not in {err:?}");
     }
     assert_eq!(

@@ -292,7 +292,9 @@ fn services_replicated_spread_scale_logs_bad_input_and_rm() {
         ("service rm nosuch", "no such service: nosuch"),
         ("service logs nosuch", "no such service: nosuch"),
     ] {
-        let err = fails(&lab, "n1", &words(line));
+        // The lab's registry image: a bare name would make the node ask Docker Hub for a digest.
+        let line = line.replace("meshd/busybox", &lab.image());
+        let err = fails(&lab, "n1", &words(&line));
         assert!(err.contains(want), "{line}: {want:?} not in {err:?}");
     }
     std::thread::sleep(Duration::from_secs(1));

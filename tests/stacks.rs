@@ -103,7 +103,7 @@ fn nothing_of_the_stack(lab: &Lab) -> Result<(), String> {
 
 #[test]
 fn stacks_deploy_reach_by_name_update_in_place_and_rm() {
-    let lab = Lab::up("stacks", 216, 2, 1);
+    let lab = Lab::up("stacks", 217, 2, 1);
     let files = Files::new(&lab);
     let image = lab.image();
 

@@ -138,7 +138,7 @@ fn trust_state_decides_certificates_and_inputs_are_bounded() {
     eventually(Duration::from_secs(30), "n2 out of the managers", || {
         let out = ok(&lab, "n1", &["node", "inspect", "--format", "json", &n2]);
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-        v["manager_status"].is_null().then_some(()).ok_or(out)
+        v["ManagerStatus"].is_null().then_some(()).ok_or(out)
     });
     let propose = Request::Propose(Tx {
         at: 0,

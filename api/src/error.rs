@@ -15,6 +15,9 @@ pub enum Code {
     PermissionDenied,
     /// No leader, a manager that does not answer, a timeout.
     Unavailable,
+    /// The connection could not be made (refused, no route): the request was not delivered, so
+    /// sending it again cannot apply it twice.
+    Unreachable,
     /// This manager is not the leader (the leader's address when known).
     NotLeader(Option<String>),
     /// Optimistic concurrency: the state changed under the write.
@@ -90,7 +93,24 @@ impl ApiError {
 
     /// Retrying elsewhere or later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.code, Code::Unavailable | Code::NotLeader(_))
+        matches!(
+            self.code,
+            Code::Unavailable | Code::Unreachable | Code::NotLeader(_)
+        )
+    }
+
+    /// The request certainly did not take effect: it was not delivered, or the manager refused
+    /// it as not the leader. A write that failed otherwise (the connection broke, no answer in
+    /// time) may have been applied, and must not be sent again as if it had not.
+    pub fn not_delivered(&self) -> bool {
+        matches!(self.code, Code::Unreachable | Code::NotLeader(_))
+    }
+
+    /// A write whose answer was lost on its way back from `target`: it may have been applied.
+    pub fn outcome_unknown(what: &str, target: &str, cause: &ApiError) -> Self {
+        Self::unavailable(format!(
+            "{what}: the leader at {target} went away before answering ({cause}); it may or may not have been applied: look before trying again"
+        ))
     }
 }
 

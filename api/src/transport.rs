@@ -504,7 +504,7 @@ impl Client {
 
 fn status_error(target: &str, status: &Status) -> ApiError {
     use std::error::Error as _;
-    let code = match status.code() {
+    let mut code = match status.code() {
         tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => Code::PermissionDenied,
         tonic::Code::InvalidArgument => Code::InvalidArgument,
         _ => Code::Unavailable,
@@ -514,6 +514,12 @@ fn status_error(target: &str, status: &Status) -> ApiError {
     let mut src = status.source();
     while let Some(s) = src {
         cause = s.to_string();
+        if code == Code::Unavailable
+            && s.downcast_ref::<io::Error>()
+                .is_some_and(|e| not_connected(e.kind()))
+        {
+            code = Code::Unreachable;
+        }
         src = s.source();
     }
     let msg = if cause.is_empty() || status.message().contains(&cause) {
@@ -524,5 +530,18 @@ fn status_error(target: &str, status: &Status) -> ApiError {
     ApiError::new(code, format!("cannot reach {target}: {msg}"))
 }
 
+/// A connection that could not be made: nothing was sent on it.
+fn not_connected(kind: io::ErrorKind) -> bool {
+    use io::ErrorKind::{
+        AddrNotAvailable, ConnectionRefused, HostUnreachable, NetworkUnreachable, NotFound,
+    };
+    matches!(
+        kind,
+        ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable | NotFound
+    )
+}
+
+#[cfg(test)]
+mod fuzz_tests;
 #[cfg(test)]
 mod tests;

@@ -3,4 +3,4 @@
 //! (`mesh-lab`), and nothing of the manager, the agent or the kernel side.
 
 pub mod commands;
-pub mod table;
+pub mod format;

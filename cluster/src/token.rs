@@ -234,4 +234,28 @@ mod tests {
             assert!(got.to_string().starts_with("invalid join token"), "{got}");
         }
     }
+
+    /// Fuzzing: noise and damaged tokens never panic; what parses prints back the same, and
+    /// what does not says it is an invalid join token.
+    #[test]
+    fn random_and_damaged_tokens_parse_or_say_why() {
+        let mut rng = crate::spec::TestRng::new(17);
+        let good = token().to_string();
+        for case in 0..crate::spec::fuzz_cases(5_000) {
+            let input = if case % 2 == 0 {
+                rng.noise(b"MSHTKN-1-0123456789abcxyzABC \n\xc3", 90)
+            } else {
+                let mut bytes = good.clone().into_bytes();
+                for _ in 0..=rng.below(3) {
+                    let i = rng.below(bytes.len() as u64) as usize;
+                    bytes[i] = *rng.pick(b"-0aZ ~");
+                }
+                String::from_utf8(bytes).unwrap()
+            };
+            match input.parse::<JoinToken>() {
+                Ok(t) => assert_eq!(t.to_string().parse::<JoinToken>(), Ok(t), "{input:?}"),
+                Err(e) => assert!(e.to_string().starts_with("invalid join token"), "{e}"),
+            }
+        }
+    }
 }

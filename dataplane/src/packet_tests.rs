@@ -15,6 +15,7 @@ use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_TASK, MeshIface
 mod conntrack_states;
 mod fragments;
 mod hairpin;
+mod malformed;
 mod nat_errors;
 mod vxlan_guard;
 

@@ -283,6 +283,20 @@ impl Programs {
             .collect()
     }
 
+    /// Writes `count` entries made by `entry(i)`; returns how many the map holds after.
+    pub(crate) fn ct_fill(
+        &mut self,
+        count: u32,
+        entry: impl Fn(u32) -> (MeshCtKey, MeshCt),
+    ) -> u64 {
+        let mut map = self.map::<Conntrack>().unwrap();
+        for i in 0..count {
+            let (k, v) = entry(i);
+            map.insert(k, v, 0).unwrap();
+        }
+        map.keys().count() as u64
+    }
+
     /// Makes every conntrack entry `by_ns` older (as if idle that long).
     pub(crate) fn ct_age(&mut self, by_ns: u64) {
         let mut map = self.map::<Conntrack>().unwrap();

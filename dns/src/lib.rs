@@ -4,6 +4,8 @@
 //! internal-looking names, and relays every other query to the node's upstream resolvers.
 //! Internal names, their AAAA and their reverse names never leave the node. See docs/dns.md.
 
+#[cfg(test)]
+mod fuzz_tests;
 mod server;
 mod table;
 mod upstream;

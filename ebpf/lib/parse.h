@@ -120,6 +120,9 @@ static __always_inline int parse_pkt(CTX *ctx, __u32 l2off, struct pkt *p)
 
 		if ((void *)(tcp + 1) > end)
 			return PARSE_OTHER;
+		/* A header shorter than its minimum or longer than the datagram is malformed. */
+		if (tcp->doff < 5 || sizeof(*ip) + tcp->doff * 4 > bpf_ntohs(ip->tot_len))
+			return PARSE_OTHER;
 		p->tcp_flags = ((__u8 *)tcp)[13];
 	} else {
 		if ((void *)((struct udphdr *)l4 + 1) > end)

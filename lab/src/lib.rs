@@ -364,6 +364,8 @@ fn start_meshd(plan: &LabPlan, i: usize, opts: &UpOptions) -> Result<()> {
         .arg(format!("{}:{METRICS_PORT}", plan.node_addr(i)))
         .arg("--engine")
         .arg(plan.engine_host(i))
+        .arg("--docker-api-socket")
+        .arg(plan.docker_api_socket(i))
         .args(&opts.meshd_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

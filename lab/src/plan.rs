@@ -136,6 +136,10 @@ impl LabPlan {
     pub fn node_socket(&self, i: usize) -> PathBuf {
         self.node_dir(i).join("meshd.sock")
     }
+    /// Where node `i`'s meshd serves Docker's Engine API (`meshd --docker-api-socket`).
+    pub fn docker_api_socket(&self, i: usize) -> PathBuf {
+        self.node_dir(i).join("meshd-docker.sock")
+    }
     pub fn node_log(&self, i: usize) -> PathBuf {
         self.node_dir(i).join("meshd.log")
     }

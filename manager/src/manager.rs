@@ -363,8 +363,17 @@ impl Manager {
                                 ))
                                 .into());
                             }
-                            Err(e) if e.is_retryable() => {
+                            Err(e) if e.not_delivered() => {
                                 tracing::debug!("proposal to {}: {e}", node.addr);
+                            }
+                            Err(e) if e.is_retryable() => {
+                                // Sent again, it could be applied twice.
+                                return Err(ApiError::outcome_unknown(
+                                    "the proposal",
+                                    &node.addr,
+                                    &e,
+                                )
+                                .into());
                             }
                             Err(e) => return Err(e.into()),
                         }
@@ -416,6 +425,10 @@ impl Manager {
                     }) => {
                         hint = next;
                         ApiError::no_leader()
+                    }
+                    // A write sent again after its answer was lost could be applied twice.
+                    Err(e) if e.is_retryable() && req.route().writes && !e.not_delivered() => {
+                        return Err(ApiError::outcome_unknown(req.name(), &addr, &e));
                     }
                     Err(e) if e.is_retryable() => e,
                     other => return other,

@@ -68,6 +68,60 @@ pub struct Args {
     /// `metrics-addr` convention: port 9323). Off by default.
     #[arg(long, env = "MESHD_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve Docker's Engine API on this unix socket (mode 0660): the swarm calls answered
+    /// through this meshd, everything else passed to the engine, so `docker` pointed at it
+    /// sees a Swarm node. `none` turns it off.
+    #[arg(long, env = "MESHD_DOCKER_API_SOCKET", default_value = DEFAULT_DOCKER_API_SOCKET, value_name = "PATH|none")]
+    pub docker_api_socket: String,
+    /// Also serve the Engine API on TCP at `IP:PORT` with mutual TLS, as `dockerd --tlsverify`
+    /// does (Docker's port: 2376): clients must present a certificate of
+    /// `--docker-api-tlscacert`.
+    #[arg(long, env = "MESHD_DOCKER_API_TCP", value_name = "IP:PORT",
+          requires_all = ["docker_api_tlscacert", "docker_api_tlscert", "docker_api_tlskey"])]
+    pub docker_api_tcp: Option<std::net::SocketAddr>,
+    /// The CA (PEM) whose certificates `--docker-api-tcp`'s clients present (dockerd's
+    /// `--tlscacert`).
+    #[arg(long, env = "MESHD_DOCKER_API_TLSCACERT", value_name = "PEM")]
+    pub docker_api_tlscacert: Option<PathBuf>,
+    /// `--docker-api-tcp`'s certificate (PEM; dockerd's `--tlscert`).
+    #[arg(long, env = "MESHD_DOCKER_API_TLSCERT", value_name = "PEM")]
+    pub docker_api_tlscert: Option<PathBuf>,
+    /// `--docker-api-tcp`'s private key (PEM; dockerd's `--tlskey`).
+    #[arg(long, env = "MESHD_DOCKER_API_TLSKEY", value_name = "PEM")]
+    pub docker_api_tlskey: Option<PathBuf>,
+}
+
+/// `--docker-api-tcp` and its TLS files (clap makes sure all four come together).
+#[derive(Clone, Debug)]
+pub struct DockerApiTcp {
+    pub addr: std::net::SocketAddr,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Args {
+    pub fn docker_api_tcp(&self) -> Option<DockerApiTcp> {
+        Some(DockerApiTcp {
+            addr: self.docker_api_tcp?,
+            ca: self.docker_api_tlscacert.clone()?,
+            cert: self.docker_api_tlscert.clone()?,
+            key: self.docker_api_tlskey.clone()?,
+        })
+    }
+}
+
+/// Where the Engine API is served without `--docker-api-socket`.
+pub const DEFAULT_DOCKER_API_SOCKET: &str = "/run/meshd/docker.sock";
+
+/// The Engine API socket `--docker-api-socket` asks for; `None` for `none`.
+pub fn docker_api_socket(flag: &str) -> Option<PathBuf> {
+    (flag != "none").then(|| PathBuf::from(flag))
+}
+
+/// The engine socket's path in an `--engine` address (`unix:///PATH` or `/PATH`).
+pub fn engine_socket_path(engine: &str) -> PathBuf {
+    PathBuf::from(engine.strip_prefix("unix://").unwrap_or(engine))
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -157,6 +211,24 @@ mod tests {
         assert!(e.to_string().contains("not an IPv4 address"), "{e}");
         let e = Args::try_parse_from(["meshd", "--conntrack-tcp-timeout", "0s"]).unwrap_err();
         assert!(e.to_string().contains("longer than 0"), "{e}");
+    }
+
+    #[test]
+    fn the_docker_api_socket_is_on_by_default_and_none_turns_it_off() {
+        let a = Args::try_parse_from(["meshd"]).unwrap();
+        assert_eq!(
+            docker_api_socket(&a.docker_api_socket),
+            Some(PathBuf::from(DEFAULT_DOCKER_API_SOCKET))
+        );
+        let a = Args::try_parse_from(["meshd", "--docker-api-socket", "none"]).unwrap();
+        assert_eq!(docker_api_socket(&a.docker_api_socket), None);
+        // TCP needs its three TLS files, as dockerd --tlsverify does.
+        let e = Args::try_parse_from(["meshd", "--docker-api-tcp", "0.0.0.0:2376"]).unwrap_err();
+        assert!(e.to_string().contains("--docker-api-tlscacert"), "{e}");
+        assert_eq!(
+            engine_socket_path("unix:///run/e.sock"),
+            PathBuf::from("/run/e.sock")
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod addr;
 mod flags;
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -45,10 +45,12 @@ fn main() -> Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run(args, advertise.addr, EngineHandle::new(&engine)))
+        .block_on(run(args, advertise.addr, &engine))
 }
 
-async fn run(args: Args, advertise_addr: Option<Ipv4Addr>, engine: EngineHandle) -> Result<()> {
+async fn run(args: Args, advertise_addr: Option<Ipv4Addr>, engine_addr: &str) -> Result<()> {
+    let engine = EngineHandle::new(engine_addr);
+    let docker_api_tcp = args.docker_api_tcp();
     let hostname = match args.hostname {
         Some(h) => h,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -96,6 +98,13 @@ async fn run(args: Args, advertise_addr: Option<Ipv4Addr>, engine: EngineHandle)
         ),
         None => None,
     };
+    let docker_api = start_docker_api(
+        &args.docker_api_socket,
+        docker_api_tcp,
+        &cfg.socket(),
+        engine_addr,
+    )
+    .await?;
     tracing::info!(?cfg, "meshd starting");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop = async move {
@@ -111,5 +120,47 @@ async fn run(args: Args, advertise_addr: Option<Ipv4Addr>, engine: EngineHandle)
     if let Some(m) = metrics {
         m.abort();
     }
+    for d in docker_api {
+        d.abort();
+    }
     result
+}
+
+/// Docker's Engine API, through this node's own local socket (as meshctl) and engine: on the
+/// unix socket unless `none`, and on TCP with mutual TLS when asked.
+async fn start_docker_api(
+    socket_flag: &str,
+    tcp: Option<flags::DockerApiTcp>,
+    meshd_socket: &Path,
+    engine_addr: &str,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let front = mesh_dockerapi::front(meshd_socket, flags::engine_socket_path(engine_addr));
+    let mut tasks = Vec::new();
+    if let Some(path) = flags::docker_api_socket(socket_flag) {
+        let listener = mesh_dockerapi::bind(&path)
+            .with_context(|| format!("serving the Engine API on {}", path.display()))?;
+        tracing::info!("serving Docker's Engine API on {}", path.display());
+        tasks.push(tokio::spawn(mesh_dockerapi::serve(listener, front.clone())));
+    }
+    if let Some(flags::DockerApiTcp {
+        addr,
+        ca,
+        cert,
+        key,
+    }) = tcp
+    {
+        let read = |p: &PathBuf| {
+            std::fs::read(p).with_context(|| format!("reading {} (--docker-api-tls*)", p.display()))
+        };
+        let tls = mesh_dockerapi::tls::server_config(&read(&ca)?, &read(&cert)?, &read(&key)?)
+            .context("the Engine API's TLS files (--docker-api-tlscacert, --docker-api-tlscert, --docker-api-tlskey)")?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("serving the Engine API on {addr} (--docker-api-tcp)"))?;
+        tracing::info!("serving Docker's Engine API on tcp://{addr} with mutual TLS");
+        tasks.push(tokio::spawn(mesh_dockerapi::serve_tls(
+            listener, tls, front,
+        )));
+    }
+    Ok(tasks)
 }

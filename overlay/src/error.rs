@@ -51,4 +51,11 @@ impl OverlayError {
         let what = what.into();
         move |source| Self::Netlink { what, source }
     }
+
+    /// The kernel said the interface does not exist (ENODEV): a link that went away by itself,
+    /// as a stopped container's veth does when the kernel tears its namespace down.
+    pub(crate) fn is_no_such_device(&self) -> bool {
+        matches!(self, Self::Netlink { source: rtnetlink::Error::NetlinkError(m), .. }
+            if m.raw_code() == -libc::ENODEV)
+    }
 }

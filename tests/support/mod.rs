@@ -4,6 +4,8 @@
 //! not collide) and its own underlay /24; the guard removes the lab when dropped, also when the
 //! test panics.
 
+pub mod history;
+
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -123,10 +125,14 @@ impl Lab {
     /// `meshctl lab <args> --prefix P --subnet S` (the subnet only where `up` takes it).
     pub fn meshctl_lab(&self, args: &[&str]) -> Output {
         let mut c = Command::new(MESHCTL);
-        c.arg("lab").args(args).args(["--prefix", &self.prefix]);
-        if args.first() == Some(&"up") {
+        // The lab's own options right after the verb: whatever follows a `--` in `args` is
+        // meshd's.
+        let (verb, rest) = args.split_first().expect("a lab verb");
+        c.args(["lab", verb, "--prefix", &self.prefix]);
+        if *verb == "up" {
             c.args(["--subnet", &self.subnet()]);
         }
+        c.args(rest);
         c.output().expect("run meshctl")
     }
 

@@ -120,3 +120,37 @@ async fn anonymous_peers_get_small_frames_and_few_connections() {
     let _ = stop_tx.send(());
     server.abort();
 }
+
+/// A connection that cannot be made says the request was not delivered (safe to send again);
+/// an answer that never comes does not.
+#[tokio::test]
+async fn undelivered_requests_are_told_apart() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let tls = anonymous_client_config(&manager_credentials().ca_pem).unwrap();
+    let e = Client::tls(&addr, tls)
+        .call(&Request::Info)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, Code::Unreachable, "{e}");
+    assert!(e.not_delivered() && e.is_retryable());
+
+    let dir = tempfile::tempdir().unwrap();
+    let e = Client::local(&dir.path().join("none.sock"))
+        .call(&Request::Info)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, Code::Unreachable, "{e}");
+
+    // A listener that takes the connection and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let tls = anonymous_client_config(&manager_credentials().ca_pem).unwrap();
+    let e = Client::tls(&addr, tls)
+        .call_with_timeout(&Request::Info, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, Code::Unavailable, "{e}");
+    assert!(!e.not_delivered());
+}

@@ -12,8 +12,9 @@ use mesh_api::{BlobCreate, BlobData, BlobInfo, BlobKind, Reply, Request, now_mil
 use mesh_cluster::naming::human_duration;
 use serde_json::{Value, json};
 
-use super::service::inspect::{render, rfc3339};
+use super::service::inspect::rfc3339;
 use super::{Reported, Target, call, unexpected};
+use crate::format::{FilterArg, Filters, ListFormat, parse_filter_arg, write_inspect, write_list};
 
 #[derive(Subcommand, Debug)]
 pub enum BlobCommand {
@@ -32,8 +33,11 @@ pub enum BlobCommand {
         /// Only IDs.
         #[arg(long, short)]
         quiet: bool,
-        /// A Go-template-like format such as '{{.Name}}' (`{{.ID}}`, `{{.Name}}`, `{{.CreatedAt}}`,
-        /// `{{.UpdatedAt}}`, `{{.Labels}}`).
+        /// `id=`, `label=KEY[=VALUE]`, `name=` (repeatable).
+        #[arg(long, short, value_parser = parse_filter_arg)]
+        filter: Vec<FilterArg>,
+        /// A Go template such as '{{.Name}}' (`{{.ID}}`, `{{.Name}}`, `{{.CreatedAt}}`,
+        /// `{{.UpdatedAt}}`, `{{.Labels}}`), 'table {{.ID}}\t{{.Name}}', or `json`.
         #[arg(long)]
         format: Option<String>,
     },
@@ -120,27 +124,27 @@ fn ago(now: u64, at: u64) -> String {
     format!("{} ago", human_duration(now.saturating_sub(at)))
 }
 
-/// `ls` as Docker prints it (full ids, by name).
-fn ls_rows(list: &[BlobInfo], now: u64) -> Vec<Vec<String>> {
-    let mut rows = vec![
-        ["ID", "NAME", "DRIVER", "CREATED", "UPDATED"]
-            .map(str::to_owned)
-            .to_vec(),
-    ];
-    for b in list {
-        rows.push(vec![
-            b.id.to_string(),
-            b.name.clone(),
-            String::new(),
-            ago(now, b.meta.created_at),
-            ago(now, b.meta.updated_at),
-        ]);
-    }
-    rows
-}
+/// Docker's `secret ls` table.
+const SECRET_LIST: ListFormat = ListFormat {
+    table: "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.CreatedAt}}\t{{.UpdatedAt}}",
+    headers: &[
+        ("ID", "ID"),
+        ("Name", "NAME"),
+        ("Driver", "DRIVER"),
+        ("CreatedAt", "CREATED"),
+        ("UpdatedAt", "UPDATED"),
+        ("Labels", "LABELS"),
+    ],
+};
 
-/// The fields `ls --format` knows.
-fn ls_json(b: &BlobInfo, now: u64) -> Value {
+/// Docker's `config ls` table (configs have no driver column).
+const CONFIG_LIST: ListFormat = ListFormat {
+    table: "table {{.ID}}\t{{.Name}}\t{{.CreatedAt}}\t{{.UpdatedAt}}",
+    headers: SECRET_LIST.headers,
+};
+
+/// One row of `ls`, docker's fields.
+fn ls_row(b: &BlobInfo, now: u64) -> Value {
     let labels: Vec<String> = b.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     json!({
         "ID": b.id.as_str(),
@@ -150,6 +154,18 @@ fn ls_json(b: &BlobInfo, now: u64) -> Value {
         "UpdatedAt": ago(now, b.meta.updated_at),
         "Labels": labels.join(","),
     })
+}
+
+/// `ls`'s filters: `id` and `name` by prefix, `names` exactly, `label`.
+fn blob_filters(args: &[FilterArg]) -> Result<Filters> {
+    Filters::new(args, &["id", "label", "name", "names"])
+}
+
+fn blob_matches(f: &Filters, b: &BlobInfo) -> bool {
+    f.any("id", |v| b.id.as_str().starts_with(v))
+        && f.any("name", |v| b.name.starts_with(v))
+        && f.any("names", |v| b.name == v)
+        && f.labels_match(&b.labels)
 }
 
 pub fn run(target: &Target, kind: BlobKind, cmd: BlobCommand, out: &mut impl Write) -> Result<i32> {
@@ -168,25 +184,27 @@ pub fn run(target: &Target, kind: BlobKind, cmd: BlobCommand, out: &mut impl Wri
                 other => return Err(unexpected(&other)),
             }
         }
-        BlobCommand::Ls { quiet, format } => {
+        BlobCommand::Ls {
+            quiet,
+            filter,
+            format,
+        } => {
+            let f = blob_filters(&filter)?;
             let reply = call(target, &Request::BlobList { kind })?;
             let Reply::Blobs(list) = reply else {
                 return Err(unexpected(&reply));
             };
             let now = now_millis();
-            match (quiet, format.as_deref()) {
-                (true, _) => {
-                    for b in &list {
-                        writeln!(out, "{}", b.id)?;
-                    }
-                }
-                (false, Some(t)) => {
-                    for b in &list {
-                        writeln!(out, "{}", render(t, &ls_json(b, now))?)?;
-                    }
-                }
-                (false, None) => crate::table::write(out, &ls_rows(&list, now))?,
-            }
+            let rows: Vec<Value> = list
+                .iter()
+                .filter(|b| blob_matches(&f, b))
+                .map(|b| ls_row(b, now))
+                .collect();
+            let table = match kind {
+                BlobKind::Secret => &SECRET_LIST,
+                BlobKind::Config => &CONFIG_LIST,
+            };
+            write_list(out, table, format.as_deref(), quiet, &rows)?;
         }
         BlobCommand::Inspect {
             pretty: as_text,
@@ -241,18 +259,9 @@ fn inspect(
     if as_text {
         let text: Vec<String> = found.iter().map(pretty).collect();
         write!(out, "{}", text.join("\n\n"))?;
-    } else if let Some(t) = format {
-        for b in &found {
-            writeln!(out, "{}", render(t, &blob_json(b))?)?;
-        }
     } else {
         let values: Vec<Value> = found.iter().map(blob_json).collect();
-        let mut buf = Vec::new();
-        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-        let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-        serde::Serialize::serialize(&values, &mut ser)?;
-        out.write_all(&buf)?;
-        writeln!(out)?;
+        write_inspect(out, format, &values)?;
     }
     match first_error {
         Some(e) => Err(e),
@@ -266,6 +275,11 @@ mod tests {
     use mesh_cluster::state::Meta;
 
     use super::*;
+
+    fn render(t: &str, v: &Value) -> Result<String> {
+        crate::format::render_inspect(Some(t), std::slice::from_ref(v))
+            .map(|s| s.trim_end_matches('\n').to_owned())
+    }
 
     fn blob(data: Option<&[u8]>) -> BlobInfo {
         BlobInfo {
@@ -308,11 +322,15 @@ mod tests {
     #[test]
     fn ls_prints_full_ids_and_ages_and_create_reads_stdin() {
         let now = 1_519_799_123_718 + 90_000;
-        let mut out = Vec::new();
-        crate::table::write(&mut out, &ls_rows(&[blob(None)], now)).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let rows = [ls_row(&blob(None), now)];
+        let text = crate::format::render_list(&SECRET_LIST, None, false, &rows).unwrap();
         assert!(
-            text.starts_with("ID                          NAME          DRIVER   CREATED"),
+            text.starts_with("ID                          NAME          DRIVER    CREATED"),
+            "{text}"
+        );
+        let text = crate::format::render_list(&CONFIG_LIST, None, false, &rows).unwrap();
+        assert!(
+            text.starts_with("ID                          NAME          CREATED"),
             "{text}"
         );
         assert!(
@@ -321,9 +339,20 @@ mod tests {
         );
         assert!(text.contains(" ago"), "{text}");
         assert_eq!(
-            render("{{.Name}} {{.Labels}}", &ls_json(&blob(None), now)).unwrap(),
-            "db_password env=dev"
+            crate::format::render_list(&SECRET_LIST, Some("{{.Name}} {{.Labels}}"), false, &rows)
+                .unwrap(),
+            "db_password env=dev\n"
         );
+        let args = |l: &[&str]| {
+            l.iter()
+                .map(|s| parse_filter_arg(s).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let f = blob_filters(&args(&["name=db", "label=env=dev", "id=ktnb"])).unwrap();
+        assert!(blob_matches(&f, &blob(None)));
+        let f = blob_filters(&args(&["names=db"])).unwrap();
+        assert!(!blob_matches(&f, &blob(None)));
+        assert!(blob_filters(&args(&["driver=x"])).is_err());
         assert_eq!(read_data("-", &mut &b"pw\n"[..]).unwrap(), b"pw\n");
         assert!(read_data("/nonexistent/file", &mut &b""[..]).is_err());
         assert!(labels(&["=x".into()]).is_err());

@@ -150,7 +150,7 @@ fn list(prefix: &str, out: &mut impl Write) -> Result<()> {
         writeln!(out, "no lab {prefix:?} (start one with `meshctl lab up`)")?;
         return Ok(());
     };
-    crate::table::write(out, &listing.rows)?;
+    crate::format::tabwriter::write_rows(out, &listing.rows)?;
     writeln!(out, "images: {}", listing.images.join(" "))?;
     writeln!(out, "lab CA: {}", listing.ca_cert.display())?;
     if !listing.complete {

@@ -5,19 +5,20 @@
 
 use std::io::Write;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Subcommand;
 use mesh_api::{MeshStatsRow, Reply, Request};
 use serde_json::json;
 
 use super::{Target, call, unexpected};
+use crate::format::{ListFormat, write_list};
 
 #[derive(Subcommand, Debug)]
 pub enum MeshCommand {
     /// The routing mesh's counters per service and node: packets and bytes translated (both
     /// directions), connections (flows) created.
     Stats {
-        /// `json`: one JSON object per row.
+        /// A Go template ('{{.Service}} {{.Packets}}'), or `json`: one JSON object per row.
         #[arg(long)]
         format: Option<String>,
         /// Only these services (names, ids or id prefixes); all by default.
@@ -25,34 +26,23 @@ pub enum MeshCommand {
     },
 }
 
-/// The `mesh stats` table (pure).
-pub fn stats_table(rows: &[MeshStatsRow]) -> Vec<Vec<String>> {
-    let mut out = vec![
-        [
-            "SERVICE",
-            "PORTS",
-            "NODE",
-            "PACKETS",
-            "BYTES",
-            "CONNECTIONS",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    ];
-    for r in rows {
-        out.push(vec![
-            r.service_name.clone(),
-            r.ports.clone(),
-            r.hostname.clone(),
-            r.packets.to_string(),
-            r.bytes.to_string(),
-            r.connections.to_string(),
-        ]);
-    }
-    out
-}
+/// The `mesh stats` table.
+pub const STATS_LIST: ListFormat = ListFormat {
+    table: "table {{.Service}}\t{{.Ports}}\t{{.Node}}\t{{.Packets}}\t{{.Bytes}}\t{{.Connections}}",
+    headers: &[
+        ("Service", "SERVICE"),
+        ("ServiceID", "SERVICE ID"),
+        ("Ports", "PORTS"),
+        ("Node", "NODE"),
+        ("NodeID", "NODE ID"),
+        ("Packets", "PACKETS"),
+        ("Bytes", "BYTES"),
+        ("Connections", "CONNECTIONS"),
+        ("ReportedMsAgo", "REPORTED MS AGO"),
+    ],
+};
 
-/// One row as `--format json` prints it.
+/// One row: the fields `--format` knows.
 pub fn row_json(r: &MeshStatsRow) -> serde_json::Value {
     json!({
         "Service": r.service_name,
@@ -78,19 +68,9 @@ pub fn fetch(target: &Target, services: Vec<String>) -> Result<Vec<MeshStatsRow>
 pub fn run(target: &Target, cmd: MeshCommand, out: &mut impl Write) -> Result<i32> {
     match cmd {
         MeshCommand::Stats { format, services } => {
-            let json = match format.as_deref() {
-                None => false,
-                Some("json") => true,
-                Some(other) => bail!("unsupported --format {other:?}: only json is supported"),
-            };
-            let rows = fetch(target, services)?;
-            if json {
-                for r in &rows {
-                    writeln!(out, "{}", row_json(r))?;
-                }
-            } else {
-                crate::table::write(out, &stats_table(&rows))?;
-            }
+            let rows: Vec<serde_json::Value> =
+                fetch(target, services)?.iter().map(row_json).collect();
+            write_list(out, &STATS_LIST, format.as_deref(), false, &rows)?;
         }
     }
     Ok(0)
@@ -119,20 +99,13 @@ mod tests {
     #[test]
     fn rows_print_per_service_and_node() {
         let rows = [row("web", "n1", 40), row("web", "n2", 0)];
-        let t = stats_table(&rows);
+        let json: Vec<serde_json::Value> = rows.iter().map(row_json).collect();
         assert_eq!(
-            t[0],
-            [
-                "SERVICE",
-                "PORTS",
-                "NODE",
-                "PACKETS",
-                "BYTES",
-                "CONNECTIONS"
-            ]
+            crate::format::render_list(&STATS_LIST, None, false, &json).unwrap(),
+            "SERVICE   PORTS            NODE      PACKETS   BYTES     CONNECTIONS\n\
+             web       *:8080->80/tcp   n1        40        4000      4\n\
+             web       *:8080->80/tcp   n2        0         0         0\n"
         );
-        assert_eq!(t[1], ["web", "*:8080->80/tcp", "n1", "40", "4000", "4"]);
-        assert_eq!(t.len(), 3);
         let j = row_json(&rows[0]).to_string();
         assert!(
             j.starts_with(

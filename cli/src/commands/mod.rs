@@ -16,6 +16,7 @@ pub mod service;
 pub mod stack;
 pub mod status;
 pub mod swarm;
+pub mod system;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -125,7 +126,7 @@ pub fn call(target: &Target, req: &Request) -> Result<Reply> {
 
 pub(crate) fn reported(client: &Client, e: &ApiError) -> anyhow::Error {
     let text = match e.code {
-        Code::Unavailable if e.message.starts_with("cannot reach") => format!(
+        Code::Unavailable | Code::Unreachable if e.message.starts_with("cannot reach") => format!(
             "Cannot connect to the meshd daemon at {}. Is meshd running? ({})",
             client.target(),
             e.message

@@ -10,8 +10,9 @@ use mesh_api::{NetworkReply, Reply, Request};
 use mesh_cluster::state::{Ipv4Cidr, Network, NetworkSpec};
 use serde_json::{Value, json};
 
-use super::service::inspect::{render, rfc3339};
+use super::service::inspect::rfc3339;
 use super::{Reported, Target, call, unexpected};
+use crate::format::{FilterArg, Filters, ListFormat, parse_filter_arg, write_inspect, write_list};
 
 #[derive(Subcommand, Debug)]
 pub enum NetworkCommand {
@@ -43,6 +44,12 @@ pub enum NetworkCommand {
         /// Full IDs.
         #[arg(long)]
         no_trunc: bool,
+        /// `driver=`, `id=`, `label=KEY[=VALUE]`, `name=`, `scope=`, `type=custom|builtin`.
+        #[arg(long, short, value_parser = parse_filter_arg)]
+        filter: Vec<FilterArg>,
+        /// A Go template ('{{.Name}} {{.Driver}}', 'table {{.ID}}\t{{.Name}}'), or `json`.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Show networks in detail: JSON, or `--format '{{json .IPAM.Config}}'`.
     Inspect {
@@ -150,26 +157,59 @@ pub fn network_json(n: &Network, gateway: Option<std::net::Ipv4Addr>) -> Value {
     })
 }
 
-/// `network ls` as Docker prints it, by name.
-fn ls_rows(list: &[Network], no_trunc: bool) -> Vec<Vec<String>> {
-    let mut rows = vec![
-        ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
-            .map(str::to_owned)
-            .to_vec(),
-    ];
-    for n in list {
-        rows.push(vec![
-            if no_trunc {
-                n.id.to_string()
-            } else {
-                n.id.short().to_owned()
-            },
-            n.spec.name.clone(),
-            n.spec.driver.clone(),
-            "swarm".to_owned(),
-        ]);
-    }
-    rows
+/// Docker's `network ls` table.
+const NETWORK_LIST: ListFormat = ListFormat {
+    table: "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
+    headers: &[
+        ("ID", "NETWORK ID"),
+        ("Name", "NAME"),
+        ("Driver", "DRIVER"),
+        ("Scope", "SCOPE"),
+        ("IPv6", "IPV6"),
+        ("Internal", "INTERNAL"),
+        ("Labels", "LABELS"),
+        ("CreatedAt", "CREATED AT"),
+    ],
+};
+
+/// The filters of `network ls`, checked before anything is asked.
+fn network_filters(args: &[FilterArg]) -> Result<Filters> {
+    let f = Filters::new(args, &["driver", "id", "label", "name", "scope", "type"])?;
+    f.check_values("type", &["custom", "builtin"], |v| {
+        format!("Invalid filter: 'type'='{v}'")
+    })?;
+    Ok(f)
+}
+
+/// Docker's network filters: `name` and `id` match anywhere in the name or id, `driver` and
+/// `scope` exactly. Every network here is a user-made (`custom`) swarm overlay.
+fn network_matches(f: &Filters, n: &Network) -> bool {
+    f.any("driver", |v| v == n.spec.driver)
+        && f.any("id", |v| n.id.as_str().contains(v))
+        && f.any("name", |v| n.spec.name.contains(v))
+        && f.any("scope", |v| v == "swarm")
+        && f.any("type", |v| v == "custom")
+        && f.labels_match(&n.spec.labels)
+}
+
+/// One row of `network ls`, docker's fields.
+fn network_row(n: &Network, no_trunc: bool) -> Value {
+    let labels: Vec<String> = n
+        .spec
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    json!({
+        "ID": if no_trunc { n.id.as_str() } else { n.id.short() },
+        "Name": n.spec.name,
+        "Driver": n.spec.driver,
+        "Scope": "swarm",
+        "IPv6": "false",
+        "Internal": "false",
+        "Labels": labels.join(","),
+        "CreatedAt": super::node::go_time(n.meta.created_at),
+    })
 }
 
 pub fn run(target: &Target, cmd: NetworkCommand, out: &mut impl Write) -> Result<i32> {
@@ -188,23 +228,23 @@ pub fn run(target: &Target, cmd: NetworkCommand, out: &mut impl Write) -> Result
                 other => return Err(unexpected(&other)),
             }
         }
-        NetworkCommand::Ls { quiet, no_trunc } => {
+        NetworkCommand::Ls {
+            quiet,
+            no_trunc,
+            filter,
+            format,
+        } => {
+            let f = network_filters(&filter)?;
             let reply = call(target, &Request::NetworkList)?;
             let Reply::Networks(list) = reply else {
                 return Err(unexpected(&reply));
             };
-            if quiet {
-                for n in &list {
-                    let id = if no_trunc {
-                        n.id.as_str()
-                    } else {
-                        n.id.short()
-                    };
-                    writeln!(out, "{id}")?;
-                }
-            } else {
-                crate::table::write(out, &ls_rows(&list, no_trunc))?;
-            }
+            let rows: Vec<Value> = list
+                .iter()
+                .filter(|n| network_matches(&f, n))
+                .map(|n| network_row(n, no_trunc))
+                .collect();
+            write_list(out, &NETWORK_LIST, format.as_deref(), quiet, &rows)?;
         }
         NetworkCommand::Inspect { format, networks } => {
             let mut found: Vec<Value> = Vec::new();
@@ -221,26 +261,7 @@ pub fn run(target: &Target, cmd: NetworkCommand, out: &mut impl Write) -> Result
                     }
                 }
             }
-            match format.as_deref() {
-                None => {
-                    let mut buf = Vec::new();
-                    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-                    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-                    serde::Serialize::serialize(&found, &mut ser)?;
-                    out.write_all(&buf)?;
-                    writeln!(out)?;
-                }
-                Some("json") => {
-                    for v in &found {
-                        writeln!(out, "{v}")?;
-                    }
-                }
-                Some(t) => {
-                    for v in &found {
-                        writeln!(out, "{}", render(t, v)?)?;
-                    }
-                }
-            }
+            write_inspect(out, format.as_deref(), &found)?;
             if let Some(e) = first_error {
                 return Err(e);
             }
@@ -267,6 +288,11 @@ mod tests {
     use mesh_cluster::state::Meta;
 
     use super::*;
+
+    fn render(t: &str, v: &Value) -> Result<String> {
+        crate::format::render_inspect(Some(t), std::slice::from_ref(v))
+            .map(|s| s.trim_end_matches('\n').to_owned())
+    }
 
     #[test]
     fn create_flags_make_the_spec_and_bad_ones_are_refused() {
@@ -345,11 +371,27 @@ mod tests {
         let gw = network_json(&n, None);
         assert_eq!(gw["IPAM"]["Config"][0]["Gateway"], json!("10.0.1.1"));
 
-        let mut out = Vec::new();
-        crate::table::write(&mut out, &ls_rows(&[n], false)).unwrap();
+        let rows = [network_row(&n, false)];
         assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "NETWORK ID     NAME    DRIVER    SCOPE\nngbknb89dzyx   front   overlay   swarm\n"
+            crate::format::render_list(&NETWORK_LIST, None, false, &rows).unwrap(),
+            "NETWORK ID     NAME      DRIVER    SCOPE\nngbknb89dzyx   front     overlay   swarm\n"
+        );
+
+        let filter = |list: &[&str]| {
+            let args: Vec<FilterArg> = list.iter().map(|s| parse_filter_arg(s).unwrap()).collect();
+            network_filters(&args).map(|f| network_matches(&f, &n))
+        };
+        assert!(filter(&["name=ron", "driver=overlay", "scope=swarm", "type=custom"]).unwrap());
+        assert!(!filter(&["name=back"]).unwrap());
+        assert!(!filter(&["type=builtin"]).unwrap());
+        assert!(!filter(&["label=team"]).unwrap());
+        assert_eq!(
+            filter(&["type=odd"]).unwrap_err().to_string(),
+            "Error response from daemon: Invalid filter: 'type'='odd'"
+        );
+        assert_eq!(
+            filter(&["colour=red"]).unwrap_err().to_string(),
+            "Error response from daemon: Invalid filter 'colour'"
         );
     }
 }

@@ -14,13 +14,14 @@ use clap::{Args, Subcommand};
 use mesh_api::transport::Client;
 use mesh_api::{BlobCreate, BlobData, BlobKind, Reply, Request};
 use mesh_cluster::Id;
-use mesh_cluster::spec::format_mode;
 use mesh_cluster::state::{NetworkSpec, ServiceSpec};
 use mesh_compose::{Environment, STACK_LABEL, Sources, StackPlan, parse_env_file};
 
 use super::service::ServiceCommand;
+use super::service::ls::{SERVICE_LIST, service_filters, service_matches, service_row};
 use super::service::registry::{RegistryArgs, print_warnings};
 use super::{Reported, Target, connect, reported, runtime, unexpected};
+use crate::format::{FilterArg, ListFormat, parse_filter_arg, write_list};
 
 #[derive(Args, Debug, Clone)]
 pub struct DeployArgs {
@@ -43,19 +44,35 @@ pub enum StackCommand {
     Deploy(DeployArgs),
     /// List the stacks.
     #[command(alias = "list")]
-    Ls,
+    Ls {
+        /// A Go template ('{{.Name}} {{.Services}}'), or `json`.
+        #[arg(long)]
+        format: Option<String>,
+    },
     /// List the tasks of a stack.
     Ps {
         #[arg(long)]
         no_trunc: bool,
         #[arg(long, short)]
         quiet: bool,
+        /// `desired-state=`, `id=`, `label=`, `name=`, `node=` (repeatable).
+        #[arg(long, short, value_parser = parse_filter_arg)]
+        filter: Vec<FilterArg>,
+        /// A Go template (`{{.Name}} {{.CurrentState}}`), or `json`.
+        #[arg(long)]
+        format: Option<String>,
         stack: String,
     },
     /// List the services of a stack.
     Services {
         #[arg(long, short)]
         quiet: bool,
+        /// `id=`, `label=`, `mode=`, `name=` (repeatable).
+        #[arg(long, short, value_parser = parse_filter_arg)]
+        filter: Vec<FilterArg>,
+        /// A Go template ('{{.Name}} {{.Replicas}}'), or `json`.
+        #[arg(long)]
+        format: Option<String>,
         stack: String,
     },
     /// Remove one or more stacks.
@@ -69,12 +86,16 @@ pub enum StackCommand {
 pub fn run(target: &Target, cmd: StackCommand, out: &mut impl Write) -> Result<i32> {
     match cmd {
         StackCommand::Deploy(a) => deploy(target, &a, out)?,
-        StackCommand::Ls => ls(target, out)?,
+        StackCommand::Ls { format } => ls(target, format.as_deref(), out)?,
         StackCommand::Ps {
             no_trunc,
             quiet,
+            filter,
+            format,
             stack,
         } => {
+            // Checked before anything is asked, as every filter.
+            super::service::ps::task_filters(&filter)?;
             let names = Conn::new(target)?.stack_services(&stack)?;
             if names.is_empty() {
                 bail!(Reported(format!("nothing found in stack: {stack}")));
@@ -83,12 +104,18 @@ pub fn run(target: &Target, cmd: StackCommand, out: &mut impl Write) -> Result<i
             let ps = ServiceCommand::Ps {
                 no_trunc,
                 quiet,
-                filter: Vec::new(),
+                filter,
+                format,
                 services,
             };
             super::service::run(target, ps, out)?;
         }
-        StackCommand::Services { quiet, stack } => services(target, &stack, quiet, out)?,
+        StackCommand::Services {
+            quiet,
+            filter,
+            format,
+            stack,
+        } => services(target, &stack, quiet, &filter, format.as_deref(), out)?,
         StackCommand::Rm { stacks } => {
             for stack in stacks {
                 rm(target, &stack, out)?;
@@ -441,8 +468,18 @@ fn retry(mut f: impl FnMut() -> Result<()>) -> Result<()> {
     }
 }
 
+/// Docker's `stack ls` table.
+const STACK_LIST: ListFormat = ListFormat {
+    table: "table {{.Name}}\t{{.Services}}",
+    headers: &[
+        ("Name", "NAME"),
+        ("Services", "SERVICES"),
+        ("Orchestrator", "ORCHESTRATOR"),
+    ],
+};
+
 /// `stack ls`: NAME SERVICES.
-fn ls(target: &Target, out: &mut impl Write) -> Result<()> {
+fn ls(target: &Target, format: Option<&str>, out: &mut impl Write) -> Result<()> {
     let conn = Conn::new(target)?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for s in conn.services()? {
@@ -450,14 +487,23 @@ fn ls(target: &Target, out: &mut impl Write) -> Result<()> {
             *counts.entry(stack.to_owned()).or_default() += 1;
         }
     }
-    let mut rows = vec![vec!["NAME".to_owned(), "SERVICES".to_owned()]];
-    rows.extend(counts.into_iter().map(|(n, c)| vec![n, c.to_string()]));
-    crate::table::write(out, &rows)?;
-    Ok(())
+    let rows: Vec<serde_json::Value> = counts
+        .into_iter()
+        .map(|(n, c)| serde_json::json!({"Name": n, "Services": c.to_string(), "Orchestrator": "Swarm"}))
+        .collect();
+    write_list(out, &STACK_LIST, format, false, &rows)
 }
 
 /// `stack services`: `service ls` of the stack's services.
-fn services(target: &Target, stack: &str, quiet: bool, out: &mut impl Write) -> Result<()> {
+fn services(
+    target: &Target,
+    stack: &str,
+    quiet: bool,
+    filter: &[FilterArg],
+    format: Option<&str>,
+    out: &mut impl Write,
+) -> Result<()> {
+    let f = service_filters(filter)?;
     let conn = Conn::new(target)?;
     let list: Vec<_> = conn
         .services()?
@@ -467,33 +513,12 @@ fn services(target: &Target, stack: &str, quiet: bool, out: &mut impl Write) -> 
     if list.is_empty() {
         bail!(Reported(format!("Nothing found in stack: {stack}")));
     }
-    if quiet {
-        for s in &list {
-            writeln!(out, "{}", s.service.id.short())?;
-        }
-        return Ok(());
-    }
-    let mut rows = vec![
-        ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"]
-            .map(str::to_owned)
-            .to_vec(),
-    ];
-    for s in list {
-        let image = &s.service.spec.task.container.image;
-        rows.push(vec![
-            s.service.id.short().to_owned(),
-            s.service.spec.name.clone(),
-            format_mode(s.service.spec.mode).to_owned(),
-            s.replicas,
-            image
-                .split_once('@')
-                .map_or(image.as_str(), |(i, _)| i)
-                .to_owned(),
-            s.ports,
-        ]);
-    }
-    crate::table::write(out, &rows)?;
-    Ok(())
+    let rows: Vec<serde_json::Value> = list
+        .iter()
+        .filter(|s| service_matches(&f, s))
+        .map(service_row)
+        .collect();
+    write_list(out, &SERVICE_LIST, format, quiet, &rows)
 }
 
 /// `stack rm`: the services, then the networks, secrets and configs of the stack.

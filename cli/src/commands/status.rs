@@ -5,11 +5,12 @@
 
 use std::io::Write;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use mesh_api::status::{Check, NodeStatus};
 use mesh_api::{Reply, Request};
 
 use super::{Target, call, unexpected};
+use crate::format::template::{Missing, Template};
 
 /// The exit code when something is degraded.
 pub const DEGRADED: i32 = 1;
@@ -46,16 +47,19 @@ pub fn lines(s: &NodeStatus) -> Vec<String> {
 }
 
 pub fn run(target: &Target, format: Option<&str>, out: &mut impl Write) -> Result<i32> {
-    let json = match format {
-        None => false,
-        Some("json") => true,
-        Some(other) => bail!("unsupported --format {other:?}: only json is supported"),
+    // A bad template is refused before the node is asked.
+    let template = match format {
+        None | Some("json") => None,
+        Some(t) => Some(Template::parse(t)?),
     };
     let status = match call(target, &Request::Status)? {
         Reply::Status(s) => *s,
         other => return Err(unexpected(&other)),
     };
-    if json {
+    if let Some(t) = template {
+        let doc = serde_json::to_value(&status)?;
+        writeln!(out, "{}", t.render(&doc, Missing::NoValue)?)?;
+    } else if format == Some("json") {
         writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
     } else {
         for l in lines(&status) {

@@ -318,7 +318,7 @@ mod tests {
             let c: Constraint = format!("{key}{op}{value}").parse().unwrap();
             assert_eq!(c.to_string().parse::<Constraint>(), Ok(c.clone()));
         }
-        for _ in 0..5_000 {
+        for _ in 0..crate::spec::fuzz_cases(5_000) {
             let s = rng.noise(b"node.labelsidhostrole=!= abc", 24);
             if let Ok(c) = s.parse::<Constraint>() {
                 assert_eq!(c.to_string().parse::<Constraint>(), Ok(c), "{s:?}");

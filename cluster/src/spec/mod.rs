@@ -43,14 +43,30 @@ impl SpecError {
     }
 }
 
+/// How many noise cases a fuzz loop runs: `default` in the test suite, `MESH_FUZZ_CASES` in the
+/// long runs of `scripts/fuzz.sh`.
+#[cfg(test)]
+pub(crate) fn fuzz_cases(default: u64) -> u64 {
+    fuzz_env("MESH_FUZZ_CASES", default)
+}
+
+#[cfg(test)]
+fn fuzz_env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A small deterministic generator for the parse → display → parse tests.
 #[cfg(test)]
 pub(crate) struct TestRng(u64);
 
 #[cfg(test)]
 impl TestRng {
+    /// `seed`, mixed with `MESH_FUZZ_SEED` when `scripts/fuzz.sh` sets it.
     pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(seed ^ fuzz_env("MESH_FUZZ_SEED", 0))
     }
     /// splitmix64.
     pub(crate) fn next(&mut self) -> u64 {

@@ -621,7 +621,7 @@ mod tests {
                 format_mount(&m)
             );
         }
-        for _ in 0..5_000 {
+        for _ in 0..crate::spec::fuzz_cases(5_000) {
             let s = rng.noise(b"typevolumbindtmpfs=,/srcdtargeo\"rly-17m ", 40);
             if let Ok(m) = parse_mount(&s) {
                 assert_eq!(parse_mount(&format_mount(&m)), Ok(m), "{s:?}");

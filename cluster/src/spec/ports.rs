@@ -216,7 +216,7 @@ mod tests {
             );
             assert_eq!(parse_port(&format_port(&p)), Ok(p.clone()));
         }
-        for _ in 0..5_000 {
+        for _ in 0..crate::spec::fuzz_cases(5_000) {
             let s = rng.noise(b"0123456789:/=,tcpudpublishedtargetmodehostingress ", 24);
             if let Ok(p) = parse_port(&s) {
                 assert_eq!(parse_port(&format_port(&p)), Ok(p), "{s:?}");

@@ -319,7 +319,7 @@ mod tests {
             assert_eq!(parse_memory(&format_memory(bytes)), Ok(bytes), "{bytes}");
         }
         // Noise never panics, and whatever parses displays back to itself.
-        for _ in 0..5_000 {
+        for _ in 0..crate::spec::fuzz_cases(5_000) {
             let s = rng.noise(b"0123456789.hmsunkMGgb-+ ", 8);
             if let Ok(ms) = parse_duration(&s) {
                 assert_eq!(parse_duration(&format_duration(ms)), Ok(ms), "{s:?}");

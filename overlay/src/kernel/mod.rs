@@ -155,13 +155,21 @@ impl Overlay {
 
     /// Deletes the task veths `host_ifnames` (each takes its peer in the task with it). Names
     /// that do not exist are skipped; a name that is not a veth is refused before anything is
-    /// deleted. Returns the names deleted.
+    /// deleted. Returns the names deleted. A veth that vanishes between the listing and its
+    /// deletion counts as deleted: a stopped container's namespace takes it when the kernel
+    /// gets to it, which races with this.
     pub async fn unplumb_task(&self, host_ifnames: &[String]) -> Result<Vec<String>> {
         let links = self.nl.links().await?;
         let names = plan_unplumb(host_ifnames, &links)?;
         for name in &names {
-            let index = self.nl.index_of(name).await?;
-            self.nl.delete(index, name).await?;
+            let deleted = match self.nl.index_of(name).await {
+                Ok(index) => self.nl.delete(index, name).await,
+                Err(e) => Err(e),
+            };
+            match deleted {
+                Err(e) if !e.is_no_such_device() => return Err(e),
+                _ => {}
+            }
         }
         Ok(names)
     }

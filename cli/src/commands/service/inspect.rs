@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use mesh_api::{MeshStatsRow, Reply, Request};
 use mesh_cluster::spec::{format_cpus, format_duration};
 use mesh_cluster::state::{
@@ -330,60 +330,6 @@ fn update_state(s: UpdateState) -> &'static str {
     }
 }
 
-/// Go's template subset: text with `{{json PATH}}` and `{{PATH}}` actions, PATH being `.` or
-/// `.Field.Field...`.
-pub(crate) fn render(template: &str, v: &Value) -> Result<String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            bail!("template {template:?}: an action is not closed with }}}}");
-        };
-        let action = after[..end]
-            .trim()
-            .trim_start_matches('-')
-            .trim_end_matches('-')
-            .trim();
-        let (json, path) = match action.strip_prefix("json") {
-            Some(p) if p.starts_with(char::is_whitespace) => (true, p.trim()),
-            _ => (false, action),
-        };
-        if !path.starts_with('.') {
-            bail!(
-                "template {template:?}: unsupported action {action:?} (supported: {{{{json .Path}}}} and {{{{.Path}}}})"
-            );
-        }
-        let mut cur = v;
-        let mut missing = false;
-        for part in path.split('.').filter(|p| !p.is_empty()) {
-            if let Some(x) = cur.get(part) {
-                cur = x;
-            } else {
-                missing = true;
-                break;
-            }
-        }
-        if json {
-            out.push_str(&if missing {
-                "null".to_owned()
-            } else {
-                cur.to_string()
-            });
-        } else if missing || cur.is_null() {
-            out.push_str("<no value>");
-        } else if let Value::String(s) = cur {
-            out.push_str(s);
-        } else {
-            out.push_str(&cur.to_string());
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 /// `service inspect --pretty`, as Docker's template lays it out.
 pub(crate) fn pretty(s: &Service, now: u64) -> String {
     let mut o = String::new();
@@ -679,28 +625,8 @@ pub(super) fn print(
         }
         return Ok(());
     }
-    match format {
-        None => {
-            let all: Vec<Value> = services.iter().map(|s| inspect_json(s, stats)).collect();
-            let mut buf = Vec::new();
-            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-            serde::Serialize::serialize(&all, &mut ser)?;
-            out.write_all(&buf)?;
-            writeln!(out)?;
-        }
-        Some("json") => {
-            for s in services {
-                writeln!(out, "{}", inspect_json(s, stats))?;
-            }
-        }
-        Some(t) => {
-            for s in services {
-                writeln!(out, "{}", render(t, &inspect_json(s, stats))?)?;
-            }
-        }
-    }
-    Ok(())
+    let docs: Vec<Value> = services.iter().map(|s| inspect_json(s, stats)).collect();
+    crate::format::write_inspect(out, format, &docs)
 }
 
 #[cfg(test)]
@@ -709,6 +635,11 @@ mod tests {
     use mesh_cluster::spec::parse_port;
 
     use super::*;
+
+    fn render(t: &str, v: &Value) -> Result<String> {
+        crate::format::render_inspect(Some(t), std::slice::from_ref(v))
+            .map(|s| s.trim_end_matches('\n').to_owned())
+    }
 
     fn service() -> Service {
         let mut spec = ServiceSpec {
@@ -742,7 +673,7 @@ mod tests {
             "\"ghost:1.21.3\""
         );
         assert_eq!(render("{{.Nope}}", &v).unwrap(), "<no value>");
-        assert!(render("{{index .Spec 1}}", &v).is_err());
+        assert!(render("{{index .Spec 1 2 3}}", &v).is_err());
         assert_eq!(v["Spec"]["UpdateConfig"]["Delay"], json!(10_000_000_000u64));
     }
 

@@ -1,66 +1,84 @@
-//! `service ls`: the services with their mode, replicas, image and ports.
+//! `service ls`: the services with their mode, replicas, image and ports, filtered and
+//! formatted as docker's.
 
 use std::io::Write;
 
-use anyhow::{Result, bail};
-use mesh_api::{Reply, Request};
+use anyhow::Result;
+use mesh_api::{Reply, Request, ServiceSummary};
 use mesh_cluster::spec::format_mode;
+use serde_json::{Value, json};
 
 use super::client::Conn;
 use crate::commands::{Target, unexpected};
+use crate::format::{FilterArg, Filters, ListFormat, write_list};
 
-/// `service ls` (`--quiet`, `--format json`).
+/// Docker's `service ls` table.
+pub const SERVICE_LIST: ListFormat = ListFormat {
+    table: "table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}",
+    headers: &[
+        ("ID", "ID"),
+        ("Name", "NAME"),
+        ("Mode", "MODE"),
+        ("Replicas", "REPLICAS"),
+        ("Image", "IMAGE"),
+        ("Ports", "PORTS"),
+    ],
+};
+
+/// The filters `service ls` (and `stack services`) take, checked before anything is asked.
+pub fn service_filters(args: &[FilterArg]) -> Result<Filters> {
+    let f = Filters::new(args, &["id", "label", "mode", "name"])?;
+    f.check_values(
+        "mode",
+        &["replicated", "global", "replicated-job", "global-job"],
+        |v| format!("Invalid filter: 'mode'='{v}'"),
+    )?;
+    Ok(f)
+}
+
+/// Does the service pass the filters? Name and id by prefix, as swarm's.
+pub fn service_matches(f: &Filters, s: &ServiceSummary) -> bool {
+    let svc = &s.service;
+    f.any("id", |v| svc.id.as_str().starts_with(v))
+        && f.any("name", |v| svc.spec.name.starts_with(v))
+        && f.any("mode", |v| {
+            v.eq_ignore_ascii_case(format_mode(svc.spec.mode))
+        })
+        && f.labels_match(&svc.spec.labels)
+}
+
+/// One row of `service ls`, docker's fields.
+pub fn service_row(s: &ServiceSummary) -> Value {
+    json!({
+        "ID": s.service.id.short(),
+        "Name": s.service.spec.name,
+        "Mode": format_mode(s.service.spec.mode),
+        "Replicas": s.replicas,
+        "Image": short_image(&s.service.spec.task.container.image),
+        "Ports": s.ports,
+    })
+}
+
+/// `service ls` (`--quiet`, `--filter`, `--format`).
 pub(super) fn run(
     target: &Target,
     quiet: bool,
+    filter: &[FilterArg],
     format: Option<&str>,
     out: &mut impl Write,
 ) -> Result<()> {
-    let json = match format {
-        None => false,
-        Some("json") => true,
-        Some(other) => bail!("unsupported --format {other:?}: only json is supported"),
-    };
+    let f = service_filters(filter)?;
     let conn = Conn::new(target)?;
     let reply = conn.call(&Request::ServiceList)?;
     let Reply::Services(list) = reply else {
         return Err(unexpected(&reply));
     };
-    if quiet {
-        for s in &list {
-            writeln!(out, "{}", s.service.id.short())?;
-        }
-    } else if json {
-        for s in &list {
-            let v = serde_json::json!({
-                "ID": s.service.id.short(),
-                "Image": short_image(&s.service.spec.task.container.image),
-                "Mode": format_mode(s.service.spec.mode),
-                "Name": s.service.spec.name,
-                "Ports": s.ports,
-                "Replicas": s.replicas,
-            });
-            writeln!(out, "{v}")?;
-        }
-    } else {
-        let mut rows = vec![
-            ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"]
-                .map(str::to_owned)
-                .to_vec(),
-        ];
-        for s in &list {
-            rows.push(vec![
-                s.service.id.short().to_owned(),
-                s.service.spec.name.clone(),
-                format_mode(s.service.spec.mode).to_owned(),
-                s.replicas.clone(),
-                short_image(&s.service.spec.task.container.image).to_owned(),
-                s.ports.clone(),
-            ]);
-        }
-        crate::table::write(out, &rows)?;
-    }
-    Ok(())
+    let rows: Vec<Value> = list
+        .iter()
+        .filter(|s| service_matches(&f, s))
+        .map(service_row)
+        .collect();
+    write_list(out, &SERVICE_LIST, format, quiet, &rows)
 }
 
 /// The image as `service ls` shows it: without a digest.

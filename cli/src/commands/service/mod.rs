@@ -13,9 +13,9 @@ mod create;
 mod flags;
 pub(crate) mod inspect;
 mod logs;
-mod ls;
+pub(crate) mod ls;
 mod progress;
-mod ps;
+pub(crate) mod ps;
 mod publish;
 pub(crate) mod registry;
 mod rm;
@@ -34,7 +34,10 @@ pub use create::{CreateArgs, create_spec};
 pub use flags::{CommonArgs, parse_network, resolve_networks};
 pub use update::{UpdateArgs, update_spec};
 
+pub use ps::{PsOutput, node_ps};
+
 use super::Target;
+use crate::format::{FilterArg, parse_filter_arg};
 
 #[derive(Subcommand, Debug)]
 pub enum ServiceCommand {
@@ -46,7 +49,10 @@ pub enum ServiceCommand {
         /// Only IDs.
         #[arg(long, short)]
         quiet: bool,
-        /// `json`: one JSON object per service.
+        /// `id=`, `label=KEY[=VALUE]`, `mode=replicated|global`, `name=` (repeatable).
+        #[arg(long, short, value_parser = parse_filter_arg)]
+        filter: Vec<FilterArg>,
+        /// A Go template ('{{.Name}} {{.Replicas}}', 'table {{.ID}}\t{{.Name}}'), or `json`.
         #[arg(long)]
         format: Option<String>,
     },
@@ -58,9 +64,12 @@ pub enum ServiceCommand {
         /// Only task IDs.
         #[arg(long, short)]
         quiet: bool,
-        /// `desired-state=running|shutdown|...`, `node=NODE`, `id=ID`, `name=NAME`.
-        #[arg(long, short)]
-        filter: Vec<String>,
+        /// `desired-state=running|shutdown|...`, `id=`, `label=`, `name=`, `node=NODE|self`.
+        #[arg(long, short, value_parser = parse_filter_arg)]
+        filter: Vec<FilterArg>,
+        /// A Go template ('{{.Name}} {{.Node}}', 'table {{.ID}}\t{{.CurrentState}}'), or `json`.
+        #[arg(long)]
+        format: Option<String>,
         #[arg(required = true)]
         services: Vec<String>,
     },
@@ -134,13 +143,25 @@ pub enum ServiceCommand {
 pub fn run(target: &Target, cmd: ServiceCommand, out: &mut impl Write) -> Result<i32> {
     match cmd {
         ServiceCommand::Create(a) => create::run(target, &a, out)?,
-        ServiceCommand::Ls { quiet, format } => ls::run(target, quiet, format.as_deref(), out)?,
+        ServiceCommand::Ls {
+            quiet,
+            filter,
+            format,
+        } => ls::run(target, quiet, &filter, format.as_deref(), out)?,
         ServiceCommand::Ps {
             no_trunc,
             quiet,
             filter,
+            format,
             services,
-        } => ps::run(target, services, &filter, (no_trunc, quiet), out)?,
+        } => {
+            let how = PsOutput {
+                no_trunc,
+                quiet,
+                format: format.as_deref(),
+            };
+            ps::run(target, services, &filter, how, out)?;
+        }
         ServiceCommand::Inspect {
             pretty,
             format,

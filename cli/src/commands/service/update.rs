@@ -27,7 +27,7 @@ pub struct UpdateArgs {
     /// The image to run.
     #[arg(long)]
     pub image: Option<String>,
-    /// The command's arguments (split on spaces).
+    /// The command's arguments, split as a shell splits words (quotes keep a word whole).
     #[arg(long)]
     pub args: Option<String>,
     /// Replace the image's entrypoint.

@@ -1,4 +1,7 @@
-//! `meshctl node ls | inspect | update | promote | demote | rm`.
+//! `meshctl node ls | ps | inspect | update | promote | demote | rm`. `self` names the node
+//! that answers (`node inspect self`, `node ps` without a node), as docker's.
+
+mod docker;
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -6,11 +9,11 @@ use std::io::Write;
 use anyhow::Result;
 use clap::Subcommand;
 use mesh_api::{NodeUpdate, Reply, Request};
-use mesh_cluster::Id;
 use mesh_cluster::state::{Availability, Node, NodeRole, NodeState, Reachability};
-use serde_json::json;
 
 use super::{Target, call, unexpected};
+use crate::format::{FilterArg, parse_filter_arg, write_inspect, write_list};
+use docker::{NODE_LIST, node_filters, node_json, node_matches, node_row};
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCommand {
@@ -20,17 +23,39 @@ pub enum NodeCommand {
         /// Only IDs.
         #[arg(long, short)]
         quiet: bool,
-        /// `json`: one JSON object per node.
+        /// `id=`, `label=` (engine labels), `node.label=KEY[=VALUE]`, `membership=`, `name=`,
+        /// `role=manager|worker` (repeatable).
+        #[arg(long, short, value_parser = parse_filter_arg)]
+        filter: Vec<FilterArg>,
+        /// A Go template ('{{.Hostname}} {{.Status}}', 'table {{.ID}}\t{{.Hostname}}'), or `json`.
         #[arg(long)]
         format: Option<String>,
     },
-    /// Show nodes in detail (JSON, or --pretty).
+    /// List the tasks on one or more nodes (default: this node).
+    Ps {
+        /// Full IDs and errors.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Only task IDs.
+        #[arg(long, short)]
+        quiet: bool,
+        /// `desired-state=`, `id=`, `label=`, `name=`, `node=` (repeatable).
+        #[arg(long, short, value_parser = parse_filter_arg)]
+        filter: Vec<FilterArg>,
+        /// A Go template (`{{.Name}} {{.CurrentState}}`), or `json`.
+        #[arg(long)]
+        format: Option<String>,
+        /// Nodes by id, hostname or `self`.
+        nodes: Vec<String>,
+    },
+    /// Show nodes in detail: docker's JSON, `--pretty`, or `--format`.
     Inspect {
         #[arg(long)]
         pretty: bool,
-        /// `json`: one line of JSON per node.
-        #[arg(long)]
+        /// A Go template such as '{{.Description.Hostname}}', or `json`.
+        #[arg(long, short)]
         format: Option<String>,
+        /// Nodes by id, hostname or `self`.
         #[arg(required = true)]
         nodes: Vec<String>,
     },
@@ -87,7 +112,7 @@ pub fn parse_label(s: &str) -> Result<(String, String), String> {
     Ok((k.to_owned(), v.to_owned()))
 }
 
-fn state_word(s: NodeState) -> &'static str {
+pub(crate) fn state_word(s: NodeState) -> &'static str {
     match s {
         NodeState::Unknown => "Unknown",
         NodeState::Down => "Down",
@@ -96,7 +121,7 @@ fn state_word(s: NodeState) -> &'static str {
     }
 }
 
-fn availability_word(a: Availability) -> &'static str {
+pub(crate) fn availability_word(a: Availability) -> &'static str {
     match a {
         Availability::Active => "Active",
         Availability::Pause => "Pause",
@@ -121,38 +146,6 @@ fn sorted(nodes: &[Node]) -> Vec<&Node> {
     let mut v: Vec<&Node> = nodes.iter().collect();
     v.sort_by(|a, b| (&a.description.hostname, &a.id).cmp(&(&b.description.hostname, &b.id)));
     v
-}
-
-/// The rows of `node ls`, header first, `*` after the node that answered.
-pub fn ls_rows(nodes: &[Node], self_id: &Id) -> Vec<Vec<String>> {
-    let mut rows = vec![
-        [
-            "ID",
-            "HOSTNAME",
-            "STATUS",
-            "AVAILABILITY",
-            "MANAGER STATUS",
-            "ENGINE VERSION",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    ];
-    for n in sorted(nodes) {
-        let id = if &n.id == self_id {
-            format!("{} *", n.id)
-        } else {
-            n.id.to_string()
-        };
-        rows.push(vec![
-            id,
-            n.description.hostname.clone(),
-            state_word(n.status.state).to_owned(),
-            availability_word(n.spec.availability).to_owned(),
-            manager_status_word(n).to_owned(),
-            n.description.engine_version.clone(),
-        ]);
-    }
-    rows
 }
 
 /// Bytes as Docker's `units.BytesSize`: binary units, 4 significant digits.
@@ -277,82 +270,110 @@ pub fn pretty(n: &Node, ca_pem: &str) -> String {
     s
 }
 
-fn ls_json(n: &Node, self_id: &Id) -> serde_json::Value {
-    json!({
-        "Availability": availability_word(n.spec.availability),
-        "EngineVersion": n.description.engine_version,
-        "Hostname": n.description.hostname,
-        "ID": n.id.as_str(),
-        "ManagerStatus": manager_status_word(n),
-        "Self": &n.id == self_id,
-        "Status": state_word(n.status.state),
-    })
+/// The node `q` names: `self` is the node that answers.
+fn resolve(target: &Target, q: &str) -> Result<String> {
+    if q != "self" {
+        return Ok(q.to_owned());
+    }
+    match call(target, &Request::NodeList)? {
+        Reply::Nodes(r) => Ok(r.self_id.to_string()),
+        other => Err(unexpected(&other)),
+    }
 }
 
-fn check_format(format: Option<&str>) -> Result<bool> {
-    match format {
-        None => Ok(false),
-        Some("json") => Ok(true),
-        Some(other) => anyhow::bail!("unsupported --format {other:?}: only json is supported"),
+/// `node ls`.
+fn ls(
+    target: &Target,
+    quiet: bool,
+    filter: &[FilterArg],
+    format: Option<&str>,
+    out: &mut impl Write,
+) -> Result<()> {
+    let f = node_filters(filter)?;
+    let reply = call(target, &Request::NodeList)?;
+    let Reply::Nodes(r) = reply else {
+        return Err(unexpected(&reply));
+    };
+    let rows: Vec<serde_json::Value> = sorted(&r.nodes)
+        .into_iter()
+        .filter(|n| node_matches(&f, n))
+        .map(|n| node_row(n, &r.self_id))
+        .collect();
+    write_list(out, &NODE_LIST, format, quiet, &rows)
+}
+
+/// `node inspect`: every node found is printed, then the first one not found is the error.
+fn inspect(
+    target: &Target,
+    as_text: bool,
+    format: Option<&str>,
+    nodes: &[String],
+    out: &mut impl Write,
+) -> Result<()> {
+    let mut found = Vec::new();
+    let mut first_error = None;
+    for q in nodes {
+        let node = match resolve(target, q) {
+            Ok(n) => n,
+            Err(e) => {
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
+        match call(target, &Request::NodeInspect { node }) {
+            Ok(Reply::Node(r)) => found.push(r),
+            Ok(other) => return Err(unexpected(&other)),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if as_text {
+        for (i, r) in found.iter().enumerate() {
+            if i > 0 {
+                writeln!(out)?;
+            }
+            write!(out, "{}", pretty(&r.node, &r.ca_pem))?;
+        }
+    } else {
+        let docs: Vec<serde_json::Value> = found
+            .iter()
+            .map(|r| node_json(&r.node, &r.ca_pem))
+            .collect();
+        write_inspect(out, format, &docs)?;
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 
 pub fn run(target: &Target, cmd: NodeCommand, out: &mut impl Write) -> Result<i32> {
     match cmd {
-        NodeCommand::Ls { quiet, format } => {
-            let json = check_format(format.as_deref())?;
-            let reply = call(target, &Request::NodeList)?;
-            let Reply::Nodes(r) = reply else {
-                return Err(unexpected(&reply));
+        NodeCommand::Ls {
+            quiet,
+            filter,
+            format,
+        } => ls(target, quiet, &filter, format.as_deref(), out)?,
+        NodeCommand::Ps {
+            no_trunc,
+            quiet,
+            filter,
+            format,
+            nodes,
+        } => {
+            let how = super::service::PsOutput {
+                no_trunc,
+                quiet,
+                format: format.as_deref(),
             };
-            if quiet {
-                for n in sorted(&r.nodes) {
-                    writeln!(out, "{}", n.id)?;
-                }
-            } else if json {
-                for n in sorted(&r.nodes) {
-                    writeln!(out, "{}", ls_json(n, &r.self_id))?;
-                }
-            } else {
-                mesh_cli_table(out, &ls_rows(&r.nodes, &r.self_id))?;
-            }
+            super::service::node_ps(target, &nodes, &filter, how, out)?;
         }
         NodeCommand::Inspect {
             pretty: as_text,
             format,
             nodes,
-        } => {
-            let json_lines = check_format(format.as_deref())?;
-            let mut found = Vec::new();
-            let mut first_error = None;
-            for q in &nodes {
-                match call(target, &Request::NodeInspect { node: q.clone() }) {
-                    Ok(Reply::Node(r)) => found.push(r),
-                    Ok(other) => return Err(unexpected(&other)),
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            if as_text {
-                for (i, r) in found.iter().enumerate() {
-                    if i > 0 {
-                        writeln!(out)?;
-                    }
-                    write!(out, "{}", pretty(&r.node, &r.ca_pem))?;
-                }
-            } else if json_lines {
-                for r in &found {
-                    writeln!(out, "{}", serde_json::to_string(&r.node)?)?;
-                }
-            } else {
-                let all: Vec<&Node> = found.iter().map(|r| &r.node).collect();
-                writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
-            }
-            if let Some(e) = first_error {
-                return Err(e);
-            }
-        }
+        } => inspect(target, as_text, format.as_deref(), &nodes, out)?,
         NodeCommand::Update {
             availability,
             label_add,
@@ -435,13 +456,11 @@ fn set_roles(
     Ok(())
 }
 
-fn mesh_cli_table(out: &mut impl Write, rows: &[Vec<String>]) -> std::io::Result<()> {
-    crate::table::write(out, rows)
-}
-
 #[cfg(test)]
 mod tests {
     use mesh_cluster::state::{ManagerStatus, Meta, NodeDescription, NodeSpec, NodeStatus};
+
+    use mesh_cluster::Id;
 
     use super::*;
 
@@ -453,7 +472,14 @@ mod tests {
                 created_at: 1_519_799_123_718,
                 updated_at: 0,
             },
-            spec: NodeSpec::default(),
+            spec: NodeSpec {
+                role: if manager.is_some() {
+                    NodeRole::Manager
+                } else {
+                    NodeRole::Worker
+                },
+                ..NodeSpec::default()
+            },
             description: NodeDescription {
                 hostname: host.into(),
                 os: "linux".into(),
@@ -483,14 +509,46 @@ mod tests {
             node("aaa", "n1", Some((true, Reachability::Reachable))),
             node("ccc", "n3", None),
         ];
-        let mut out = Vec::new();
-        crate::table::write(&mut out, &ls_rows(&nodes, &Id::from("aaa"))).unwrap();
+        let rows: Vec<serde_json::Value> = sorted(&nodes)
+            .into_iter()
+            .map(|n| node_row(n, &Id::from("aaa")))
+            .collect();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "ID      HOSTNAME   STATUS   AVAILABILITY   MANAGER STATUS   ENGINE VERSION\n\
-             aaa *   n1         Ready    Active         Leader           20.10.24\n\
-             bbb     n2         Ready    Active         Unreachable      20.10.24\n\
-             ccc     n3         Ready    Active                          20.10.24\n"
+            crate::format::render_list(&NODE_LIST, None, false, &rows).unwrap(),
+            "ID        HOSTNAME   STATUS    AVAILABILITY   MANAGER STATUS   ENGINE VERSION\n\
+             aaa *     n1         Ready     Active         Leader           20.10.24\n\
+             bbb       n2         Ready     Active         Unreachable      20.10.24\n\
+             ccc       n3         Ready     Active                          20.10.24\n"
+        );
+        let args = |l: &[&str]| {
+            l.iter()
+                .map(|s| parse_filter_arg(s).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let keep = |l: &[&str]| -> Vec<String> {
+            let f = node_filters(&args(l)).unwrap();
+            sorted(&nodes)
+                .into_iter()
+                .filter(|n| node_matches(&f, n))
+                .map(|n| n.description.hostname.clone())
+                .collect()
+        };
+        assert_eq!(keep(&["role=worker"]), ["n3"]);
+        assert_eq!(keep(&["role=manager", "name=n"]), ["n1", "n2"]);
+        assert_eq!(keep(&["id=b", "id=c", "membership=accepted"]), ["n2", "n3"]);
+        assert!(keep(&["node.label=zone"]).is_empty());
+        for (bad, want) in [
+            ("role=boss", "Invalid role filter: 'boss'"),
+            ("membership=maybe", "Invalid membership filter: 'maybe'"),
+            ("colour=red", "Invalid filter 'colour'"),
+        ] {
+            let e = node_filters(&args(&[bad])).unwrap_err().to_string();
+            assert_eq!(e, format!("Error response from daemon: {want}"));
+        }
+        let v = node_json(&nodes[1], "");
+        assert_eq!(
+            crate::format::render_inspect(Some("{{.Description.Hostname}} {{.Spec.Role}} {{.ManagerStatus.Leader}} {{json .Spec.Labels}}"), &[v]).unwrap(),
+            "n1 manager true {}\n"
         );
     }
 
