@@ -59,6 +59,34 @@ fn unlock(lab: &Lab, member: &str, key: &str) -> std::process::Output {
     )
 }
 
+/// `docker ARGS` (the host's CLI, API 1.41) against `member`'s Engine API socket, with `input`
+/// on its standard input.
+fn docker(lab: &Lab, member: &str, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let host = format!(
+        "unix:///var/lib/meshd-lab/{}/{member}/meshd-docker.sock",
+        lab.prefix
+    );
+    let mut child = std::process::Command::new("timeout")
+        .arg("60")
+        .arg("/usr/bin/docker")
+        .args(args)
+        .env("DOCKER_HOST", host)
+        .env_remove("DOCKER_CONTEXT")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run docker");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write docker's stdin");
+    child.wait_with_output().expect("docker's output")
+}
+
 fn assert_locked(lab: &Lab, member: &str) {
     let err = fails(lab, member, &["service", "ls"]);
     assert!(err.contains(LOCKED), "{member}: {err}");
@@ -97,14 +125,32 @@ fn an_autolocked_manager_restarts_locked_and_serves_after_unlock() {
     for member in ["n1", "n2", "n3"] {
         key_file_becomes(&lab, member, true);
     }
-    // A worker holds no data key; promoted, it fetches it over mTLS and wraps it too.
+    // A worker holds no data key; promoted, it fetches it over mTLS and wraps it too. The
+    // docker CLI sees the lock and unlocks through meshd's Engine API.
     assert!(!key_file(&lab, "n4").exists());
     ok(&lab, "n1", &["node", "promote", &lab.ns("n4")]);
     key_file_becomes(&lab, "n4", true);
     restart(&lab, "n4");
     assert_locked(&lab, "n4");
-    let out = unlock(&lab, "n4", &key);
-    assert!(out.status.success(), "unlock n4: {}", stderr(&out));
+    let state = docker(
+        &lab,
+        "n4",
+        &["info", "--format", "{{.Swarm.LocalNodeState}}"],
+        "",
+    );
+    assert_eq!(stdout(&state).trim(), "locked", "{}", stderr(&state));
+    let shown = docker(&lab, "n1", &["swarm", "unlock-key", "-q"], "");
+    assert_eq!(stdout(&shown).trim(), key, "{}", stderr(&shown));
+    let out = docker(&lab, "n4", &["swarm", "unlock"], &format!("{key}\n"));
+    assert!(
+        out.status.success(),
+        "docker swarm unlock on n4: {}",
+        stderr(&out)
+    );
+    eventually(Duration::from_secs(30), "n4 serving after unlock", || {
+        let out = meshctl(&lab, "n4", &["node", "ls"]);
+        out.status.success().then_some(()).ok_or(stderr(&out))
+    });
 
     // n3 restarts locked; n1 and n2 go on serving.
     restart(&lab, "n3");
