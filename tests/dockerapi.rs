@@ -727,11 +727,14 @@ fn networks_secrets_configs_nodes_stacks_and_errors_through_the_docker_cli() {
     assert!(!e.is_empty());
     assert!(ok(&lab, "n1", &["service", "ls", "-q"]).trim().is_empty());
     // A swarm call outside the subset: 501 naming it.
-    let e = docker_fails(&lab, 1, &["swarm", "unlock-key"]);
+    let e = docker_fails(&lab, 1, &["swarm", "update", "--autolock=true"]);
     assert!(
-        e.contains("/swarm/unlockkey") && e.contains("meshd does not serve"),
+        e.contains("/swarm/update") && e.contains("meshd does not serve"),
         "{e}"
     );
+    // Autolock is off: no unlock key, in Swarm's words.
+    let e = docker_fails(&lab, 1, &["swarm", "unlock-key"]);
+    assert!(e.contains("no unlock key is set"), "{e}");
     // Not found, as moby.
     let e = docker_fails(&lab, 1, &["service", "inspect", "nosuch"]);
     assert!(

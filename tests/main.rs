@@ -7,6 +7,7 @@
 
 mod support;
 
+mod autolock;
 mod chaos;
 mod control;
 mod datapath;

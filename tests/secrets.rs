@@ -1,8 +1,8 @@
 //! Secrets and configs (issue 14, item 1) on a lab of three managers: create from a file and
 //! from standard input, `ls`, `inspect` (a config's data shown, a secret's never), a second
 //! manager reading a config (it fetches the cluster's data key from another manager over mTLS),
-//! bad input refused with nothing created, `rm`; and no manager's state holds the data in the
-//! clear.
+//! bad input refused with nothing created, `rm`; and no manager's state holds the data, the CA
+//! key or the join token secrets in the clear.
 
 use std::path::Path;
 
@@ -10,6 +10,7 @@ use crate::support::{Lab, fails, ok};
 
 const SECRET: &str = "s3cr3t-pw-4c1d";
 const CONFIG: &str = "listen-80-conf-9e2b";
+const LOGIN_PASSWORD: &str = "registry-pw-7d1q";
 
 /// Every file under `dir` whose bytes contain `needle`.
 fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
@@ -121,8 +122,55 @@ fn secrets_and_configs_are_sealed_and_never_shown() {
         "site"
     );
 
-    // No manager's state (raft log, snapshots, key files) holds either value in the clear; the
-    // scan does see the managers' raft stores and data keys.
+    // A registry login (`--with-registry-auth`) is kept sealed too, and its task still runs.
+    let docker_config = std::env::temp_dir().join(format!("{}-docker", lab.prefix));
+    std::fs::create_dir_all(&docker_config).expect("a docker config directory");
+    let registry = format!("198.18.{}.5:5000", lab.subnet_octet);
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("alice:{LOGIN_PASSWORD}"),
+    );
+    std::fs::write(
+        docker_config.join("config.json"),
+        format!(r#"{{"auths": {{"{registry}": {{"auth": "{auth}"}}}}}}"#),
+    )
+    .expect("write config.json");
+    let config_env = format!("DOCKER_CONFIG={}", docker_config.display());
+    let image = lab.image();
+    let created = lab.exec(
+        "n1",
+        &[
+            "env",
+            &config_env,
+            "meshctl",
+            "service",
+            "create",
+            "-d",
+            "--with-registry-auth",
+            "--name",
+            "authed",
+            &image,
+            "sleep",
+            "1d",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&docker_config);
+    let said = String::from_utf8_lossy(&created.stderr);
+    assert!(
+        created.status.success() && !said.contains("--with-registry-auth:"),
+        "service create --with-registry-auth (the login must be found and sent): {said}"
+    );
+    crate::support::eventually(
+        std::time::Duration::from_mins(1),
+        "the task of a service with a login runs",
+        || {
+            let ps = ok(&lab, "n2", &["service", "ps", "authed"]);
+            ps.contains("Running").then_some(()).ok_or(ps)
+        },
+    );
+
+    // No manager's state (raft log, snapshots, key files) holds any of these values in the
+    // clear; the scan does see the managers' raft stores and data keys.
     let state = Path::new("/var/lib/meshd-lab").join(&lab.prefix);
     for i in 1..=3 {
         let raft = state.join(format!("n{i}")).join("raft");
@@ -130,10 +178,40 @@ fn secrets_and_configs_are_sealed_and_never_shown() {
             assert!(raft.join(file).is_file(), "no {file} in {}", raft.display());
         }
     }
-    for needle in [SECRET, CONFIG] {
+    for needle in [SECRET, CONFIG, LOGIN_PASSWORD] {
         let found = files_containing(&state, needle.as_bytes());
         assert!(found.is_empty(), "{needle} in the clear in {found:?}");
     }
+    // Nor the CA's private key (no PEM private key in any raft store: the scan sees the nodes'
+    // own key files, so it would see one) nor the join tokens' secrets.
+    let pem = b"PRIVATE KEY-----";
+    assert!(
+        !files_containing(&state.join("n1").join("certs"), pem).is_empty(),
+        "the scan finds a PEM private key where there is one"
+    );
+    let mut token_secrets = Vec::new();
+    for role in ["worker", "manager"] {
+        let token = ok(&lab, "n2", &["swarm", "join-token", "-q", role]);
+        let secret = token
+            .trim()
+            .rsplit('-')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(secret.len(), 25, "{token}");
+        token_secrets.push(secret);
+    }
+    for i in 1..=3 {
+        let raft = state.join(format!("n{i}")).join("raft");
+        let found = files_containing(&raft, pem);
+        assert!(found.is_empty(), "a private key in the clear in {found:?}");
+        for secret in &token_secrets {
+            let found = files_containing(&raft, secret.as_bytes());
+            assert!(found.is_empty(), "a token secret in the clear in {found:?}");
+        }
+    }
+    let found = files_containing(&state, token_secrets[0].as_bytes());
+    assert!(found.is_empty(), "the worker token's secret in {found:?}");
 
     assert_eq!(
         ok(&lab, "n2", &["secret", "rm", "db_password"]).trim(),

@@ -61,6 +61,8 @@ pub enum Reply {
     Blob(Box<crate::blob::BlobInfo>),
     /// The cluster's data key (to another manager only).
     DataKey(crate::blob::BlobData),
+    /// `swarm unlock-key`, `swarm update --autolock`: the unlock key, when there is one to show.
+    UnlockKey(UnlockKeyReply),
     /// `mesh stats`: one row per service and node that reported.
     MeshStats(Vec<MeshStatsRow>),
     /// `status`: this node's parts.
@@ -173,6 +175,24 @@ pub struct InitReply {
     pub worker_token: String,
     /// `IP:PORT` to join.
     pub manager_addr: String,
+    /// `--autolock`: the unlock key (shown once).
+    #[serde(default)]
+    pub unlock_key: Option<String>,
+}
+
+/// An unlock key (`SWMKEY-1-...`); its `Debug` prints `<redacted>`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct UnlockKeyReply {
+    /// None: autolock was not turned on by this request (nothing to show).
+    pub key: Option<String>,
+}
+
+impl fmt::Debug for UnlockKeyReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnlockKeyReply")
+            .field("key", &self.key.as_ref().map(|_| REDACTED))
+            .finish()
+    }
 }
 
 /// `swarm join-token`'s answer; its `Debug` prints the token as `<redacted>`.
@@ -189,6 +209,7 @@ impl fmt::Debug for InitReply {
             .field("node_id", &self.node_id)
             .field("worker_token", &REDACTED)
             .field("manager_addr", &self.manager_addr)
+            .field("unlock_key", &self.unlock_key.as_ref().map(|_| REDACTED))
             .finish()
     }
 }
@@ -242,6 +263,9 @@ pub struct Info {
     pub leader_addr: Option<String>,
     /// Where this node's client certificates are (for `meshctl --host tcp://...`).
     pub cert_dir: String,
+    /// An autolocked manager that restarted and waits for `swarm unlock` (Swarm: `locked`).
+    #[serde(default)]
+    pub locked: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

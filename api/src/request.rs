@@ -43,6 +43,8 @@ pub enum Request {
     Info,
     /// `meshctl status`: this node's own parts ([`crate::status::NodeStatus`]).
     Status,
+    /// `swarm unlock`: the unlock key for this locked manager.
+    Unlock(UnlockRequest),
 
     // The cluster API: a manager's local socket, or a manager certificate.
     NodeList,
@@ -56,6 +58,14 @@ pub enum Request {
     },
     JoinToken {
         role: NodeRole,
+        rotate: bool,
+    },
+    /// `swarm update --autolock=true|false`.
+    SwarmAutolock {
+        enabled: bool,
+    },
+    /// `swarm unlock-key [--rotate]`.
+    UnlockKey {
         rotate: bool,
     },
     /// `service create`: the whole spec, networks named by name or id.
@@ -233,11 +243,14 @@ impl Request {
             Request::Leave { .. } => read("swarm leave", Local),
             Request::Info => read("info", Local),
             Request::Status => read("status", Local),
+            Request::Unlock(_) => read("swarm unlock", Local),
             Request::NodeList => read("node ls", Api),
             Request::NodeInspect { .. } => read("node inspect", Api),
             Request::NodeUpdate(_) => write("node update"),
             Request::NodeRemove { .. } => write("node rm"),
             Request::JoinToken { rotate, .. } => route("swarm join-token", Api, *rotate, *rotate),
+            Request::SwarmAutolock { .. } => write("swarm update"),
+            Request::UnlockKey { rotate } => route("swarm unlock-key", Api, *rotate, *rotate),
             Request::ServiceCreate { .. } => write("service create"),
             Request::ServiceList => read("service ls", Api),
             Request::ServiceInspect { .. } => read("service inspect", Api),
@@ -288,6 +301,24 @@ pub struct InitRequest {
     pub advertise_addr: Option<Ipv4Addr>,
     /// Where to listen (default `0.0.0.0:2377`).
     pub listen_addr: Option<SocketAddr>,
+    /// `--autolock`: managers keep the data key wrapped with an unlock key.
+    #[serde(default)]
+    pub autolock: bool,
+}
+
+/// `swarm unlock`; its `Debug` prints the key as `<redacted>`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct UnlockRequest {
+    /// As the user typed it (`SWMKEY-1-...`).
+    pub key: String,
+}
+
+impl fmt::Debug for UnlockRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnlockRequest")
+            .field("key", &REDACTED)
+            .finish()
+    }
 }
 
 /// `swarm join`; its `Debug` prints the token as `<redacted>`.
@@ -383,6 +414,13 @@ mod tests {
             node_id: "n1".into(),
             worker_token: token.into(),
             manager_addr: "a".into(),
+            unlock_key: Some("SWMKEY-1-topsecretvalue".into()),
+        });
+        let unlock = Request::Unlock(UnlockRequest {
+            key: "SWMKEY-1-topsecretvalue".into(),
+        });
+        let key = Reply::UnlockKey(crate::reply::UnlockKeyReply {
+            key: Some("SWMKEY-1-topsecretvalue".into()),
         });
         let jt = Reply::JoinToken(JoinTokenReply {
             role: NodeRole::Manager,
@@ -394,6 +432,8 @@ mod tests {
             format!("{cluster:#?}"),
             format!("{init:?}"),
             format!("{jt:?}"),
+            format!("{unlock:?}"),
+            format!("{key:?}"),
         ] {
             assert!(!text.contains("topsecretvalue"), "{text}");
             assert!(text.contains("<redacted>"), "{text}");

@@ -30,6 +30,9 @@ pub struct NodeStatus {
     pub raft: Option<RaftStatus>,
     /// On managers: the cluster's tasks by their current state (`running`, `failed`, ...).
     pub tasks: BTreeMap<String, u64>,
+    /// An autolocked manager that restarted and waits for `swarm unlock`.
+    #[serde(default)]
+    pub locked: bool,
 }
 
 /// The routing mesh of the node.
@@ -236,6 +239,11 @@ impl NodeStatus {
             Some(NodeRole::Manager) => "manager",
             _ => "worker",
         };
+        if self.locked {
+            let detail = format!("locked: node {id} ({role}) waits for `meshctl swarm unlock`");
+            out.push(check("Swarm", false, detail, true));
+            return out;
+        }
         out.push(check("Swarm", true, format!("node {id} ({role})"), true));
         out.push(self.mesh_check());
         out.extend(self.mesh.iter().flat_map(|m| {

@@ -14,5 +14,6 @@ pub mod scheduler;
 pub mod spec;
 pub mod state;
 pub mod token;
+pub mod unlock_key;
 
 pub use ids::Id;

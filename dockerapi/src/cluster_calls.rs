@@ -25,6 +25,26 @@ impl Front {
         let info = self.manager_info().await?;
         match ep {
             Endpoint::SwarmInspect => self.swarm_inspect(&info).await,
+            Endpoint::SwarmUnlockKey => {
+                match self.call(Request::UnlockKey { rotate: false }).await? {
+                    (Reply::UnlockKey(k), _) => Ok(json_response(
+                        200,
+                        &json!({"UnlockKey": k.key.unwrap_or_default()}),
+                    )),
+                    (other, _) => Err(unexpected(&other)),
+                }
+            }
+            Endpoint::SwarmUnlock => {
+                let key = serde_json::from_slice::<Value>(&call.body)
+                    .ok()
+                    .and_then(|v| v["UnlockKey"].as_str().map(str::to_owned))
+                    .ok_or_else(|| {
+                        HttpError::bad_request("the body must be {\"UnlockKey\": \"SWMKEY-1-...\"}")
+                    })?;
+                self.call(Request::Unlock(mesh_api::UnlockRequest { key }))
+                    .await?;
+                Ok(empty_response(200))
+            }
             Endpoint::NodeList => self.node_list(call).await,
             Endpoint::NodeInspect(id) => {
                 let n = self.node(&id).await?;

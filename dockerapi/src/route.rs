@@ -10,6 +10,10 @@ pub enum Endpoint {
     Version,
     Info,
     SwarmInspect,
+    /// `GET /swarm/unlockkey` (`docker swarm unlock-key`).
+    SwarmUnlockKey,
+    /// `POST /swarm/unlock` (`docker swarm unlock`).
+    SwarmUnlock,
     NodeList,
     NodeInspect(String),
     NodeUpdate(String),
@@ -70,6 +74,8 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         ["info"] if m == "GET" => Endpoint::Info,
         ["events"] if m == "GET" => Endpoint::Events,
         ["swarm"] if m == "GET" => Endpoint::SwarmInspect,
+        ["swarm", "unlockkey"] if m == "GET" => Endpoint::SwarmUnlockKey,
+        ["swarm", "unlock"] if m == "POST" => Endpoint::SwarmUnlock,
         ["nodes"] if m == "GET" => Endpoint::NodeList,
         ["nodes", id] if m == "GET" => Endpoint::NodeInspect((*id).to_owned()),
         ["nodes", id] if m == "DELETE" => Endpoint::NodeDelete((*id).to_owned()),
@@ -135,6 +141,11 @@ mod tests {
             Endpoint::ServiceLogs("web".into())
         );
         assert_eq!(
+            endpoint("GET", "/v1.41/swarm/unlockkey"),
+            Endpoint::SwarmUnlockKey
+        );
+        assert_eq!(endpoint("POST", "/swarm/unlock"), Endpoint::SwarmUnlock);
+        assert_eq!(
             endpoint("POST", "/secrets/create"),
             Endpoint::BlobCreate(BlobKind::Secret)
         );
@@ -145,7 +156,7 @@ mod tests {
         // Swarm calls outside the subset are refused, never passed to an engine.
         for (m, p) in [
             ("POST", "/swarm/init"),
-            ("POST", "/swarm/unlock"),
+            ("POST", "/swarm/leave"),
             ("POST", "/secrets/s1/update"),
             ("POST", "/tasks/t1/logs"),
         ] {

@@ -25,7 +25,7 @@ pub fn form(plan: &LabPlan) -> Result<()> {
         let init = n1
             .call(&Request::Init(InitRequest {
                 advertise_addr: Some(plan.node_addr(1)),
-                listen_addr: None,
+                ..InitRequest::default()
             }))
             .await
             .with_context(|| format!("swarm init on {}", plan.node_ns(1)))?;

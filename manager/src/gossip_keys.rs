@@ -1,7 +1,7 @@
 //! The leader's gossip-key loop: a cluster without a key gets one, and the newest key is
 //! replaced every [`GOSSIP_KEY_LIFETIME`] (the ring keeps the previous ones, so nodes that have
 //! not heard of the new key yet are still understood). The dispatcher hands the ring to every
-//! node over its mTLS session.
+//! node over its mTLS session. The ring is sealed with the data key in raft.
 
 use std::time::Duration;
 
@@ -19,24 +19,27 @@ pub(crate) async fn rotate_gossip_keys(m: Manager) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     loop {
         tick.tick().await;
-        let result = m
-            .with_retries(|s| {
+        let result = async {
+            // The ring is sealed in raft.
+            let key = m.data_key().await?;
+            m.with_retries(|s| {
                 let Some(c) = s.cluster.as_ref() else {
                     return Ok(None);
                 };
                 let now = now_millis();
-                Ok(
-                    rotated(&c.gossip_keys, now, rand::random(), false).map(|ring| {
-                        let mut c = c.clone();
-                        c.gossip_keys = ring;
-                        Tx {
-                            at: now,
-                            ops: vec![Op::Put(Object::Cluster(c))],
-                        }
-                    }),
-                )
+                let ring = key.open_value(&c.gossip_keys)?;
+                Ok(rotated(&ring, now, rand::random(), false).map(|ring| {
+                    let mut c = c.clone();
+                    c.gossip_keys = key.seal_value(&ring);
+                    Tx {
+                        at: now,
+                        ops: vec![Op::Put(Object::Cluster(c))],
+                    }
+                }))
             })
-            .await;
+            .await
+        }
+        .await;
         if let Err(e) = result {
             tracing::debug!("rotating the gossip key (every {GOSSIP_KEY_LIFETIME} ms): {e}");
         }

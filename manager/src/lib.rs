@@ -5,8 +5,10 @@
 //! (orchestrator, allocator, scheduler from `mesh-cluster`); [`dispatcher`], the leader's side of
 //! every node's session; [`handlers`], the cluster API; [`peer_api`], the managers' own requests
 //! (raft, forwarded proposals and reads, joining managers); [`ca`], the cluster's certificate
-//! authority. It talks to no Docker engine and knows nothing of the agent.
+//! authority; [`datakey`] and `sealing`, what raft keeps sealed, and [`autolock`], the unlock
+//! key. It talks to no Docker engine and knows nothing of the agent.
 
+pub mod autolock;
 pub mod ca;
 pub mod datakey;
 pub mod dispatcher;
@@ -17,6 +19,7 @@ pub mod manager;
 pub mod peer_api;
 pub mod planner;
 pub mod raft_net;
+mod sealing;
 mod status;
 pub mod store;
 

@@ -93,6 +93,8 @@ pub struct ManagerConfig {
     /// Compaction: [`SNAPSHOT_EVERY`] and [`LOGS_KEPT`] unless a test wants it sooner.
     pub snapshot_every: u64,
     pub logs_kept: u64,
+    /// The data key `swarm unlock` opened (autolock); None: this manager reads its key file.
+    pub unlocked_data_key: Option<crate::datakey::DataKey>,
 }
 
 /// Called with every [`Manager`] a node starts (on init, join, restart and promotion): where
@@ -147,6 +149,7 @@ impl Manager {
             sm,
         )
         .await?;
+        let unlocked = cfg.unlocked_data_key.clone();
         let (lead_tx, leading) = watch::channel(false);
         let mut metrics = raft.metrics();
         let me = cfg.raft_id;
@@ -174,7 +177,7 @@ impl Manager {
                 membership_lock: tokio::sync::Mutex::new(()),
                 last_seen: Mutex::new(HashMap::new()),
                 dispatch: crate::dispatcher::Dispatch::new(),
-                data_key: tokio::sync::Mutex::new(None),
+                data_key: tokio::sync::Mutex::new(unlocked),
                 tasks: Mutex::new(vec![watcher]),
             }),
         };
@@ -187,6 +190,13 @@ impl Manager {
             "gossip key rotation",
             crate::gossip_keys::rotate_gossip_keys,
         );
+        m.spawn_while_leader("sealing clear values", crate::sealing::seal_clear_values);
+        let key_file = tokio::spawn(crate::autolock::keep_key_file(m.clone()));
+        m.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(key_file);
         Ok(m)
     }
 
@@ -848,6 +858,7 @@ mod tests {
             tls: creds.client_config().unwrap(),
             snapshot_every: 10,
             logs_kept: 2,
+            unlocked_data_key: None,
         })
         .await
         .unwrap();
@@ -866,6 +877,58 @@ mod tests {
                 data: vec![7; 100],
             }))],
         }
+    }
+
+    /// A cluster an older meshd wrote (its CA key, token secrets and gossip keyring in the
+    /// clear) is sealed by its leader, with a data key made then, and the log that held the
+    /// clear values is purged behind a snapshot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leader_seals_what_an_older_meshd_left_in_the_clear() {
+        let cluster = Id::from("c1");
+        let ca = pki::generate_ca(&cluster).unwrap();
+        let m1 = manager(&ca, &cluster, 1).await;
+        let m = &m1.manager;
+        m.bootstrap().await.unwrap();
+        let clear = crate::handlers::swarm::bootstrap_tx(
+            &cluster,
+            &Id::from("node1"),
+            &ca,
+            mesh_cluster::state::NodeDescription::default(),
+            std::net::Ipv4Addr::LOCALHOST,
+            2377,
+        );
+        let written = m.propose(clear).await.unwrap();
+        assert!(
+            m.state()
+                .cluster
+                .as_ref()
+                .unwrap()
+                .root_ca_key_pem
+                .is_clear()
+        );
+
+        crate::sealing::seal_clear_values(m.clone()).await;
+        let state = m.state();
+        let c = state.cluster.as_ref().unwrap();
+        let key = m.data_key().await.unwrap();
+        assert_eq!(c.data_key_check.as_deref(), Some(key.check().as_str()));
+        assert_eq!(key.open_value(&c.root_ca_key_pem).unwrap(), ca.1);
+        assert!(
+            !serde_json::to_string(&*state)
+                .unwrap()
+                .contains("PRIVATE KEY")
+        );
+        assert!(m.inner.cfg.raft_dir.join("data.key").is_file());
+        // openraft purges soon after it is asked, not at once.
+        let mut metrics = m.inner.raft.metrics();
+        let purged = metrics.wait_for(|x| x.purged.is_some_and(|p| p.index >= written));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), purged)
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            "the entry with the clear values (index {written}) is not purged"
+        );
+        m1.manager.shutdown().await;
     }
 
     /// Three managers over mutual TLS on loopback: the log is compacted into snapshots, a

@@ -40,6 +40,7 @@ use mesh_manager::{ClusterApi, Manager, ManagerConfig};
 
 mod authorise;
 mod identity;
+mod lock;
 mod membership;
 mod status;
 
@@ -51,8 +52,12 @@ pub struct Daemon {
     cfg: DaemonConfig,
     describer: Describer,
     member: RwLock<Option<Arc<Member>>>,
-    /// Held by init, join, leave and role changes.
+    /// Held by init, join, leave, unlock and role changes.
     transition: tokio::sync::Mutex<()>,
+    /// An autolocked manager waiting for `swarm unlock` (`lock`): its membership.
+    locked: Mutex<Option<Identity>>,
+    /// The data key `swarm unlock` opened, until the manager takes it.
+    unlocked: Mutex<Option<mesh_manager::datakey::DataKey>>,
     me: Weak<Daemon>,
 }
 
@@ -107,6 +112,8 @@ impl Daemon {
             describer,
             member: RwLock::new(None),
             transition: tokio::sync::Mutex::new(()),
+            locked: Mutex::new(None),
+            unlocked: Mutex::new(None),
             me: me.clone(),
         })
     }
@@ -162,14 +169,27 @@ impl Daemon {
         }
     }
 
-    /// Resumes the membership kept on disk, if any.
-    async fn resume(&self) -> Result<()> {
+    /// The membership kept on disk, if any.
+    fn read_identity(&self) -> Result<Option<Identity>> {
         let path = self.cfg.identity_file();
         let Ok(text) = fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Resumes the membership kept on disk, if any (an autolocked manager stays locked).
+    async fn resume(&self) -> Result<()> {
+        let Some(identity) = self.read_identity()? else {
             return Ok(());
         };
-        let identity: Identity =
-            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        if self.starts_locked(&identity) {
+            tracing::warn!(node = %identity.node_id, "this manager is locked: run `meshctl swarm unlock`");
+            self.set_locked(Some(identity));
+            return Ok(());
+        }
         let creds = Credentials::load(&self.cfg.cert_dir())?;
         let listener = match identity.role {
             NodeRole::Manager => Some(bind(identity.listen_addr).map_err(anyhow::Error::msg)?),
@@ -200,6 +220,7 @@ impl Daemon {
                 tls: tls.clone(),
                 snapshot_every: SNAPSHOT_EVERY,
                 logs_kept: LOGS_KEPT,
+                unlocked_data_key: self.take_unlocked_key(),
             })
             .await?;
             for hook in &self.cfg.on_manager {
@@ -247,6 +268,18 @@ impl Daemon {
 
     fn info(&self) -> Reply {
         let cert_dir = self.cfg.cert_dir().display().to_string();
+        if let Some(id) = self.locked() {
+            return Reply::Info(Info {
+                node_id: Some(id.node_id.clone()),
+                cluster_id: Some(id.cluster_id.clone()),
+                role: Some(id.role),
+                node_addr: Some(id.advertise_addr),
+                managers: id.managers.clone(),
+                cert_dir,
+                locked: true,
+                ..Info::default()
+            });
+        }
         let Some(m) = self.member() else {
             return Reply::Info(Info {
                 cert_dir,
@@ -263,6 +296,7 @@ impl Daemon {
             raft_id: m.manager.as_ref().map(Manager::raft_id),
             leader_addr: m.manager.as_ref().and_then(|m| m.leader().map(|(_, a)| a)),
             cert_dir,
+            locked: false,
         })
     }
 }
@@ -357,10 +391,13 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, ApiError> {
 impl Handler for Daemon {
     async fn call(&self, peer: Peer, req: Request) -> Result<Reply, ApiError> {
         self.authorise(&peer, &req).await?;
+        self.check_unlocked(&req)?;
         match req {
             Request::Init(r) => self.init(r).await,
             Request::Join(r) => self.join(r).await,
+            Request::Leave { force } if self.locked().is_some() => self.leave_locked(force).await,
             Request::Leave { force } => self.leave(force).await,
+            Request::Unlock(r) => self.unlock(r).await,
             Request::Info => Ok(self.info()),
             Request::Status => Ok(Reply::Status(Box::new(self.status().await))),
             req if is_manager_request(&req) => {
@@ -415,6 +452,10 @@ impl Handler for Daemon {
         out: mpsc::Sender<Result<StreamItem, ApiError>>,
     ) {
         if let Err(e) = self.authorise(&peer, &req).await {
+            let _ = out.send(Err(e)).await;
+            return;
+        }
+        if let Err(e) = self.check_unlocked(&req) {
             let _ = out.send(Err(e)).await;
             return;
         }

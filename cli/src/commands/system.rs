@@ -62,8 +62,9 @@ pub fn swarm_json(info: &Info, nodes: Option<&[Node]>) -> Value {
     let mut v = json!({
         "NodeID": node_id.as_str(),
         "NodeAddr": info.node_addr.map(|a| a.to_string()).unwrap_or_default(),
-        "LocalNodeState": "active",
-        "ControlAvailable": info.role == Some(NodeRole::Manager),
+        // An autolocked manager that restarted: docker's `locked`.
+        "LocalNodeState": if info.locked { "locked" } else { "active" },
+        "ControlAvailable": info.role == Some(NodeRole::Manager) && !info.locked,
         "Error": "",
         "RemoteManagers": managers,
     });
@@ -259,6 +260,17 @@ mod tests {
         assert_eq!(out["LocalNodeState"], "inactive");
         let text = info_text(&json!({"Client": client_json(), "Swarm": out}));
         assert!(text.ends_with("Server:\n Swarm: inactive\n"), "{text}");
+        let locked = Info {
+            locked: true,
+            ..info()
+        };
+        let out = swarm_json(&locked, None);
+        assert_eq!(
+            (&out["LocalNodeState"], &out["ControlAvailable"]),
+            (&json!("locked"), &json!(false))
+        );
+        let text = info_text(&json!({"Client": client_json(), "Swarm": out}));
+        assert!(text.ends_with("Server:\n Swarm: locked\n"), "{text}");
     }
 
     #[test]

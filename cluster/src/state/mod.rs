@@ -4,8 +4,9 @@
 //! that control loops can compute changes from a snapshot and propose them safely.
 //!
 //! One file per concern: `addr` (IPv4 prefixes), the objects (`node`, `network`,
-//! `service`, `task`, `blob` for secrets and configs), `tx` (objects as transactions
-//! carry them, changes, refusals) and `store` (the state and how a transaction applies).
+//! `service`, `task`, `blob` for secrets and configs), `sealed` (a secret value as raft keeps
+//! it), `tx` (objects as transactions carry them, changes, refusals) and `store` (the state and
+//! how a transaction applies).
 //! Every type is re-exported here: `mesh_cluster::state::X` is the path to use.
 
 mod addr;
@@ -13,6 +14,7 @@ mod blob;
 mod network;
 mod node;
 mod registry_auth;
+mod sealed;
 mod service;
 mod store;
 mod task;
@@ -30,6 +32,7 @@ pub use node::{
     Reachability, Resources,
 };
 pub use registry_auth::RegistryAuth;
+pub use sealed::Sealed;
 pub use service::{
     ContainerSpec, Endpoint, EndpointMode, EndpointSpec, FailureAction, FileReference,
     HealthConfig, Mount, MountKind, NetworkAttachmentConfig, Placement, PortConfig, Protocol,
@@ -61,10 +64,11 @@ pub struct ClusterInfo {
     pub meta: Meta,
     /// The root CA (PEM). Every manager can issue node certificates with it.
     pub root_ca_cert_pem: String,
-    pub root_ca_key_pem: String,
-    /// The secret halves of the join tokens; rotation replaces them.
-    pub worker_token_secret: String,
-    pub manager_token_secret: String,
+    /// The CA's private key (PEM), sealed with the data key.
+    pub root_ca_key_pem: Sealed<String>,
+    /// The secret halves of the join tokens, sealed with the data key; rotation replaces them.
+    pub worker_token_secret: Sealed<String>,
+    pub manager_token_secret: Sealed<String>,
     /// Default address pool for overlay networks, cut into `/subnet_len` networks.
     pub default_pool: Ipv4Cidr,
     pub subnet_len: u8,
@@ -75,15 +79,21 @@ pub struct ClusterInfo {
     /// Token secrets replaced by rotation (newest last, a few kept), so that a joiner with an old
     /// token is told it was rotated rather than that it is wrong.
     #[serde(default)]
-    pub retired_token_secrets: Vec<String>,
+    pub retired_token_secrets: Sealed<Vec<String>>,
     /// The gossip keyring, oldest first (the newest seals). Empty in a cluster made before
     /// gossip was sealed, until the leader makes the first key.
+    /// Sealed with the data key.
     #[serde(default)]
-    pub gossip_keys: Vec<crate::gossip_keys::GossipKeyEntry>,
+    pub gossip_keys: Sealed<Vec<crate::gossip_keys::GossipKeyEntry>>,
     /// A check value of the data key that seals secrets and configs (never the key): a manager
     /// holding another key refuses to use it. None until the first manager made the key.
     #[serde(default)]
     pub data_key_check: Option<String>,
+    /// Autolock (`swarm init --autolock`, `swarm update --autolock`): the unlock key, sealed
+    /// with the data key, with which every manager wraps its copy of the data key on disk.
+    /// None: autolock is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlock_key: Option<Sealed<String>>,
 }
 
 /// What `Debug` prints in place of a secret.
@@ -95,18 +105,16 @@ impl std::fmt::Debug for ClusterInfo {
             .field("id", &self.id)
             .field("meta", &self.meta)
             .field("root_ca_cert_pem", &self.root_ca_cert_pem)
-            .field("root_ca_key_pem", &REDACTED)
-            .field("worker_token_secret", &REDACTED)
-            .field("manager_token_secret", &REDACTED)
+            .field("root_ca_key_pem", &self.root_ca_key_pem)
+            .field("worker_token_secret", &self.worker_token_secret)
+            .field("manager_token_secret", &self.manager_token_secret)
             .field("default_pool", &self.default_pool)
             .field("subnet_len", &self.subnet_len)
             .field("last_raft_id", &self.last_raft_id)
-            .field(
-                "retired_token_secrets",
-                &format_args!("<{} redacted>", self.retired_token_secrets.len()),
-            )
+            .field("retired_token_secrets", &self.retired_token_secrets)
             .field("gossip_keys", &self.gossip_keys)
             .field("data_key_check", &self.data_key_check)
+            .field("unlock_key", &self.unlock_key)
             .finish()
     }
 }
@@ -121,19 +129,28 @@ mod tests {
             id: Id::from("c1".to_owned()),
             meta: Meta::default(),
             root_ca_cert_pem: "CERT".into(),
-            root_ca_key_pem: "-----BEGIN PRIVATE KEY-----SECRETKEY".into(),
-            worker_token_secret: "workersecret".into(),
-            manager_token_secret: "managersecret".into(),
+            root_ca_key_pem: Sealed::Clear("-----BEGIN PRIVATE KEY-----SECRETKEY".into()),
+            worker_token_secret: Sealed::Clear("workersecret".into()),
+            manager_token_secret: Sealed::Clear("managersecret".into()),
             default_pool: "10.0.0.0/8".parse().unwrap(),
             subnet_len: 24,
             last_raft_id: 3,
-            retired_token_secrets: vec!["oldsecret".into()],
-            gossip_keys: vec![crate::gossip_keys::GossipKeyEntry::new(1, [0xcd; 32], 0)],
+            retired_token_secrets: Sealed::Clear(vec!["oldsecret".into()]),
+            gossip_keys: Sealed::Clear(vec![crate::gossip_keys::GossipKeyEntry::new(
+                1, [0xcd; 32], 0,
+            )]),
             data_key_check: None,
+            unlock_key: Some(Sealed::Clear("SWMKEY-1-letmein".into())),
         };
         let text = format!("{c:?} {c:#?}");
         assert!(!text.contains("cdcd"), "{text}");
-        for secret in ["SECRETKEY", "workersecret", "managersecret", "oldsecret"] {
+        for secret in [
+            "SECRETKEY",
+            "workersecret",
+            "managersecret",
+            "oldsecret",
+            "letmein",
+        ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(

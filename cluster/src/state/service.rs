@@ -334,7 +334,7 @@ pub struct Service {
     /// The stack that deployed it (`com.docker.stack.namespace`), if any.
     pub stack: Option<String>,
     /// `--with-registry-auth`: the login its nodes pull the image with. Outside the spec, and
-    /// cleared from every reply (`inspect` never shows it); its `Debug` is redacted.
+    /// cleared from every reply (`inspect` never shows it); sealed with the data key in raft.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registry_auth: Option<super::RegistryAuth>,
+    pub registry_auth: Option<super::Sealed<super::RegistryAuth>>,
 }

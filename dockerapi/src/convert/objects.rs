@@ -261,8 +261,9 @@ pub fn swarm_info(s: &SwarmInfo) -> Value {
     let mut v = json!({
         "NodeID": node_id.as_str(),
         "NodeAddr": info.node_addr.map(|a| a.to_string()).unwrap_or_default(),
-        "LocalNodeState": "active",
-        "ControlAvailable": is_manager,
+        // An autolocked manager that restarted: docker's `locked`.
+        "LocalNodeState": if info.locked { "locked" } else { "active" },
+        "ControlAvailable": is_manager && !info.locked,
         "Error": "",
     });
     match s.nodes {

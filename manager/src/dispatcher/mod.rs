@@ -38,6 +38,9 @@ use view::{AgentView, agent_view, diff_assignments, log_context, mesh_stats_rows
 
 /// Changes to the state are gathered this long before a session's assignments are recomputed.
 const ASSIGNMENT_DEBOUNCE: Duration = Duration::from_millis(30);
+/// How long a session waits to try again when the data key (which opens what raft keeps sealed)
+/// is not at hand.
+const DATA_KEY_RETRY: Duration = Duration::from_secs(2);
 /// Task states reported within this long are written in one transaction.
 const STATUS_BATCH: Duration = Duration::from_millis(50);
 /// Task state reports (one per agent message) waiting for the writer, at most.
@@ -230,7 +233,19 @@ impl Dispatcher {
                     if !self.m.is_leader() {
                         continue;
                     }
-                    let now = agent_view(&self.m.state(), &node_id);
+                    // The gossip keyring and registry logins are sealed in raft.
+                    let now = match self.m.data_key().await {
+                        Ok(key) => agent_view(&self.m.state(), &node_id, &key),
+                        Err(e) => Err(e),
+                    };
+                    let now = match now {
+                        Ok(v) => v,
+                        Err(e) => {
+                            tracing::warn!(node = %node_id, "assignments wait for the data key: {e}");
+                            dirty_since = Some(Instant::now() + DATA_KEY_RETRY);
+                            continue;
+                        }
+                    };
                     if let Some(mut a) = diff_assignments(sent.as_ref(), &now) {
                         self.open_files(&mut a).await;
                         if outbound.send(ManagerMessage::Assignments(a)).await.is_err() {

@@ -10,13 +10,15 @@ use mesh_cluster::gossip_keys::GossipKeyEntry;
 use mesh_cluster::naming::{ports_column, task_name};
 use mesh_cluster::spec::limits::{MAX_DESCRIPTION_FIELD, MAX_STATUS_TEXT, truncate_in_place};
 use mesh_cluster::state::{
-    ClusterState, EndpointMode, Network, NetworkAttachmentConfig, Object, Op, ServiceMode, Task,
-    TaskState,
+    ClusterState, EndpointMode, Network, NetworkAttachmentConfig, Object, Op, RegistryAuth, Sealed,
+    ServiceMode, Task, TaskState,
 };
 
+use crate::datakey::DataKey;
+
 use mesh_api::{
-    AssignedTask, Assignments, BlobData, BlobKind, MeshStatsRow, NodeNet, ServiceCounters,
-    ServiceNet, ServiceTaskName, TaskFile, TaskStatusUpdate,
+    ApiError, AssignedTask, Assignments, BlobData, BlobKind, MeshStatsRow, NodeNet,
+    ServiceCounters, ServiceNet, ServiceTaskName, TaskFile, TaskStatusUpdate,
 };
 
 /// Does the agent need to hear about this change of the task? Its status (which the agent
@@ -38,7 +40,12 @@ fn same_for_agent(a: &AssignedTask, b: &AssignedTask) -> bool {
 
 /// The tasks a node must know about: every task assigned to it (status `assigned` or later),
 /// history included, until the orchestrator deletes it.
-pub(crate) fn node_assignments(state: &ClusterState, node: &Id) -> BTreeMap<Id, AssignedTask> {
+/// `key` opens the services' registry logins (sealed in raft).
+pub(crate) fn node_assignments(
+    state: &ClusterState,
+    node: &Id,
+    key: &DataKey,
+) -> BTreeMap<Id, AssignedTask> {
     state
         .tasks
         .values()
@@ -50,12 +57,21 @@ pub(crate) fn node_assignments(state: &ClusterState, node: &Id) -> BTreeMap<Id, 
                 AssignedTask {
                     task: t.clone(),
                     service_name: service.map(|s| s.spec.name.clone()).unwrap_or_default(),
-                    registry_auth: service.and_then(|s| s.registry_auth.clone()),
+                    registry_auth: service
+                        .and_then(|s| s.registry_auth.as_ref())
+                        .and_then(|login| open_login(login, key)),
                     files: task_files(state, t),
                 },
             )
         })
         .collect()
+}
+
+/// A service's registry login opened for its nodes; None (logged) when it does not open.
+fn open_login(login: &Sealed<RegistryAuth>, key: &DataKey) -> Option<RegistryAuth> {
+    key.open_value(login)
+        .inspect_err(|e| tracing::error!("a service's registry login is not sent: {e}"))
+        .ok()
 }
 
 /// The secrets and configs of a task meant to run, their data still sealed (the dispatcher
@@ -96,10 +112,18 @@ pub(crate) struct AgentView {
 }
 
 /// What a node must hold now: [`node_assignments`], every allocated network, every node, every
-/// service.
-pub(crate) fn agent_view(state: &ClusterState, node: &Id) -> AgentView {
-    AgentView {
-        tasks: node_assignments(state, node),
+/// service, and the gossip keyring (opened with the data key `key`).
+pub(crate) fn agent_view(
+    state: &ClusterState,
+    node: &Id,
+    key: &DataKey,
+) -> Result<AgentView, ApiError> {
+    let gossip_keys = match state.cluster.as_ref() {
+        Some(c) => key.open_value(&c.gossip_keys)?,
+        None => Vec::new(),
+    };
+    Ok(AgentView {
+        tasks: node_assignments(state, node, key),
         networks: state
             .networks
             .values()
@@ -108,12 +132,8 @@ pub(crate) fn agent_view(state: &ClusterState, node: &Id) -> AgentView {
             .collect(),
         nodes: state.nodes.values().map(NodeNet::of).collect(),
         services: service_nets(state),
-        gossip_keys: state
-            .cluster
-            .as_ref()
-            .map(|c| c.gossip_keys.clone())
-            .unwrap_or_default(),
-    }
+        gossip_keys,
+    })
 }
 
 /// Every service as the nodes' routing mesh and DNS need it (the same for every node).
@@ -404,7 +424,8 @@ pub(crate) mod tests {
         let node = crate::handlers::services::tests::node("n1", "node1");
         s.nodes.insert(node.id.clone(), node);
         let n1 = Id::from("n1");
-        let first = agent_view(&s, &n1);
+        let key = DataKey::random();
+        let first = agent_view(&s, &n1, &key).unwrap();
         assert_eq!(
             first.tasks.keys().map(Id::as_str).collect::<Vec<_>>(),
             ["a", "b"]
@@ -419,26 +440,26 @@ pub(crate) mod tests {
         s.tasks.get_mut(&Id::from("a")).unwrap().status.pid = 42;
         s.nodes.get_mut(&n1).unwrap().status.message = "a heartbeat".into();
         assert_eq!(
-            diff_assignments(Some(&first), &agent_view(&s, &n1)),
+            diff_assignments(Some(&first), &agent_view(&s, &n1, &key).unwrap()),
             None,
             "the node's own report is not echoed, nor what networking does not use"
         );
         s.tasks.get_mut(&Id::from("a")).unwrap().desired_state = Shutdown;
         s.tasks.remove(&Id::from("b"));
-        let d = diff_assignments(Some(&first), &agent_view(&s, &n1)).unwrap();
+        let d = diff_assignments(Some(&first), &agent_view(&s, &n1, &key).unwrap()).unwrap();
         assert!(!d.full);
         assert_eq!(d.tasks.len(), 1);
         assert_eq!(d.tasks[0].task.desired_state, Shutdown);
         assert_eq!(d.removed, [Id::from("b")]);
         assert_eq!((d.networks, d.nodes), (None, None));
 
-        let now = agent_view(&s, &n1);
+        let now = agent_view(&s, &n1, &key).unwrap();
         s.nodes
             .get_mut(&n1)
             .unwrap()
             .attachments
             .insert(Id::from("net"), "10.0.0.2".parse().unwrap());
-        let d = diff_assignments(Some(&now), &agent_view(&s, &n1)).unwrap();
+        let d = diff_assignments(Some(&now), &agent_view(&s, &n1, &key).unwrap()).unwrap();
         assert!(d.tasks.is_empty() && d.removed.is_empty() && d.networks.is_none());
         assert_eq!(d.nodes.unwrap()[0].attachments.len(), 1);
     }

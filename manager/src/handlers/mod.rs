@@ -21,6 +21,7 @@ use self::networks::NetworkApi;
 use self::nodes::{NodeApi, remove_node, update_node};
 use self::services::ServiceApi;
 use self::swarm::{SwarmApi, renew_cert};
+use crate::autolock::AutolockApi;
 use crate::dispatcher::Dispatcher;
 use crate::manager::Manager;
 
@@ -57,12 +58,18 @@ impl<'m> ClusterApi<'m> {
             }
             Request::JoinToken { role, rotate } => SwarmApi { m }.join_token(role, rotate).await,
             Request::JoinCluster(j) => SwarmApi { m }.join_cluster(j).await,
+            Request::SwarmAutolock { enabled } => AutolockApi { m }.set(enabled).await,
+            Request::UnlockKey { rotate } => AutolockApi { m }.unlock_key(rotate).await,
             Request::RenewCert { csr_pem } => {
                 let Peer::Node(id) = peer else {
                     return Err(ApiError::denied("renewing a certificate needs one"));
                 };
                 let view = m.read().await?;
-                renew_cert(&view.applied.state, &id.node_id, &csr_pem)
+                let state = &view.applied.state;
+                let ca_key = m
+                    .open_sealed(&swarm::cluster(state)?.root_ca_key_pem)
+                    .await?;
+                renew_cert(state, &ca_key, &id.node_id, &csr_pem)
             }
             req @ (Request::ServiceCreate { .. }
             | Request::ServiceList

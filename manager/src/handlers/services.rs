@@ -19,8 +19,8 @@ use mesh_cluster::orchestrator::{new_service, rollback_service, update_service};
 use mesh_cluster::spec::limits::check_replicas;
 use mesh_cluster::spec::validate_service_spec;
 use mesh_cluster::state::{
-    ClusterState, Kind, Millis, Object, Op, PublishMode, RegistryAuth, Service, ServiceMode,
-    ServiceSpec, Tx,
+    ClusterState, Kind, Millis, Object, Op, PublishMode, RegistryAuth, Sealed, Service,
+    ServiceMode, ServiceSpec, Tx,
 };
 
 use crate::lookup::find_service;
@@ -194,9 +194,10 @@ pub fn update_service_tx(
     }))
 }
 
-/// Stores `auth` (when given) with the service the transaction writes; `None` keeps what the
-/// service has, as docker's update does without `--with-registry-auth`.
-fn with_registry_auth(mut tx: Tx, auth: Option<&RegistryAuth>) -> Tx {
+/// Stores `auth` (when given, sealed with the data key) with the service the transaction
+/// writes; `None` keeps what the service has, as docker's update does without
+/// `--with-registry-auth`.
+fn with_registry_auth(mut tx: Tx, auth: Option<&Sealed<RegistryAuth>>) -> Tx {
     if let Some(auth) = auth {
         for op in &mut tx.ops {
             if let Op::Put(Object::Service(s)) = op {
@@ -307,12 +308,23 @@ pub struct ServiceApi<'m> {
 }
 
 impl ServiceApi<'_> {
+    /// A registry login as raft keeps it: sealed with the data key.
+    async fn sealed_login(
+        &self,
+        login: Option<RegistryAuth>,
+    ) -> Result<Option<Sealed<RegistryAuth>>, ApiError> {
+        match login {
+            Some(l) => Ok(Some(self.m.data_key().await?.seal_value(&l))),
+            None => Ok(None),
+        }
+    }
+
     /// The service requests of the cluster API (writes arrive here on the leader).
     pub async fn serve(&self, req: Request) -> Result<Reply, ApiError> {
         match req {
             Request::ServiceCreate { spec, image } => {
                 let id = Id::random();
-                let auth = image.registry_auth;
+                let auth = self.sealed_login(image.registry_auth).await?;
                 self.m
                     .with_retries(|s| {
                         create_service_tx(s, spec.clone(), &id, now_millis())
@@ -344,7 +356,7 @@ impl ServiceApi<'_> {
                 spec,
                 image,
             } => {
-                let auth = image.registry_auth;
+                let auth = self.sealed_login(image.registry_auth).await?;
                 self.m
                     .with_retries(|s| {
                         update_service_tx(s, &service, version, spec.clone(), now_millis())
@@ -622,11 +634,15 @@ pub(crate) mod tests {
             username: "alice".into(),
             password: "s3cret".into(),
         };
+        let key = crate::datakey::DataKey::random();
+        let sealed = key.seal_value(&login);
         let mut s = ClusterState::default();
         let tx = create_service_tx(&s, spec("web"), &Id::from("w"), 1).unwrap();
-        apply(&mut s, &with_registry_auth(tx, Some(&login)));
+        apply(&mut s, &with_registry_auth(tx, Some(&sealed)));
         let stored = &s.services[&Id::from("w")];
-        assert_eq!(stored.registry_auth.as_ref(), Some(&login));
+        assert_eq!(stored.registry_auth.as_ref(), Some(&sealed));
+        assert_eq!(key.open_value(&sealed).unwrap(), login);
+        assert!(!serde_json::to_string(&s).unwrap().contains("s3cret"));
         // Replies never carry it.
         assert_eq!(shown(stored).registry_auth, None);
         assert!(
@@ -647,7 +663,7 @@ pub(crate) mod tests {
         apply(&mut s, &with_registry_auth(tx, None));
         assert_eq!(
             s.services[&Id::from("w")].registry_auth.as_ref(),
-            Some(&login)
+            Some(&sealed)
         );
     }
 }

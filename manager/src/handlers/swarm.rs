@@ -13,8 +13,10 @@ use mesh_cluster::state::{
     NodeSpec, NodeState, NodeStatus, Object, Op, Reachability, Tx, TxError,
 };
 use mesh_cluster::token::{self, JoinToken};
+use mesh_cluster::unlock_key::UnlockKey;
 
 use crate::ca;
+use crate::datakey::DataKey;
 use crate::manager::{Manager, ProposeError};
 
 /// How many rotated secrets the cluster remembers (to say "rotated" rather than "wrong").
@@ -24,8 +26,28 @@ fn secret() -> String {
     token::secret_from(rand::random())
 }
 
+/// The secrets of [`ClusterInfo`], opened with the data key.
+pub(crate) struct ClusterSecrets {
+    pub ca_key_pem: String,
+    pub worker: String,
+    pub manager: String,
+    pub retired: Vec<String>,
+}
+
+impl ClusterSecrets {
+    pub fn open(c: &ClusterInfo, key: &DataKey) -> Result<Self, ApiError> {
+        Ok(Self {
+            ca_key_pem: key.open_value(&c.root_ca_key_pem)?,
+            worker: key.open_value(&c.worker_token_secret)?,
+            manager: key.open_value(&c.manager_token_secret)?,
+            retired: key.open_value(&c.retired_token_secrets)?,
+        })
+    }
+}
+
 /// The cluster's first transaction: the cluster (CA, token secrets, address pool), the first
-/// manager's node, and the `ingress` network.
+/// manager's node, and the `ingress` network. Its CA key, token secrets and gossip keyring are
+/// still in the clear: `swarm init` seals them ([`seal_bootstrap`]) before it proposes it.
 pub fn bootstrap_tx(
     cluster_id: &Id,
     node_id: &Id,
@@ -34,21 +56,24 @@ pub fn bootstrap_tx(
     advertise: std::net::Ipv4Addr,
     port: u16,
 ) -> Tx {
-    use mesh_cluster::state::{Network, NetworkSpec};
+    use mesh_cluster::state::{Network, NetworkSpec, Sealed};
     let cluster = ClusterInfo {
         id: cluster_id.clone(),
         meta: Meta::default(),
         root_ca_cert_pem: ca.0.clone(),
-        root_ca_key_pem: ca.1.clone(),
-        worker_token_secret: secret(),
-        manager_token_secret: secret(),
+        root_ca_key_pem: Sealed::Clear(ca.1.clone()),
+        worker_token_secret: Sealed::Clear(secret()),
+        manager_token_secret: Sealed::Clear(secret()),
         default_pool: "10.0.0.0/8".parse().expect("a valid prefix"),
         subnet_len: 24,
         last_raft_id: 1,
-        retired_token_secrets: Vec::new(),
-        gossip_keys: mesh_cluster::gossip_keys::rotated(&[], now_millis(), rand::random(), true)
-            .unwrap_or_default(),
+        retired_token_secrets: Sealed::Clear(Vec::new()),
+        gossip_keys: Sealed::Clear(
+            mesh_cluster::gossip_keys::rotated(&[], now_millis(), rand::random(), true)
+                .unwrap_or_default(),
+        ),
         data_key_check: None,
+        unlock_key: None,
     };
     let node = Node {
         id: node_id.clone(),
@@ -98,6 +123,19 @@ pub fn bootstrap_tx(
     }
 }
 
+/// [`bootstrap_tx`] as `swarm init` proposes it: the cluster's secrets sealed with the new data
+/// key `key` (whose check value it records), and with `--autolock` the unlock key.
+pub fn seal_bootstrap(mut tx: Tx, key: &DataKey, unlock: Option<&UnlockKey>) -> Tx {
+    for op in &mut tx.ops {
+        if let Op::Put(Object::Cluster(c)) = op {
+            crate::sealing::seal_cluster(c, key);
+            c.data_key_check = Some(key.check());
+            c.unlock_key = unlock.map(|u| key.seal_value(&u.to_string()));
+        }
+    }
+    tx
+}
+
 /// The swarm's own requests: join tokens, joins and certificates.
 pub struct SwarmApi<'m> {
     pub(crate) m: &'m Manager,
@@ -105,24 +143,10 @@ pub struct SwarmApi<'m> {
 
 impl SwarmApi<'_> {
     pub async fn join_token(&self, role: NodeRole, rotate: bool) -> Result<Reply, ApiError> {
+        let key = self.m.data_key().await?;
         if rotate {
             self.m
-                .with_retries(|s| {
-                    let mut c = cluster(s)?.clone();
-                    let old = match role {
-                        NodeRole::Worker => std::mem::replace(&mut c.worker_token_secret, secret()),
-                        NodeRole::Manager => {
-                            std::mem::replace(&mut c.manager_token_secret, secret())
-                        }
-                    };
-                    c.retired_token_secrets.push(old);
-                    let excess = c.retired_token_secrets.len().saturating_sub(RETIRED_KEPT);
-                    c.retired_token_secrets.drain(..excess);
-                    Ok(Some(Tx {
-                        at: now_millis(),
-                        ops: vec![Op::Put(Object::Cluster(c))],
-                    }))
-                })
+                .with_retries(|s| rotate_token_tx(s, role, &key, &secret()).map(Some))
                 .await?;
         }
         let state = if rotate {
@@ -131,9 +155,10 @@ impl SwarmApi<'_> {
             self.m.read().await?.applied.state
         };
         let c = cluster(&state)?;
+        let secrets = ClusterSecrets::open(c, &key)?;
         let secret = match role {
-            NodeRole::Worker => &c.worker_token_secret,
-            NodeRole::Manager => &c.manager_token_secret,
+            NodeRole::Worker => &secrets.worker,
+            NodeRole::Manager => &secrets.manager,
         };
         let ca = mesh_api::tls::pem_to_der(&c.root_ca_cert_pem)
             .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -148,14 +173,19 @@ impl SwarmApi<'_> {
     /// The secret is checked (in constant time) before the leader's write lock is taken, so that
     /// wrong guesses queue behind nothing, and again under it (a rotation may have come between).
     pub async fn join_cluster(&self, j: JoinClusterRequest) -> Result<Reply, ApiError> {
-        join_role(cluster(&self.m.state())?, &j.secret)?;
+        let key = self.m.data_key().await?;
+        join_role(
+            &ClusterSecrets::open(cluster(&self.m.state())?, &key)?,
+            &j.secret,
+        )?;
         let description = bound_description(&j.description);
         let _g = self.m.inner.write_lock.lock().await;
         let mut attempts = 0;
         loop {
             let state = self.m.state();
             let c = cluster(&state)?;
-            let role = join_role(c, &j.secret)?;
+            let secrets = ClusterSecrets::open(c, &key)?;
+            let role = join_role(&secrets, &j.secret)?;
             let node_id = Id::random();
             let mut ops = Vec::new();
             let mut raft_id = 0;
@@ -167,7 +197,7 @@ impl SwarmApi<'_> {
             }
             let cert_pem = ca::issue(
                 &c.root_ca_cert_pem,
-                &c.root_ca_key_pem,
+                &secrets.ca_key_pem,
                 &j.csr_pem,
                 &c.id,
                 &node_id,
@@ -223,13 +253,39 @@ impl SwarmApi<'_> {
     }
 }
 
+/// The cluster with `role`'s token secret replaced by `new` (sealed with `key`), the old one
+/// remembered as rotated.
+fn rotate_token_tx(
+    s: &ClusterState,
+    role: NodeRole,
+    key: &DataKey,
+    new: &str,
+) -> Result<Tx, ApiError> {
+    let mut c = cluster(s)?.clone();
+    let secrets = ClusterSecrets::open(&c, key)?;
+    let (field, old) = match role {
+        NodeRole::Worker => (&mut c.worker_token_secret, secrets.worker),
+        NodeRole::Manager => (&mut c.manager_token_secret, secrets.manager),
+    };
+    *field = key.seal_value(&new.to_owned());
+    let mut retired = secrets.retired;
+    retired.push(old);
+    let excess = retired.len().saturating_sub(RETIRED_KEPT);
+    retired.drain(..excess);
+    c.retired_token_secrets = key.seal_value(&retired);
+    Ok(Tx {
+        at: now_millis(),
+        ops: vec![Op::Put(Object::Cluster(c))],
+    })
+}
+
 /// The role a join secret admits to, compared in constant time against every secret the
 /// cluster knows; a rotated or unknown secret is refused, each with its own message.
-pub(crate) fn join_role(c: &ClusterInfo, secret: &str) -> Result<NodeRole, ApiError> {
-    let worker = token::secret_eq(secret, &c.worker_token_secret);
-    let manager = token::secret_eq(secret, &c.manager_token_secret);
+pub(crate) fn join_role(c: &ClusterSecrets, secret: &str) -> Result<NodeRole, ApiError> {
+    let worker = token::secret_eq(secret, &c.worker);
+    let manager = token::secret_eq(secret, &c.manager);
     let retired = c
-        .retired_token_secrets
+        .retired
         .iter()
         .fold(false, |any, r| any | token::secret_eq(secret, r));
     if worker {
@@ -249,9 +305,11 @@ pub(crate) fn join_role(c: &ClusterInfo, secret: &str) -> Result<NodeRole, ApiEr
     }
 }
 
-/// A node asks for a certificate for a new key: it gets the role the state gives it.
+/// A node asks for a certificate for a new key: it gets the role the state gives it, signed
+/// with the CA key (`ca_key_pem`, opened from the state with the data key).
 pub(crate) fn renew_cert(
     state: &ClusterState,
+    ca_key_pem: &str,
     node_id: &Id,
     csr_pem: &str,
 ) -> Result<Reply, ApiError> {
@@ -263,7 +321,7 @@ pub(crate) fn renew_cert(
     })?;
     let cert_pem = ca::issue(
         &c.root_ca_cert_pem,
-        &c.root_ca_key_pem,
+        ca_key_pem,
         csr_pem,
         &c.id,
         node_id,
@@ -295,33 +353,70 @@ pub fn manager_addrs(state: &ClusterState) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn join_secrets_admit_their_role_only() {
+    pub(crate) fn bootstrapped(key: &DataKey, unlock: Option<&UnlockKey>) -> ClusterState {
         let tx = bootstrap_tx(
             &Id::from("c"),
             &Id::from("n1"),
-            &("CA".into(), "KEY".into()),
+            &("CA".into(), "-----BEGIN PRIVATE KEY-----KEY".into()),
             NodeDescription::default(),
             std::net::Ipv4Addr::LOCALHOST,
             2377,
         );
-        let Op::Put(Object::Cluster(mut c)) = tx.ops[0].clone() else {
-            panic!("the cluster first")
-        };
-        c.retired_token_secrets.push("old".into());
+        let mut s = ClusterState::default();
+        s.apply(&seal_bootstrap(tx, key, unlock), 1).unwrap();
+        s
+    }
+
+    #[test]
+    fn join_secrets_admit_their_role_only() {
+        let key = DataKey::random();
+        let s = bootstrapped(&key, None);
+        let rotated = rotate_token_tx(&s, NodeRole::Worker, &key, "newsecret").unwrap();
+        let before = ClusterSecrets::open(cluster(&s).unwrap(), &key).unwrap();
+        let mut s2 = s.clone();
+        s2.apply(&rotated, 2).unwrap();
+        let c = ClusterSecrets::open(cluster(&s2).unwrap(), &key).unwrap();
+        assert_eq!(c.worker, "newsecret");
+        assert_eq!(c.manager, before.manager);
+        assert_eq!(join_role(&c, "newsecret").unwrap(), NodeRole::Worker);
+        assert_eq!(join_role(&c, &c.manager).unwrap(), NodeRole::Manager);
         assert_eq!(
-            join_role(&c, &c.worker_token_secret.clone()).unwrap(),
-            NodeRole::Worker
+            join_role(&c, &before.worker).unwrap_err().code,
+            Code::TokenRotated
         );
-        assert_eq!(
-            join_role(&c, &c.manager_token_secret.clone()).unwrap(),
-            NodeRole::Manager
-        );
-        assert_eq!(join_role(&c, "old").unwrap_err().code, Code::TokenRotated);
         assert_eq!(join_role(&c, "nope").unwrap_err().code, Code::TokenInvalid);
         assert_eq!(join_role(&c, "").unwrap_err().code, Code::TokenInvalid);
+    }
+
+    #[test]
+    fn the_first_transaction_holds_no_secret_in_the_clear() {
+        let key = DataKey::random();
+        let unlock = UnlockKey::from_bytes([5; 32]);
+        let s = bootstrapped(&key, Some(&unlock));
+        let c = cluster(&s).unwrap();
+        let secrets = ClusterSecrets::open(c, &key).unwrap();
+        assert_eq!(secrets.ca_key_pem, "-----BEGIN PRIVATE KEY-----KEY");
+        assert!(secrets.retired.is_empty());
+        assert_eq!(c.data_key_check.as_deref(), Some(key.check().as_str()));
+        assert_eq!(
+            crate::datakey::unlock_key_of(&s, &key).unwrap(),
+            Some(unlock.clone())
+        );
+        let ring = key.open_value(&c.gossip_keys).unwrap();
+        assert_eq!(ring.len(), 1, "a first gossip key");
+        let json = serde_json::to_string(&s).unwrap();
+        for clear in [
+            "PRIVATE KEY",
+            &secrets.worker,
+            &secrets.manager,
+            &unlock.to_string(),
+            &ring[0].key_hex,
+        ] {
+            assert!(!json.contains(clear), "{clear} in {json}");
+        }
+        assert!(ClusterSecrets::open(c, &DataKey::random()).is_err());
     }
 }

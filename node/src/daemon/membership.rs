@@ -19,7 +19,7 @@ use mesh_api::{
     MANAGER_PORT, NodeUpdate, Reply, Request,
 };
 use mesh_manager::ca::{self, NodeKey};
-use mesh_manager::handlers::swarm::bootstrap_tx;
+use mesh_manager::handlers::swarm::{bootstrap_tx, seal_bootstrap};
 use mesh_manager::{ClusterApi, Manager};
 
 use super::identity::{Identity, remove_dir};
@@ -47,6 +47,7 @@ impl Daemon {
         let listener = bind(listen)?;
         let cluster_id = Id::random();
         let node_id = Id::random();
+        let unlock = r.autolock.then(mesh_manager::autolock::new_unlock_key);
         let ca = ca::generate_ca(&cluster_id).map_err(internal)?;
         let key = NodeKey::generate().map_err(internal)?;
         let cert = ca::issue(
@@ -81,6 +82,7 @@ impl Daemon {
             let manager = member.manager.clone().context("a manager")?;
             let started = async {
                 manager.bootstrap().await?;
+                let key = manager.new_data_key(unlock.as_ref()).await?;
                 let tx = bootstrap_tx(
                     &cluster_id,
                     &node_id,
@@ -89,7 +91,9 @@ impl Daemon {
                     advertise,
                     listen.port(),
                 );
-                manager.propose(tx).await?;
+                manager
+                    .propose(seal_bootstrap(tx, &key, unlock.as_ref()))
+                    .await?;
                 self.save_identity(&identity)?;
                 anyhow::Ok(())
             }
@@ -110,17 +114,19 @@ impl Daemon {
         };
         self.set_member(Some(Arc::new(member)));
         let state = manager.state();
-        let secret = state
+        let sealed = &state
             .cluster
             .as_ref()
-            .map(|c| c.worker_token_secret.clone())
-            .unwrap_or_default();
+            .ok_or_else(|| ApiError::internal("the swarm has no cluster object after init"))?
+            .worker_token_secret;
+        let secret = manager.open_sealed(sealed).await?;
         let ca_der = pki::pem_to_der(&ca.0).map_err(internal)?;
-        tracing::info!(%node_id, %cluster_id, "swarm initialised");
+        tracing::info!(%node_id, %cluster_id, autolock = r.autolock, "swarm initialised");
         Ok(Reply::Init(InitReply {
             node_id,
             worker_token: JoinToken::new(&ca_der, &secret).to_string(),
             manager_addr: identity.manager_addr(),
+            unlock_key: unlock.map(|u| u.to_string()),
         }))
     }
 

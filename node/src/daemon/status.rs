@@ -18,6 +18,12 @@ impl Daemon {
             engine_error: self.engine_error().await,
             ..NodeStatus::default()
         };
+        if let Some(id) = self.locked() {
+            out.node_id = Some(id.node_id.clone());
+            out.role = Some(id.role);
+            out.addr = Some(id.advertise_addr);
+            out.locked = true;
+        }
         if let Some(m) = self.member() {
             let id = m.identity();
             out.node_id = Some(id.node_id.clone());
