@@ -51,6 +51,10 @@ pub enum Reply {
     Networks(Vec<Network>),
     /// `network inspect`.
     Network(Box<NetworkReply>),
+    /// `swarm inspect`.
+    Swarm(Box<SwarmInfo>),
+    /// `swarm ca --admin-cert`: a client certificate, its key and the CA.
+    AdminCert(AdminCertReply),
     /// `secret create` / `config create`: the new object's id.
     BlobCreated {
         id: Id,
@@ -173,6 +177,38 @@ pub struct InitReply {
     pub worker_token: String,
     /// `IP:PORT` to join.
     pub manager_addr: String,
+}
+
+/// The cluster's settings as `swarm inspect` shows them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SwarmInfo {
+    pub id: Id,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub version: u64,
+    /// How long node certificates are valid (`--cert-expiry`).
+    pub cert_expiry_ms: u64,
+    /// The root CA certificate (PEM).
+    pub root_ca_cert_pem: String,
+}
+
+/// An admin client certificate (`swarm ca --admin-cert`); its `Debug` prints the key as
+/// `<redacted>`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AdminCertReply {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl fmt::Debug for AdminCertReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminCertReply")
+            .field("ca_pem", &self.ca_pem)
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &REDACTED)
+            .finish()
+    }
 }
 
 /// `swarm join-token`'s answer; its `Debug` prints the token as `<redacted>`.

@@ -114,6 +114,15 @@ pub enum Request {
     NetworkRemove {
         network: String,
     },
+    /// `swarm inspect`: the cluster's settings (certificate expiry, root CA).
+    SwarmInspect,
+    /// `swarm update`: the settings given change, the rest stay.
+    SwarmUpdate(SwarmUpdate),
+    /// `swarm ca --admin-cert DIR` (a manager's local socket only): a new admin client
+    /// certificate and its key, valid for `expiry_ms` (default: the cluster's expiry).
+    AdminCert {
+        expiry_ms: Option<u64>,
+    },
     /// `secret create` / `config create`.
     BlobCreate(BlobCreate),
     /// `secret ls` / `config ls`.
@@ -251,6 +260,9 @@ impl Request {
             Request::NetworkList => read("network ls", Api),
             Request::NetworkInspect { .. } => read("network inspect", Api),
             Request::NetworkRemove { .. } => write("network rm"),
+            Request::SwarmInspect => read("swarm inspect", Api),
+            Request::SwarmUpdate(_) => write("swarm update"),
+            Request::AdminCert { .. } => read("swarm ca --admin-cert", Local),
             Request::BlobCreate(c) => write(blob_name(c.kind, "create")),
             Request::BlobList { kind } => read(blob_name(*kind, "ls"), Api),
             Request::BlobInspect { kind, .. } => read(blob_name(*kind, "inspect"), Api),
@@ -288,6 +300,16 @@ pub struct InitRequest {
     pub advertise_addr: Option<Ipv4Addr>,
     /// Where to listen (default `0.0.0.0:2377`).
     pub listen_addr: Option<SocketAddr>,
+    /// `--cert-expiry`: how long node certificates are valid (default Swarm's 90 days).
+    #[serde(default)]
+    pub cert_expiry_ms: Option<u64>,
+}
+
+/// `swarm update`: each `Some` changes that setting.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SwarmUpdate {
+    /// `--cert-expiry`: certificates issued from now on are valid this long.
+    pub cert_expiry_ms: Option<u64>,
 }
 
 /// `swarm join`; its `Debug` prints the token as `<redacted>`.

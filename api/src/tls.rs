@@ -6,6 +6,11 @@
 //! worker's certificate cannot pose as a manager. The 2377 listener asks for a client certificate
 //! but lets a TLS client without one in: such a client may only join. A joiner does not trust the
 //! manager by CA yet; it pins the CA digest from its token instead ([`pinned_client_config`]).
+//!
+//! Node certificates expire (the cluster's `--cert-expiry`); every verifier here checks the
+//! validity dates (webpki), so an expired certificate fails the handshake. A running node swaps
+//! in its renewed certificate without restarting anything ([`LiveCredentials`]). Admin client
+//! certificates (OU `meshd-admin`) open the cluster API only.
 
 use std::fmt;
 use std::fs;
@@ -18,6 +23,7 @@ use mesh_cluster::state::NodeRole;
 use mesh_cluster::token::ca_digest;
 
 use crate::private;
+use mesh_cluster::certs::Validity;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -30,6 +36,11 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 pub const MANAGER_NAME: &str = "meshd-manager";
 /// The OU (and DNS name) of worker certificates.
 pub const WORKER_NAME: &str = "meshd-worker";
+/// The OU of admin client certificates (`meshctl swarm ca --admin-cert`).
+pub const ADMIN_NAME: &str = "meshd-admin";
+
+mod live;
+pub use live::LiveCredentials;
 
 /// The OU that says `role`.
 pub fn role_name(role: NodeRole) -> &'static str {
@@ -44,16 +55,35 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Who a certificate says its holder is.
+/// Who a node certificate says its holder is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertIdentity {
     pub node_id: Id,
     pub role: NodeRole,
     pub cluster_id: Id,
+    /// When the certificate expires (unix seconds): a connection outliving it is refused.
+    pub not_after: i64,
 }
 
-/// Reads node id (CN), role (OU) and cluster (O) from a node certificate.
-pub fn identify(der: &[u8]) -> Result<CertIdentity> {
+/// Who an admin client certificate says its holder is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminIdentity {
+    /// Its CN (`admin-...`).
+    pub name: String,
+    pub cluster_id: Id,
+    pub not_after: i64,
+}
+
+/// What a client certificate of the cluster is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertSubject {
+    Node(CertIdentity),
+    Admin(AdminIdentity),
+}
+
+/// Reads a certificate's subject (CN, OU, O) and its expiry: a node's (the role as OU) or an
+/// admin's.
+pub fn subject(der: &[u8]) -> Result<CertSubject> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| anyhow!("unreadable certificate: {e}"))?;
     let subject = cert.subject();
@@ -63,15 +93,46 @@ pub fn identify(der: &[u8]) -> Result<CertIdentity> {
     let cn = first(&mut subject.iter_common_name()).context("certificate without CN")?;
     let ou = first(&mut subject.iter_organizational_unit()).context("certificate without OU")?;
     let o = first(&mut subject.iter_organization()).context("certificate without O")?;
+    let not_after = cert.validity().not_after.timestamp();
     let role = match ou.as_str() {
         MANAGER_NAME => NodeRole::Manager,
         WORKER_NAME => NodeRole::Worker,
+        ADMIN_NAME => {
+            return Ok(CertSubject::Admin(AdminIdentity {
+                name: cn,
+                cluster_id: Id::from(o),
+                not_after,
+            }));
+        }
         other => bail!("certificate with unknown role {other:?}"),
     };
-    Ok(CertIdentity {
+    Ok(CertSubject::Node(CertIdentity {
         node_id: Id::from(cn),
         role,
         cluster_id: Id::from(o),
+        not_after,
+    }))
+}
+
+/// Reads node id (CN), role (OU) and cluster (O) from a node certificate.
+pub fn identify(der: &[u8]) -> Result<CertIdentity> {
+    match subject(der)? {
+        CertSubject::Node(id) => Ok(id),
+        CertSubject::Admin(a) => bail!(
+            "{} is an admin certificate ({ADMIN_NAME}), not a node's",
+            a.name
+        ),
+    }
+}
+
+/// When a PEM certificate is valid.
+pub fn validity(pem: &str) -> Result<Validity> {
+    let der = cert_der(pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| anyhow!("unreadable certificate: {e}"))?;
+    Ok(Validity {
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
     })
 }
 
@@ -193,6 +254,7 @@ impl Credentials {
                 vec![cert_der(&self.cert_pem)?, cert_der(&self.ca_pem)?],
                 self.key()?,
             )?;
+        live::no_resumption(&mut cfg);
         cfg.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(cfg))
     }

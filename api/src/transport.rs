@@ -1,7 +1,7 @@
 //! gRPC (tonic) on both listeners, and the clients that call them.
 //!
 //! The server side does its own TLS accept (tokio-rustls) so that each connection carries who
-//! the peer is ([`Peer`]: the local socket, an anonymous TLS client, or a node certificate) into
+//! the peer is ([`Peer`]: the local socket, an anonymous TLS client, a node or an admin certificate) into
 //! every request; the node daemon authorises by it. A plain TCP client fails the
 //! handshake and gets nothing. Clients use their own connectors too: TLS to a manager (its
 //! certificate must carry [`crate::tls::MANAGER_NAME`] under our CA), TLS pinned by a join token's
@@ -31,7 +31,7 @@ use crate::error::{ApiError, Code};
 use crate::reply::{Reply, StreamItem};
 use crate::request::Request;
 use crate::session::{AgentMessage, ManagerMessage};
-use crate::tls::{self as pki, CertIdentity};
+use crate::tls::{self as pki, AdminIdentity, CertIdentity, CertSubject};
 
 /// The generated gRPC code of `proto/mesh.proto`.
 pub mod proto {
@@ -64,6 +64,8 @@ pub enum Peer {
     Anonymous,
     /// A node certificate of our cluster.
     Node(CertIdentity),
+    /// An admin client certificate (`swarm ca --admin-cert`): the cluster API only.
+    Admin(AdminIdentity),
 }
 
 /// What the service asks of the daemon.
@@ -319,8 +321,9 @@ pub async fn serve_tls<H: Handler>(
                     let _ = anon_tx.send(Ok(conn)).await;
                     return;
                 };
-                let peer = match pki::identify(cert) {
-                    Ok(id) => Peer::Node(id),
+                let peer = match pki::subject(cert) {
+                    Ok(CertSubject::Node(id)) => Peer::Node(id),
+                    Ok(CertSubject::Admin(admin)) => Peer::Admin(admin),
                     Err(e) => {
                         tracing::warn!(%from, "refusing a certificate: {e:#}");
                         return;

@@ -26,6 +26,7 @@ pub fn form(plan: &LabPlan) -> Result<()> {
             .call(&Request::Init(InitRequest {
                 advertise_addr: Some(plan.node_addr(1)),
                 listen_addr: None,
+                cert_expiry_ms: None,
             }))
             .await
             .with_context(|| format!("swarm init on {}", plan.node_ns(1)))?;

@@ -804,12 +804,15 @@ mod tests {
         let key = NodeKey::generate().unwrap();
         let node_id = Id::from(format!("node{id}"));
         let cert = pki::issue(
-            &ca.0,
-            &ca.1,
+            &pki::CaKeys {
+                cert_pem: &ca.0,
+                key_pem: &ca.1,
+            },
             &key.csr_pem().unwrap(),
             cluster,
             &node_id,
             NodeRole::Manager,
+            mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
         )
         .unwrap();
         let creds = Credentials {

@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 
 use mesh_agent::{AgentConfig, Describer, NodeEvents};
-use mesh_api::tls::Credentials;
+use mesh_api::tls::{Credentials, LiveCredentials};
 use mesh_api::transport::{self, Handler, Peer};
 use mesh_api::{Access, AgentMessage, ApiError, Info, ManagerMessage, Reply, Request, StreamItem};
 use mesh_engine::{EngineError, is_pinned, pin, unpinned_warning};
@@ -38,9 +38,11 @@ use mesh_manager::manager::{LOGS_KEPT, SNAPSHOT_EVERY};
 use mesh_manager::peer_api::is_manager_request;
 use mesh_manager::{ClusterApi, Manager, ManagerConfig};
 
+mod admin;
 mod authorise;
 mod identity;
 mod membership;
+mod renew;
 mod status;
 
 use identity::Member;
@@ -188,6 +190,7 @@ impl Daemon {
         creds: Credentials,
         listener: Option<TcpListener>,
     ) -> Result<Member> {
+        let creds = LiveCredentials::new(creds)?;
         let tls = creds.client_config()?;
         let mut manager = None;
         let mut server = None;
@@ -236,12 +239,14 @@ impl Daemon {
                 task_files: self.cfg.data_dir.join("task-files"),
             },
         ));
+        let renewal = self.spawn_renewal(creds.clone());
         Ok(Member {
             identity: Mutex::new(identity),
             creds,
             manager,
             server: Mutex::new(server),
             agent: Mutex::new(Some(agent)),
+            renewal: Mutex::new(Some(renewal)),
         })
     }
 
@@ -363,6 +368,7 @@ impl Handler for Daemon {
             Request::Leave { force } => self.leave(force).await,
             Request::Info => Ok(self.info()),
             Request::Status => Ok(Reply::Status(Box::new(self.status().await))),
+            Request::AdminCert { expiry_ms } => self.admin_cert(expiry_ms).await,
             req if is_manager_request(&req) => {
                 self.manager()?.serve_manager_request(&peer, req).await
             }

@@ -72,6 +72,9 @@ pub struct ClusterInfo {
     /// back cannot be mistaken for a new one).
     #[serde(default)]
     pub last_raft_id: u64,
+    /// How long the CA signs node certificates for (`--cert-expiry`, Swarm's 90 days).
+    #[serde(default = "crate::certs::default_cert_expiry_ms")]
+    pub cert_expiry_ms: u64,
     /// Token secrets replaced by rotation (newest last, a few kept), so that a joiner with an old
     /// token is told it was rotated rather than that it is wrong.
     #[serde(default)]
@@ -101,6 +104,7 @@ impl std::fmt::Debug for ClusterInfo {
             .field("default_pool", &self.default_pool)
             .field("subnet_len", &self.subnet_len)
             .field("last_raft_id", &self.last_raft_id)
+            .field("cert_expiry_ms", &self.cert_expiry_ms)
             .field(
                 "retired_token_secrets",
                 &format_args!("<{} redacted>", self.retired_token_secrets.len()),
@@ -127,6 +131,7 @@ mod tests {
             default_pool: "10.0.0.0/8".parse().unwrap(),
             subnet_len: 24,
             last_raft_id: 3,
+            cert_expiry_ms: crate::certs::DEFAULT_CERT_EXPIRY_MS,
             retired_token_secrets: vec!["oldsecret".into()],
             gossip_keys: vec![crate::gossip_keys::GossipKeyEntry::new(1, [0xcd; 32], 0)],
             data_key_check: None,

@@ -20,7 +20,7 @@ use self::blobs::BlobApi;
 use self::networks::NetworkApi;
 use self::nodes::{NodeApi, remove_node, update_node};
 use self::services::ServiceApi;
-use self::swarm::{SwarmApi, renew_cert};
+use self::swarm::{SwarmApi, renew_cert, swarm_info, swarm_update_tx};
 use crate::dispatcher::Dispatcher;
 use crate::manager::Manager;
 
@@ -57,6 +57,11 @@ impl<'m> ClusterApi<'m> {
             }
             Request::JoinToken { role, rotate } => SwarmApi { m }.join_token(role, rotate).await,
             Request::JoinCluster(j) => SwarmApi { m }.join_cluster(j).await,
+            Request::SwarmInspect => swarm_info(&m.read().await?.applied.state),
+            Request::SwarmUpdate(u) => {
+                let min = crate::ca::min_cert_expiry_ms();
+                m.with_retries(|s| swarm_update_tx(s, &u, min)).await
+            }
             Request::RenewCert { csr_pem } => {
                 let Peer::Node(id) = peer else {
                     return Err(ApiError::denied("renewing a certificate needs one"));

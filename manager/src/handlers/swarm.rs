@@ -1,10 +1,12 @@
 //! The swarm's own requests: join tokens (and their rotation), a joiner's request with its token,
-//! certificate renewals; and the cluster's first transaction, which `swarm init` proposes.
+//! certificate renewals, `swarm inspect` / `update` (the certificate expiry); and the cluster's
+//! first transaction, which `swarm init` proposes.
 
 use std::collections::BTreeMap;
 
 use mesh_api::{
-    ApiError, Code, JoinClusterReply, JoinClusterRequest, JoinTokenReply, Reply, now_millis,
+    ApiError, Code, JoinClusterReply, JoinClusterRequest, JoinTokenReply, Reply, SwarmInfo,
+    SwarmUpdate, now_millis,
 };
 use mesh_cluster::Id;
 use mesh_cluster::spec::limits::bound_description;
@@ -24,8 +26,8 @@ fn secret() -> String {
     token::secret_from(rand::random())
 }
 
-/// The cluster's first transaction: the cluster (CA, token secrets, address pool), the first
-/// manager's node, and the `ingress` network.
+/// The cluster's first transaction: the cluster (CA, token secrets, address pool, certificate
+/// expiry), the first manager's node, and the `ingress` network.
 pub fn bootstrap_tx(
     cluster_id: &Id,
     node_id: &Id,
@@ -33,6 +35,7 @@ pub fn bootstrap_tx(
     description: NodeDescription,
     advertise: std::net::Ipv4Addr,
     port: u16,
+    cert_expiry_ms: u64,
 ) -> Tx {
     use mesh_cluster::state::{Network, NetworkSpec};
     let cluster = ClusterInfo {
@@ -45,6 +48,7 @@ pub fn bootstrap_tx(
         default_pool: "10.0.0.0/8".parse().expect("a valid prefix"),
         subnet_len: 24,
         last_raft_id: 1,
+        cert_expiry_ms,
         retired_token_secrets: Vec::new(),
         gossip_keys: mesh_cluster::gossip_keys::rotated(&[], now_millis(), rand::random(), true)
             .unwrap_or_default(),
@@ -166,12 +170,12 @@ impl SwarmApi<'_> {
                 ops.push(Op::Put(Object::Cluster(c)));
             }
             let cert_pem = ca::issue(
-                &c.root_ca_cert_pem,
-                &c.root_ca_key_pem,
+                &ca_keys(c),
                 &j.csr_pem,
                 &c.id,
                 &node_id,
                 role,
+                c.cert_expiry_ms,
             )
             .map_err(|e| ApiError::invalid(format!("{e:#}")))?;
             ops.push(Op::Put(Object::Node(Node {
@@ -262,12 +266,12 @@ pub(crate) fn renew_cert(
         ))
     })?;
     let cert_pem = ca::issue(
-        &c.root_ca_cert_pem,
-        &c.root_ca_key_pem,
+        &ca_keys(c),
         csr_pem,
         &c.id,
         node_id,
         node.spec.role,
+        c.cert_expiry_ms,
     )
     .map_err(|e| ApiError::invalid(format!("{e:#}")))?;
     let raft_id = match (&node.spec.role, &node.manager_status) {
@@ -275,6 +279,49 @@ pub(crate) fn renew_cert(
         _ => 0,
     };
     Ok(Reply::Cert { cert_pem, raft_id })
+}
+
+/// The CA as the cluster keeps it.
+pub fn ca_keys(c: &ClusterInfo) -> ca::CaKeys<'_> {
+    ca::CaKeys {
+        cert_pem: &c.root_ca_cert_pem,
+        key_pem: &c.root_ca_key_pem,
+    }
+}
+
+/// `swarm inspect`: the cluster's settings.
+pub(crate) fn swarm_info(state: &ClusterState) -> Result<Reply, ApiError> {
+    let c = cluster(state)?;
+    Ok(Reply::Swarm(Box::new(SwarmInfo {
+        id: c.id.clone(),
+        created_at: c.meta.created_at,
+        updated_at: c.meta.updated_at,
+        version: c.meta.version,
+        cert_expiry_ms: c.cert_expiry_ms,
+        root_ca_cert_pem: c.root_ca_cert_pem.clone(),
+    })))
+}
+
+/// `swarm update`: the cluster with the settings `u` gives, checked first (a certificate
+/// expiry under `min_cert_expiry_ms` is refused, and nothing changes). No transaction when
+/// nothing changes.
+pub(crate) fn swarm_update_tx(
+    state: &ClusterState,
+    u: &SwarmUpdate,
+    min_cert_expiry_ms: u64,
+) -> Result<Option<Tx>, ApiError> {
+    let mut c = cluster(state)?.clone();
+    if let Some(ms) = u.cert_expiry_ms {
+        c.cert_expiry_ms = mesh_cluster::certs::check_cert_expiry(ms, min_cert_expiry_ms)
+            .map_err(ApiError::invalid)?;
+    }
+    if Some(&c) == state.cluster.as_ref() {
+        return Ok(None);
+    }
+    Ok(Some(Tx {
+        at: now_millis(),
+        ops: vec![Op::Put(Object::Cluster(c))],
+    }))
 }
 
 pub(crate) fn cluster(state: &ClusterState) -> Result<&ClusterInfo, ApiError> {
@@ -307,6 +354,7 @@ mod tests {
             NodeDescription::default(),
             std::net::Ipv4Addr::LOCALHOST,
             2377,
+            mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
         );
         let Op::Put(Object::Cluster(mut c)) = tx.ops[0].clone() else {
             panic!("the cluster first")
@@ -323,5 +371,56 @@ mod tests {
         assert_eq!(join_role(&c, "old").unwrap_err().code, Code::TokenRotated);
         assert_eq!(join_role(&c, "nope").unwrap_err().code, Code::TokenInvalid);
         assert_eq!(join_role(&c, "").unwrap_err().code, Code::TokenInvalid);
+    }
+
+    #[test]
+    fn swarm_update_checks_the_expiry_before_changing_anything() {
+        use mesh_cluster::certs::{DEFAULT_CERT_EXPIRY_MS, MIN_CERT_EXPIRY_MS};
+        let mut s = ClusterState::default();
+        let boot = bootstrap_tx(
+            &Id::from("c"),
+            &Id::from("n1"),
+            &("CA".into(), "KEY".into()),
+            NodeDescription::default(),
+            std::net::Ipv4Addr::LOCALHOST,
+            2377,
+            DEFAULT_CERT_EXPIRY_MS,
+        );
+        s.apply(&boot, 1).unwrap();
+        let update = |ms| SwarmUpdate {
+            cert_expiry_ms: Some(ms),
+        };
+        let e = swarm_update_tx(&s, &update(60_000), MIN_CERT_EXPIRY_MS).unwrap_err();
+        assert_eq!(e.code, Code::InvalidArgument);
+        assert!(
+            e.message
+                .contains("minimum certificate expiry time is: 1h0m0s"),
+            "{e}"
+        );
+        let tx = swarm_update_tx(&s, &update(7_200_000), MIN_CERT_EXPIRY_MS)
+            .unwrap()
+            .expect("a change");
+        let Op::Put(Object::Cluster(c)) = &tx.ops[0] else {
+            panic!("the cluster")
+        };
+        assert_eq!(c.cert_expiry_ms, 7_200_000);
+        // The same value again, or nothing asked: no transaction.
+        let same = update(DEFAULT_CERT_EXPIRY_MS);
+        assert!(
+            swarm_update_tx(&s, &same, MIN_CERT_EXPIRY_MS)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            swarm_update_tx(&s, &SwarmUpdate::default(), MIN_CERT_EXPIRY_MS)
+                .unwrap()
+                .is_none()
+        );
+        // A test's lower minimum.
+        assert!(
+            swarm_update_tx(&s, &update(60_000), 1_000)
+                .unwrap()
+                .is_some()
+        );
     }
 }

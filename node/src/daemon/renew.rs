@@ -1,0 +1,120 @@
+//! Certificate renewal: every member renews its own certificate at a random point between 50%
+//! and 80% of its lifetime (`mesh_cluster::certs::renewal_delay`, swarmkit's schedule), and at
+//! once in the last 20%. Renewal makes a new key (as Swarm does), asks a manager to sign it
+//! (`RenewCert`, the request a role change uses), swaps it under every TLS configuration the
+//! member runs with ([`LiveCredentials`]) and writes it to `certs/`. Nothing restarts.
+//!
+//! A certificate that has expired cannot renew: the managers refuse it in the handshake. The
+//! node says so in its log, keeps trying (a clock put right fixes it), and must otherwise leave
+//! and join again, as in Swarm.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use mesh_api::tls::{self as pki, Credentials, LiveCredentials};
+use mesh_api::{Reply, Request};
+use mesh_cluster::certs::renewal_delay;
+use mesh_manager::ca::NodeKey;
+use tokio::task::JoinHandle;
+
+use super::Daemon;
+use super::membership::call_leader;
+
+/// The first wait after a failed renewal; it doubles up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(2);
+const MAX_RETRY: Duration = Duration::from_mins(1);
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Daemon {
+    /// Starts the renewal loop of the member whose credentials are `creds`.
+    pub(super) fn spawn_renewal(&self, creds: Arc<LiveCredentials>) -> JoinHandle<()> {
+        tokio::spawn(renewal_loop(self.me.clone(), creds))
+    }
+
+    /// Renews this member's certificate now: a new key, signed by a manager for the role the
+    /// state gives the node, in use from the next handshake and saved.
+    async fn renew_certificate(&self, creds: &Arc<LiveCredentials>) -> Result<()> {
+        // No role change, join or leave meanwhile.
+        let _t = self.transition.lock().await;
+        let member = self.member().context("this node is in no swarm")?;
+        if !Arc::ptr_eq(&member.creds, creds) {
+            bail!("this node's membership changed meanwhile");
+        }
+        let identity = member.identity();
+        let old = creds.current();
+        let key = NodeKey::generate()?;
+        let reply = call_leader(
+            &identity.managers,
+            &creds.client_config()?,
+            &Request::RenewCert {
+                csr_pem: key.csr_pem()?,
+            },
+        )
+        .await?;
+        let Reply::Cert { cert_pem, .. } = reply else {
+            bail!("unexpected reply to a certificate renewal");
+        };
+        let renewed = Credentials {
+            ca_pem: old.ca_pem,
+            cert_pem,
+            key_pem: key.key_pem(),
+        };
+        let role = renewed.identity()?.role;
+        if role != identity.role {
+            // The role change in flight gets its own certificate; this one is not used.
+            bail!("the swarm issued a {role:?} certificate: a role change is under way");
+        }
+        creds.replace(renewed.clone())?;
+        renewed.save(&self.cfg.cert_dir())?;
+        Ok(())
+    }
+}
+
+/// Waits for each renewal point, renews, and starts over with the new certificate.
+async fn renewal_loop(daemon: Weak<Daemon>, creds: Arc<LiveCredentials>) {
+    let mut retry = FIRST_RETRY;
+    loop {
+        let validity = match pki::validity(&creds.current().cert_pem) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("reading this node's certificate: {e:#}; no renewal");
+                return;
+            }
+        };
+        let delay = renewal_delay(validity, now_secs(), rand::random());
+        tracing::debug!(
+            not_after = validity.not_after,
+            "renewing this node's certificate in {}s",
+            delay.as_secs()
+        );
+        tokio::time::sleep(delay).await;
+        let Some(d) = daemon.upgrade() else { return };
+        let expired = validity.expired(now_secs());
+        match d.renew_certificate(&creds).await {
+            Ok(()) => {
+                retry = FIRST_RETRY;
+                let until = pki::validity(&creds.current().cert_pem).map(|v| v.not_after);
+                tracing::info!(not_after = ?until, "renewed this node's certificate");
+            }
+            Err(e) => {
+                if expired {
+                    tracing::error!(
+                        "this node's certificate expired at {} (unix time): the managers refuse it. Renewing failed: {e:#}. Leave the swarm and join it again",
+                        validity.not_after
+                    );
+                } else {
+                    tracing::warn!("renewing this node's certificate: {e:#}; again in {retry:?}");
+                }
+                drop(d);
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(MAX_RETRY);
+            }
+        }
+    }
+}
