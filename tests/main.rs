@@ -7,6 +7,7 @@
 
 mod support;
 
+mod certs;
 mod control;
 mod datapath;
 mod engines;

@@ -183,6 +183,16 @@ pub struct Conn<S> {
     io: S,
     peer: Peer,
     _slot: Option<OwnedSemaphorePermit>,
+    /// When the peer's certificate expires: the connection ends then, and the peer, which has
+    /// renewed meanwhile, connects again with its new certificate.
+    expires: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// When a connection with a certificate valid until `not_after` (unix seconds) must end.
+fn expiry_timer(not_after: i64) -> Pin<Box<tokio::time::Sleep>> {
+    let now = crate::now_millis() / 1000;
+    let left = u64::try_from(not_after).unwrap_or(0).saturating_sub(now);
+    Box::pin(tokio::time::sleep(Duration::from_secs(left)))
 }
 
 impl<S> Connected for Conn<S> {
@@ -198,6 +208,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(expires) = self.expires.as_mut()
+            && expires.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the peer's certificate expired",
+            )));
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
@@ -241,6 +259,7 @@ pub async fn serve_unix<H: Handler>(listener: UnixListener, handler: Arc<H>) {
             io,
             peer: Peer::Local,
             _slot: None,
+            expires: None,
         });
         Some((conn, l))
     });
@@ -317,6 +336,7 @@ pub async fn serve_tls<H: Handler>(
                         io: tls,
                         peer: Peer::Anonymous,
                         _slot: Some(slot),
+                        expires: None,
                     };
                     let _ = anon_tx.send(Ok(conn)).await;
                     return;
@@ -329,10 +349,16 @@ pub async fn serve_tls<H: Handler>(
                         return;
                     }
                 };
+                let not_after = match &peer {
+                    Peer::Node(id) => Some(id.not_after),
+                    Peer::Admin(a) => Some(a.not_after),
+                    Peer::Local | Peer::Anonymous => None,
+                };
                 let conn = Conn {
                     io: tls,
                     peer,
                     _slot: None,
+                    expires: not_after.map(expiry_timer),
                 };
                 let _ = nodes_tx.send(Ok(conn)).await;
             });

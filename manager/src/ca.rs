@@ -315,4 +315,84 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("certificate signing request"), "{e}");
     }
+
+    /// A TLS 1.3 handshake in memory between `client` and `server`: the error either side hit.
+    fn handshake(
+        client: std::sync::Arc<rustls::ClientConfig>,
+        server: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Result<(), String> {
+        let mut c = rustls::ClientConnection::new(client, mesh_api::tls::manager_server_name())
+            .map_err(|e| e.to_string())?;
+        let mut s = rustls::ServerConnection::new(server).map_err(|e| e.to_string())?;
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).unwrap();
+            s.read_tls(&mut buf.as_slice()).unwrap();
+            s.process_new_packets()
+                .map_err(|e| format!("server: {e}"))?;
+            let mut buf = Vec::new();
+            s.write_tls(&mut buf).unwrap();
+            c.read_tls(&mut buf.as_slice()).unwrap();
+            c.process_new_packets()
+                .map_err(|e| format!("client: {e}"))?;
+            if !c.is_handshaking() && !s.is_handshaking() {
+                // The server has seen the client's certificate only once it read its last flight.
+                let mut buf = Vec::new();
+                c.write_tls(&mut buf).unwrap();
+                s.read_tls(&mut buf.as_slice()).unwrap();
+                s.process_new_packets()
+                    .map_err(|e| format!("server: {e}"))?;
+                return Ok(());
+            }
+        }
+        Err("the handshake did not finish".into())
+    }
+
+    fn node_at(ca: &(String, String), role: NodeRole, issued: i64, expiry_ms: u64) -> Credentials {
+        let key = NodeKey::generate().unwrap();
+        let cert = issue_at(
+            &keys(ca),
+            &key.csr_pem().unwrap(),
+            (&Id::from("c1"), &Id::from("n"), role),
+            issued,
+            expiry_ms,
+        )
+        .unwrap();
+        Credentials {
+            ca_pem: ca.0.clone(),
+            cert_pem: cert,
+            key_pem: key.key_pem(),
+        }
+    }
+
+    #[test]
+    fn the_handshake_refuses_expired_certificates_and_takes_renewed_ones_live() {
+        use mesh_api::tls::LiveCredentials;
+        let ca = generate_ca(&Id::from("c1")).unwrap();
+        let now = now_secs();
+        let manager = LiveCredentials::new(node(&ca, &Id::from("c1"), NodeRole::Manager)).unwrap();
+        let server = manager.server_config().unwrap();
+        // A worker whose hour ended a minute ago: the manager refuses it.
+        let expired = node_at(&ca, NodeRole::Worker, now - 3660, 3_600_000);
+        let worker = LiveCredentials::new(expired.clone()).unwrap();
+        let e = handshake(worker.client_config().unwrap(), server.clone()).unwrap_err();
+        assert!(e.starts_with("server:") && e.contains("xpired"), "{e}");
+        let e = handshake(expired.client_config().unwrap(), server.clone()).unwrap_err();
+        assert!(e.contains("xpired"), "{e}");
+        // Renewed in place: the same client configuration now passes.
+        let fresh = node_at(&ca, NodeRole::Worker, now, 3_600_000);
+        worker.replace(fresh).unwrap();
+        handshake(worker.client_config().unwrap(), server.clone()).unwrap();
+        // A manager whose certificate expired is refused by its clients.
+        manager
+            .replace(node_at(&ca, NodeRole::Manager, now - 3660, 3_600_000))
+            .unwrap();
+        let e = handshake(worker.client_config().unwrap(), server).unwrap_err();
+        assert!(e.starts_with("client:") && e.contains("xpired"), "{e}");
+        // An unusable set is refused and the old one kept.
+        let mut broken = node(&ca, &Id::from("c1"), NodeRole::Worker);
+        broken.key_pem = "garbage".into();
+        assert!(worker.replace(broken).is_err());
+        assert_eq!(worker.current().identity().unwrap().role, NodeRole::Worker);
+    }
 }

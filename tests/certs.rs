@@ -1,0 +1,257 @@
+//! Expiring certificates (issue 16, item 2) on a lab swarm made with a short `--cert-expiry`
+//! (the test-only `MESHD_MIN_CERT_EXPIRY` lowers Swarm's 1 hour minimum): every node renews its
+//! own certificate while the swarm keeps working, a certificate past its expiry is refused in the
+//! handshake while the renewed one is accepted, a bad expiry changes nothing, and an admin client
+//! certificate opens the cluster API but not raft, until it expires.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mesh_api::tls::{Credentials, validity};
+use mesh_api::transport::Client;
+use mesh_api::{ApiError, Reply, Request};
+use mesh_overlay::netns::NetNs;
+
+use crate::support::{Lab, MESHCTL, eventually, fails, meshctl, ok, stderr, stdout};
+
+/// The certificates' lifetime in this test, and the minimum the managers accept.
+const EXPIRY: &str = "40s";
+const MIN_EXPIRY: &str = "10s";
+
+/// A lab whose meshds run with the lowered minimum expiry, outside any swarm yet.
+fn lab_without_swarm(name: &str, octet: u8, nodes: usize) -> Lab {
+    let lab = Lab {
+        prefix: Lab::prefix_for(name),
+        subnet_octet: octet,
+        nodes,
+    };
+    let out = Command::new(MESHCTL)
+        .args(["lab", "up", "--no-swarm", "--nodes", &nodes.to_string()])
+        .args(["--prefix", &lab.prefix, "--subnet", &lab.subnet()])
+        .env("MESHD_MIN_CERT_EXPIRY", MIN_EXPIRY)
+        .output()
+        .expect("run meshctl lab up");
+    assert!(
+        out.status.success(),
+        "lab up {} failed:\n{}",
+        lab.prefix,
+        stderr(&out)
+    );
+    lab
+}
+
+fn node_dir(lab: &Lab, n: &str) -> String {
+    format!("/var/lib/meshd-lab/{}/{n}", lab.prefix)
+}
+
+fn not_after(dir: &str) -> i64 {
+    let pem = std::fs::read_to_string(format!("{dir}/node.pem")).expect("node.pem");
+    validity(&pem).expect("a certificate").not_after
+}
+
+fn now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// Sleeps until unix time `t` has passed.
+fn sleep_past(t: i64) {
+    while now() <= t {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Calls `req` on `addr` from the client namespace with the certificates in `dir`.
+fn call_with(lab: &Lab, addr: &str, dir: &str, req: Request) -> Result<Reply, ApiError> {
+    let tls = Credentials::load(Path::new(dir))
+        .expect("certificates")
+        .client_config()
+        .unwrap();
+    let addr = addr.to_owned();
+    NetNs::open(&lab.ns("client"))
+        .expect("client namespace")
+        .run(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async { Client::tls(&addr, tls).call(&req).await })
+        })
+        .expect("run in the client namespace")
+}
+
+/// `meshctl --host tcp://ADDR --cert-dir DIR ARGS` from the client namespace.
+fn remote(lab: &Lab, addr: &str, dir: &str, args: &[&str]) -> std::process::Output {
+    let host = format!("tcp://{addr}");
+    let mut all = vec!["--host", &host, "--cert-dir", dir];
+    all.extend_from_slice(args);
+    meshctl(lab, "client", &all)
+}
+
+/// A swarm of n1 (manager), n2 (manager) and n3 (worker) with `--cert-expiry EXPIRY`.
+fn form_swarm(lab: &Lab) {
+    ok(lab, "n1", &["swarm", "init", "--cert-expiry", EXPIRY]);
+    let manager = ok(lab, "n1", &["swarm", "join-token", "-q", "manager"]);
+    let worker = ok(lab, "n1", &["swarm", "join-token", "-q", "worker"]);
+    let leader = format!("{}:2377", lab.node_addr(1));
+    ok(
+        lab,
+        "n2",
+        &["swarm", "join", "--token", manager.trim(), &leader],
+    );
+    ok(
+        lab,
+        "n3",
+        &["swarm", "join", "--token", worker.trim(), &leader],
+    );
+}
+
+#[test]
+fn certs_expire_renew_and_admin_certificates_open_the_api_only() {
+    let lab = lab_without_swarm("certs", 224, 3);
+    form_swarm(&lab);
+    let n1 = format!("{}:2377", lab.node_addr(1));
+    let (d2, d3) = (
+        format!("{}/certs", node_dir(&lab, "n2")),
+        format!("{}/certs", node_dir(&lab, "n3")),
+    );
+
+    // The expiry shows, and a bad one is refused and changes nothing.
+    let pretty = ok(&lab, "n1", &["swarm", "inspect", "--pretty"]);
+    assert!(pretty.contains("Expiry Duration: 40 seconds"), "{pretty}");
+    let err = fails(&lab, "n2", &["swarm", "update", "--cert-expiry", "5s"]);
+    assert!(
+        err.contains("minimum certificate expiry time is: 10s"),
+        "{err}"
+    );
+    let err = fails(&lab, "n1", &["swarm", "update", "--cert-expiry", "forty"]);
+    assert!(err.contains("invalid duration"), "{err}");
+    let json = ok(&lab, "n1", &["swarm", "inspect"]);
+    assert!(json.contains("\"NodeCertExpiry\": 40000000000"), "{json}");
+
+    // Keep the worker's first certificate: it will expire.
+    let first = format!("{}/n3-first-certs", node_dir(&lab, ""));
+    std::fs::create_dir_all(&first).unwrap();
+    for f in ["ca.pem", "node.pem", "node-key.pem"] {
+        std::fs::copy(format!("{d3}/{f}"), format!("{first}/{f}")).unwrap();
+    }
+    let first_expiry = not_after(&first);
+    let manager_expiry = not_after(&d2);
+    assert!(
+        first_expiry <= now() + 41,
+        "a 40s certificate: {first_expiry}"
+    );
+    // Its certificate lets the worker in now (a worker may not list services: refused by
+    // authorisation, after the handshake).
+    let e = call_with(&lab, &n1, &first, Request::ServiceList).unwrap_err();
+    assert!(e.message.contains("needs a manager certificate"), "{e}");
+
+    // Every node renews by itself before its certificate expires: node.pem's expiry moves.
+    eventually(Duration::from_secs(45), "n2 and n3 renew", || {
+        let (a, b) = (not_after(&d2), not_after(&d3));
+        if a > manager_expiry && b > first_expiry {
+            Ok(())
+        } else {
+            Err(format!(
+                "n2 until {a} (was {manager_expiry}), n3 until {b} (was {first_expiry})"
+            ))
+        }
+    });
+
+    // Past the first certificate's expiry: it is refused in the handshake, the renewed ones are
+    // accepted, and the swarm kept working (every node Ready, seen from a fresh connection).
+    sleep_past(first_expiry + 1);
+    let e = call_with(&lab, &n1, &first, Request::ServiceList).unwrap_err();
+    assert!(
+        !e.message.contains("permission denied") && e.message.contains("xpired"),
+        "an expired certificate must fail the handshake, not reach authorisation: {e}"
+    );
+    let e = call_with(&lab, &n1, &d3, Request::ServiceList).unwrap_err();
+    assert!(e.message.contains("needs a manager certificate"), "{e}");
+    let nodes = remote(&lab, &n1, &d2, &["node", "ls"]);
+    assert!(nodes.status.success(), "{}", stderr(&nodes));
+    let ready = stdout(&nodes).matches("Ready").count();
+    assert_eq!(ready, 3, "{}", stdout(&nodes));
+
+    // An admin certificate: written on a manager, never over existing certificates.
+    let admin = format!("{}/admin", node_dir(&lab, ""));
+    let err = fails(&lab, "n1", &["swarm", "ca", "--admin-cert", &d2]);
+    assert!(err.contains("already holds"), "{err}");
+    let err = fails(
+        &lab,
+        "n1",
+        &["swarm", "ca", "--admin-cert", &admin, "--cert-expiry", "5s"],
+    );
+    assert!(err.contains("minimum certificate expiry time is"), "{err}");
+    assert!(
+        !Path::new(&admin).exists(),
+        "a refused admin certificate wrote nothing"
+    );
+    let err = fails(&lab, "n3", &["swarm", "ca", "--admin-cert", &admin]);
+    assert!(
+        err.contains("manager"),
+        "a worker has no CA to sign with: {err}"
+    );
+    ok(
+        &lab,
+        "n1",
+        &[
+            "swarm",
+            "ca",
+            "--admin-cert",
+            &admin,
+            "--cert-expiry",
+            "20s",
+        ],
+    );
+    let admin_expiry = not_after(&admin);
+    // It opens the cluster API, on any manager ...
+    for addr in [n1.clone(), format!("{}:2377", lab.node_addr(2))] {
+        let ls = remote(&lab, &addr, &admin, &["service", "ls"]);
+        assert!(ls.status.success(), "{addr}: {}", stderr(&ls));
+        assert!(stdout(&ls).starts_with("ID"), "{}", stdout(&ls));
+        let nodes = remote(&lab, &addr, &admin, &["node", "ls"]);
+        assert!(nodes.status.success(), "{addr}: {}", stderr(&nodes));
+    }
+    // ... but not raft, nor what nodes do.
+    for req in [Request::ReadIndex, Request::DataKey] {
+        let e = call_with(&lab, &n1, &admin, req).unwrap_err();
+        assert!(
+            e.message.contains("needs a manager certificate")
+                && e.message.contains("admin certificate admin-"),
+            "{e}"
+        );
+    }
+    let e = call_with(
+        &lab,
+        &n1,
+        &admin,
+        Request::RenewCert {
+            csr_pem: String::new(),
+        },
+    )
+    .unwrap_err();
+    assert!(e.message.contains("needs a node certificate"), "{e}");
+    // ... until it expires.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    sleep_past(admin_expiry + 1);
+    assert!(Instant::now() < deadline);
+    let ls = remote(&lab, &n1, &admin, &["service", "ls"]);
+    assert!(
+        !ls.status.success() && stderr(&ls).contains("xpired"),
+        "an expired admin certificate: {}{}",
+        stdout(&ls),
+        stderr(&ls)
+    );
+
+    // Still working after more renewals: the worker's session, seen from the leader.
+    let nodes = ok(&lab, "n1", &["node", "ls"]);
+    assert_eq!(nodes.matches("Ready").count(), 3, "{nodes}");
+    assert!(not_after(&d3) > now(), "n3's certificate is current");
+}
