@@ -188,6 +188,18 @@ pub struct Conn<S> {
     expires: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
+/// Did a handshake fail because the client's certificate had expired?
+fn expired_certificate(e: &io::Error) -> bool {
+    use rustls::CertificateError::{Expired, ExpiredContext};
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(
+            Expired | ExpiredContext { .. }
+        ))
+    )
+}
+
 /// When a connection with a certificate valid until `not_after` (unix seconds) must end.
 fn expiry_timer(not_after: i64) -> Pin<Box<tokio::time::Sleep>> {
     let now = crate::now_millis() / 1000;
@@ -317,6 +329,10 @@ pub async fn serve_tls<H: Handler>(
                     .await
                 {
                     Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) if expired_certificate(&e) => {
+                        tracing::warn!(%from, "refused an expired certificate: {e}");
+                        return;
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(%from, "TLS handshake failed: {e}");
                         return;
