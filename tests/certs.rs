@@ -253,10 +253,15 @@ fn certs_expire_renew_and_admin_certificates_open_the_api_only() {
     assert!(Instant::now() < deadline);
     let ls = remote(&lab, &n1, &admin, &["service", "ls"]);
     assert!(
-        !ls.status.success() && !stderr(&ls).contains("permission denied"),
-        "an expired admin certificate fails the handshake: {}{}",
+        !ls.status.success() && stderr(&ls).contains("the certificate expired"),
+        "meshctl says an admin certificate expired: {}{}",
         stdout(&ls),
         stderr(&ls)
+    );
+    let e = call_with(&lab, &n1, &admin, Request::ServiceList).unwrap_err();
+    assert!(
+        !e.message.contains("permission denied"),
+        "refused in the handshake: {e}"
     );
 
     // Still working after more renewals: the worker's session, seen from the leader.

@@ -278,6 +278,10 @@ pub struct Info {
     pub leader_addr: Option<String>,
     /// Where this node's client certificates are (for `meshctl --host tcp://...`).
     pub cert_dir: String,
+    /// Managers only: how long node certificates are valid (Docker's `CA Configuration:
+    /// Expiry Duration`).
+    #[serde(default)]
+    pub cert_expiry_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -224,6 +224,20 @@ impl Credentials {
         Ok(())
     }
 
+    /// Fails, saying so, when the certificate has expired at unix time `now` (managers would
+    /// refuse it in the handshake, and the client would see only a closed connection).
+    pub fn check_not_expired(&self, now: i64) -> Result<()> {
+        let v = validity(&self.cert_pem)?;
+        if v.expired(now) {
+            bail!(
+                "the certificate expired {}s ago (at unix time {}): nodes renew theirs before it happens; a node that was stopped past its expiry must join again, and an admin certificate is replaced with a new one (`meshctl swarm ca --admin-cert DIR` on a manager)",
+                now - v.not_after,
+                v.not_after
+            );
+        }
+        Ok(())
+    }
+
     /// Who this certificate says we are.
     pub fn identity(&self) -> Result<CertIdentity> {
         identify(&cert_der(&self.cert_pem)?)

@@ -275,6 +275,12 @@ mod tests {
         )
         .unwrap();
         assert!(validity(&old).unwrap().expired(before));
+        // meshctl says so before it connects.
+        let mut creds = node(&ca, &cluster, NodeRole::Worker);
+        creds.check_not_expired(before).unwrap();
+        creds.cert_pem = old;
+        let e = creds.check_not_expired(before).unwrap_err();
+        assert!(e.to_string().contains("the certificate expired 3600s ago"), "{e}");
     }
 
     #[test]

@@ -268,6 +268,10 @@ impl Daemon {
             raft_id: m.manager.as_ref().map(Manager::raft_id),
             leader_addr: m.manager.as_ref().and_then(|m| m.leader().map(|(_, a)| a)),
             cert_dir,
+            cert_expiry_ms: m
+                .manager
+                .as_ref()
+                .and_then(|m| m.state().cluster.as_ref().map(|c| c.cert_expiry_ms)),
         })
     }
 }

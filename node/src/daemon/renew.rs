@@ -24,6 +24,8 @@ use super::membership::call_leader;
 /// The first wait after a failed renewal; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_secs(2);
 const MAX_RETRY: Duration = Duration::from_mins(1);
+/// The longest the loop sleeps before it reads the clock again.
+const LOOK_AGAIN: Duration = Duration::from_hours(1);
 
 fn now_secs() -> i64 {
     SystemTime::now()
@@ -79,6 +81,8 @@ impl Daemon {
 /// Waits for each renewal point, renews, and starts over with the new certificate.
 async fn renewal_loop(daemon: Weak<Daemon>, creds: Arc<LiveCredentials>) {
     let mut retry = FIRST_RETRY;
+    // One draw per certificate.
+    let mut jitter: f64 = rand::random();
     loop {
         let validity = match pki::validity(&creds.current().cert_pem) {
             Ok(v) => v,
@@ -87,18 +91,23 @@ async fn renewal_loop(daemon: Weak<Daemon>, creds: Arc<LiveCredentials>) {
                 return;
             }
         };
-        let delay = renewal_delay(validity, now_secs(), rand::random());
-        tracing::debug!(
-            not_after = validity.not_after,
-            "renewing this node's certificate in {}s",
-            delay.as_secs()
-        );
-        tokio::time::sleep(delay).await;
+        let delay = renewal_delay(validity, now_secs(), jitter);
+        if !delay.is_zero() {
+            tracing::debug!(
+                not_after = validity.not_after,
+                "renewing this node's certificate in {}s",
+                delay.as_secs()
+            );
+            // Look at the wall clock again at least hourly: it may have been set meanwhile.
+            tokio::time::sleep(delay.min(LOOK_AGAIN)).await;
+            continue;
+        }
         let Some(d) = daemon.upgrade() else { return };
         let expired = validity.expired(now_secs());
         match d.renew_certificate(&creds).await {
             Ok(()) => {
                 retry = FIRST_RETRY;
+                jitter = rand::random();
                 let until = pki::validity(&creds.current().cert_pem).map(|v| v.not_after);
                 tracing::info!(not_after = ?until, "renewed this node's certificate");
             }
