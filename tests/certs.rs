@@ -207,6 +207,10 @@ fn certs_expire_renew_and_admin_certificates_open_the_api_only() {
         err.contains("manager"),
         "a worker has no CA to sign with: {err}"
     );
+    // The worker stops, and stays stopped past its certificate's expiry (while the admin
+    // certificate is tried below).
+    lab_cmd(&lab, &["stop", "n3"]);
+    let n3_expiry = not_after(&d3);
     ok(
         &lab,
         "n1",
@@ -264,8 +268,50 @@ fn certs_expire_renew_and_admin_certificates_open_the_api_only() {
         "refused in the handshake: {e}"
     );
 
-    // Still working after more renewals: the worker's session, seen from the leader.
+    // The worker back after its certificate expired: it cannot reach the managers any more,
+    // says why, and joins again (as a new node), as in Swarm.
+    sleep_past(n3_expiry + 1);
+    lab_cmd(&lab, &["start", "n3"]);
+    let n3_log = format!("{}/meshd.log", node_dir(&lab, "n3"));
+    eventually(
+        Duration::from_secs(20),
+        "n3 says its certificate expired",
+        || {
+            let text = std::fs::read_to_string(&n3_log).unwrap_or_default();
+            if text.contains("the managers refuse it") {
+                Ok(())
+            } else {
+                Err("nothing yet".into())
+            }
+        },
+    );
     let nodes = ok(&lab, "n1", &["node", "ls"]);
-    assert_eq!(nodes.matches("Ready").count(), 3, "{nodes}");
-    assert!(not_after(&d3) > now(), "n3's certificate is current");
+    assert_eq!(nodes.matches("Ready").count(), 2, "n3 stays Down: {nodes}");
+    assert!(not_after(&d3) < now(), "n3 renewed nothing");
+    ok(&lab, "n3", &["swarm", "leave"]);
+    let worker = ok(&lab, "n1", &["swarm", "join-token", "-q", "worker"]);
+    ok(
+        &lab,
+        "n3",
+        &["swarm", "join", "--token", worker.trim(), &n1],
+    );
+    // The managers kept working through it all, and renewed meanwhile.
+    eventually(Duration::from_secs(20), "n3 is back as a new node", || {
+        let nodes = ok(&lab, "n1", &["node", "ls"]);
+        if nodes.matches("Ready").count() == 3 {
+            Ok(())
+        } else {
+            Err(nodes)
+        }
+    });
+    assert!(not_after(&d2) > now(), "n2's certificate is current");
+}
+
+fn lab_cmd(lab: &Lab, args: &[&str]) {
+    let out = lab.meshctl_lab(args);
+    assert!(
+        out.status.success(),
+        "meshctl lab {args:?} failed: {}",
+        stderr(&out)
+    );
 }

@@ -280,7 +280,10 @@ mod tests {
         creds.check_not_expired(before).unwrap();
         creds.cert_pem = old;
         let e = creds.check_not_expired(before).unwrap_err();
-        assert!(e.to_string().contains("the certificate expired 3600s ago"), "{e}");
+        assert!(
+            e.to_string().contains("the certificate expired 3600s ago"),
+            "{e}"
+        );
     }
 
     #[test]
