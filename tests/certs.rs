@@ -1,8 +1,9 @@
 //! Expiring certificates (issue 16, item 2) on a lab swarm made with a short `--cert-expiry`
 //! (the test-only `MESHD_MIN_CERT_EXPIRY` lowers Swarm's 1 hour minimum): every node renews its
 //! own certificate while the swarm keeps working, a certificate past its expiry is refused in the
-//! handshake while the renewed one is accepted, a bad expiry changes nothing, and an admin client
-//! certificate opens the cluster API but not raft, until it expires.
+//! handshake while the renewed one is accepted, a bad expiry changes nothing, an admin client
+//! certificate opens the cluster API but not raft, until it expires; a worker stopped past its
+//! expiry must join again, a manager renews its own.
 
 use std::path::Path;
 use std::process::Command;
@@ -305,6 +306,27 @@ fn certs_expire_renew_and_admin_certificates_open_the_api_only() {
         }
     });
     assert!(not_after(&d2) > now(), "n2's certificate is current");
+
+    // A manager stopped past its expiry signs its own new certificate with the CA it holds, and
+    // is back (had every manager been stopped, the swarm would come back the same way).
+    lab_cmd(&lab, &["stop", "n2"]);
+    sleep_past(not_after(&d2) + 1);
+    lab_cmd(&lab, &["start", "n2"]);
+    eventually(Duration::from_secs(30), "n2 renews and is back", || {
+        let nodes = ok(&lab, "n1", &["node", "ls"]);
+        if not_after(&d2) > now() && nodes.matches("Ready").count() == 3 {
+            Ok(())
+        } else {
+            Err(nodes)
+        }
+    });
+    let nodes = remote(
+        &lab,
+        &format!("{}:2377", lab.node_addr(2)),
+        &d2,
+        &["node", "ls"],
+    );
+    assert!(nodes.status.success(), "{}", stderr(&nodes));
 }
 
 fn lab_cmd(lab: &Lab, args: &[&str]) {

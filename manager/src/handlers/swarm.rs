@@ -253,12 +253,9 @@ pub(crate) fn join_role(c: &ClusterInfo, secret: &str) -> Result<NodeRole, ApiEr
     }
 }
 
-/// A node asks for a certificate for a new key: it gets the role the state gives it.
-pub(crate) fn renew_cert(
-    state: &ClusterState,
-    node_id: &Id,
-    csr_pem: &str,
-) -> Result<Reply, ApiError> {
+/// A node asks for a certificate for a new key: it gets the role the state gives it. (A manager
+/// renewing its own certificate calls it on its own state.)
+pub fn renew_cert(state: &ClusterState, node_id: &Id, csr_pem: &str) -> Result<Reply, ApiError> {
     let c = cluster(state)?;
     let node = state.nodes.get(node_id).ok_or_else(|| {
         ApiError::denied(format!(

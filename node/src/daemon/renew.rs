@@ -1,12 +1,13 @@
 //! Certificate renewal: every member renews its own certificate at a random point between 50%
 //! and 80% of its lifetime (`mesh_cluster::certs::renewal_delay`, swarmkit's schedule), and at
-//! once in the last 20%. Renewal makes a new key (as Swarm does), asks a manager to sign it
-//! (`RenewCert`, the request a role change uses), swaps it under every TLS configuration the
-//! member runs with ([`LiveCredentials`]) and writes it to `certs/`. Nothing restarts.
+//! once in the last 20%. Renewal makes a new key (as Swarm does), has it signed (a worker asks
+//! a manager with `RenewCert`, the request a role change uses; a manager signs its own with the
+//! CA in its state), swaps it under every TLS configuration the member runs with
+//! ([`LiveCredentials`]) and writes it to `certs/`. Nothing restarts.
 //!
-//! A certificate that has expired cannot renew: the managers refuse it in the handshake. The
-//! node says so in its log, keeps trying (a clock put right fixes it), and must otherwise leave
-//! and join again, as in Swarm.
+//! A worker whose certificate has expired cannot renew: the managers refuse it in the
+//! handshake. It says so in its log, keeps trying (a clock put right fixes it), and must
+//! otherwise leave and join again, as in Swarm.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,6 +17,7 @@ use mesh_api::tls::{self as pki, Credentials, LiveCredentials};
 use mesh_api::{Reply, Request};
 use mesh_cluster::certs::renewal_delay;
 use mesh_manager::ca::NodeKey;
+use mesh_manager::handlers::swarm::renew_cert;
 use tokio::task::JoinHandle;
 
 use super::Daemon;
@@ -51,14 +53,23 @@ impl Daemon {
         let identity = member.identity();
         let old = creds.current();
         let key = NodeKey::generate()?;
-        let reply = call_leader(
-            &identity.managers,
-            &creds.client_config()?,
-            &Request::RenewCert {
-                csr_pem: key.csr_pem()?,
-            },
-        )
-        .await?;
+        let csr_pem = key.csr_pem()?;
+        let state = member.manager.as_ref().map(mesh_manager::Manager::state);
+        let reply = match state {
+            // A manager holds the CA: it signs its own, so that managers that were all stopped
+            // past their expiry can still renew (and then reach each other), as in Swarm.
+            Some(state) if state.cluster.is_some() => {
+                renew_cert(&state, &identity.node_id, &csr_pem).map_err(anyhow::Error::msg)?
+            }
+            _ => {
+                call_leader(
+                    &identity.managers,
+                    &creds.client_config()?,
+                    &Request::RenewCert { csr_pem },
+                )
+                .await?
+            }
+        };
         let Reply::Cert { cert_pem, .. } = reply else {
             bail!("unexpected reply to a certificate renewal");
         };
