@@ -337,3 +337,63 @@ fn lab_cmd(lab: &Lab, args: &[&str]) {
         stderr(&out)
     );
 }
+
+/// The certificates of a PEM text.
+fn pem_count(text: &str) -> usize {
+    text.matches("-----BEGIN CERTIFICATE-----").count()
+}
+
+#[test]
+fn certs_ca_rotation_moves_every_node_to_a_new_root_without_stopping() {
+    let lab = Lab::up("rotca", 225, 4, 3);
+    let old_root = ok(&lab, "n1", &["swarm", "ca"]);
+    let old_token = ok(&lab, "n1", &["swarm", "join-token", "-q", "worker"]);
+    let dirs: Vec<String> = (1..=4)
+        .map(|i| format!("{}/certs", node_dir(&lab, &format!("n{i}"))))
+        .collect();
+
+    let out = ok(&lab, "n2", &["swarm", "ca", "--rotate"]);
+    assert!(out.contains("Root CA rotation started"), "{out}");
+    // Every node renews to the new root (through the cross-signed one), then the new root
+    // replaces the old one and every node renews again to drop it.
+    let new_root = eventually(Duration::from_secs(60), "the rotation ends", || {
+        let json = ok(&lab, "n1", &["swarm", "inspect"]);
+        let root = ok(&lab, "n1", &["swarm", "ca"]);
+        if json.contains("\"RootRotationInProgress\": false") && root != old_root {
+            Ok(root)
+        } else {
+            Err(json)
+        }
+    });
+    eventually(
+        Duration::from_secs(30),
+        "every node trusts the new root only",
+        || {
+            for d in &dirs {
+                let ca = std::fs::read_to_string(format!("{d}/ca.pem")).unwrap_or_default();
+                let cert = std::fs::read_to_string(format!("{d}/node.pem")).unwrap_or_default();
+                if ca.trim() != new_root.trim() || pem_count(&cert) != 1 {
+                    return Err(format!(
+                        "{d}: {} roots, {} certificates",
+                        pem_count(&ca),
+                        pem_count(&cert)
+                    ));
+                }
+            }
+            Ok(())
+        },
+    );
+
+    // The swarm kept working: every node Ready, and fresh connections with the new
+    // certificates reach both managers.
+    let nodes = ok(&lab, "n1", &["node", "ls"]);
+    assert_eq!(nodes.matches("Ready").count(), 4, "{nodes}");
+    for i in [1, 2, 3] {
+        let addr = format!("{}:2377", lab.node_addr(i));
+        let ls = remote(&lab, &addr, &dirs[1], &["node", "ls"]);
+        assert!(ls.status.success(), "{addr}: {}", stderr(&ls));
+    }
+    // The join tokens follow the root: the old one names a CA the swarm no longer has.
+    let new_token = ok(&lab, "n1", &["swarm", "join-token", "-q", "worker"]);
+    assert_ne!(new_token.trim(), old_token.trim());
+}

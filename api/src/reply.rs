@@ -27,8 +27,13 @@ pub enum Reply {
     JoinToken(JoinTokenReply),
     ClusterJoined(JoinClusterReply),
     Cert {
+        /// The certificate (with the cross-signed new root during a CA rotation).
         cert_pem: String,
         raft_id: RaftId,
+        /// The roots to trust from now on (both during a CA rotation); empty from an older
+        /// manager.
+        #[serde(default)]
+        ca_pem: String,
     },
     Raft(RaftPayload),
     Proposed {
@@ -190,6 +195,9 @@ pub struct SwarmInfo {
     pub cert_expiry_ms: u64,
     /// The root CA certificate (PEM).
     pub root_ca_cert_pem: String,
+    /// `swarm ca --rotate` is under way: nodes still to renew to the new root.
+    #[serde(default)]
+    pub root_rotation_pending: Option<usize>,
 }
 
 /// An admin client certificate (`swarm ca --admin-cert`); its `Debug` prints the key as

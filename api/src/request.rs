@@ -118,6 +118,9 @@ pub enum Request {
     SwarmInspect,
     /// `swarm update`: the settings given change, the rest stay.
     SwarmUpdate(SwarmUpdate),
+    /// `swarm ca --rotate`: a new root CA, cross-signed by the current one; every node renews
+    /// to it, then it replaces the current one.
+    CaRotate,
     /// `swarm ca --admin-cert DIR` (a manager's local socket only): a new admin client
     /// certificate and its key, valid for `expiry_ms` (default: the cluster's expiry).
     AdminCert {
@@ -262,6 +265,7 @@ impl Request {
             Request::NetworkRemove { .. } => write("network rm"),
             Request::SwarmInspect => read("swarm inspect", Api),
             Request::SwarmUpdate(_) => write("swarm update"),
+            Request::CaRotate => write("swarm ca --rotate"),
             Request::AdminCert { .. } => read("swarm ca --admin-cert", Local),
             Request::BlobCreate(c) => write(blob_name(c.kind, "create")),
             Request::BlobList { kind } => read(blob_name(*kind, "ls"), Api),

@@ -140,6 +140,25 @@ fn cert_der(pem: &str) -> Result<CertificateDer<'static>> {
     CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| anyhow!("bad certificate PEM: {e}"))
 }
 
+/// Every certificate of a PEM text, in order: a chain (a certificate and the cross-signed root
+/// during a CA rotation) or a bundle of roots.
+fn certs_der(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("bad certificate PEM: {e}"))?;
+    if certs.is_empty() {
+        bail!("no certificate in the PEM text");
+    }
+    Ok(certs)
+}
+
+/// A digest of a bundle of roots (`ca.pem`): a node whose bundle differs from the swarm's
+/// renews its certificate (a CA rotation).
+pub fn bundle_digest(ca_pem: &str) -> Result<String> {
+    let all: Vec<u8> = certs_der(ca_pem)?.iter().flat_map(|c| c.to_vec()).collect();
+    Ok(ca_digest(&all))
+}
+
 /// The DER of a PEM certificate.
 pub fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
     Ok(cert_der(pem)?.to_vec())
@@ -245,8 +264,20 @@ impl Credentials {
 
     fn roots(&self) -> Result<RootCertStore> {
         let mut roots = RootCertStore::empty();
-        roots.add(cert_der(&self.ca_pem)?)?;
+        for root in certs_der(&self.ca_pem)? {
+            roots.add(root)?;
+        }
         Ok(roots)
+    }
+
+    /// Our certificate chain as a client shows it.
+    fn chain(&self) -> Result<Vec<CertificateDer<'static>>> {
+        certs_der(&self.cert_pem)
+    }
+
+    /// ... and as the 2377 server shows it: with the roots, which a joiner pins.
+    fn server_chain(&self) -> Result<Vec<CertificateDer<'static>>> {
+        Ok([self.chain()?, certs_der(&self.ca_pem)?].concat())
     }
 
     fn key(&self) -> Result<PrivateKeyDer<'static>> {
@@ -264,10 +295,7 @@ impl Credentials {
         let mut cfg = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(
-                vec![cert_der(&self.cert_pem)?, cert_der(&self.ca_pem)?],
-                self.key()?,
-            )?;
+            .with_single_cert(self.server_chain()?, self.key()?)?;
         live::no_resumption(&mut cfg);
         cfg.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(cfg))
@@ -278,7 +306,7 @@ impl Credentials {
         let mut cfg = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(self.roots()?)
-            .with_client_auth_cert(vec![cert_der(&self.cert_pem)?], self.key()?)?;
+            .with_client_auth_cert(self.chain()?, self.key()?)?;
         cfg.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(cfg))
     }

@@ -64,9 +64,28 @@ fn set_validity(params: &mut CertificateParams, now: i64, expiry_ms: u64) -> Res
 /// A new root CA for cluster `cluster_id`: (certificate PEM, key PEM).
 pub fn generate_ca(cluster_id: &Id) -> Result<(String, String)> {
     let key = KeyPair::generate()?;
+    let cert = ca_params(cluster_id, CA_NAME)?.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The root that replaces `current` in a rotation: (certificate, key, the certificate signed by
+/// `current`, through which nodes that trust only the current root accept the new one's
+/// certificates). It has its own name, so that no chain mistakes one root for the other.
+pub fn generate_rotated_ca(
+    cluster_id: &Id,
+    current: &CaKeys<'_>,
+) -> Result<(String, String, String)> {
+    let key = KeyPair::generate()?;
+    let params = ca_params(cluster_id, &format!("{CA_NAME}-{}", Id::random()))?;
+    let cert = params.self_signed(&key)?;
+    let cross = params.signed_by(&key, &current.issuer()?)?;
+    Ok((cert.pem(), key.serialize_pem(), cross.pem()))
+}
+
+fn ca_params(cluster_id: &Id, name: &str) -> Result<CertificateParams> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, CA_NAME);
+    dn.push(DnType::CommonName, name);
     dn.push(DnType::OrganizationName, cluster_id.as_str());
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -78,8 +97,7 @@ pub fn generate_ca(cluster_id: &Id) -> Result<(String, String)> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    let cert = params.self_signed(&key)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    Ok(params)
 }
 
 /// A node's private key, made on the node; only its CSR leaves it.
@@ -403,5 +421,63 @@ mod tests {
         broken.key_pem = "garbage".into();
         assert!(worker.replace(broken).is_err());
         assert_eq!(worker.current().identity().unwrap().role, NodeRole::Worker);
+    }
+
+    #[test]
+    fn a_rotated_root_is_accepted_by_nodes_of_the_old_one_both_ways() {
+        use mesh_api::tls::LiveCredentials;
+        let cluster = Id::from("c1");
+        let old = generate_ca(&cluster).unwrap();
+        let (new_cert, new_key, cross) = generate_rotated_ca(&cluster, &keys(&old)).unwrap();
+        let new = (new_cert, new_key);
+        let both = format!("{}{}", old.0, new.0);
+        let now = now_secs();
+        // A node of the new root shows its certificate with the cross-signed root, and trusts both.
+        let renewed = |role| {
+            let mut c = node_at(&new, role, now, 3_600_000);
+            c.cert_pem = format!("{}{cross}", c.cert_pem);
+            c.ca_pem.clone_from(&both);
+            c
+        };
+        let old_manager = node_at(&old, NodeRole::Manager, now, 3_600_000);
+        let old_worker = node_at(&old, NodeRole::Worker, now, 3_600_000);
+        let server = |c: Credentials| LiveCredentials::new(c).unwrap().server_config().unwrap();
+        let client = |c: Credentials| LiveCredentials::new(c).unwrap().client_config().unwrap();
+        // Renewed worker, manager of the old root only; and the other way round.
+        handshake(
+            client(renewed(NodeRole::Worker)),
+            server(old_manager.clone()),
+        )
+        .unwrap();
+        handshake(
+            client(old_worker.clone()),
+            server(renewed(NodeRole::Manager)),
+        )
+        .unwrap();
+        handshake(
+            client(renewed(NodeRole::Worker)),
+            server(renewed(NodeRole::Manager)),
+        )
+        .unwrap();
+        // Once the new root replaced the old: certificates of the new root alone, trusting it
+        // alone, with nodes still in the middle of the rotation.
+        let done = |role| node_at(&new, role, now, 3_600_000);
+        handshake(
+            client(done(NodeRole::Worker)),
+            server(renewed(NodeRole::Manager)),
+        )
+        .unwrap();
+        handshake(
+            client(renewed(NodeRole::Worker)),
+            server(done(NodeRole::Manager)),
+        )
+        .unwrap();
+        // A node of the old root that never renewed and one that dropped it refuse each other.
+        assert!(handshake(client(old_worker), server(done(NodeRole::Manager))).is_err());
+        // Without the cross-signed root, a manager of the old root refuses a new certificate.
+        let mut bare = node_at(&new, NodeRole::Worker, now, 3_600_000);
+        bare.ca_pem = both;
+        let e = handshake(client(bare), server(old_manager)).unwrap_err();
+        assert!(e.starts_with("server:"), "{e}");
     }
 }

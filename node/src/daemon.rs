@@ -239,10 +239,12 @@ impl Daemon {
                 task_files: self.cfg.data_dir.join("task-files"),
             },
         ));
-        let renewal = self.spawn_renewal(creds.clone());
+        let renew_now = Arc::new(tokio::sync::Notify::new());
+        let renewal = self.spawn_renewal(creds.clone(), renew_now.clone());
         Ok(Member {
             identity: Mutex::new(identity),
             creds,
+            renew_now,
             manager,
             server: Mutex::new(server),
             agent: Mutex::new(Some(agent)),
@@ -458,6 +460,10 @@ impl NodeEvents for Daemon {
         if let Some(me) = self.me.upgrade() {
             me.request_role_change(role, via);
         }
+    }
+
+    fn roots_announced(&self, ca_digest: &str) {
+        self.roots_announced(ca_digest);
     }
 }
 

@@ -19,14 +19,14 @@ use rustls::{
     ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
 };
 
-use super::{Credentials, cert_der, provider};
+use super::{Credentials, provider};
 
 /// What one set of credentials is, parsed once for the handshakes.
 struct Loaded {
     creds: Credentials,
-    /// Our certificate alone (as a client) ...
+    /// Our chain (as a client) ...
     client_key: Arc<CertifiedKey>,
-    /// ... and with the CA (as the 2377 server: a joiner pins it).
+    /// ... and with the roots (as the 2377 server: a joiner pins one).
     server_key: Arc<CertifiedKey>,
     client_verifier: Arc<dyn ClientCertVerifier>,
     server_verifier: Arc<WebPkiServerVerifier>,
@@ -35,10 +35,8 @@ struct Loaded {
 impl Loaded {
     fn new(creds: Credentials) -> Result<Self> {
         let provider = provider();
-        let cert = cert_der(&creds.cert_pem)?;
-        let ca = cert_der(&creds.ca_pem)?;
-        let client_key = CertifiedKey::from_der(vec![cert.clone()], creds.key()?, &provider)?;
-        let server_key = CertifiedKey::from_der(vec![cert, ca], creds.key()?, &provider)?;
+        let client_key = CertifiedKey::from_der(creds.chain()?, creds.key()?, &provider)?;
+        let server_key = CertifiedKey::from_der(creds.server_chain()?, creds.key()?, &provider)?;
         let roots = Arc::new(creds.roots()?);
         let client_verifier =
             WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())

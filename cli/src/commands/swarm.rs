@@ -1,4 +1,5 @@
-//! `meshctl swarm init | join | join-token | leave | inspect | update | ca`.
+//! `meshctl swarm init | join | join-token | leave | inspect | update | ca [--rotate |
+//! --admin-cert DIR]`.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -77,6 +78,10 @@ pub enum SwarmCommand {
         /// --cert-expiry).
         #[arg(long, value_name = "DURATION", value_parser = cert_expiry, requires = "admin_cert")]
         cert_expiry: Option<u64>,
+        /// Make a new root CA: every node renews to it (it is cross-signed by the current one,
+        /// so nothing stops), then it replaces the current one. The join tokens change.
+        #[arg(long, conflicts_with = "admin_cert")]
+        rotate: bool,
     },
 }
 
@@ -97,13 +102,17 @@ pub fn swarm_json(s: &mesh_api::SwarmInfo) -> serde_json::Value {
             "CAConfig": { "NodeCertExpiry": u128::from(s.cert_expiry_ms) * 1_000_000 },
         },
         "TLSInfo": { "TrustRoot": s.root_ca_cert_pem },
+        "RootRotationInProgress": s.root_rotation_pending.is_some(),
     }])
 }
 
 /// `swarm inspect --pretty`: the lines of `docker info`'s swarm section that say the same.
 pub fn swarm_pretty(s: &mesh_api::SwarmInfo) -> String {
+    let rotation = s.root_rotation_pending.map_or_else(String::new, |n| {
+        format!(" Root Rotation In Progress: {n} nodes to renew\n")
+    });
     format!(
-        "ID: {}\nCA Configuration:\n Expiry Duration: {}\n",
+        "ID: {}\nCA Configuration:\n Expiry Duration: {}\n{rotation}",
         s.id,
         mesh_cluster::certs::human_expiry(s.cert_expiry_ms)
     )
@@ -271,9 +280,20 @@ fn run_settings(target: &Target, cmd: SwarmCommand, out: &mut impl Write) -> Res
             };
             writeln!(out, "Swarm updated.")?;
         }
+        SwarmCommand::Ca { rotate: true, .. } => {
+            let reply = call(target, &Request::CaRotate)?;
+            let Reply::Done = reply else {
+                return Err(unexpected(&reply));
+            };
+            writeln!(
+                out,
+                "Root CA rotation started: every node renews its certificate to the new root, which then replaces the current one (`meshctl swarm inspect --pretty` shows the progress). The join tokens change."
+            )?;
+        }
         SwarmCommand::Ca {
             admin_cert: Some(dir),
             cert_expiry,
+            ..
         } => {
             let reply = call(
                 target,
@@ -328,6 +348,7 @@ mod tests {
             version: 7,
             cert_expiry_ms: mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
             root_ca_cert_pem: "PEM".into(),
+            root_rotation_pending: None,
         };
         assert_eq!(
             swarm_pretty(&s),
@@ -339,6 +360,14 @@ mod tests {
             7_776_000_000_000_000_u64
         );
         assert_eq!(j[0]["TLSInfo"]["TrustRoot"], "PEM");
+        assert_eq!(j[0]["RootRotationInProgress"], false);
+        let rotating = mesh_api::SwarmInfo {
+            root_rotation_pending: Some(2),
+            ..s
+        };
+        assert!(
+            swarm_pretty(&rotating).ends_with(" Root Rotation In Progress: 2 nodes to renew\n")
+        );
         assert_eq!(cert_expiry("2160h"), Ok(7_776_000_000));
         assert!(
             cert_expiry("3 months")

@@ -20,7 +20,9 @@ use self::blobs::BlobApi;
 use self::networks::NetworkApi;
 use self::nodes::{NodeApi, remove_node, update_node};
 use self::services::ServiceApi;
-use self::swarm::{SwarmApi, renew_cert, swarm_info, swarm_update_tx};
+use self::swarm::{
+    SwarmApi, ca_renewed_tx, ca_rotate_plan, renew_cert, swarm_info, swarm_update_tx,
+};
 use crate::dispatcher::Dispatcher;
 use crate::manager::Manager;
 
@@ -67,8 +69,21 @@ impl<'m> ClusterApi<'m> {
                     return Err(ApiError::denied("renewing a certificate needs one"));
                 };
                 let view = m.read().await?;
-                renew_cert(&view.applied.state, &id.node_id, &csr_pem)
+                let reply = renew_cert(&view.applied.state, &id.node_id, &csr_pem)?;
+                // A rotation under way counts the nodes that hold the new root's certificates.
+                if view
+                    .applied
+                    .state
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.ca_rotation.is_some())
+                {
+                    let node = id.node_id.clone();
+                    m.with_retries(|s| ca_renewed_tx(s, &node)).await?;
+                }
+                Ok(reply)
             }
+            Request::CaRotate => m.with_retries(ca_rotate_plan).await,
             req @ (Request::ServiceCreate { .. }
             | Request::ServiceList
             | Request::ServiceInspect { .. }

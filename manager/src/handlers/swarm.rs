@@ -49,6 +49,7 @@ pub fn bootstrap_tx(
         subnet_len: 24,
         last_raft_id: 1,
         cert_expiry_ms,
+        ca_rotation: None,
         retired_token_secrets: Vec::new(),
         gossip_keys: mesh_cluster::gossip_keys::rotated(&[], now_millis(), rand::random(), true)
             .unwrap_or_default(),
@@ -169,15 +170,18 @@ impl SwarmApi<'_> {
                 raft_id = c.last_raft_id;
                 ops.push(Op::Put(Object::Cluster(c)));
             }
-            let cert_pem = ca::issue(
-                &ca_keys(c),
-                &j.csr_pem,
-                &c.id,
-                &node_id,
-                role,
-                c.cert_expiry_ms,
-            )
-            .map_err(|e| ApiError::invalid(format!("{e:#}")))?;
+            let cert_pem = issued_chain(
+                c,
+                ca::issue(
+                    &ca_keys(c),
+                    &j.csr_pem,
+                    &c.id,
+                    &node_id,
+                    role,
+                    c.cert_expiry_ms,
+                )
+                .map_err(|e| ApiError::invalid(format!("{e:#}")))?,
+            );
             ops.push(Op::Put(Object::Node(Node {
                 id: node_id.clone(),
                 meta: Meta::default(),
@@ -216,7 +220,7 @@ impl SwarmApi<'_> {
                         role,
                         raft_id,
                         cert_pem,
-                        ca_pem: c.root_ca_cert_pem.clone(),
+                        ca_pem: trust_bundle(c),
                         managers: manager_addrs(&self.m.state()),
                     }));
                 }
@@ -262,28 +266,134 @@ pub fn renew_cert(state: &ClusterState, node_id: &Id, csr_pem: &str) -> Result<R
             "node {node_id} is not part of this swarm (removed?)"
         ))
     })?;
-    let cert_pem = ca::issue(
-        &ca_keys(c),
-        csr_pem,
-        &c.id,
-        node_id,
-        node.spec.role,
-        c.cert_expiry_ms,
-    )
-    .map_err(|e| ApiError::invalid(format!("{e:#}")))?;
+    let cert_pem = issued_chain(
+        c,
+        ca::issue(
+            &ca_keys(c),
+            csr_pem,
+            &c.id,
+            node_id,
+            node.spec.role,
+            c.cert_expiry_ms,
+        )
+        .map_err(|e| ApiError::invalid(format!("{e:#}")))?,
+    );
     let raft_id = match (&node.spec.role, &node.manager_status) {
         (NodeRole::Manager, Some(m)) => m.raft_id,
         _ => 0,
     };
-    Ok(Reply::Cert { cert_pem, raft_id })
+    Ok(Reply::Cert {
+        cert_pem,
+        raft_id,
+        ca_pem: trust_bundle(c),
+    })
 }
 
-/// The CA as the cluster keeps it.
-pub fn ca_keys(c: &ClusterInfo) -> ca::CaKeys<'_> {
+/// The current root CA.
+fn root_keys(c: &ClusterInfo) -> ca::CaKeys<'_> {
     ca::CaKeys {
         cert_pem: &c.root_ca_cert_pem,
         key_pem: &c.root_ca_key_pem,
     }
+}
+
+/// The CA that signs: the new root while a rotation is under way, else the current one.
+pub fn ca_keys(c: &ClusterInfo) -> ca::CaKeys<'_> {
+    match &c.ca_rotation {
+        Some(r) => ca::CaKeys {
+            cert_pem: &r.new_cert_pem,
+            key_pem: &r.new_key_pem,
+        },
+        None => root_keys(c),
+    }
+}
+
+/// A certificate the CA signed, as its holder shows it: with the cross-signed new root during a
+/// rotation (nodes that trust only the current root accept it through it).
+pub fn issued_chain(c: &ClusterInfo, cert_pem: String) -> String {
+    match &c.ca_rotation {
+        Some(r) => format!("{}\n{}", cert_pem.trim_end(), r.cross_signed_pem),
+        None => cert_pem,
+    }
+}
+
+/// The roots a node trusts: both during a rotation (the current one first: the join tokens'
+/// digest is its), else the current one.
+pub fn trust_bundle(c: &ClusterInfo) -> String {
+    match &c.ca_rotation {
+        Some(r) => format!("{}\n{}", c.root_ca_cert_pem.trim_end(), r.new_cert_pem),
+        None => c.root_ca_cert_pem.clone(),
+    }
+}
+
+/// `swarm ca --rotate`: the rotation `rotated` (new root, its key, the new root cross-signed by
+/// the current one) starts; refused while one is under way.
+pub(crate) fn ca_rotate_tx(
+    state: &ClusterState,
+    rotated: (String, String, String),
+) -> Result<Option<Tx>, ApiError> {
+    let mut c = cluster(state)?.clone();
+    if c.ca_rotation.is_some() {
+        return Err(ApiError::precondition(
+            "a root CA rotation is already under way: `meshctl swarm inspect` shows how many nodes have still to renew",
+        ));
+    }
+    let (new_cert_pem, new_key_pem, cross_signed_pem) = rotated;
+    c.ca_rotation = Some(mesh_cluster::state::CaRotation {
+        new_cert_pem,
+        new_key_pem,
+        cross_signed_pem,
+        renewed: std::collections::BTreeSet::new(),
+    });
+    Ok(Some(Tx {
+        at: now_millis(),
+        ops: vec![Op::Put(Object::Cluster(c))],
+    }))
+}
+
+/// `swarm ca --rotate` on `state`: a new root, cross-signed by the current one.
+pub(crate) fn ca_rotate_plan(state: &ClusterState) -> Result<Option<Tx>, ApiError> {
+    let c = cluster(state)?;
+    if c.ca_rotation.is_some() {
+        return ca_rotate_tx(state, Default::default());
+    }
+    let rotated = ca::generate_rotated_ca(&c.id, &root_keys(c))
+        .map_err(|e| ApiError::internal(format!("making the new root CA: {e:#}")))?;
+    ca_rotate_tx(state, rotated)
+}
+
+/// Node `node_id` holds a certificate of the new root: note it, and once every node of the
+/// swarm does, the new root replaces the current one (the nodes then renew again, to drop the
+/// old root). No transaction when there is no rotation or the node was noted already.
+pub fn ca_renewed_tx(state: &ClusterState, node_id: &Id) -> Result<Option<Tx>, ApiError> {
+    let mut c = cluster(state)?.clone();
+    let Some(r) = c.ca_rotation.as_mut() else {
+        return Ok(None);
+    };
+    if !r.renewed.insert(node_id.clone()) {
+        return Ok(None);
+    }
+    if state.nodes.keys().all(|n| r.renewed.contains(n)) {
+        let r = c.ca_rotation.take().expect("a rotation");
+        c.root_ca_cert_pem = r.new_cert_pem;
+        c.root_ca_key_pem = r.new_key_pem;
+        tracing::info!("root CA rotation done: every node has a certificate of the new root");
+    }
+    Ok(Some(Tx {
+        at: now_millis(),
+        ops: vec![Op::Put(Object::Cluster(c))],
+    }))
+}
+
+/// Nodes still to renew in the rotation under way.
+pub fn rotation_pending(state: &ClusterState, c: &ClusterInfo) -> Option<usize> {
+    c.ca_rotation.as_ref().map(|r| {
+        state
+            .nodes
+            .keys()
+            .filter(|n| !r.renewed.contains(*n))
+            .count()
+    })
 }
 
 /// `swarm inspect`: the cluster's settings.
@@ -296,6 +406,7 @@ pub(crate) fn swarm_info(state: &ClusterState) -> Result<Reply, ApiError> {
         version: c.meta.version,
         cert_expiry_ms: c.cert_expiry_ms,
         root_ca_cert_pem: c.root_ca_cert_pem.clone(),
+        root_rotation_pending: rotation_pending(state, c),
     })))
 }
 
@@ -419,5 +530,59 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    #[test]
+    fn a_ca_rotation_ends_once_every_node_renewed() {
+        let mut s = ClusterState::default();
+        let boot = bootstrap_tx(
+            &Id::from("c"),
+            &Id::from("n1"),
+            &("OLD".into(), "OLDKEY".into()),
+            NodeDescription::default(),
+            std::net::Ipv4Addr::LOCALHOST,
+            2377,
+            mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
+        );
+        s.apply(&boot, 1).unwrap();
+        let mut n2 = s.nodes[&Id::from("n1")].clone();
+        n2.id = Id::from("n2");
+        n2.meta = Meta::default();
+        n2.manager_status = None;
+        s.apply(
+            &Tx {
+                at: 2,
+                ops: vec![Op::Put(Object::Node(n2))],
+            },
+            2,
+        )
+        .unwrap();
+        let rotated = ("NEW".to_owned(), "NEWKEY".to_owned(), "CROSS".to_owned());
+        let tx = ca_rotate_tx(&s, rotated.clone()).unwrap().unwrap();
+        s.apply(&tx, 3).unwrap();
+        let c = cluster(&s).unwrap();
+        assert_eq!(ca_keys(c).key_pem, "NEWKEY", "the new root signs");
+        assert_eq!(trust_bundle(c), "OLD\nNEW");
+        assert_eq!(issued_chain(c, "LEAF\n".into()), "LEAF\nCROSS");
+        assert_eq!(rotation_pending(&s, c), Some(2));
+        let e = ca_rotate_tx(&s, rotated).unwrap_err();
+        assert!(e.message.contains("already under way"), "{e}");
+        // n1 renewed: counted once.
+        let tx = ca_renewed_tx(&s, &Id::from("n1")).unwrap().unwrap();
+        s.apply(&tx, 4).unwrap();
+        assert!(ca_renewed_tx(&s, &Id::from("n1")).unwrap().is_none());
+        assert_eq!(rotation_pending(&s, cluster(&s).unwrap()), Some(1));
+        // n2 too: the new root replaces the old one.
+        let tx = ca_renewed_tx(&s, &Id::from("n2")).unwrap().unwrap();
+        s.apply(&tx, 5).unwrap();
+        let c = cluster(&s).unwrap();
+        assert!(c.ca_rotation.is_none());
+        assert_eq!(
+            (c.root_ca_cert_pem.as_str(), c.root_ca_key_pem.as_str()),
+            ("NEW", "NEWKEY")
+        );
+        assert_eq!(trust_bundle(c), "NEW");
+        assert_eq!(issued_chain(c, "LEAF".into()), "LEAF");
+        assert!(ca_renewed_tx(&s, &Id::from("n1")).unwrap().is_none());
     }
 }

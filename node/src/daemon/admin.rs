@@ -7,7 +7,7 @@ use mesh_api::{AdminCertReply, ApiError, Reply};
 use mesh_cluster::Id;
 use mesh_cluster::certs::check_cert_expiry;
 use mesh_manager::ca;
-use mesh_manager::handlers::swarm::ca_keys;
+use mesh_manager::handlers::swarm::{ca_keys, issued_chain, trust_bundle};
 
 use super::{Daemon, internal};
 
@@ -23,7 +23,7 @@ impl Daemon {
             .as_ref()
             .ok_or_else(|| ApiError::unavailable("the swarm is still being initialised"))?;
         let name = format!("admin-{}", Id::random());
-        let (cert_pem, key_pem) = ca::issue_admin(
+        let (leaf_pem, key_pem) = ca::issue_admin(
             &ca_keys(c),
             &c.id,
             &name,
@@ -32,8 +32,8 @@ impl Daemon {
         .map_err(internal)?;
         tracing::info!(%name, "issued an admin client certificate");
         Ok(Reply::AdminCert(AdminCertReply {
-            ca_pem: c.root_ca_cert_pem.clone(),
-            cert_pem,
+            ca_pem: trust_bundle(c),
+            cert_pem: issued_chain(c, leaf_pem),
             key_pem,
         }))
     }

@@ -78,6 +78,8 @@ pub(super) struct Member {
     pub(super) identity: Mutex<Identity>,
     /// Its certificate, renewed in place ([`super::renew`]).
     pub(super) creds: Arc<LiveCredentials>,
+    /// Wakes the renewal loop at once (the swarm trusts other roots: a CA rotation).
+    pub(super) renew_now: Arc<tokio::sync::Notify>,
     pub(super) manager: Option<Manager>,
     pub(super) server: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
     pub(super) agent: Mutex<Option<JoinHandle<()>>>,

@@ -325,11 +325,16 @@ impl Daemon {
                 },
             )
             .await?;
-            let Reply::Cert { cert_pem, raft_id } = reply else {
+            let Reply::Cert {
+                cert_pem,
+                raft_id,
+                ca_pem: roots,
+            } = reply
+            else {
                 anyhow::bail!("unexpected reply to a certificate renewal");
             };
             let creds = Credentials {
-                ca_pem,
+                ca_pem: if roots.is_empty() { ca_pem } else { roots },
                 cert_pem,
                 key_pem: key.key_pem(),
             };

@@ -17,7 +17,8 @@ use mesh_api::tls::{self as pki, Credentials, LiveCredentials};
 use mesh_api::{Reply, Request};
 use mesh_cluster::certs::renewal_delay;
 use mesh_manager::ca::NodeKey;
-use mesh_manager::handlers::swarm::renew_cert;
+use mesh_manager::handlers::swarm::{ca_renewed_tx, renew_cert};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::Daemon;
@@ -37,8 +38,23 @@ fn now_secs() -> i64 {
 
 impl Daemon {
     /// Starts the renewal loop of the member whose credentials are `creds`.
-    pub(super) fn spawn_renewal(&self, creds: Arc<LiveCredentials>) -> JoinHandle<()> {
-        tokio::spawn(renewal_loop(self.me.clone(), creds))
+    pub(super) fn spawn_renewal(
+        &self,
+        creds: Arc<LiveCredentials>,
+        renew_now: Arc<Notify>,
+    ) -> JoinHandle<()> {
+        tokio::spawn(renewal_loop(self.me.clone(), creds, renew_now))
+    }
+
+    /// The leader announced the digest of the roots the swarm trusts: when ours differ (a CA
+    /// rotation started or ended), renew now, to get a certificate of the new root and its
+    /// roots.
+    pub(super) fn roots_announced(&self, ca_digest: &str) {
+        let Some(member) = self.member() else { return };
+        let ours = pki::bundle_digest(&member.creds.current().ca_pem).unwrap_or_default();
+        if ours != ca_digest {
+            member.renew_now.notify_one();
+        }
     }
 
     /// Renews this member's certificate now: a new key, signed by a manager for the role the
@@ -59,7 +75,21 @@ impl Daemon {
             // A manager holds the CA: it signs its own, so that managers that were all stopped
             // past their expiry can still renew (and then reach each other), as in Swarm.
             Some(state) if state.cluster.is_some() => {
-                renew_cert(&state, &identity.node_id, &csr_pem).map_err(anyhow::Error::msg)?
+                let reply =
+                    renew_cert(&state, &identity.node_id, &csr_pem).map_err(anyhow::Error::msg)?;
+                if let Some(m) = member.manager.as_ref()
+                    && state
+                        .cluster
+                        .as_ref()
+                        .is_some_and(|c| c.ca_rotation.is_some())
+                {
+                    // Counted in the rotation (best effort: the next renewal counts it too).
+                    let me = identity.node_id.clone();
+                    if let Err(e) = m.with_retries(|s| ca_renewed_tx(s, &me)).await {
+                        tracing::warn!("noting this manager's renewal in the CA rotation: {e}");
+                    }
+                }
+                reply
             }
             _ => {
                 call_leader(
@@ -70,11 +100,18 @@ impl Daemon {
                 .await?
             }
         };
-        let Reply::Cert { cert_pem, .. } = reply else {
+        let Reply::Cert {
+            cert_pem, ca_pem, ..
+        } = reply
+        else {
             bail!("unexpected reply to a certificate renewal");
         };
         let renewed = Credentials {
-            ca_pem: old.ca_pem,
+            ca_pem: if ca_pem.is_empty() {
+                old.ca_pem
+            } else {
+                ca_pem
+            },
             cert_pem,
             key_pem: key.key_pem(),
         };
@@ -89,8 +126,9 @@ impl Daemon {
     }
 }
 
-/// Waits for each renewal point, renews, and starts over with the new certificate.
-async fn renewal_loop(daemon: Weak<Daemon>, creds: Arc<LiveCredentials>) {
+/// Waits for each renewal point (or a wake-up: the swarm trusts other roots), renews, and
+/// starts over with the new certificate.
+async fn renewal_loop(daemon: Weak<Daemon>, creds: Arc<LiveCredentials>, renew_now: Arc<Notify>) {
     let mut retry = FIRST_RETRY;
     // One draw per certificate.
     let mut jitter: f64 = rand::random();
@@ -110,8 +148,10 @@ async fn renewal_loop(daemon: Weak<Daemon>, creds: Arc<LiveCredentials>) {
                 delay.as_secs()
             );
             // Look at the wall clock again at least hourly: it may have been set meanwhile.
-            tokio::time::sleep(delay.min(LOOK_AGAIN)).await;
-            continue;
+            tokio::select! {
+                () = tokio::time::sleep(delay.min(LOOK_AGAIN)) => continue,
+                () = renew_now.notified() => tracing::info!("the swarm trusts other roots: renewing this node's certificate"),
+            }
         }
         let Some(d) = daemon.upgrade() else { return };
         let expired = validity.expired(now_secs());
