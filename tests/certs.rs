@@ -356,7 +356,7 @@ fn certs_ca_rotation_moves_every_node_to_a_new_root_without_stopping() {
     assert!(out.contains("Root CA rotation started"), "{out}");
     // Every node renews to the new root (through the cross-signed one), then the new root
     // replaces the old one and every node renews again to drop it.
-    let new_root = eventually(Duration::from_secs(60), "the rotation ends", || {
+    let new_root = eventually(Duration::from_mins(1), "the rotation ends", || {
         let json = ok(&lab, "n1", &["swarm", "inspect"]);
         let root = ok(&lab, "n1", &["swarm", "ca"]);
         if json.contains("\"RootRotationInProgress\": false") && root != old_root {
