@@ -364,16 +364,19 @@ pub(crate) fn ca_rotate_plan(state: &ClusterState) -> Result<Option<Tx>, ApiErro
 
 /// Node `node_id` holds a certificate of the new root: note it, and once every node of the
 /// swarm does, the new root replaces the current one (the nodes then renew again, to drop the
-/// old root). No transaction when there is no rotation or the node was noted already.
+/// old root). No transaction when there is no rotation, or nothing changes.
 pub fn ca_renewed_tx(state: &ClusterState, node_id: &Id) -> Result<Option<Tx>, ApiError> {
     let mut c = cluster(state)?.clone();
     let Some(r) = c.ca_rotation.as_mut() else {
         return Ok(None);
     };
-    if !r.renewed.insert(node_id.clone()) {
+    let noted = r.renewed.insert(node_id.clone());
+    let all = state.nodes.keys().all(|n| r.renewed.contains(n));
+    // (Noted already, yet all renewed: the last one missing was removed meanwhile.)
+    if !noted && !all {
         return Ok(None);
     }
-    if state.nodes.keys().all(|n| r.renewed.contains(n)) {
+    if all {
         let r = c.ca_rotation.take().expect("a rotation");
         c.root_ca_cert_pem = r.new_cert_pem;
         c.root_ca_key_pem = r.new_key_pem;
@@ -572,6 +575,16 @@ mod tests {
         s.apply(&tx, 4).unwrap();
         assert!(ca_renewed_tx(&s, &Id::from("n1")).unwrap().is_none());
         assert_eq!(rotation_pending(&s, cluster(&s).unwrap()), Some(1));
+        // Had n2 been removed, n1's next renewal would end the rotation.
+        let mut without_n2 = s.clone();
+        without_n2.nodes.remove(&Id::from("n2"));
+        let tx = ca_renewed_tx(&without_n2, &Id::from("n1"))
+            .unwrap()
+            .unwrap();
+        let Op::Put(Object::Cluster(c)) = &tx.ops[0] else {
+            panic!("the cluster")
+        };
+        assert!(c.ca_rotation.is_none());
         // n2 too: the new root replaces the old one.
         let tx = ca_renewed_tx(&s, &Id::from("n2")).unwrap().unwrap();
         s.apply(&tx, 5).unwrap();
