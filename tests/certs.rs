@@ -356,7 +356,17 @@ fn certs_ca_rotation_moves_every_node_to_a_new_root_without_stopping() {
     assert!(out.contains("Root CA rotation started"), "{out}");
     // Every node renews to the new root (through the cross-signed one), then the new root
     // replaces the old one and every node renews again to drop it.
+    // Writes go on through it (each must be acknowledged), on the leader and through a follower.
+    let mut writes = 0;
+    let host = format!("{}-n1", lab.prefix);
     let new_root = eventually(Duration::from_mins(1), "the rotation ends", || {
+        writes += 1;
+        let label = format!("write={writes}");
+        ok(
+            &lab,
+            ["n1", "n2"][writes % 2],
+            &["node", "update", "--label-add", &label, &host],
+        );
         let json = ok(&lab, "n1", &["swarm", "inspect"]);
         let root = ok(&lab, "n1", &["swarm", "ca"]);
         if json.contains("\"RootRotationInProgress\": false") && root != old_root {
@@ -388,6 +398,11 @@ fn certs_ca_rotation_moves_every_node_to_a_new_root_without_stopping() {
     // certificates reach both managers.
     let nodes = ok(&lab, "n1", &["node", "ls"]);
     assert_eq!(nodes.matches("Ready").count(), 4, "{nodes}");
+    let labels = ok(&lab, "n3", &["node", "inspect", &host]);
+    assert!(
+        labels.contains(&format!("\"write\": \"{writes}\"")),
+        "{labels}"
+    );
     for i in [1, 2, 3] {
         let addr = format!("{}:2377", lab.node_addr(i));
         let ls = remote(&lab, &addr, &dirs[1], &["node", "ls"]);
