@@ -8,6 +8,7 @@
 mod support;
 
 mod autolock;
+mod certs;
 mod chaos;
 mod control;
 mod datapath;

@@ -38,6 +38,10 @@ pub trait NodeEvents: Send + Sync + 'static {
     /// The swarm gave this node another role (promote, demote): get a certificate for it from
     /// the manager at `via` and restart the node's parts as that role. The agent is replaced.
     fn role_changed(&self, role: NodeRole, via: String);
+
+    /// The leader says which roots the swarm trusts (`ca_digest`, after each heartbeat): a node
+    /// whose own differ renews its certificate (a CA rotation).
+    fn roots_announced(&self, ca_digest: &str);
 }
 
 /// Between heartbeats.
@@ -281,7 +285,16 @@ impl Session<'_> {
                 self.log_streams.add(stream, task.abort_handle());
             }
             Some(Ok(ManagerMessage::LogsCancel { stream })) => self.log_streams.cancel(stream),
-            Some(Ok(ManagerMessage::Status { managers: m, role })) => {
+            Some(Ok(ManagerMessage::Status {
+                managers: m,
+                role,
+                ca_digest,
+            })) => {
+                if !ca_digest.is_empty()
+                    && let Some(n) = self.node.upgrade()
+                {
+                    n.roots_announced(&ca_digest);
+                }
                 self.on_status(m, role).await;
             }
             Some(Ok(ManagerMessage::NotLeader {

@@ -27,8 +27,13 @@ pub enum Reply {
     JoinToken(JoinTokenReply),
     ClusterJoined(JoinClusterReply),
     Cert {
+        /// The certificate (with the cross-signed new root during a CA rotation).
         cert_pem: String,
         raft_id: RaftId,
+        /// The roots to trust from now on (both during a CA rotation); empty from an older
+        /// manager.
+        #[serde(default)]
+        ca_pem: String,
     },
     Raft(RaftPayload),
     Proposed {
@@ -51,6 +56,10 @@ pub enum Reply {
     Networks(Vec<Network>),
     /// `network inspect`.
     Network(Box<NetworkReply>),
+    /// `swarm inspect`.
+    Swarm(Box<SwarmInfo>),
+    /// `swarm ca --admin-cert`: a client certificate, its key and the CA.
+    AdminCert(AdminCertReply),
     /// `secret create` / `config create`: the new object's id.
     BlobCreated {
         id: Id,
@@ -195,6 +204,41 @@ impl fmt::Debug for UnlockKeyReply {
     }
 }
 
+/// The cluster's settings as `swarm inspect` shows them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SwarmInfo {
+    pub id: Id,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub version: u64,
+    /// How long node certificates are valid (`--cert-expiry`).
+    pub cert_expiry_ms: u64,
+    /// The root CA certificate (PEM).
+    pub root_ca_cert_pem: String,
+    /// `swarm ca --rotate` is under way: nodes still to renew to the new root.
+    #[serde(default)]
+    pub root_rotation_pending: Option<usize>,
+}
+
+/// An admin client certificate (`swarm ca --admin-cert`); its `Debug` prints the key as
+/// `<redacted>`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AdminCertReply {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl fmt::Debug for AdminCertReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminCertReply")
+            .field("ca_pem", &self.ca_pem)
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &REDACTED)
+            .finish()
+    }
+}
+
 /// `swarm join-token`'s answer; its `Debug` prints the token as `<redacted>`.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct JoinTokenReply {
@@ -266,6 +310,10 @@ pub struct Info {
     /// An autolocked manager that restarted and waits for `swarm unlock` (Swarm: `locked`).
     #[serde(default)]
     pub locked: bool,
+    /// Managers only: how long node certificates are valid (Docker's `CA Configuration:
+    /// Expiry Duration`).
+    #[serde(default)]
+    pub cert_expiry_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -124,6 +124,18 @@ pub enum Request {
     NetworkRemove {
         network: String,
     },
+    /// `swarm inspect`: the cluster's settings (certificate expiry, root CA).
+    SwarmInspect,
+    /// `swarm update`: the settings given change, the rest stay.
+    SwarmUpdate(SwarmUpdate),
+    /// `swarm ca --rotate`: a new root CA, cross-signed by the current one; every node renews
+    /// to it, then it replaces the current one.
+    CaRotate,
+    /// `swarm ca --admin-cert DIR` (a manager's local socket only): a new admin client
+    /// certificate and its key, valid for `expiry_ms` (default: the cluster's expiry).
+    AdminCert {
+        expiry_ms: Option<u64>,
+    },
     /// `secret create` / `config create`.
     BlobCreate(BlobCreate),
     /// `secret ls` / `config ls`.
@@ -249,7 +261,7 @@ impl Request {
             Request::NodeUpdate(_) => write("node update"),
             Request::NodeRemove { .. } => write("node rm"),
             Request::JoinToken { rotate, .. } => route("swarm join-token", Api, *rotate, *rotate),
-            Request::SwarmAutolock { .. } => write("swarm update"),
+            Request::SwarmAutolock { .. } => write("swarm update --autolock"),
             Request::UnlockKey { rotate } => route("swarm unlock-key", Api, *rotate, *rotate),
             Request::ServiceCreate { .. } => write("service create"),
             Request::ServiceList => read("service ls", Api),
@@ -264,6 +276,10 @@ impl Request {
             Request::NetworkList => read("network ls", Api),
             Request::NetworkInspect { .. } => read("network inspect", Api),
             Request::NetworkRemove { .. } => write("network rm"),
+            Request::SwarmInspect => read("swarm inspect", Api),
+            Request::SwarmUpdate(_) => write("swarm update"),
+            Request::CaRotate => write("swarm ca --rotate"),
+            Request::AdminCert { .. } => read("swarm ca --admin-cert", Local),
             Request::BlobCreate(c) => write(blob_name(c.kind, "create")),
             Request::BlobList { kind } => read(blob_name(*kind, "ls"), Api),
             Request::BlobInspect { kind, .. } => read(blob_name(*kind, "inspect"), Api),
@@ -304,6 +320,9 @@ pub struct InitRequest {
     /// `--autolock`: managers keep the data key wrapped with an unlock key.
     #[serde(default)]
     pub autolock: bool,
+    /// `--cert-expiry`: how long node certificates are valid (default Swarm's 90 days).
+    #[serde(default)]
+    pub cert_expiry_ms: Option<u64>,
 }
 
 /// `swarm unlock`; its `Debug` prints the key as `<redacted>`.
@@ -319,6 +338,13 @@ impl fmt::Debug for UnlockRequest {
             .field("key", &REDACTED)
             .finish()
     }
+}
+
+/// `swarm update`: each `Some` changes that setting.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SwarmUpdate {
+    /// `--cert-expiry`: certificates issued from now on are valid this long.
+    pub cert_expiry_ms: Option<u64>,
 }
 
 /// `swarm join`; its `Debug` prints the token as `<redacted>`.

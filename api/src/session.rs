@@ -192,6 +192,10 @@ pub enum ManagerMessage {
     Status {
         managers: Vec<String>,
         role: NodeRole,
+        /// The digest of the roots the swarm trusts (`tls::bundle_digest`): a node whose own
+        /// differ renews its certificate (a CA rotation). Empty from an older leader.
+        #[serde(default)]
+        ca_digest: String,
     },
     /// This manager is not the leader; try `leader`.
     NotLeader {

@@ -6,6 +6,11 @@
 //! worker's certificate cannot pose as a manager. The 2377 listener asks for a client certificate
 //! but lets a TLS client without one in: such a client may only join. A joiner does not trust the
 //! manager by CA yet; it pins the CA digest from its token instead ([`pinned_client_config`]).
+//!
+//! Node certificates expire (the cluster's `--cert-expiry`); every verifier here checks the
+//! validity dates (webpki), so an expired certificate fails the handshake. A running node swaps
+//! in its renewed certificate without restarting anything ([`LiveCredentials`]). Admin client
+//! certificates (OU `meshd-admin`) open the cluster API only.
 
 use std::fmt;
 use std::fs;
@@ -18,6 +23,7 @@ use mesh_cluster::state::NodeRole;
 use mesh_cluster::token::ca_digest;
 
 use crate::private;
+use mesh_cluster::certs::Validity;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -30,6 +36,11 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 pub const MANAGER_NAME: &str = "meshd-manager";
 /// The OU (and DNS name) of worker certificates.
 pub const WORKER_NAME: &str = "meshd-worker";
+/// The OU of admin client certificates (`meshctl swarm ca --admin-cert`).
+pub const ADMIN_NAME: &str = "meshd-admin";
+
+mod live;
+pub use live::LiveCredentials;
 
 /// The OU that says `role`.
 pub fn role_name(role: NodeRole) -> &'static str {
@@ -44,16 +55,35 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Who a certificate says its holder is.
+/// Who a node certificate says its holder is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertIdentity {
     pub node_id: Id,
     pub role: NodeRole,
     pub cluster_id: Id,
+    /// When the certificate expires (unix seconds): a connection outliving it is refused.
+    pub not_after: i64,
 }
 
-/// Reads node id (CN), role (OU) and cluster (O) from a node certificate.
-pub fn identify(der: &[u8]) -> Result<CertIdentity> {
+/// Who an admin client certificate says its holder is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminIdentity {
+    /// Its CN (`admin-...`).
+    pub name: String,
+    pub cluster_id: Id,
+    pub not_after: i64,
+}
+
+/// What a client certificate of the cluster is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertSubject {
+    Node(CertIdentity),
+    Admin(AdminIdentity),
+}
+
+/// Reads a certificate's subject (CN, OU, O) and its expiry: a node's (the role as OU) or an
+/// admin's.
+pub fn subject(der: &[u8]) -> Result<CertSubject> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| anyhow!("unreadable certificate: {e}"))?;
     let subject = cert.subject();
@@ -63,20 +93,70 @@ pub fn identify(der: &[u8]) -> Result<CertIdentity> {
     let cn = first(&mut subject.iter_common_name()).context("certificate without CN")?;
     let ou = first(&mut subject.iter_organizational_unit()).context("certificate without OU")?;
     let o = first(&mut subject.iter_organization()).context("certificate without O")?;
+    let not_after = cert.validity().not_after.timestamp();
     let role = match ou.as_str() {
         MANAGER_NAME => NodeRole::Manager,
         WORKER_NAME => NodeRole::Worker,
+        ADMIN_NAME => {
+            return Ok(CertSubject::Admin(AdminIdentity {
+                name: cn,
+                cluster_id: Id::from(o),
+                not_after,
+            }));
+        }
         other => bail!("certificate with unknown role {other:?}"),
     };
-    Ok(CertIdentity {
+    Ok(CertSubject::Node(CertIdentity {
         node_id: Id::from(cn),
         role,
         cluster_id: Id::from(o),
+        not_after,
+    }))
+}
+
+/// Reads node id (CN), role (OU) and cluster (O) from a node certificate.
+pub fn identify(der: &[u8]) -> Result<CertIdentity> {
+    match subject(der)? {
+        CertSubject::Node(id) => Ok(id),
+        CertSubject::Admin(a) => bail!(
+            "{} is an admin certificate ({ADMIN_NAME}), not a node's",
+            a.name
+        ),
+    }
+}
+
+/// When a PEM certificate is valid.
+pub fn validity(pem: &str) -> Result<Validity> {
+    let der = cert_der(pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| anyhow!("unreadable certificate: {e}"))?;
+    Ok(Validity {
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
     })
 }
 
 fn cert_der(pem: &str) -> Result<CertificateDer<'static>> {
     CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| anyhow!("bad certificate PEM: {e}"))
+}
+
+/// Every certificate of a PEM text, in order: a chain (a certificate and the cross-signed root
+/// during a CA rotation) or a bundle of roots.
+fn certs_der(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("bad certificate PEM: {e}"))?;
+    if certs.is_empty() {
+        bail!("no certificate in the PEM text");
+    }
+    Ok(certs)
+}
+
+/// A digest of a bundle of roots (`ca.pem`): a node whose bundle differs from the swarm's
+/// renews its certificate (a CA rotation).
+pub fn bundle_digest(ca_pem: &str) -> Result<String> {
+    let all: Vec<u8> = certs_der(ca_pem)?.iter().flat_map(|c| c.to_vec()).collect();
+    Ok(ca_digest(&all))
 }
 
 /// The DER of a PEM certificate.
@@ -163,6 +243,20 @@ impl Credentials {
         Ok(())
     }
 
+    /// Fails, saying so, when the certificate has expired at unix time `now` (managers would
+    /// refuse it in the handshake, and the client would see only a closed connection).
+    pub fn check_not_expired(&self, now: i64) -> Result<()> {
+        let v = validity(&self.cert_pem)?;
+        if v.expired(now) {
+            bail!(
+                "the certificate expired {}s ago (at unix time {}): nodes renew theirs before it happens; a node that was stopped past its expiry must join again, and an admin certificate is replaced with a new one (`meshctl swarm ca --admin-cert DIR` on a manager)",
+                now - v.not_after,
+                v.not_after
+            );
+        }
+        Ok(())
+    }
+
     /// Who this certificate says we are.
     pub fn identity(&self) -> Result<CertIdentity> {
         identify(&cert_der(&self.cert_pem)?)
@@ -170,8 +264,20 @@ impl Credentials {
 
     fn roots(&self) -> Result<RootCertStore> {
         let mut roots = RootCertStore::empty();
-        roots.add(cert_der(&self.ca_pem)?)?;
+        for root in certs_der(&self.ca_pem)? {
+            roots.add(root)?;
+        }
         Ok(roots)
+    }
+
+    /// Our certificate chain as a client shows it.
+    fn chain(&self) -> Result<Vec<CertificateDer<'static>>> {
+        certs_der(&self.cert_pem)
+    }
+
+    /// ... and as the 2377 server shows it: with the roots, which a joiner pins.
+    fn server_chain(&self) -> Result<Vec<CertificateDer<'static>>> {
+        Ok([self.chain()?, certs_der(&self.ca_pem)?].concat())
     }
 
     fn key(&self) -> Result<PrivateKeyDer<'static>> {
@@ -189,10 +295,8 @@ impl Credentials {
         let mut cfg = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(
-                vec![cert_der(&self.cert_pem)?, cert_der(&self.ca_pem)?],
-                self.key()?,
-            )?;
+            .with_single_cert(self.server_chain()?, self.key()?)?;
+        live::no_resumption(&mut cfg);
         cfg.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(cfg))
     }
@@ -202,7 +306,7 @@ impl Credentials {
         let mut cfg = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(self.roots()?)
-            .with_client_auth_cert(vec![cert_der(&self.cert_pem)?], self.key()?)?;
+            .with_client_auth_cert(self.chain()?, self.key()?)?;
         cfg.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(cfg))
     }

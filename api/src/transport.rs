@@ -1,7 +1,7 @@
 //! gRPC (tonic) on both listeners, and the clients that call them.
 //!
 //! The server side does its own TLS accept (tokio-rustls) so that each connection carries who
-//! the peer is ([`Peer`]: the local socket, an anonymous TLS client, or a node certificate) into
+//! the peer is ([`Peer`]: the local socket, an anonymous TLS client, a node or an admin certificate) into
 //! every request; the node daemon authorises by it. A plain TCP client fails the
 //! handshake and gets nothing. Clients use their own connectors too: TLS to a manager (its
 //! certificate must carry [`crate::tls::MANAGER_NAME`] under our CA), TLS pinned by a join token's
@@ -31,7 +31,7 @@ use crate::error::{ApiError, Code};
 use crate::reply::{Reply, StreamItem};
 use crate::request::Request;
 use crate::session::{AgentMessage, ManagerMessage};
-use crate::tls::{self as pki, CertIdentity};
+use crate::tls::{self as pki, AdminIdentity, CertIdentity, CertSubject};
 
 /// The generated gRPC code of `proto/mesh.proto`.
 pub mod proto {
@@ -64,6 +64,8 @@ pub enum Peer {
     Anonymous,
     /// A node certificate of our cluster.
     Node(CertIdentity),
+    /// An admin client certificate (`swarm ca --admin-cert`): the cluster API only.
+    Admin(AdminIdentity),
 }
 
 /// What the service asks of the daemon.
@@ -181,6 +183,28 @@ pub struct Conn<S> {
     io: S,
     peer: Peer,
     _slot: Option<OwnedSemaphorePermit>,
+    /// When the peer's certificate expires: the connection ends then, and the peer, which has
+    /// renewed meanwhile, connects again with its new certificate.
+    expires: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// Did a handshake fail because the client's certificate had expired?
+fn expired_certificate(e: &io::Error) -> bool {
+    use rustls::CertificateError::{Expired, ExpiredContext};
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(
+            Expired | ExpiredContext { .. }
+        ))
+    )
+}
+
+/// When a connection with a certificate valid until `not_after` (unix seconds) must end.
+fn expiry_timer(not_after: i64) -> Pin<Box<tokio::time::Sleep>> {
+    let now = crate::now_millis() / 1000;
+    let left = u64::try_from(not_after).unwrap_or(0).saturating_sub(now);
+    Box::pin(tokio::time::sleep(Duration::from_secs(left)))
 }
 
 impl<S> Connected for Conn<S> {
@@ -196,6 +220,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(expires) = self.expires.as_mut()
+            && expires.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the peer's certificate expired",
+            )));
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
@@ -239,6 +271,7 @@ pub async fn serve_unix<H: Handler>(listener: UnixListener, handler: Arc<H>) {
             io,
             peer: Peer::Local,
             _slot: None,
+            expires: None,
         });
         Some((conn, l))
     });
@@ -296,6 +329,10 @@ pub async fn serve_tls<H: Handler>(
                     .await
                 {
                     Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) if expired_certificate(&e) => {
+                        tracing::warn!(%from, "refused an expired certificate: {e}");
+                        return;
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(%from, "TLS handshake failed: {e}");
                         return;
@@ -315,21 +352,29 @@ pub async fn serve_tls<H: Handler>(
                         io: tls,
                         peer: Peer::Anonymous,
                         _slot: Some(slot),
+                        expires: None,
                     };
                     let _ = anon_tx.send(Ok(conn)).await;
                     return;
                 };
-                let peer = match pki::identify(cert) {
-                    Ok(id) => Peer::Node(id),
+                let peer = match pki::subject(cert) {
+                    Ok(CertSubject::Node(id)) => Peer::Node(id),
+                    Ok(CertSubject::Admin(admin)) => Peer::Admin(admin),
                     Err(e) => {
                         tracing::warn!(%from, "refusing a certificate: {e:#}");
                         return;
                     }
                 };
+                let not_after = match &peer {
+                    Peer::Node(id) => Some(id.not_after),
+                    Peer::Admin(a) => Some(a.not_after),
+                    Peer::Local | Peer::Anonymous => None,
+                };
                 let conn = Conn {
                     io: tls,
                     peer,
                     _slot: None,
+                    expires: not_after.map(expiry_timer),
                 };
                 let _ = nodes_tx.send(Ok(conn)).await;
             });

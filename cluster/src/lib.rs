@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alloc;
+pub mod certs;
 pub mod gossip_keys;
 pub mod ids;
 pub mod naming;

@@ -827,12 +827,15 @@ mod tests {
         let key = NodeKey::generate().unwrap();
         let node_id = Id::from(format!("node{id}"));
         let cert = pki::issue(
-            &ca.0,
-            &ca.1,
+            &pki::CaKeys {
+                cert_pem: &ca.0,
+                key_pem: &ca.1,
+            },
             &key.csr_pem().unwrap(),
             cluster,
             &node_id,
             NodeRole::Manager,
+            mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
         )
         .unwrap();
         let creds = Credentials {
@@ -896,6 +899,7 @@ mod tests {
             mesh_cluster::state::NodeDescription::default(),
             std::net::Ipv4Addr::LOCALHOST,
             2377,
+            mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
         );
         let written = m.propose(clear).await.unwrap();
         assert!(

@@ -145,6 +145,7 @@ mod tests {
             NodeDescription::default(),
             std::net::Ipv4Addr::LOCALHOST,
             2377,
+            mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
         );
         let mut state = ClusterState::default();
         state.apply(&tx, 1).unwrap();

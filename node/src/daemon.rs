@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 
 use mesh_agent::{AgentConfig, Describer, NodeEvents};
-use mesh_api::tls::Credentials;
+use mesh_api::tls::{Credentials, LiveCredentials};
 use mesh_api::transport::{self, Handler, Peer};
 use mesh_api::{Access, AgentMessage, ApiError, Info, ManagerMessage, Reply, Request, StreamItem};
 use mesh_engine::{EngineError, is_pinned, pin, unpinned_warning};
@@ -38,10 +38,12 @@ use mesh_manager::manager::{LOGS_KEPT, SNAPSHOT_EVERY};
 use mesh_manager::peer_api::is_manager_request;
 use mesh_manager::{ClusterApi, Manager, ManagerConfig};
 
+mod admin;
 mod authorise;
 mod identity;
 mod lock;
 mod membership;
+mod renew;
 mod status;
 
 use identity::Member;
@@ -208,6 +210,7 @@ impl Daemon {
         creds: Credentials,
         listener: Option<TcpListener>,
     ) -> Result<Member> {
+        let creds = LiveCredentials::new(creds)?;
         let tls = creds.client_config()?;
         let mut manager = None;
         let mut server = None;
@@ -257,12 +260,16 @@ impl Daemon {
                 task_files: self.cfg.data_dir.join("task-files"),
             },
         ));
+        let renew_now = Arc::new(tokio::sync::Notify::new());
+        let renewal = self.spawn_renewal(creds.clone(), renew_now.clone());
         Ok(Member {
             identity: Mutex::new(identity),
             creds,
+            renew_now,
             manager,
             server: Mutex::new(server),
             agent: Mutex::new(Some(agent)),
+            renewal: Mutex::new(Some(renewal)),
         })
     }
 
@@ -297,6 +304,10 @@ impl Daemon {
             leader_addr: m.manager.as_ref().and_then(|m| m.leader().map(|(_, a)| a)),
             cert_dir,
             locked: false,
+            cert_expiry_ms: m
+                .manager
+                .as_ref()
+                .and_then(|m| m.state().cluster.as_ref().map(|c| c.cert_expiry_ms)),
         })
     }
 }
@@ -400,6 +411,7 @@ impl Handler for Daemon {
             Request::Unlock(r) => self.unlock(r).await,
             Request::Info => Ok(self.info()),
             Request::Status => Ok(Reply::Status(Box::new(self.status().await))),
+            Request::AdminCert { expiry_ms } => self.admin_cert(expiry_ms).await,
             req if is_manager_request(&req) => {
                 self.manager()?.serve_manager_request(&peer, req).await
             }
@@ -489,6 +501,10 @@ impl NodeEvents for Daemon {
         if let Some(me) = self.me.upgrade() {
             me.request_role_change(role, via);
         }
+    }
+
+    fn roots_announced(&self, ca_digest: &str) {
+        self.roots_announced(ca_digest);
     }
 }
 

@@ -99,6 +99,10 @@ pub fn connect(target: &Target) -> Result<Client> {
                     target.cert_dir.display()
                 )
             })?;
+            let now = mesh_api::now_millis().cast_signed() / 1000;
+            creds
+                .check_not_expired(now)
+                .with_context(|| format!("{}", target.cert_dir.display()))?;
             Ok(Client::tls(&addr, creds.client_config()?))
         }
     }

@@ -1,11 +1,13 @@
-//! `meshctl swarm init | join | join-token | leave | update | unlock | unlock-key`.
+//! `meshctl swarm init | join | join-token | leave | inspect | update | ca [--rotate |
+//! --admin-cert DIR] | unlock | unlock-key`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
-use mesh_api::{InitRequest, JoinRequest, Reply, Request, UnlockRequest};
+use mesh_api::{InitRequest, JoinRequest, Reply, Request, SwarmUpdate, UnlockRequest};
 use mesh_cluster::state::NodeRole;
 
 use super::{Target, call, unexpected};
@@ -23,6 +25,9 @@ pub enum SwarmCommand {
         /// Lock managers when they restart: they need the unlock key printed now.
         #[arg(long)]
         autolock: bool,
+        /// Validity period for node certificates (default 2160h0m0s, at least 1h).
+        #[arg(long, value_name = "DURATION", value_parser = cert_expiry)]
+        cert_expiry: Option<u64>,
     },
     /// Join a swarm as a worker or a manager (the token decides).
     Join {
@@ -52,11 +57,37 @@ pub enum SwarmCommand {
         #[arg(long, short)]
         force: bool,
     },
+    /// Show the swarm's settings (JSON, or `--pretty`).
+    Inspect {
+        /// Print the settings as text, as `docker info` does.
+        #[arg(long)]
+        pretty: bool,
+    },
     /// Change the swarm's settings.
     Update {
         /// Lock managers when they restart (true|false; alone: true).
         #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
         autolock: Option<bool>,
+        /// Validity period for node certificates (at least 1h); each node's next renewal
+        /// uses it.
+        #[arg(long, value_name = "DURATION", value_parser = cert_expiry)]
+        cert_expiry: Option<u64>,
+    },
+    /// The swarm's root CA: print it, or (`--admin-cert DIR`, on a manager) write an admin
+    /// client certificate for `meshctl --host tcp://IP:2377 --cert-dir DIR`.
+    Ca {
+        /// Write a new admin client certificate, its key and the CA into this (new or empty)
+        /// directory, as ca.pem, node.pem and node-key.pem.
+        #[arg(long, value_name = "DIR")]
+        admin_cert: Option<PathBuf>,
+        /// With --admin-cert: how long the certificate is valid (default: the swarm's
+        /// --cert-expiry).
+        #[arg(long, value_name = "DURATION", value_parser = cert_expiry, requires = "admin_cert")]
+        cert_expiry: Option<u64>,
+        /// Make a new root CA: every node renews to it (it is cross-signed by the current one,
+        /// so nothing stops), then it replaces the current one. The join tokens change.
+        #[arg(long, conflicts_with = "admin_cert")]
+        rotate: bool,
     },
     /// Unlock a locked manager: the key is read from standard input (asked for on a terminal).
     Unlock,
@@ -69,6 +100,58 @@ pub enum SwarmCommand {
         #[arg(long)]
         rotate: bool,
     },
+}
+
+/// `--cert-expiry`: a Go duration, in milliseconds (the manager checks the minimum).
+fn cert_expiry(s: &str) -> Result<u64, String> {
+    mesh_cluster::spec::parse_duration(s).map_err(|e| e.0)
+}
+
+/// `swarm inspect`'s JSON, shaped as the Engine API's swarm object (durations in nanoseconds).
+pub fn swarm_json(s: &mesh_api::SwarmInfo) -> serde_json::Value {
+    use super::service::inspect::rfc3339;
+    serde_json::json!([{
+        "ID": s.id.as_str(),
+        "Version": { "Index": s.version },
+        "CreatedAt": rfc3339(s.created_at),
+        "UpdatedAt": rfc3339(s.updated_at),
+        "Spec": {
+            "CAConfig": { "NodeCertExpiry": u128::from(s.cert_expiry_ms) * 1_000_000 },
+        },
+        "TLSInfo": { "TrustRoot": s.root_ca_cert_pem },
+        "RootRotationInProgress": s.root_rotation_pending.is_some(),
+    }])
+}
+
+/// `swarm inspect --pretty`: the lines of `docker info`'s swarm section that say the same.
+pub fn swarm_pretty(s: &mesh_api::SwarmInfo) -> String {
+    let rotation = s.root_rotation_pending.map_or_else(String::new, |n| {
+        format!(" Root Rotation In Progress: {n} nodes to renew\n")
+    });
+    format!(
+        "ID: {}\nCA Configuration:\n Expiry Duration: {}\n{rotation}",
+        s.id,
+        mesh_cluster::certs::human_expiry(s.cert_expiry_ms)
+    )
+}
+
+/// Writes an admin certificate into `dir`, which must not hold certificates already (it could
+/// be a node's own `certs/`).
+fn write_admin_cert(dir: &std::path::Path, c: mesh_api::AdminCertReply) -> Result<()> {
+    for name in ["ca.pem", "node.pem", "node-key.pem"] {
+        if dir.join(name).exists() {
+            anyhow::bail!(
+                "{} already holds {name}: give --admin-cert a new or empty directory (nothing was written)",
+                dir.display()
+            );
+        }
+    }
+    mesh_api::tls::Credentials {
+        ca_pem: c.ca_pem,
+        cert_pem: c.cert_pem,
+        key_pem: c.key_pem,
+    }
+    .save(dir)
 }
 
 /// The role argument of `join-token`.
@@ -154,22 +237,9 @@ impl Drop for EchoOff<'_> {
     }
 }
 
-/// `swarm update`, `unlock`, `unlock-key`.
+/// `swarm unlock`, `unlock-key`.
 fn run_lock(target: &Target, cmd: SwarmCommand, out: &mut impl Write) -> Result<i32> {
     match cmd {
-        SwarmCommand::Update { autolock } => {
-            let Some(enabled) = autolock else {
-                anyhow::bail!("nothing to update: use --autolock=true or --autolock=false");
-            };
-            let reply = call(target, &Request::SwarmAutolock { enabled })?;
-            let Reply::UnlockKey(k) = reply else {
-                return Err(unexpected(&reply));
-            };
-            writeln!(out, "Swarm updated.")?;
-            if let Some(key) = k.key {
-                write!(out, "{}", unlock_message(&key))?;
-            }
-        }
         SwarmCommand::Unlock => {
             // As docker: say so before asking for a key that is not needed.
             let info = call(target, &Request::Info)?;
@@ -214,6 +284,7 @@ pub fn run(target: &Target, cmd: SwarmCommand, out: &mut impl Write) -> Result<i
             advertise_addr,
             listen_addr,
             autolock,
+            cert_expiry,
         } => {
             let reply = call(
                 target,
@@ -221,6 +292,7 @@ pub fn run(target: &Target, cmd: SwarmCommand, out: &mut impl Write) -> Result<i
                     advertise_addr,
                     listen_addr,
                     autolock,
+                    cert_expiry_ms: cert_expiry,
                 }),
             )?;
             let Reply::Init(r) = reply else {
@@ -235,9 +307,9 @@ pub fn run(target: &Target, cmd: SwarmCommand, out: &mut impl Write) -> Result<i
                 write!(out, "{}", unlock_message(&key))?;
             }
         }
-        cmd @ (SwarmCommand::Update { .. }
-        | SwarmCommand::Unlock
-        | SwarmCommand::UnlockKey { .. }) => return run_lock(target, cmd, out),
+        cmd @ (SwarmCommand::Unlock | SwarmCommand::UnlockKey { .. }) => {
+            return run_lock(target, cmd, out);
+        }
         SwarmCommand::Join {
             token,
             advertise_addr,
@@ -292,6 +364,101 @@ pub fn run(target: &Target, cmd: SwarmCommand, out: &mut impl Write) -> Result<i
             };
             writeln!(out, "Node left the swarm.")?;
         }
+        cmd @ (SwarmCommand::Inspect { .. }
+        | SwarmCommand::Update { .. }
+        | SwarmCommand::Ca { .. }) => return run_settings(target, cmd, out),
+    }
+    Ok(0)
+}
+
+/// `swarm inspect`, `update` and `ca`.
+fn run_settings(target: &Target, cmd: SwarmCommand, out: &mut impl Write) -> Result<i32> {
+    match cmd {
+        SwarmCommand::Inspect { pretty } => {
+            let reply = call(target, &Request::SwarmInspect)?;
+            let Reply::Swarm(s) = reply else {
+                return Err(unexpected(&reply));
+            };
+            if pretty {
+                write!(out, "{}", swarm_pretty(&s))?;
+            } else {
+                writeln!(out, "{}", serde_json::to_string_pretty(&swarm_json(&s))?)?;
+            }
+        }
+        SwarmCommand::Update {
+            autolock,
+            cert_expiry,
+        } => {
+            if autolock.is_none() && cert_expiry.is_none() {
+                anyhow::bail!(
+                    "nothing to update: use --autolock=true|false or --cert-expiry DURATION"
+                );
+            }
+            // The expiry first: a bad one is refused before autolock changes.
+            if cert_expiry.is_some() {
+                let reply = call(
+                    target,
+                    &Request::SwarmUpdate(SwarmUpdate {
+                        cert_expiry_ms: cert_expiry,
+                    }),
+                )?;
+                let Reply::Done = reply else {
+                    return Err(unexpected(&reply));
+                };
+            }
+            let mut unlock_key = None;
+            if let Some(enabled) = autolock {
+                let reply = call(target, &Request::SwarmAutolock { enabled })?;
+                let Reply::UnlockKey(k) = reply else {
+                    return Err(unexpected(&reply));
+                };
+                unlock_key = k.key;
+            }
+            writeln!(out, "Swarm updated.")?;
+            if let Some(key) = unlock_key {
+                write!(out, "{}", unlock_message(&key))?;
+            }
+        }
+        SwarmCommand::Ca { rotate: true, .. } => {
+            let reply = call(target, &Request::CaRotate)?;
+            let Reply::Done = reply else {
+                return Err(unexpected(&reply));
+            };
+            writeln!(
+                out,
+                "Root CA rotation started: every node renews its certificate to the new root, which then replaces the current one (`meshctl swarm inspect --pretty` shows the progress). The join tokens change."
+            )?;
+        }
+        SwarmCommand::Ca {
+            admin_cert: Some(dir),
+            cert_expiry,
+            ..
+        } => {
+            let reply = call(
+                target,
+                &Request::AdminCert {
+                    expiry_ms: cert_expiry,
+                },
+            )?;
+            let Reply::AdminCert(c) = reply else {
+                return Err(unexpected(&reply));
+            };
+            write_admin_cert(&dir, c)?;
+            writeln!(
+                out,
+                "Wrote an admin client certificate to {}: use it with meshctl --host tcp://MANAGER:2377 --cert-dir {}",
+                dir.display(),
+                dir.display()
+            )?;
+        }
+        SwarmCommand::Ca { .. } => {
+            let reply = call(target, &Request::SwarmInspect)?;
+            let Reply::Swarm(s) = reply else {
+                return Err(unexpected(&reply));
+            };
+            write!(out, "{}", s.root_ca_cert_pem)?;
+        }
+        _ => unreachable!("run() sends only the settings commands here"),
     }
     Ok(0)
 }
@@ -323,6 +490,43 @@ mod tests {
     }
 
     #[test]
+    fn swarm_settings_print_as_docker() {
+        let s = mesh_api::SwarmInfo {
+            id: mesh_cluster::Id::from("abc"),
+            created_at: 0,
+            updated_at: 0,
+            version: 7,
+            cert_expiry_ms: mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
+            root_ca_cert_pem: "PEM".into(),
+            root_rotation_pending: None,
+        };
+        assert_eq!(
+            swarm_pretty(&s),
+            "ID: abc\nCA Configuration:\n Expiry Duration: 3 months\n"
+        );
+        let j = swarm_json(&s);
+        assert_eq!(
+            j[0]["Spec"]["CAConfig"]["NodeCertExpiry"],
+            7_776_000_000_000_000_u64
+        );
+        assert_eq!(j[0]["TLSInfo"]["TrustRoot"], "PEM");
+        assert_eq!(j[0]["RootRotationInProgress"], false);
+        let rotating = mesh_api::SwarmInfo {
+            root_rotation_pending: Some(2),
+            ..s
+        };
+        assert!(
+            swarm_pretty(&rotating).ends_with(" Root Rotation In Progress: 2 nodes to renew\n")
+        );
+        assert_eq!(cert_expiry("2160h"), Ok(7_776_000_000));
+        assert!(
+            cert_expiry("3 months")
+                .unwrap_err()
+                .contains("invalid duration")
+        );
+    }
+
+    #[test]
     fn update_takes_autolock_true_false_or_alone() {
         use clap::Parser;
         #[derive(Parser)]
@@ -337,7 +541,7 @@ mod tests {
             (&["x", "update"][..], None),
         ] {
             let Cli {
-                swarm: SwarmCommand::Update { autolock },
+                swarm: SwarmCommand::Update { autolock, .. },
             } = Cli::try_parse_from(args).unwrap()
             else {
                 panic!("{args:?}: not update")
@@ -345,6 +549,43 @@ mod tests {
             assert_eq!(autolock, want, "{args:?}");
         }
         assert!(Cli::try_parse_from(["x", "update", "--autolock=maybe"]).is_err());
+    }
+
+    #[test]
+    fn an_admin_certificate_never_overwrites_certificates() {
+        /// A scratch directory, removed on drop.
+        struct Scratch(PathBuf);
+        impl Scratch {
+            fn path(&self) -> &std::path::Path {
+                &self.0
+            }
+        }
+        impl Drop for Scratch {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir =
+            Scratch(std::env::temp_dir().join(format!("meshctl-admin-{}", std::process::id())));
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::fs::write(dir.path().join("node.pem"), "a node's").unwrap();
+        let c = mesh_api::AdminCertReply {
+            ca_pem: "CA".into(),
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+        };
+        let e = write_admin_cert(dir.path(), c.clone()).unwrap_err();
+        assert!(e.to_string().contains("already holds node.pem"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("node.pem")).unwrap(),
+            "a node's"
+        );
+        let fresh = dir.path().join("admin");
+        write_admin_cert(&fresh, c).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(fresh.join("node-key.pem")).unwrap(),
+            "KEY"
+        );
     }
 
     #[test]

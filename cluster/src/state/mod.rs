@@ -76,6 +76,12 @@ pub struct ClusterInfo {
     /// back cannot be mistaken for a new one).
     #[serde(default)]
     pub last_raft_id: u64,
+    /// How long the CA signs node certificates for (`--cert-expiry`, Swarm's 90 days).
+    #[serde(default = "crate::certs::default_cert_expiry_ms")]
+    pub cert_expiry_ms: u64,
+    /// A root CA rotation under way (`swarm ca --rotate`); None otherwise.
+    #[serde(default)]
+    pub ca_rotation: Option<CaRotation>,
     /// Token secrets replaced by rotation (newest last, a few kept), so that a joiner with an old
     /// token is told it was rotated rather than that it is wrong.
     #[serde(default)]
@@ -96,6 +102,31 @@ pub struct ClusterInfo {
     pub unlock_key: Option<Sealed<String>>,
 }
 
+/// A root CA rotation (`swarm ca --rotate`, as Swarm's): the new root signs every certificate
+/// from its start; a certificate comes with the new root cross-signed by the current one, so
+/// that nodes that trust only the current root accept it. Once every node has renewed, the new
+/// root replaces the current one. Its `Debug` prints the key as `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRotation {
+    pub new_cert_pem: String,
+    /// Sealed with the data key, as the current root's.
+    pub new_key_pem: Sealed<String>,
+    /// The new root's certificate signed by the current root.
+    pub cross_signed_pem: String,
+    /// The nodes that have a certificate of the new root.
+    pub renewed: std::collections::BTreeSet<Id>,
+}
+
+impl std::fmt::Debug for CaRotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaRotation")
+            .field("new_cert_pem", &self.new_cert_pem)
+            .field("new_key_pem", &REDACTED)
+            .field("renewed", &self.renewed)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What `Debug` prints in place of a secret.
 pub const REDACTED: &str = "<redacted>";
 
@@ -111,6 +142,8 @@ impl std::fmt::Debug for ClusterInfo {
             .field("default_pool", &self.default_pool)
             .field("subnet_len", &self.subnet_len)
             .field("last_raft_id", &self.last_raft_id)
+            .field("cert_expiry_ms", &self.cert_expiry_ms)
+            .field("ca_rotation", &self.ca_rotation)
             .field("retired_token_secrets", &self.retired_token_secrets)
             .field("gossip_keys", &self.gossip_keys)
             .field("data_key_check", &self.data_key_check)
@@ -135,6 +168,8 @@ mod tests {
             default_pool: "10.0.0.0/8".parse().unwrap(),
             subnet_len: 24,
             last_raft_id: 3,
+            cert_expiry_ms: crate::certs::DEFAULT_CERT_EXPIRY_MS,
+            ca_rotation: None,
             retired_token_secrets: Sealed::Clear(vec!["oldsecret".into()]),
             gossip_keys: Sealed::Clear(vec![crate::gossip_keys::GossipKeyEntry::new(
                 1, [0xcd; 32], 0,

@@ -27,9 +27,10 @@ use mesh_api::{
     TaskStatusUpdate,
 };
 
-use crate::handlers::swarm::manager_addrs;
+use crate::handlers::swarm::{manager_addrs, trust_bundle};
 use crate::lookup::find_service;
 use crate::manager::{HEARTBEAT_TIMEOUT, Manager, ProposeError};
+use mesh_api::tls::bundle_digest;
 
 mod logs;
 mod view;
@@ -317,6 +318,11 @@ impl Dispatcher {
                     .send(ManagerMessage::Status {
                         managers: manager_addrs(&state),
                         role: node.spec.role,
+                        ca_digest: state
+                            .cluster
+                            .as_ref()
+                            .and_then(|c| bundle_digest(&trust_bundle(c)).ok())
+                            .unwrap_or_default(),
                     })
                     .await
                     .is_ok()

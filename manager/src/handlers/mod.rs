@@ -20,7 +20,10 @@ use self::blobs::BlobApi;
 use self::networks::NetworkApi;
 use self::nodes::{NodeApi, remove_node, update_node};
 use self::services::ServiceApi;
-use self::swarm::{SwarmApi, renew_cert};
+use self::swarm::{
+    ClusterSecrets, SwarmApi, ca_renewed_tx, ca_rotate_plan, renew_cert, swarm_info,
+    swarm_update_tx,
+};
 use crate::autolock::AutolockApi;
 use crate::dispatcher::Dispatcher;
 use crate::manager::Manager;
@@ -60,16 +63,33 @@ impl<'m> ClusterApi<'m> {
             Request::JoinCluster(j) => SwarmApi { m }.join_cluster(j).await,
             Request::SwarmAutolock { enabled } => AutolockApi { m }.set(enabled).await,
             Request::UnlockKey { rotate } => AutolockApi { m }.unlock_key(rotate).await,
+            Request::SwarmInspect => swarm_info(&m.read().await?.applied.state),
+            Request::SwarmUpdate(u) => {
+                let min = crate::ca::min_cert_expiry_ms();
+                m.with_retries(|s| swarm_update_tx(s, &u, min)).await
+            }
             Request::RenewCert { csr_pem } => {
                 let Peer::Node(id) = peer else {
                     return Err(ApiError::denied("renewing a certificate needs one"));
                 };
                 let view = m.read().await?;
                 let state = &view.applied.state;
-                let ca_key = m
-                    .open_sealed(&swarm::cluster(state)?.root_ca_key_pem)
-                    .await?;
-                renew_cert(state, &ca_key, &id.node_id, &csr_pem)
+                let secrets = ClusterSecrets::open(swarm::cluster(state)?, &m.data_key().await?)?;
+                let reply = renew_cert(state, &secrets, &id.node_id, &csr_pem)?;
+                // A rotation under way counts the nodes that hold the new root's certificates.
+                if state
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.ca_rotation.is_some())
+                {
+                    let node = id.node_id.clone();
+                    m.with_retries(|s| ca_renewed_tx(s, &node)).await?;
+                }
+                Ok(reply)
+            }
+            Request::CaRotate => {
+                let key = m.data_key().await?;
+                m.with_retries(|s| ca_rotate_plan(s, &key)).await
             }
             req @ (Request::ServiceCreate { .. }
             | Request::ServiceList

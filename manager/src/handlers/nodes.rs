@@ -184,6 +184,7 @@ mod tests {
             },
             "198.18.0.11".parse().unwrap(),
             2377,
+            mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
         );
         s.apply(&tx, 1).unwrap();
         for (i, (id, host, role)) in nodes.iter().enumerate().skip(1) {

@@ -1,16 +1,18 @@
 //! The swarm's own requests: join tokens (and their rotation), a joiner's request with its token,
-//! certificate renewals; and the cluster's first transaction, which `swarm init` proposes.
+//! certificate renewals, `swarm inspect` / `update` (the certificate expiry); and the cluster's
+//! first transaction, which `swarm init` proposes.
 
 use std::collections::BTreeMap;
 
 use mesh_api::{
-    ApiError, Code, JoinClusterReply, JoinClusterRequest, JoinTokenReply, Reply, now_millis,
+    ApiError, Code, JoinClusterReply, JoinClusterRequest, JoinTokenReply, Reply, SwarmInfo,
+    SwarmUpdate, now_millis,
 };
 use mesh_cluster::Id;
 use mesh_cluster::spec::limits::bound_description;
 use mesh_cluster::state::{
     Availability, ClusterInfo, ClusterState, ManagerStatus, Meta, Node, NodeDescription, NodeRole,
-    NodeSpec, NodeState, NodeStatus, Object, Op, Reachability, Tx, TxError,
+    NodeSpec, NodeState, NodeStatus, Object, Op, Reachability, Sealed, Tx, TxError,
 };
 use mesh_cluster::token::{self, JoinToken};
 use mesh_cluster::unlock_key::UnlockKey;
@@ -27,11 +29,13 @@ fn secret() -> String {
 }
 
 /// The secrets of [`ClusterInfo`], opened with the data key.
-pub(crate) struct ClusterSecrets {
+pub struct ClusterSecrets {
     pub ca_key_pem: String,
     pub worker: String,
     pub manager: String,
     pub retired: Vec<String>,
+    /// The new root's key while a CA rotation is under way.
+    pub rotation_key_pem: Option<String>,
 }
 
 impl ClusterSecrets {
@@ -41,11 +45,16 @@ impl ClusterSecrets {
             worker: key.open_value(&c.worker_token_secret)?,
             manager: key.open_value(&c.manager_token_secret)?,
             retired: key.open_value(&c.retired_token_secrets)?,
+            rotation_key_pem: match &c.ca_rotation {
+                Some(r) => Some(key.open_value(&r.new_key_pem)?),
+                None => None,
+            },
         })
     }
 }
 
-/// The cluster's first transaction: the cluster (CA, token secrets, address pool), the first
+/// The cluster's first transaction: the cluster (CA, token secrets, address pool, certificate
+/// expiry), the first
 /// manager's node, and the `ingress` network. Its CA key, token secrets and gossip keyring are
 /// still in the clear: `swarm init` seals them ([`seal_bootstrap`]) before it proposes it.
 pub fn bootstrap_tx(
@@ -55,8 +64,9 @@ pub fn bootstrap_tx(
     description: NodeDescription,
     advertise: std::net::Ipv4Addr,
     port: u16,
+    cert_expiry_ms: u64,
 ) -> Tx {
-    use mesh_cluster::state::{Network, NetworkSpec, Sealed};
+    use mesh_cluster::state::{Network, NetworkSpec};
     let cluster = ClusterInfo {
         id: cluster_id.clone(),
         meta: Meta::default(),
@@ -67,6 +77,8 @@ pub fn bootstrap_tx(
         default_pool: "10.0.0.0/8".parse().expect("a valid prefix"),
         subnet_len: 24,
         last_raft_id: 1,
+        cert_expiry_ms,
+        ca_rotation: None,
         retired_token_secrets: Sealed::Clear(Vec::new()),
         gossip_keys: Sealed::Clear(
             mesh_cluster::gossip_keys::rotated(&[], now_millis(), rand::random(), true)
@@ -195,15 +207,18 @@ impl SwarmApi<'_> {
                 raft_id = c.last_raft_id;
                 ops.push(Op::Put(Object::Cluster(c)));
             }
-            let cert_pem = ca::issue(
-                &c.root_ca_cert_pem,
-                &secrets.ca_key_pem,
-                &j.csr_pem,
-                &c.id,
-                &node_id,
-                role,
-            )
-            .map_err(|e| ApiError::invalid(format!("{e:#}")))?;
+            let cert_pem = issued_chain(
+                c,
+                ca::issue(
+                    &ca_keys(c, &secrets),
+                    &j.csr_pem,
+                    &c.id,
+                    &node_id,
+                    role,
+                    c.cert_expiry_ms,
+                )
+                .map_err(|e| ApiError::invalid(format!("{e:#}")))?,
+            );
             ops.push(Op::Put(Object::Node(Node {
                 id: node_id.clone(),
                 meta: Meta::default(),
@@ -242,7 +257,7 @@ impl SwarmApi<'_> {
                         role,
                         raft_id,
                         cert_pem,
-                        ca_pem: c.root_ca_cert_pem.clone(),
+                        ca_pem: trust_bundle(c),
                         managers: manager_addrs(&self.m.state()),
                     }));
                 }
@@ -306,10 +321,11 @@ pub(crate) fn join_role(c: &ClusterSecrets, secret: &str) -> Result<NodeRole, Ap
 }
 
 /// A node asks for a certificate for a new key: it gets the role the state gives it, signed
-/// with the CA key (`ca_key_pem`, opened from the state with the data key).
-pub(crate) fn renew_cert(
+/// with the CA's key (`secrets`, opened from the state with the data key). (A manager renewing
+/// its own certificate calls it on its own state.)
+pub fn renew_cert(
     state: &ClusterState,
-    ca_key_pem: &str,
+    secrets: &ClusterSecrets,
     node_id: &Id,
     csr_pem: &str,
 ) -> Result<Reply, ApiError> {
@@ -319,20 +335,179 @@ pub(crate) fn renew_cert(
             "node {node_id} is not part of this swarm (removed?)"
         ))
     })?;
-    let cert_pem = ca::issue(
-        &c.root_ca_cert_pem,
-        ca_key_pem,
-        csr_pem,
-        &c.id,
-        node_id,
-        node.spec.role,
-    )
-    .map_err(|e| ApiError::invalid(format!("{e:#}")))?;
+    let cert_pem = issued_chain(
+        c,
+        ca::issue(
+            &ca_keys(c, secrets),
+            csr_pem,
+            &c.id,
+            node_id,
+            node.spec.role,
+            c.cert_expiry_ms,
+        )
+        .map_err(|e| ApiError::invalid(format!("{e:#}")))?,
+    );
     let raft_id = match (&node.spec.role, &node.manager_status) {
         (NodeRole::Manager, Some(m)) => m.raft_id,
         _ => 0,
     };
-    Ok(Reply::Cert { cert_pem, raft_id })
+    Ok(Reply::Cert {
+        cert_pem,
+        raft_id,
+        ca_pem: trust_bundle(c),
+    })
+}
+
+/// The current root CA (its key opened in `secrets`).
+fn root_keys<'a>(c: &'a ClusterInfo, secrets: &'a ClusterSecrets) -> ca::CaKeys<'a> {
+    ca::CaKeys {
+        cert_pem: &c.root_ca_cert_pem,
+        key_pem: &secrets.ca_key_pem,
+    }
+}
+
+/// The CA that signs: the new root while a rotation is under way, else the current one.
+pub fn ca_keys<'a>(c: &'a ClusterInfo, secrets: &'a ClusterSecrets) -> ca::CaKeys<'a> {
+    match (&c.ca_rotation, &secrets.rotation_key_pem) {
+        (Some(r), Some(key_pem)) => ca::CaKeys {
+            cert_pem: &r.new_cert_pem,
+            key_pem,
+        },
+        _ => root_keys(c, secrets),
+    }
+}
+
+/// A certificate the CA signed, as its holder shows it: with the cross-signed new root during a
+/// rotation (nodes that trust only the current root accept it through it).
+pub fn issued_chain(c: &ClusterInfo, cert_pem: String) -> String {
+    match &c.ca_rotation {
+        Some(r) => format!("{}\n{}", cert_pem.trim_end(), r.cross_signed_pem),
+        None => cert_pem,
+    }
+}
+
+/// The roots a node trusts: both during a rotation (the current one first: the join tokens'
+/// digest is its), else the current one.
+pub fn trust_bundle(c: &ClusterInfo) -> String {
+    match &c.ca_rotation {
+        Some(r) => format!("{}\n{}", c.root_ca_cert_pem.trim_end(), r.new_cert_pem),
+        None => c.root_ca_cert_pem.clone(),
+    }
+}
+
+/// `swarm ca --rotate`: the rotation `rotated` (new root, its key, the new root cross-signed by
+/// the current one) starts; refused while one is under way.
+pub(crate) fn ca_rotate_tx(
+    state: &ClusterState,
+    rotated: (String, Sealed<String>, String),
+) -> Result<Option<Tx>, ApiError> {
+    let mut c = cluster(state)?.clone();
+    if c.ca_rotation.is_some() {
+        return Err(ApiError::precondition(
+            "a root CA rotation is already under way: `meshctl swarm inspect` shows how many nodes have still to renew",
+        ));
+    }
+    let (new_cert_pem, new_key_pem, cross_signed_pem) = rotated;
+    c.ca_rotation = Some(mesh_cluster::state::CaRotation {
+        new_cert_pem,
+        new_key_pem,
+        cross_signed_pem,
+        renewed: std::collections::BTreeSet::new(),
+    });
+    Ok(Some(Tx {
+        at: now_millis(),
+        ops: vec![Op::Put(Object::Cluster(c))],
+    }))
+}
+
+/// `swarm ca --rotate` on `state`: a new root, cross-signed by the current one (whose key
+/// `key` opens); the new key sealed with `key` too.
+pub(crate) fn ca_rotate_plan(state: &ClusterState, key: &DataKey) -> Result<Option<Tx>, ApiError> {
+    let c = cluster(state)?;
+    if c.ca_rotation.is_some() {
+        return ca_rotate_tx(state, Default::default());
+    }
+    let secrets = ClusterSecrets::open(c, key)?;
+    let (cert_pem, key_pem, cross_signed_pem) =
+        ca::generate_rotated_ca(&c.id, &root_keys(c, &secrets))
+            .map_err(|e| ApiError::internal(format!("making the new root CA: {e:#}")))?;
+    ca_rotate_tx(
+        state,
+        (cert_pem, key.seal_value(&key_pem), cross_signed_pem),
+    )
+}
+
+/// Node `node_id` holds a certificate of the new root: note it, and once every node of the
+/// swarm does, the new root replaces the current one (the nodes then renew again, to drop the
+/// old root). No transaction when there is no rotation, or nothing changes.
+pub fn ca_renewed_tx(state: &ClusterState, node_id: &Id) -> Result<Option<Tx>, ApiError> {
+    let mut c = cluster(state)?.clone();
+    let Some(r) = c.ca_rotation.as_mut() else {
+        return Ok(None);
+    };
+    let noted = r.renewed.insert(node_id.clone());
+    let all = state.nodes.keys().all(|n| r.renewed.contains(n));
+    // (Noted already, yet all renewed: the last one missing was removed meanwhile.)
+    if !noted && !all {
+        return Ok(None);
+    }
+    if all {
+        let r = c.ca_rotation.take().expect("a rotation");
+        c.root_ca_cert_pem = r.new_cert_pem;
+        c.root_ca_key_pem = r.new_key_pem;
+        tracing::info!("root CA rotation done: every node has a certificate of the new root");
+    }
+    Ok(Some(Tx {
+        at: now_millis(),
+        ops: vec![Op::Put(Object::Cluster(c))],
+    }))
+}
+
+/// Nodes still to renew in the rotation under way.
+pub fn rotation_pending(state: &ClusterState, c: &ClusterInfo) -> Option<usize> {
+    c.ca_rotation.as_ref().map(|r| {
+        state
+            .nodes
+            .keys()
+            .filter(|n| !r.renewed.contains(*n))
+            .count()
+    })
+}
+
+/// `swarm inspect`: the cluster's settings.
+pub(crate) fn swarm_info(state: &ClusterState) -> Result<Reply, ApiError> {
+    let c = cluster(state)?;
+    Ok(Reply::Swarm(Box::new(SwarmInfo {
+        id: c.id.clone(),
+        created_at: c.meta.created_at,
+        updated_at: c.meta.updated_at,
+        version: c.meta.version,
+        cert_expiry_ms: c.cert_expiry_ms,
+        root_ca_cert_pem: c.root_ca_cert_pem.clone(),
+        root_rotation_pending: rotation_pending(state, c),
+    })))
+}
+
+/// `swarm update`: the cluster with the settings `u` gives, checked first (a certificate
+/// expiry under `min_cert_expiry_ms` is refused, and nothing changes). No transaction when
+/// nothing changes.
+pub(crate) fn swarm_update_tx(
+    state: &ClusterState,
+    u: &SwarmUpdate,
+    min_cert_expiry_ms: u64,
+) -> Result<Option<Tx>, ApiError> {
+    let mut c = cluster(state)?.clone();
+    if let Some(ms) = u.cert_expiry_ms {
+        c.cert_expiry_ms = mesh_cluster::certs::check_cert_expiry(ms, min_cert_expiry_ms)
+            .map_err(ApiError::invalid)?;
+    }
+    if Some(&c) == state.cluster.as_ref() {
+        return Ok(None);
+    }
+    Ok(Some(Tx {
+        at: now_millis(),
+        ops: vec![Op::Put(Object::Cluster(c))],
+    }))
 }
 
 pub(crate) fn cluster(state: &ClusterState) -> Result<&ClusterInfo, ApiError> {
@@ -364,6 +539,7 @@ pub(crate) mod tests {
             NodeDescription::default(),
             std::net::Ipv4Addr::LOCALHOST,
             2377,
+            mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
         );
         let mut s = ClusterState::default();
         s.apply(&seal_bootstrap(tx, key, unlock), 1).unwrap();
@@ -418,5 +594,125 @@ pub(crate) mod tests {
             assert!(!json.contains(clear), "{clear} in {json}");
         }
         assert!(ClusterSecrets::open(c, &DataKey::random()).is_err());
+    }
+
+    #[test]
+    fn swarm_update_checks_the_expiry_before_changing_anything() {
+        use mesh_cluster::certs::{DEFAULT_CERT_EXPIRY_MS, MIN_CERT_EXPIRY_MS};
+        let mut s = ClusterState::default();
+        let boot = bootstrap_tx(
+            &Id::from("c"),
+            &Id::from("n1"),
+            &("CA".into(), "KEY".into()),
+            NodeDescription::default(),
+            std::net::Ipv4Addr::LOCALHOST,
+            2377,
+            DEFAULT_CERT_EXPIRY_MS,
+        );
+        s.apply(&boot, 1).unwrap();
+        let update = |ms| SwarmUpdate {
+            cert_expiry_ms: Some(ms),
+        };
+        let e = swarm_update_tx(&s, &update(60_000), MIN_CERT_EXPIRY_MS).unwrap_err();
+        assert_eq!(e.code, Code::InvalidArgument);
+        assert!(
+            e.message
+                .contains("minimum certificate expiry time is: 1h0m0s"),
+            "{e}"
+        );
+        let tx = swarm_update_tx(&s, &update(7_200_000), MIN_CERT_EXPIRY_MS)
+            .unwrap()
+            .expect("a change");
+        let Op::Put(Object::Cluster(c)) = &tx.ops[0] else {
+            panic!("the cluster")
+        };
+        assert_eq!(c.cert_expiry_ms, 7_200_000);
+        // The same value again, or nothing asked: no transaction.
+        let same = update(DEFAULT_CERT_EXPIRY_MS);
+        assert!(
+            swarm_update_tx(&s, &same, MIN_CERT_EXPIRY_MS)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            swarm_update_tx(&s, &SwarmUpdate::default(), MIN_CERT_EXPIRY_MS)
+                .unwrap()
+                .is_none()
+        );
+        // A test's lower minimum.
+        assert!(
+            swarm_update_tx(&s, &update(60_000), 1_000)
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_ca_rotation_ends_once_every_node_renewed() {
+        let mut s = ClusterState::default();
+        let boot = bootstrap_tx(
+            &Id::from("c"),
+            &Id::from("n1"),
+            &("OLD".into(), "OLDKEY".into()),
+            NodeDescription::default(),
+            std::net::Ipv4Addr::LOCALHOST,
+            2377,
+            mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
+        );
+        s.apply(&boot, 1).unwrap();
+        let mut n2 = s.nodes[&Id::from("n1")].clone();
+        n2.id = Id::from("n2");
+        n2.meta = Meta::default();
+        n2.manager_status = None;
+        s.apply(
+            &Tx {
+                at: 2,
+                ops: vec![Op::Put(Object::Node(n2))],
+            },
+            2,
+        )
+        .unwrap();
+        let rotated = (
+            "NEW".to_owned(),
+            Sealed::Clear("NEWKEY".to_owned()),
+            "CROSS".to_owned(),
+        );
+        let tx = ca_rotate_tx(&s, rotated.clone()).unwrap().unwrap();
+        s.apply(&tx, 3).unwrap();
+        let c = cluster(&s).unwrap();
+        let secrets = ClusterSecrets::open(c, &DataKey::random()).unwrap();
+        assert_eq!(ca_keys(c, &secrets).key_pem, "NEWKEY", "the new root signs");
+        assert_eq!(trust_bundle(c), "OLD\nNEW");
+        assert_eq!(issued_chain(c, "LEAF\n".into()), "LEAF\nCROSS");
+        assert_eq!(rotation_pending(&s, c), Some(2));
+        let e = ca_rotate_tx(&s, rotated).unwrap_err();
+        assert!(e.message.contains("already under way"), "{e}");
+        // n1 renewed: counted once.
+        let tx = ca_renewed_tx(&s, &Id::from("n1")).unwrap().unwrap();
+        s.apply(&tx, 4).unwrap();
+        assert!(ca_renewed_tx(&s, &Id::from("n1")).unwrap().is_none());
+        assert_eq!(rotation_pending(&s, cluster(&s).unwrap()), Some(1));
+        // Had n2 been removed, n1's next renewal would end the rotation.
+        let mut without_n2 = s.clone();
+        without_n2.nodes.remove(&Id::from("n2"));
+        let tx = ca_renewed_tx(&without_n2, &Id::from("n1"))
+            .unwrap()
+            .unwrap();
+        let Op::Put(Object::Cluster(c)) = &tx.ops[0] else {
+            panic!("the cluster")
+        };
+        assert!(c.ca_rotation.is_none());
+        // n2 too: the new root replaces the old one.
+        let tx = ca_renewed_tx(&s, &Id::from("n2")).unwrap().unwrap();
+        s.apply(&tx, 5).unwrap();
+        let c = cluster(&s).unwrap();
+        assert!(c.ca_rotation.is_none());
+        assert_eq!(
+            (c.root_ca_cert_pem.as_str(), &c.root_ca_key_pem),
+            ("NEW", &Sealed::Clear("NEWKEY".to_owned()))
+        );
+        assert_eq!(trust_bundle(c), "NEW");
+        assert_eq!(issued_chain(c, "LEAF".into()), "LEAF");
+        assert!(ca_renewed_tx(&s, &Id::from("n1")).unwrap().is_none());
     }
 }

@@ -1,6 +1,8 @@
 //! Authorisation: each request's [`Access`] against who sent it ([`Peer`]), then, for a node
 //! certificate, against the cluster state as it is now: a removed node's certificate is refused
 //! and a demoted manager's manager certificate no longer opens manager requests (issue 16).
+//! A certificate that expired since its connection was opened is refused too (the handshake
+//! refuses it on new connections), and an admin certificate opens the cluster API only.
 //!
 //! Raft messages themselves are checked by certificate only: the state a manager holds may lag
 //! behind the entries that made the sender a manager (a joining manager replays the log, a
@@ -15,25 +17,37 @@ use mesh_cluster::state::{ClusterState, NodeRole};
 
 use super::Daemon;
 
-/// Checks `access` against the certificate (or socket) `peer` came with: the first check, the
-/// same on every node.
+/// Checks `access` against the certificate (or socket) `peer` came with, at unix time `now`:
+/// the first check, the same on every node.
 pub(super) fn check_certificate(
     peer: &Peer,
     access: Access,
     name: &str,
     cluster_id: Option<&Id>,
+    now: i64,
 ) -> Result<(), ApiError> {
-    if let (Peer::Node(id), Some(ours)) = (peer, cluster_id)
-        && id.cluster_id != *ours
-    {
-        return Err(ApiError::denied(
-            "permission denied: a certificate of another swarm",
-        ));
+    let cert = match peer {
+        Peer::Node(id) => Some((&id.cluster_id, id.not_after)),
+        Peer::Admin(a) => Some((&a.cluster_id, a.not_after)),
+        Peer::Local | Peer::Anonymous => None,
+    };
+    if let Some((theirs, not_after)) = cert {
+        if cluster_id.is_some_and(|ours| theirs != ours) {
+            return Err(ApiError::denied(
+                "permission denied: a certificate of another swarm",
+            ));
+        }
+        if now > not_after {
+            return Err(ApiError::denied(format!(
+                "permission denied: the certificate expired (at {not_after}, unix time); a node renews its own before it expires, and one that expired must join the swarm again"
+            )));
+        }
     }
     let manager_cert = matches!(peer, Peer::Node(id) if id.role == NodeRole::Manager);
+    let admin_cert = matches!(peer, Peer::Admin(_));
     let ok = match access {
         Access::Local => matches!(peer, Peer::Local),
-        Access::Api => matches!(peer, Peer::Local) || manager_cert,
+        Access::Api => matches!(peer, Peer::Local) || manager_cert || admin_cert,
         Access::Anyone => true,
         Access::Node => matches!(peer, Peer::Node(_)),
         Access::Manager => manager_cert,
@@ -44,6 +58,7 @@ pub(super) fn check_certificate(
     let who = match peer {
         Peer::Local => "the local socket".to_owned(),
         Peer::Anonymous => "a client without a certificate".to_owned(),
+        Peer::Admin(a) => format!("admin certificate {}", a.name),
         Peer::Node(id) => format!(
             "node {} with a {} certificate",
             id.node_id,
@@ -102,7 +117,13 @@ impl Daemon {
         let member = self.member();
         let cluster_id = member.as_ref().map(|m| m.identity().cluster_id);
         let route = req.route();
-        check_certificate(peer, route.access, route.name, cluster_id.as_ref())?;
+        check_certificate(
+            peer,
+            route.access,
+            route.name,
+            cluster_id.as_ref(),
+            mesh_api::now_millis().cast_signed() / 1000,
+        )?;
         let Some(manager) = member.and_then(|m| m.manager.clone()) else {
             return Ok(());
         };
@@ -131,8 +152,12 @@ mod tests {
             node_id: Id::from(node),
             role,
             cluster_id: Id::from("c"),
+            not_after: NOW + 3600,
         })
     }
+
+    /// The tests' clock.
+    const NOW: i64 = 1_000_000;
 
     fn node(id: &str, role: NodeRole) -> Node {
         Node {
@@ -162,6 +187,7 @@ mod tests {
             mesh_cluster::state::NodeDescription::default(),
             std::net::Ipv4Addr::LOCALHOST,
             2377,
+            mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
         );
         s.apply(&boot, 1).unwrap();
         let tx = Tx {
@@ -223,19 +249,51 @@ mod tests {
         let c = Id::from("c");
         let worker = peer("w1", NodeRole::Worker);
         let manager = peer("m1", NodeRole::Manager);
-        assert!(check_certificate(&manager, Access::Manager, "x", Some(&c)).is_ok());
-        let err = check_certificate(&worker, Access::Api, "node ls", Some(&c)).unwrap_err();
+        assert!(check_certificate(&manager, Access::Manager, "x", Some(&c), NOW).is_ok());
+        let err = check_certificate(&worker, Access::Api, "node ls", Some(&c), NOW).unwrap_err();
         assert!(
             err.message
                 .contains("node ls needs a manager certificate of this swarm"),
             "{err}"
         );
-        assert!(check_certificate(&worker, Access::Node, "x", Some(&c)).is_ok());
-        assert!(check_certificate(&Peer::Anonymous, Access::Node, "x", Some(&c)).is_err());
-        assert!(check_certificate(&Peer::Anonymous, Access::Anyone, "x", Some(&c)).is_ok());
-        assert!(check_certificate(&manager, Access::Local, "x", Some(&c)).is_err());
-        let err =
-            check_certificate(&manager, Access::Api, "x", Some(&Id::from("other"))).unwrap_err();
+        assert!(check_certificate(&worker, Access::Node, "x", Some(&c), NOW).is_ok());
+        assert!(check_certificate(&Peer::Anonymous, Access::Node, "x", Some(&c), NOW).is_err());
+        assert!(check_certificate(&Peer::Anonymous, Access::Anyone, "x", Some(&c), NOW).is_ok());
+        assert!(check_certificate(&manager, Access::Local, "x", Some(&c), NOW).is_err());
+        let err = check_certificate(&manager, Access::Api, "x", Some(&Id::from("other")), NOW)
+            .unwrap_err();
         assert!(err.message.contains("another swarm"), "{err}");
+    }
+
+    #[test]
+    fn expired_certificates_open_nothing() {
+        let c = Id::from("c");
+        let manager = peer("m1", NodeRole::Manager);
+        assert!(check_certificate(&manager, Access::Manager, "x", Some(&c), NOW + 3600).is_ok());
+        for access in [Access::Manager, Access::Api, Access::Node, Access::Anyone] {
+            let err = check_certificate(&manager, access, "x", Some(&c), NOW + 3601).unwrap_err();
+            assert_eq!(err.code, mesh_api::Code::PermissionDenied);
+            assert!(err.message.contains("certificate expired"), "{err}");
+        }
+    }
+
+    #[test]
+    fn admin_certificates_open_the_cluster_api_only() {
+        use mesh_api::tls::AdminIdentity;
+        let c = Id::from("c");
+        let admin = Peer::Admin(AdminIdentity {
+            name: "admin-1".into(),
+            cluster_id: c.clone(),
+            not_after: NOW + 60,
+        });
+        assert!(check_certificate(&admin, Access::Api, "service ls", Some(&c), NOW).is_ok());
+        for access in [Access::Manager, Access::Node, Access::Local] {
+            let err = check_certificate(&admin, access, "raft", Some(&c), NOW).unwrap_err();
+            assert!(err.message.contains("admin certificate admin-1"), "{err}");
+        }
+        assert!(check_certificate(&admin, Access::Api, "x", Some(&c), NOW + 61).is_err());
+        assert!(check_certificate(&admin, Access::Api, "x", Some(&Id::from("o")), NOW).is_err());
+        // The state has nothing to say about an admin.
+        assert!(check_standing(&admin, Access::Api, "x", &state()).is_ok());
     }
 }

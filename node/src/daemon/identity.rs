@@ -5,7 +5,7 @@
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use mesh_agent::networking::Networking;
-use mesh_api::tls::Credentials;
+use mesh_api::tls::LiveCredentials;
 use mesh_engine::EngineHandle;
 use mesh_manager::{Manager, ManagerHook};
 
@@ -76,10 +76,14 @@ impl Identity {
 /// A node that is part of a swarm: what runs for it.
 pub(super) struct Member {
     pub(super) identity: Mutex<Identity>,
-    pub(super) creds: Credentials,
+    /// Its certificate, renewed in place ([`super::renew`]).
+    pub(super) creds: Arc<LiveCredentials>,
+    /// Wakes the renewal loop at once (the swarm trusts other roots: a CA rotation).
+    pub(super) renew_now: Arc<tokio::sync::Notify>,
     pub(super) manager: Option<Manager>,
     pub(super) server: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
     pub(super) agent: Mutex<Option<JoinHandle<()>>>,
+    pub(super) renewal: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Member {
@@ -90,15 +94,16 @@ impl Member {
             .clone()
     }
 
-    /// Stops the agent, the 2377 server and raft (requests still in flight fail).
+    /// Stops the renewals, the agent, the 2377 server and raft (requests still in flight fail).
     pub(super) async fn stop(&self) {
-        let agent = self
-            .agent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(a) = agent {
-            a.abort();
+        for task in [&self.renewal, &self.agent] {
+            let task = task
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(t) = task {
+                t.abort();
+            }
         }
         let server = self
             .server

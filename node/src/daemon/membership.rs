@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use mesh_cluster::Id;
+use mesh_cluster::certs::{DEFAULT_CERT_EXPIRY_MS, check_cert_expiry};
 use mesh_cluster::state::NodeRole;
 use mesh_cluster::token::JoinToken;
 
@@ -44,6 +45,12 @@ impl Daemon {
         let listen = r
             .listen_addr
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], MANAGER_PORT)));
+        let cert_expiry_ms = match r.cert_expiry_ms {
+            Some(ms) => {
+                check_cert_expiry(ms, ca::min_cert_expiry_ms()).map_err(ApiError::invalid)?
+            }
+            None => DEFAULT_CERT_EXPIRY_MS,
+        };
         let listener = bind(listen)?;
         let cluster_id = Id::random();
         let node_id = Id::random();
@@ -51,12 +58,15 @@ impl Daemon {
         let ca = ca::generate_ca(&cluster_id).map_err(internal)?;
         let key = NodeKey::generate().map_err(internal)?;
         let cert = ca::issue(
-            &ca.0,
-            &ca.1,
+            &ca::CaKeys {
+                cert_pem: &ca.0,
+                key_pem: &ca.1,
+            },
             &key.csr_pem().map_err(internal)?,
             &cluster_id,
             &node_id,
             NodeRole::Manager,
+            cert_expiry_ms,
         )
         .map_err(internal)?;
         let creds = Credentials {
@@ -90,6 +100,7 @@ impl Daemon {
                     self.describer.get(),
                     advertise,
                     listen.port(),
+                    cert_expiry_ms,
                 );
                 manager
                     .propose(seal_bootstrap(tx, &key, unlock.as_ref()))
@@ -311,6 +322,7 @@ impl Daemon {
         let result = async {
             let key = NodeKey::generate()?;
             let tls = member.creds.client_config()?;
+            let ca_pem = member.creds.current().ca_pem;
             let reply = call_leader(
                 &[vec![via.clone()], identity.managers.clone()].concat(),
                 &tls,
@@ -319,11 +331,16 @@ impl Daemon {
                 },
             )
             .await?;
-            let Reply::Cert { cert_pem, raft_id } = reply else {
+            let Reply::Cert {
+                cert_pem,
+                raft_id,
+                ca_pem: roots,
+            } = reply
+            else {
                 anyhow::bail!("unexpected reply to a certificate renewal");
             };
             let creds = Credentials {
-                ca_pem: member.creds.ca_pem.clone(),
+                ca_pem: if roots.is_empty() { ca_pem } else { roots },
                 cert_pem,
                 key_pem: key.key_pem(),
             };
@@ -414,7 +431,7 @@ async fn call_join(
 }
 
 /// Calls the leader among `managers` (following `NotLeader` answers), with the TLS config `tls`.
-async fn call_leader(
+pub(super) async fn call_leader(
     managers: &[String],
     tls: &Arc<rustls::ClientConfig>,
     req: &Request,
