@@ -273,16 +273,32 @@ impl Manager {
             return Ok(k.clone());
         }
         let dir = self.inner.cfg.raft_dir.clone();
-        let state = self.read().await?.applied.state;
-        let want = state
-            .cluster
-            .as_ref()
-            .and_then(|c| c.data_key_check.clone());
         let found = match load(&dir)? {
             Some(KeyFile::Clear(k)) => Some(k),
             Some(KeyFile::Wrapped(_)) => return Err(locked_error()),
             None => None,
         };
+        // A key file that matches the state this manager applied needs no one else: a manager
+        // whose certificate expired opens the CA key with it to renew, before it can reach the
+        // other managers (a linearizable read could not complete until then).
+        let local = self.state();
+        if let Some(k) = &found
+            && local
+                .cluster
+                .as_ref()
+                .and_then(|c| c.data_key_check.as_deref())
+                == Some(k.check().as_str())
+        {
+            let unlock = unlock_key_of(&local, k)?;
+            save(&dir, &KeyFile::for_key(k, unlock.as_ref()))?;
+            *held = Some(k.clone());
+            return Ok(k.clone());
+        }
+        let state = self.read().await?.applied.state;
+        let want = state
+            .cluster
+            .as_ref()
+            .and_then(|c| c.data_key_check.clone());
         let key = match (found, want) {
             (Some(k), Some(want)) if k.check() == want => k,
             (Some(_), Some(_)) => {
