@@ -318,10 +318,14 @@ impl Manager {
 
     /// The data key for a new cluster (`swarm init`): held and saved (wrapped with `unlock`
     /// when the swarm starts autolocked) before the first transaction seals with it.
+    /// Under the same lock as [`Manager::data_key`]: a control loop of the new leader (the
+    /// dispatcher) may ask for the key before the first transaction is written, and both must
+    /// end with one key (the one made first) and one file write at a time.
     pub async fn new_data_key(&self, unlock: Option<&UnlockKey>) -> Result<DataKey, ApiError> {
-        let key = DataKey::random();
+        let mut held = self.inner.data_key.lock().await;
+        let key = held.clone().unwrap_or_else(DataKey::random);
         save(&self.inner.cfg.raft_dir, &KeyFile::for_key(&key, unlock))?;
-        *self.inner.data_key.lock().await = Some(key.clone());
+        *held = Some(key.clone());
         Ok(key)
     }
 
@@ -339,7 +343,9 @@ impl Manager {
     /// Rewrites this manager's key file as the state wants it (wrapped with the unlock key
     /// when autolock is on, clear otherwise), if this manager holds the key.
     pub(crate) async fn rewrite_key_file(&self) -> Result<(), ApiError> {
-        let Some(key) = self.inner.data_key.lock().await.clone() else {
+        // Held while the file is written: one writer at a time.
+        let held = self.inner.data_key.lock().await;
+        let Some(key) = held.clone() else {
             return Ok(());
         };
         let unlock = unlock_key_of(&self.state(), &key)?;
