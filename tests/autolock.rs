@@ -23,10 +23,7 @@ fn unlock_key_in(text: &str) -> String {
 }
 
 fn key_file(lab: &Lab, member: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "/var/lib/meshd-lab/{}/{member}/raft/data.key",
-        lab.prefix
-    ))
+    PathBuf::from(lab.path(&format!("{member}/raft/data.key")))
 }
 
 /// Waits until `member`'s data key file is wrapped (`true`) or clear (`false`); returns its text.
@@ -64,8 +61,8 @@ fn unlock(lab: &Lab, member: &str, key: &str) -> std::process::Output {
 fn docker(lab: &Lab, member: &str, args: &[&str], input: &str) -> std::process::Output {
     use std::io::Write as _;
     let host = format!(
-        "unix:///var/lib/meshd-lab/{}/{member}/meshd-docker.sock",
-        lab.prefix
+        "unix://{}",
+        lab.path(&format!("{member}/meshd-docker.sock"))
     );
     let mut child = std::process::Command::new("timeout")
         .arg("60")

@@ -43,7 +43,7 @@ fn lab_without_swarm(name: &str, octet: u8, nodes: usize) -> Lab {
 }
 
 fn node_dir(lab: &Lab, n: &str) -> String {
-    format!("/var/lib/meshd-lab/{}/{n}", lab.prefix)
+    lab.path(n)
 }
 
 fn not_after(dir: &str) -> i64 {

@@ -48,10 +48,7 @@ impl Cluster {
     /// `meshctl ARGS` against `member`'s meshd, bounded in time.
     fn meshctl(&self, member: &str, args: &[&str], stdin: Option<&str>) -> Output {
         let i: usize = member[1..].parse().unwrap();
-        let socket = format!(
-            "unix:///var/lib/meshd-lab/{}/n{i}/meshd.sock",
-            self.lab.prefix
-        );
+        let socket = format!("unix://{}", self.lab.path(&format!("n{i}/meshd.sock")));
         let mut c = Command::new("timeout");
         c.args([CALL_TIMEOUT, MESHCTL])
             .args(args)

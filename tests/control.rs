@@ -358,8 +358,7 @@ fn control_certificates_decide_what_a_caller_may_do() {
     assert!(err.contains("not a swarm manager"), "{err}");
 
     // Without a certificate (from the client namespace): TLS completes, but only joins pass.
-    let ca = std::fs::read_to_string(format!("/var/lib/meshd-lab/{}/n1/certs/ca.pem", lab.prefix))
-        .expect("n1's CA");
+    let ca = std::fs::read_to_string(lab.path("n1/certs/ca.pem")).expect("n1's CA");
     let addr = format!("{}:2377", lab.node_addr(1));
     let client_ns = NetNs::open(&lab.ns("client")).expect("client namespace");
     let (anonymous, plain) = client_ns

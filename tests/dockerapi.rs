@@ -17,10 +17,7 @@ const DOCKER: &str = "/usr/bin/docker";
 /// `docker ARGS` against node `i`'s Engine API socket, killed after 120 s (a hung progress
 /// display fails the test, not the suite).
 fn docker(lab: &Lab, i: usize, args: &[&str]) -> Output {
-    let host = format!(
-        "unix:///var/lib/meshd-lab/{}/n{i}/meshd-docker.sock",
-        lab.prefix
-    );
+    let host = lab.docker_api(i);
     Command::new("timeout")
         .arg("120")
         .arg(DOCKER)
@@ -34,10 +31,7 @@ fn docker(lab: &Lab, i: usize, args: &[&str]) -> Output {
 /// [`docker`] with `input` on its stdin.
 fn docker_with_stdin(lab: &Lab, i: usize, args: &[&str], input: &str) -> Output {
     use std::io::Write as _;
-    let host = format!(
-        "unix:///var/lib/meshd-lab/{}/n{i}/meshd-docker.sock",
-        lab.prefix
-    );
+    let host = lab.docker_api(i);
     let mut child = Command::new("timeout")
         .arg("120")
         .arg(DOCKER)
@@ -314,10 +308,7 @@ struct EventsWatch(Option<std::process::Child>);
 
 impl EventsWatch {
     fn start(lab: &Lab, i: usize, args: &[&str]) -> Self {
-        let host = format!(
-            "unix:///var/lib/meshd-lab/{}/n{i}/meshd-docker.sock",
-            lab.prefix
-        );
+        let host = lab.docker_api(i);
         let child = Command::new(DOCKER)
             .args(args)
             .env("DOCKER_HOST", host)

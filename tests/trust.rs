@@ -60,7 +60,7 @@ fn denied(what: &str, r: Result<Reply, ApiError>, want: &str) {
 #[test]
 fn trust_state_decides_certificates_and_inputs_are_bounded() {
     let lab = Lab::up("trust", 134, 4, 3);
-    let dir = |n: &str| format!("/var/lib/meshd-lab/{}/{n}", lab.prefix);
+    let dir = |n: &str| lab.path(n);
 
     // At rest: directories 0700, files 0600, on a manager and on a worker.
     for n in ["n1", "n4"] {

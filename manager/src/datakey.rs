@@ -282,33 +282,26 @@ impl Manager {
         // whose certificate expired opens the CA key with it to renew, before it can reach the
         // other managers (a linearizable read could not complete until then).
         let local = self.state();
-        if let Some(k) = &found
-            && local
-                .cluster
-                .as_ref()
-                .and_then(|c| c.data_key_check.as_deref())
-                == Some(k.check().as_str())
-        {
-            let unlock = unlock_key_of(&local, k)?;
-            save(&dir, &KeyFile::for_key(k, unlock.as_ref()))?;
-            *held = Some(k.clone());
-            return Ok(k.clone());
-        }
-        let state = self.read().await?.applied.state;
-        let want = state
-            .cluster
-            .as_ref()
-            .and_then(|c| c.data_key_check.clone());
-        let key = match (found, want) {
-            (Some(k), Some(want)) if k.check() == want => k,
-            (Some(_), Some(_)) => {
-                return Err(ApiError::internal(format!(
-                    "{} holds another cluster's data key; remove it and this manager fetches the right one",
-                    path(&dir).display()
-                )));
+        let check_of = |s: &mesh_cluster::state::ClusterState| {
+            s.cluster.as_ref().and_then(|c| c.data_key_check.clone())
+        };
+        let (key, state) = match found {
+            Some(k) if check_of(&local) == Some(k.check()) => (k, local),
+            found => {
+                let state = self.read().await?.applied.state;
+                let key = match (found, check_of(&state)) {
+                    (Some(k), Some(want)) if k.check() == want => k,
+                    (Some(_), Some(_)) => {
+                        return Err(ApiError::internal(format!(
+                            "{} holds another cluster's data key; remove it and this manager fetches the right one",
+                            path(&dir).display()
+                        )));
+                    }
+                    (found, None) => self.make_data_key(found).await?,
+                    (None, Some(want)) => self.fetch_data_key(&want).await?,
+                };
+                (key, state)
             }
-            (found, None) => self.make_data_key(found).await?,
-            (None, Some(want)) => self.fetch_data_key(&want).await?,
         };
         let unlock = unlock_key_of(&state, &key)?;
         save(&dir, &KeyFile::for_key(&key, unlock.as_ref()))?;

@@ -73,9 +73,19 @@ impl Lab {
         self.image_named("busybox")
     }
 
+    /// `rel` in the lab's state directory (`n1/meshd.log`, `n2/meshd-docker.sock`).
+    pub fn path(&self, rel: &str) -> String {
+        format!("{}/{rel}", mesh_lab::state_dir(&self.prefix).display())
+    }
+
+    /// `unix:///...` of node `i`'s Engine API socket (meshd's).
+    pub fn docker_api(&self, i: usize) -> String {
+        format!("unix://{}", self.path(&format!("n{i}/meshd-docker.sock")))
+    }
+
     /// `unix:///...` of node `i`'s own Docker engine.
     pub fn engine(&self, i: usize) -> String {
-        format!("unix:///var/lib/meshd-lab/{}/n{i}/docker.sock", self.prefix)
+        format!("unix://{}", self.path(&format!("n{i}/docker.sock")))
     }
 
     /// `docker -H <node i's engine> ARGS`.
@@ -153,7 +163,7 @@ impl Lab {
         let kept = std::env::temp_dir().join(format!("{}-logs", self.prefix));
         let _ = std::fs::create_dir_all(&kept);
         for i in 1..=self.nodes {
-            let log = format!("/var/lib/meshd-lab/{}/n{i}/meshd.log", self.prefix);
+            let log = self.path(&format!("n{i}/meshd.log"));
             let Ok(text) = std::fs::read_to_string(&log) else {
                 continue;
             };
