@@ -6,10 +6,14 @@
  *                 redirects to the ingress network's VXLAN device for a remote backend (its
  *                 FDB knows the backend's node; the kernel encapsulates, keeping GSO), or into
  *                 the ingress bridge for a local one.
- * tc_bridge_in    ingress of the ingress bridge and of the ingress VXLAN device (frames to the
- *                 node's own ingress address): replies of published-port flows, reversed and
- *                 redirected out of the underlay (remote replies never cross the bridge).
- * tc_task_in      ingress of a task veth's host side (traffic from the task): ARP for VIPs
+ * tc_bridge_in    ingress of the ingress bridge and of the ingress VXLAN device: replies of
+ *                 published-port flows (to the client, or to the node's ingress address where
+ *                 SNATed), reversed and redirected out of the underlay (remote replies never
+ *                 cross the bridge); a client's packet from another node to a local task leaves
+ *                 a return entry for the task's replies (lib/clientip.h).
+ * tc_task_in      ingress of a task veth's host side (traffic from the task): a reply to a
+ *                 published port's client sent back through the node that took the request
+ *                 (lib/clientip.h); ARP for VIPs
  *                 answered, VIP:port DNATed to a backend (Maglev), then the bridge forwards;
  *                 a task balanced to itself gets its packet back out of its veth, from the VIP
  *                 (hairpin). A task's call to a published port of its own node (its gateway
@@ -23,6 +27,7 @@
  * Everything not ours is TC_ACT_OK untouched. */
 #include "lib/lb.h"
 #include "lib/related.h"
+#include "lib/clientip.h"
 #include "lib/vxlan_guard.h"
 
 #define L4_PULL_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
@@ -100,7 +105,7 @@ int tc_underlay_in(struct __sk_buff *skb)
 			return RELATED_NOT_FORWARDED(lb);
 		return related_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
 	}
-	switch (lb_ingress(cfg, &p, skb->ifindex, &ct)) {
+	switch (lb_ingress(cfg, &p, skb->ifindex, 0, &ct)) {
 	case LB_PASS:
 		return TC_ACT_OK;
 	case LB_REJECT:
@@ -124,7 +129,9 @@ int tc_bridge_in(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	ctx_pull(skb, L4_PULL_LEN);
 	parsed = parse_pkt(skb, 0, &p);
-	if ((parsed != PARSE_OK && parsed != PARSE_ICMP && parsed != PARSE_FRAG) || p.daddr != cfg->ingress_addr)
+	/* Replies come to the node's ingress address (SNAT) or, from a remote task, to the client
+	 * itself (lib/clientip.h). */
+	if (parsed != PARSE_OK && parsed != PARSE_ICMP && parsed != PARSE_FRAG)
 		return TC_ACT_OK;
 	if (parsed != PARSE_OK) {
 		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_INGRESS_REPLY, &ct);
@@ -132,8 +139,10 @@ int tc_bridge_in(struct __sk_buff *skb)
 			return RELATED_NOT_FORWARDED(lb);
 		return related_redirect(skb, ct.dmac, cfg->underlay_mac, ct.ifindex);
 	}
-	if (lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) != LB_FORWARD)
+	if (lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) != LB_FORWARD) {
+		clientip_record_return(cfg, &p, skb->ifindex);
 		return TC_ACT_OK;
+	}
 	if (p.frag)
 		frag_record(&p, MESH_CT_INGRESS_REPLY, &ct);
 	return redirect_translated(skb, &p, &ct, cfg->underlay_mac, ct.ifindex);
@@ -179,7 +188,7 @@ static __always_inline int task_to_published_port(struct __sk_buff *skb, const s
 
 	if (!cfg->ingress_bridge_ifindex)
 		return TC_ACT_OK;
-	switch (lb_ingress(cfg, p, skb->ifindex, &ct)) {
+	switch (lb_ingress(cfg, p, skb->ifindex, 1, &ct)) {
 	case LB_PASS:
 		return TC_ACT_OK;
 	case LB_REJECT:
@@ -224,6 +233,10 @@ int tc_task_in(struct __sk_buff *skb)
 			return related_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
 		}
 		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_VIP, &ct);
+		if (lb == LB_PASS) {
+			lb = clientip_tc_task_related(skb, cfg, parsed, &p);
+			return lb < 0 ? TC_ACT_OK : lb;
+		}
 		if (lb != LB_FORWARD)
 			return RELATED_NOT_FORWARDED(lb);
 		return bpf_skb_store_bytes(skb, 0, ct.dmac, ETH_ALEN, 0) ? TC_ACT_SHOT : TC_ACT_OK;
@@ -234,7 +247,9 @@ int tc_task_in(struct __sk_buff *skb)
 		return task_to_published_port(skb, cfg, &p);
 	switch (lb_vip(cfg, &p, ifc->vni, &ct)) {
 	case LB_PASS:
-		return TC_ACT_OK;
+		/* Maybe a reply to a published port's client (lib/clientip.h). */
+		lb = clientip_tc_task_reply(skb, cfg, &p);
+		return lb < 0 ? TC_ACT_OK : lb;
 	case LB_REJECT:
 		return TC_ACT_SHOT;
 	}
