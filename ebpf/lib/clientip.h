@@ -25,6 +25,8 @@
 
 #define CLIENTIP_TO_CLIENT 1       /* this node took the request: reverse the DNAT, out of ct->ifindex */
 #define CLIENTIP_TO_INGRESS_NODE 2 /* another node took it: to ct->dmac through ct->ifindex (VXLAN) */
+/* The backend_id of a return entry: no backend of this node's (user space sweeps by id). */
+#define CLIENTIP_NO_BACKEND 0xffffffffu
 
 /* The entry of kind `kind` for p (a packet from a task), by its tuple, else (UDP) by its
  * any-source twin. */
@@ -121,6 +123,7 @@ static __always_inline void clientip_record_return(const struct mesh_config *cfg
 	v.daddr = p->saddr;
 	v.sport = p->dport;
 	v.dport = p->sport;
+	v.backend_id = CLIENTIP_NO_BACKEND;
 	v.ifindex = ifindex;
 	__builtin_memcpy(v.dmac, p->smac, ETH_ALEN);
 	/* A bare SYN's entry lives briefly (spoofed SYNs do not fill the table for long). */
