@@ -12,6 +12,7 @@ use std::process::Command;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_TASK, MeshIface};
 
+mod clientip;
 mod conntrack_states;
 mod fragments;
 mod hairpin;
