@@ -46,7 +46,6 @@ fn to_ingress_node(ip: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-#[expect(clippy::too_many_lines, reason = "a fixture table reads as one table")]
 fn a_remote_clients_replies_go_back_to_the_node_that_took_the_request() {
     if !check_root() {
         return;

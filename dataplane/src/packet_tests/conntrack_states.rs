@@ -1,8 +1,8 @@
 //! Packet tests of conntrack's per-state timeouts for published-port TCP flows: a flow begun by
 //! a bare SYN is marked SYN-only (both entries) until the client's ACK, and its reply tuple (or,
-//! where the flow is SNATed, its SNAT port) may be taken by another flow once it has been idle
-//! longer than the SYN timeout (5 s); a FIN marks both entries closing. Idleness is made by
-//! ageing the entries in the map, not by waiting.
+//! where the flow is translated to the node's address, its SNAT port) may be taken by another
+//! flow once it has been idle longer than the SYN timeout (5 s); a FIN marks both entries
+//! closing. Idleness is made by ageing the entries in the map, not by waiting.
 
 use std::net::Ipv4Addr;
 
