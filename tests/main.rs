@@ -9,6 +9,7 @@ mod support;
 
 mod autolock;
 mod certs;
+mod clientip;
 mod chaos;
 mod control;
 mod datapath;
