@@ -79,7 +79,18 @@ for i in range(count):
 /// The lab client's address on the underlay (its only one).
 fn client_addr(lab: &Lab) -> String {
     let out = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("client"), "ip", "-4", "-o", "addr", "show", "scope", "global"])
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("client"),
+            "ip",
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "scope",
+            "global",
+        ])
         .output()
         .expect("ip addr in the client");
     stdout(&out)
@@ -92,9 +103,25 @@ fn client_addr(lab: &Lab) -> String {
 }
 
 /// `count` requests from the client to host:port: the tally of their outcomes.
-fn ask(lab: &Lab, client: &str, proto: &str, host: &str, port: u16, count: usize) -> BTreeMap<String, usize> {
+fn ask(
+    lab: &Lab,
+    client: &str,
+    proto: &str,
+    host: &str,
+    port: u16,
+    count: usize,
+) -> BTreeMap<String, usize> {
     let out = Command::new("timeout")
-        .args(["60", "ip", "netns", "exec", &lab.ns("client"), "python3", "-c", ASK])
+        .args([
+            "60",
+            "ip",
+            "netns",
+            "exec",
+            &lab.ns("client"),
+            "python3",
+            "-c",
+            ASK,
+        ])
         .args([proto, host, &port.to_string(), &count.to_string(), client])
         .output()
         .expect("run the client");
@@ -202,7 +229,11 @@ impl Haproxy {
             .stderr(Stdio::null())
             .spawn()
             .expect("start haproxy");
-        Self { child, config, stats }
+        Self {
+            child,
+            config,
+            stats,
+        }
     }
 
     /// Each server's status in `show stat` (`n1 UP`).

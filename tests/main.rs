@@ -9,8 +9,8 @@ mod support;
 
 mod autolock;
 mod certs;
-mod clientip;
 mod chaos;
+mod clientip;
 mod control;
 mod datapath;
 mod dockerapi;
