@@ -758,7 +758,7 @@ fn published_ports_through_every_node(name: &str, octet: u8, datapath: Datapath)
         .count();
     assert_eq!(
         links,
-        if datapath == Datapath::Xdp { 5 } else { 4 },
+        if datapath == Datapath::Xdp { 8 } else { 7 },
         "one pinned link per attachment, none doubled"
     );
     drop(plumbing);
