@@ -160,18 +160,18 @@ static __always_inline int clientip_tc_task_reply(struct __sk_buff *skb, const s
 static __always_inline int clientip_tc_task_related(struct __sk_buff *skb, const struct mesh_config *cfg,
 						    int parsed, const struct pkt *p)
 {
+	const __u32 l3off = sizeof(struct ethhdr);
 	struct mesh_ct ct;
 	struct pkt quote;
 	int to_client = 1;
 
-	if (related_flow(skb, cfg, sizeof(struct ethhdr), parsed, p, MESH_CT_INGRESS_REPLY, &ct, &quote) != LB_FORWARD) {
+	if (related_flow(skb, cfg, l3off, parsed, p, MESH_CT_INGRESS_REPLY, &ct, &quote) != LB_FORWARD) {
 		if (!cfg->ingress_vxlan_ifindex ||
-		    related_flow(skb, cfg, sizeof(struct ethhdr), parsed, p, MESH_CT_INGRESS_RETURN, &ct, &quote) !=
-			    LB_FORWARD)
+		    related_flow(skb, cfg, l3off, parsed, p, MESH_CT_INGRESS_RETURN, &ct, &quote) != LB_FORWARD)
 			return -1;
 		to_client = 0;
 	}
-	if (related_nat(skb, sizeof(struct ethhdr), parsed, p, &quote, &ct) ||
+	if (related_nat(skb, l3off, parsed, p, &quote, &ct) ||
 	    ctx_set_l2(skb, ct.dmac, to_client ? cfg->underlay_mac : cfg->bridge_mac))
 		return TC_ACT_SHOT;
 	if (to_client)
