@@ -56,7 +56,10 @@ static __always_inline int frag_flow(const struct pkt *p, __u8 kind, struct mesh
 	}
 	id = v->backend_id;
 	be = bpf_map_lookup_elem(&mesh_backends, &id);
-	if (!be || !(be->flags & MESH_BE_VALID) || be->addr != (forward ? v->daddr : p->saddr))
+	/* A task's answer to a published port's client may come from its address on another
+	 * network (an unbound UDP socket, clientip.h): only the backend's validity counts there. */
+	if (!be || !(be->flags & MESH_BE_VALID) ||
+	    (kind != MESH_CT_INGRESS_REPLY && be->addr != (forward ? v->daddr : p->saddr)))
 		return 0;
 	*out = *v;
 	return 1;

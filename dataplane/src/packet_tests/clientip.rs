@@ -221,5 +221,29 @@ fn a_local_backends_udp_answer_from_its_first_network_goes_back_from_the_publish
                 },
             ],
         );
+        // A fragmented answer from there: the later fragment follows the first.
+        let whole = udp(TASK_B_FIRST, CLIENT, 53, 41000, &[5; 592], true);
+        let seg = &whole[20..];
+        let want = udp(NODE, CLIENT, 5353, 41000, &[5; 592], true);
+        let want_seg = &want[20..];
+        let out = |ip: Vec<u8>| eth(CLIENT_MAC, UNDERLAY_MAC, 0x0800, &ip);
+        run_rows(
+            &mut h,
+            "tc_task_in",
+            vec![
+                Row {
+                    what: "the first fragment of an answer from the task's other address is reversed",
+                    input: from_task(&ipv4(TASK_B_FIRST, CLIENT, 17, 0x2000, &seg[..200])),
+                    verdict: TC_ACT_REDIRECT,
+                    expect: Expect::Exactly(out(ipv4(NODE, CLIENT, 17, 0x2000, &want_seg[..200]))),
+                },
+                Row {
+                    what: "its later fragment follows it",
+                    input: from_task(&ipv4(TASK_B_FIRST, CLIENT, 17, 200 / 8, &seg[200..])),
+                    verdict: TC_ACT_REDIRECT,
+                    expect: Expect::Exactly(out(ipv4(NODE, CLIENT, 17, 200 / 8, &want_seg[200..]))),
+                },
+            ],
+        );
     });
 }
