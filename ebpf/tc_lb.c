@@ -11,15 +11,15 @@
  *                 SNATed), reversed and redirected out of the underlay (remote replies never
  *                 cross the bridge); a client's packet from another node to a local task leaves
  *                 a return entry for the task's replies (lib/clientip.h).
- * tc_task_in      ingress of a task veth's host side (traffic from the task): a reply to a
- *                 published port's client sent back through the node that took the request
- *                 (lib/clientip.h); ARP for VIPs
+ * tc_task_in      ingress of a task veth's host side (traffic from the task): ARP for VIPs
  *                 answered, VIP:port DNATed to a backend (Maglev), then the bridge forwards;
  *                 a task balanced to itself gets its packet back out of its veth, from the VIP
  *                 (hairpin). A task's call to a published port of its own node (its gateway
  *                 routes it here, never through the underlay) is served as tc_underlay_in
  *                 serves a client's (ICMP errors and fragments included), replies coming back
- *                 out of the task's veth.
+ *                 out of the task's veth. A task's reply to a published port's client (whose
+ *                 address is kept) goes back through the node that took the request
+ *                 (lib/clientip.h).
  * tc_task_out     egress of a task veth's host side (traffic to the task): VIP replies reversed.
  * Each also serves what is related to the flows it translates (lib/related.h): their ICMP
  * errors, translated back (an error from the client side goes where the flow goes, one from the
