@@ -232,11 +232,11 @@ int tc_task_in(struct __sk_buff *skb)
 				return RELATED_NOT_FORWARDED(lb);
 			return related_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
 		}
+		/* About or of a reply to a published port's client (lib/clientip.h). */
+		lb = clientip_tc_task_related(skb, cfg, parsed, &p);
+		if (lb >= 0)
+			return lb;
 		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_VIP, &ct);
-		if (lb == LB_PASS) {
-			lb = clientip_tc_task_related(skb, cfg, parsed, &p);
-			return lb < 0 ? TC_ACT_OK : lb;
-		}
 		if (lb != LB_FORWARD)
 			return RELATED_NOT_FORWARDED(lb);
 		return bpf_skb_store_bytes(skb, 0, ct.dmac, ETH_ALEN, 0) ? TC_ACT_SHOT : TC_ACT_OK;
@@ -245,11 +245,17 @@ int tc_task_in(struct __sk_buff *skb)
 	}
 	if (p.daddr == cfg->underlay_addr)
 		return task_to_published_port(skb, cfg, &p);
-	switch (lb_vip(cfg, &p, ifc->vni, &ct)) {
+	lb = lb_vip(cfg, &p, ifc->vni, &ct);
+	if (lb == LB_PASS) {
+		/* Not a VIP: maybe a reply to a published port's client (lib/clientip.h). */
+		int back = clientip_tc_task_reply(skb, cfg, &p);
+
+		if (back >= 0)
+			return back;
+	}
+	switch (lb) {
 	case LB_PASS:
-		/* Maybe a reply to a published port's client (lib/clientip.h). */
-		lb = clientip_tc_task_reply(skb, cfg, &p);
-		return lb < 0 ? TC_ACT_OK : lb;
+		return TC_ACT_OK;
 	case LB_REJECT:
 		return TC_ACT_SHOT;
 	}

@@ -165,6 +165,8 @@ static __always_inline int clientip_tc_task_related(struct __sk_buff *skb, const
 	struct pkt quote;
 	int to_client = 1;
 
+	if (parsed == PARSE_ICMP)
+		ctx_pull(skb, ICMP_PULL_LEN);
 	if (related_flow(skb, cfg, l3off, parsed, p, MESH_CT_INGRESS_REPLY, &ct, &quote) != LB_FORWARD) {
 		if (!cfg->ingress_vxlan_ifindex ||
 		    related_flow(skb, cfg, l3off, parsed, p, MESH_CT_INGRESS_RETURN, &ct, &quote) != LB_FORWARD)
