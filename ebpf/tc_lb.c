@@ -17,13 +17,14 @@
  *                 (hairpin). A task's call to a published port of its own node (its gateway
  *                 routes it here, never through the underlay) is served as tc_underlay_in
  *                 serves a client's (ICMP errors and fragments included), replies coming back
- *                 out of the task's veth. A task's reply to a published port's client (whose
- *                 address is kept) goes back through the node that took the request
- *                 (lib/clientip.h).
+ *                 out of the task's veth.
  * tc_task_out     egress of a task veth's host side (traffic to the task): VIP replies reversed.
  * Each also serves what is related to the flows it translates (lib/related.h): their ICMP
  * errors, translated back (an error from the client side goes where the flow goes, one from the
  * backend side where replies go), and the later fragments of their UDP datagrams.
+ * A published port's client keeps its address (lib/clientip.h): a task's replies to it leave
+ * the task into tc_task_in, which sends them back through the node that took the request (out
+ * of the underlay, or into the ingress VXLAN device toward that node, as tc_bridge_in recorded).
  * Everything not ours is TC_ACT_OK untouched. */
 #include "lib/lb.h"
 #include "lib/related.h"
