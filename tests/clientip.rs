@@ -1,8 +1,9 @@
 //! Published ports keep the client's address (issue #15, Swarm's moby#25526): through every
 //! node (one without a task too), with `--datapath tc` and `xdp`, a task's HTTP and UDP servers
 //! see the lab client's own address and port, and their answers reach the client from the
-//! published address; host mode too; Debian's haproxy in the client, health-checking every
-//! node's published port, sees every node up and its requests answered.
+//! published address, as do a closed UDP port's errors; host mode too; Debian's haproxy in the
+//! client, health-checking every node's published port, sees every node up and its requests
+//! answered.
 //!
 //! The tasks are on a network of their own first (`front`) and on `ingress` second, as Swarm
 //! orders them: their default route is not on `ingress`, and the UDP server answers from an
@@ -41,7 +42,8 @@ socketserver.ThreadingTCPServer(("0.0.0.0", 80), Peer).serve_forever()
 
 /// `count` fresh HTTP connections (`http`) or datagrams from fresh sockets (`udp`) from the
 /// client (its address argv[5]) to host:port: per line `OK`, or what differed (`ERR ...`,
-/// `PEER <seen> <sent from>`, `FROM <answered from>`).
+/// `PEER <seen> <sent from>`, `FROM <answered from>`). `udp-closed`: a datagram to a port
+/// nothing listens on in the task, `OK` when the task's port unreachable reaches the client.
 const ASK: &str = r#"
 import socket, sys
 proto, host, port, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -59,6 +61,16 @@ for i in range(count):
                 data += b
             seen = data.split(b"\r\n\r\n", 1)[1].decode().strip() if b"\r\n\r\n" in data else ""
             print("OK" if seen == me else "PEER %r %r" % (seen, me))
+        elif proto == "udp-closed":
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(2)
+            s.connect((host, port))
+            s.send(b"hi")
+            try:
+                s.recv(2048)
+                print("ANSWERED")
+            except ConnectionRefusedError:
+                print("OK")
         else:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.settimeout(2)
@@ -177,16 +189,19 @@ fn serve(lab: &Lab, name: &str, n: usize, servers: &mut Servers) -> Vec<String> 
     pids.into_iter().map(|(node, _)| node).collect()
 }
 
-/// Every request through node `i`'s address to `port` sees the client's address and port.
+/// Every request through node `i`'s address to `port` sees the client's address and port (or,
+/// `udp-closed`, is refused by the task's port unreachable: 2 at a time, as a task's kernel
+/// sends a peer a burst of 6 errors, then one a second).
 fn keeps_client_address(lab: &Lab, client: &str, i: usize, proto: &str, port: u16) {
     let node = lab.node_addr(i);
+    let count = if proto == "udp-closed" { 2 } else { 16 };
     eventually(
         Duration::from_secs(30),
         &format!("{proto} :{port} through n{i} sees the client {client}"),
         || {
-            let t = ask(lab, client, proto, &node, port, 16);
-            if t.get("OK") == Some(&16) {
-                println!("clientip: {proto} :{port} via n{i}: 16 OK");
+            let t = ask(lab, client, proto, &node, port, count);
+            if t.get("OK") == Some(&count) {
+                println!("clientip: {proto} :{port} via n{i}: {count} OK");
                 Ok(())
             } else {
                 Err(format!("{t:?}"))
@@ -274,7 +289,7 @@ fn client_address_is_kept(name: &str, octet: u8, extra: &[&str]) {
         &lab,
         "n1",
         &[
-            &words("service create -d --name peer --network front -p 8080:80 -p 9000:9000/udp --replicas 2")[..],
+            &words("service create -d --name peer --network front -p 8080:80 -p 9000:9000/udp -p 9002:9002/udp --replicas 2")[..],
             &[image.as_str(), "sleep", "100000"],
         ]
         .concat(),
@@ -303,6 +318,8 @@ fn client_address_is_kept(name: &str, octet: u8, extra: &[&str]) {
     for i in 1..=3 {
         keeps_client_address(&lab, &client, i, "http", 8080);
         keeps_client_address(&lab, &client, i, "udp", 9000);
+        // The task's ICMP error (from its first network's address) finds its way back too.
+        keeps_client_address(&lab, &client, i, "udp-closed", 9002);
     }
     let h: usize = host_on[0][1..].parse().unwrap();
     keeps_client_address(&lab, &client, h, "http", 8081);
