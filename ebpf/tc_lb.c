@@ -106,7 +106,7 @@ int tc_underlay_in(struct __sk_buff *skb)
 			return RELATED_NOT_FORWARDED(lb);
 		return related_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
 	}
-	switch (lb_ingress(cfg, &p, skb->ifindex, 0, &ct)) {
+	switch (lb_ingress(cfg, &p, skb->ifindex, &ct)) {
 	case LB_PASS:
 		return TC_ACT_OK;
 	case LB_REJECT:
@@ -189,7 +189,7 @@ static __always_inline int task_to_published_port(struct __sk_buff *skb, const s
 
 	if (!cfg->ingress_bridge_ifindex)
 		return TC_ACT_OK;
-	switch (lb_ingress(cfg, p, skb->ifindex, 1, &ct)) {
+	switch (lb_ingress_flow(cfg, p, skb->ifindex, 1, &ct)) {
 	case LB_PASS:
 		return TC_ACT_OK;
 	case LB_REJECT:

@@ -153,7 +153,7 @@ int xdp_mesh(struct xdp_md *ctx)
 	if (p.proto == IPPROTO_UDP && p.dport == bpf_htons(MESH_VXLAN_PORT) && p.daddr == cfg->underlay_addr)
 		return vxlan_reply(ctx, cfg);
 
-	switch (lb_ingress(cfg, &p, ctx->ingress_ifindex, 0, &ct)) {
+	switch (lb_ingress(cfg, &p, ctx->ingress_ifindex, &ct)) {
 	case LB_PASS:
 		return XDP_PASS;
 	case LB_REJECT:

@@ -83,8 +83,8 @@ static __always_inline int ct_claim_snat(const struct mesh_config *cfg, struct m
  * published port: the reply must come back through the node, not straight from the backend) or
  * unless the reply tuple (backend -> client) is taken by another flow: then the source becomes
  * the node's ingress address (SNAT). */
-static __always_inline int lb_ingress(const struct mesh_config *cfg, const struct pkt *p,
-				      __u32 ifindex, int snat, struct mesh_ct *out)
+static __always_inline int lb_ingress_flow(const struct mesh_config *cfg, const struct pkt *p,
+					   __u32 ifindex, int snat, struct mesh_ct *out)
 {
 	struct mesh_port_key pk = { .port = p->dport, .proto = p->proto };
 	struct mesh_ct_key key, rkey;
@@ -155,6 +155,13 @@ static __always_inline int lb_ingress(const struct mesh_config *cfg, const struc
 		mesh_count_drop(MESH_DROP_CT_FULL, 0);
 	mesh_count(fe->svc_id, 0, 1);
 	return LB_FORWARD;
+}
+
+/* A client's packet to a published port: its flow, the client's address kept. */
+static __always_inline int lb_ingress(const struct mesh_config *cfg, const struct pkt *p,
+				      __u32 ifindex, struct mesh_ct *out)
+{
+	return lb_ingress_flow(cfg, p, ifindex, 0, out);
 }
 
 /* A packet from a task (on network vni) to a VIP: find or make its flow. Ports are kept.
