@@ -6,9 +6,11 @@
  *                 redirects to the ingress network's VXLAN device for a remote backend (its
  *                 FDB knows the backend's node; the kernel encapsulates, keeping GSO), or into
  *                 the ingress bridge for a local one.
- * tc_bridge_in    ingress of the ingress bridge and of the ingress VXLAN device (frames to the
- *                 node's own ingress address): replies of published-port flows, reversed and
- *                 redirected out of the underlay (remote replies never cross the bridge).
+ * tc_bridge_in    ingress of the ingress bridge and of the ingress VXLAN device: replies of
+ *                 published-port flows (to the client, or to the node's ingress address where
+ *                 SNATed), reversed and redirected out of the underlay (remote replies never
+ *                 cross the bridge); a client's packet from another node to a local task leaves
+ *                 a return entry for the task's replies (lib/clientip.h).
  * tc_task_in      ingress of a task veth's host side (traffic from the task): ARP for VIPs
  *                 answered, VIP:port DNATed to a backend (Maglev), then the bridge forwards;
  *                 a task balanced to itself gets its packet back out of its veth, from the VIP
@@ -20,9 +22,13 @@
  * Each also serves what is related to the flows it translates (lib/related.h): their ICMP
  * errors, translated back (an error from the client side goes where the flow goes, one from the
  * backend side where replies go), and the later fragments of their UDP datagrams.
+ * A published port's client keeps its address (lib/clientip.h): a task's replies to it leave
+ * the task into tc_task_in, which sends them back through the node that took the request (out
+ * of the underlay, or into the ingress VXLAN device toward that node, as tc_bridge_in recorded).
  * Everything not ours is TC_ACT_OK untouched. */
 #include "lib/lb.h"
 #include "lib/related.h"
+#include "lib/clientip.h"
 #include "lib/vxlan_guard.h"
 
 #define L4_PULL_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
@@ -124,7 +130,9 @@ int tc_bridge_in(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	ctx_pull(skb, L4_PULL_LEN);
 	parsed = parse_pkt(skb, 0, &p);
-	if ((parsed != PARSE_OK && parsed != PARSE_ICMP && parsed != PARSE_FRAG) || p.daddr != cfg->ingress_addr)
+	/* Replies come to the node's ingress address (SNAT) or, from a remote task, to the client
+	 * itself (lib/clientip.h). */
+	if (parsed != PARSE_OK && parsed != PARSE_ICMP && parsed != PARSE_FRAG)
 		return TC_ACT_OK;
 	if (parsed != PARSE_OK) {
 		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_INGRESS_REPLY, &ct);
@@ -132,8 +140,10 @@ int tc_bridge_in(struct __sk_buff *skb)
 			return RELATED_NOT_FORWARDED(lb);
 		return related_redirect(skb, ct.dmac, cfg->underlay_mac, ct.ifindex);
 	}
-	if (lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) != LB_FORWARD)
+	if (lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) != LB_FORWARD) {
+		clientip_record_return(cfg, &p, skb->ifindex);
 		return TC_ACT_OK;
+	}
 	if (p.frag)
 		frag_record(&p, MESH_CT_INGRESS_REPLY, &ct);
 	return redirect_translated(skb, &p, &ct, cfg->underlay_mac, ct.ifindex);
@@ -179,7 +189,7 @@ static __always_inline int task_to_published_port(struct __sk_buff *skb, const s
 
 	if (!cfg->ingress_bridge_ifindex)
 		return TC_ACT_OK;
-	switch (lb_ingress(cfg, p, skb->ifindex, &ct)) {
+	switch (lb_ingress_flow(cfg, p, skb->ifindex, 1, &ct)) {
 	case LB_PASS:
 		return TC_ACT_OK;
 	case LB_REJECT:
@@ -223,6 +233,10 @@ int tc_task_in(struct __sk_buff *skb)
 				return RELATED_NOT_FORWARDED(lb);
 			return related_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
 		}
+		/* About or of a reply to a published port's client (lib/clientip.h). */
+		lb = clientip_tc_task_related(skb, cfg, parsed, &p);
+		if (lb >= 0)
+			return lb;
 		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_VIP, &ct);
 		if (lb != LB_FORWARD)
 			return RELATED_NOT_FORWARDED(lb);
@@ -232,7 +246,15 @@ int tc_task_in(struct __sk_buff *skb)
 	}
 	if (p.daddr == cfg->underlay_addr)
 		return task_to_published_port(skb, cfg, &p);
-	switch (lb_vip(cfg, &p, ifc->vni, &ct)) {
+	lb = lb_vip(cfg, &p, ifc->vni, &ct);
+	if (lb == LB_PASS) {
+		/* Not a VIP: maybe a reply to a published port's client (lib/clientip.h). */
+		int back = clientip_tc_task_reply(skb, cfg, &p);
+
+		if (back >= 0)
+			return back;
+	}
+	switch (lb) {
 	case LB_PASS:
 		return TC_ACT_OK;
 	case LB_REJECT:

@@ -1,15 +1,15 @@
 /* xdp_mesh.c: the routing mesh at XDP on the underlay interface (--datapath xdp).
  *
  * - VXLAN to this node from an address that is not a cluster node: dropped (lib/vxlan_guard.h).
- * - A published port whose backend is on another node: translated (DNAT to the task, SNAT to
- *   this node's ingress address), encapsulated in VXLAN to the backend's node, XDP_TX.
+ * - A published port whose backend is on another node: translated (DNAT to the task; the
+ *   client's address is kept, lib/clientip.h), encapsulated in VXLAN to the backend's node, XDP_TX.
  * - A published port whose backend is local, or whose remote node has no resolved neighbour
  *   yet, or whose frame would not fit the underlay's MTU once encapsulated: the flow is created
  *   here and the frame passes; tc_underlay_in (tc_lb.c) finds the flow and redirects it into
  *   the ingress bridge (XDP cannot redirect into a bridge) or the VXLAN device (whose path-MTU
  *   check answers "fragmentation needed", or which fragments the outer packet).
- * - A VXLAN reply of such a flow (ingress VNI, inner destination = our ingress address):
- *   reversed and decapsulated here, sent back to the client.
+ * - A VXLAN reply of such a flow (ingress VNI, inner destination = the client, or our ingress
+ *   address where the flow is SNATed): reversed and decapsulated here, sent back to the client.
  * - A published TCP port with no backend: answered with a RST; UDP: dropped.
  * - What is related to those flows (lib/related.h): ICMP errors, translated back, and the later
  *   fragments of their UDP datagrams, go the way of the flow's own packets in each direction.
@@ -81,7 +81,9 @@ static __always_inline int vxlan_reply(struct xdp_md *ctx, const struct mesh_con
 	if (!(vx->flags & bpf_htonl(VXLAN_FLAG_VNI)) || vx->vni != bpf_htonl(cfg->ingress_vni << 8))
 		return XDP_PASS;
 	parsed = parse_pkt(ctx, VXLAN_OUTER_LEN, &in);
-	if ((parsed != PARSE_OK && parsed != PARSE_ICMP && parsed != PARSE_FRAG) || in.daddr != cfg->ingress_addr)
+	/* To the node's ingress address (SNAT) or to the client itself (lib/clientip.h): the reply
+	 * entry says; anything else (a client's packet to a task here) passes to the kernel. */
+	if (parsed != PARSE_OK && parsed != PARSE_ICMP && parsed != PARSE_FRAG)
 		return XDP_PASS;
 	if (parsed != PARSE_OK) {
 		if (related_flow(ctx, cfg, l3off, parsed, &in, MESH_CT_INGRESS_REPLY, &ct, &quote) != LB_FORWARD ||

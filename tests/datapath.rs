@@ -276,6 +276,10 @@ pub(crate) fn build_overlay(lab: &Lab, nodes: usize) -> Plumbing {
             in_ns(&tns, &["ip", "link", "set", peer, "up"]);
             in_ns(&ns, &["ip", "link", "set", &host_if, "master", br, "up"]);
         }
+        // As meshd's tasks: a default route via the node on the first network (clients' replies
+        // leave by it, docs/mesh.md).
+        let gateway = node_ingress(t.node).to_string();
+        in_ns(&tns, &["ip", "route", "add", "default", "via", &gateway]);
         if t.serves {
             let child = Command::new("ip")
                 .args(["netns", "exec", &tns, "python3", "-c", SERVER, t.name])
@@ -413,10 +417,10 @@ pub(crate) fn load_mesh(
     let ns = NetNs::open(&lab.ns(&format!("n{i}"))).expect("open node namespace");
     let pin_dir = format!("/sys/fs/bpf/{}-n{i}-dp", lab.prefix);
     let underlay: Ipv4Addr = lab.node_addr(i).parse().unwrap();
-    let locals: Vec<String> = TASKS
+    let locals: Vec<(String, u32)> = TASKS
         .iter()
         .filter(|t| t.node == i)
-        .flat_map(|t| [format!("mvn{}", t.n)])
+        .flat_map(|t| [(format!("mvi{}", t.n), 4096), (format!("mvn{}", t.n), NET)])
         .collect();
     ns.run(move || -> anyhow::Result<Mesh> {
         if fresh {
@@ -425,8 +429,9 @@ pub(crate) fn load_mesh(
         let mut mesh = Mesh::load(MeshOptions::new("eth0", underlay, datapath, &pin_dir))?;
         mesh.attach_network_bridge("mbr4096", 4096, node_ingress(i))?;
         mesh.attach_network_bridge("mbr4097", NET, node_net(i))?;
-        for v in &locals {
-            mesh.attach_task_veth(v, NET)?;
+        mesh.attach_ingress_vxlan("mvx4096")?;
+        for (v, vni) in &locals {
+            mesh.attach_task_veth(v, *vni)?;
         }
         mesh.apply(&want)?;
         Ok(mesh)
@@ -753,7 +758,7 @@ fn published_ports_through_every_node(name: &str, octet: u8, datapath: Datapath)
         .count();
     assert_eq!(
         links,
-        if datapath == Datapath::Xdp { 5 } else { 4 },
+        if datapath == Datapath::Xdp { 8 } else { 7 },
         "one pinned link per attachment, none doubled"
     );
     drop(plumbing);

@@ -10,6 +10,7 @@ mod support;
 mod autolock;
 mod certs;
 mod chaos;
+mod clientip;
 mod control;
 mod datapath;
 mod dockerapi;

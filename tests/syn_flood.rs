@@ -1,8 +1,8 @@
 //! A spoofed-SYN flood to a published port, as issue 16 asks: `mesh-client` sends 100k TCP SYNs
 //! to n1:8080 from random addresses of the lab's underlay range (198.19.0.0/16, never answered:
 //! the backend's SYN-ACKs come back to the client's MAC for addresses it does not have). Each
-//! takes a conntrack entry pair and a SNAT port of the one backend, more SYNs than it has
-//! ports; SYN-only entries expire after 5 s idle, so the service answers again soon after. The
+//! takes a conntrack entry pair (the client's address is kept: no SNAT port is used up);
+//! SYN-only entries expire after 5 s idle, so the table empties soon after. The
 //! flood and the wait are bounded in time; their numbers are printed, not asserted.
 
 use std::time::{Duration, Instant};

@@ -12,6 +12,7 @@ use std::process::Command;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_TASK, MeshIface};
 
+mod clientip;
 mod conntrack_states;
 mod fragments;
 mod hairpin;
@@ -630,16 +631,12 @@ fn tc_underlay_in_translates_published_ports_and_passes_the_rest() {
         let opts = eth(UNDERLAY_MAC, CLIENT_MAC, 0x0800, &opts);
         let rows = vec![
             Row {
-                what: "a TCP SYN to a published port is DNATed to the task, SNATed to the node's ingress address, and redirected into the bridge",
+                what: "a TCP SYN to a published port is DNATed to the task, keeps the client's address and port, and is redirected into the bridge",
                 input: syn.clone(),
                 verdict: TC_ACT_REDIRECT,
                 expect: Expect::Check(|out| {
                     let s = decode(out);
-                    assert_eq!(
-                        (s.src, s.sport),
-                        (NODE_INGRESS, 40000),
-                        "SNAT keeps the client port when free"
-                    );
+                    assert_eq!((s.src, s.sport), (CLIENT, 40000), "no SNAT");
                     assert_eq!((s.dst, s.dport), (TASK_A, 80));
                     assert_eq!((s.dmac, s.smac), (TASK_A_MAC, BRIDGE_MAC));
                     assert!(s.l4.ends_with(b"GET / HTTP/1.0\r\n\r\n"), "payload kept");
@@ -667,7 +664,7 @@ fn tc_underlay_in_translates_published_ports_and_passes_the_rest() {
                     let s = decode(out);
                     assert_eq!(
                         (s.src, s.sport, s.dst, s.dport),
-                        (NODE_INGRESS, 41000, TASK_B, 53)
+                        (CLIENT, 41000, TASK_B, 53)
                     );
                     assert_eq!(s.dmac, TASK_B_MAC);
                 }),
@@ -765,19 +762,20 @@ fn tc_underlay_in_translates_published_ports_and_passes_the_rest() {
             &[TC_ACT_OK],
         );
 
-        // The reply of the first flow, arriving at the bridge, is reversed toward the client.
+        // The reply of the first flow (to the client itself), coming out of the ingress VXLAN
+        // device, is reversed toward the client.
         let reply = eth(
             BRIDGE_MAC,
             TASK_A_MAC,
             0x0800,
-            &tcp(TASK_A, NODE_INGRESS, 80, 40000, 7, 0x12, b""),
+            &tcp(TASK_A, CLIENT, 80, 40000, 7, 0x12, b""),
         );
         run_rows(
             &mut h,
             "tc_bridge_in",
             vec![
                 Row {
-                    what: "a backend's reply to the node's ingress address is reversed and redirected out of the underlay",
+                    what: "a remote backend's reply to the client is reversed and redirected out of the underlay",
                     input: reply,
                     verdict: TC_ACT_REDIRECT,
                     expect: Expect::Check(|out| {
@@ -808,7 +806,7 @@ fn tc_underlay_in_translates_published_ports_and_passes_the_rest() {
                 BRIDGE_MAC,
                 TASK_A_MAC,
                 0x0800,
-                &tcp(TASK_A, NODE_INGRESS, 80, 40000, 7, 0x12, b""),
+                &tcp(TASK_A, CLIENT, 80, 40000, 7, 0x12, b""),
             ),
             &[TC_ACT_OK],
         );
@@ -879,7 +877,7 @@ fn xdp_mesh_encapsulates_remote_backends_and_decapsulates_their_replies() {
                     let inner = decode(&out[50..]);
                     assert_eq!(
                         (inner.src, inner.sport, inner.dst, inner.dport),
-                        (NODE_INGRESS, 40000, TASK_A, 80)
+                        (CLIENT, 40000, TASK_A, 80)
                     );
                     assert_eq!((inner.dmac, inner.smac), (TASK_A_MAC, BRIDGE_MAC));
                 }),
@@ -892,7 +890,7 @@ fn xdp_mesh_encapsulates_remote_backends_and_decapsulates_their_replies() {
                     let inner = decode(&out[50..]);
                     assert_eq!(
                         (inner.src, inner.sport, inner.dst, inner.dport),
-                        (NODE_INGRESS, 40002, TASK_A, 80)
+                        (CLIENT, 40002, TASK_A, 80)
                     );
                 }),
             },
@@ -989,14 +987,14 @@ fn xdp_mesh_encapsulates_remote_backends_and_decapsulates_their_replies() {
                 expect: Expect::Unchanged,
             },
             Row {
-                what: "the backend's VXLAN reply is reversed, decapsulated and sent back to the client",
+                what: "the backend's VXLAN reply (to the client itself) is reversed, decapsulated and sent back to the client",
                 input: vxlan(
                     4096,
                     &eth(
                         BRIDGE_MAC,
                         TASK_A_MAC,
                         0x0800,
-                        &tcp(TASK_A, NODE_INGRESS, 80, 40000, 7, 0x12, b"hello"),
+                        &tcp(TASK_A, CLIENT, 80, 40000, 7, 0x12, b"hello"),
                     ),
                 ),
                 verdict: XDP_TX,
@@ -1018,7 +1016,7 @@ fn xdp_mesh_encapsulates_remote_backends_and_decapsulates_their_replies() {
                         BRIDGE_MAC,
                         TASK_A_MAC,
                         0x0800,
-                        &tcp(TASK_A, NODE_INGRESS, 80, 40002, 7, 0x12, b"hello!!"),
+                        &tcp(TASK_A, CLIENT, 80, 40002, 7, 0x12, b"hello!!"),
                     )),
                 ),
                 verdict: XDP_TX,
@@ -1029,6 +1027,20 @@ fn xdp_mesh_encapsulates_remote_backends_and_decapsulates_their_replies() {
                         (NODE, 8080, CLIENT, 40002)
                     );
                 }),
+            },
+            Row {
+                what: "a client's packet that another node sent to a task here passes (the kernel's VXLAN device delivers it)",
+                input: vxlan(
+                    4096,
+                    &eth(
+                        TASK_A_MAC,
+                        BRIDGE_MAC,
+                        0x0800,
+                        &tcp(CLIENT, TASK_A, 40999, 80, 7, 0x02, b""),
+                    ),
+                ),
+                verdict: XDP_PASS,
+                expect: Expect::Unchanged,
             },
             Row {
                 what: "VXLAN to the ingress network without a flow passes (the kernel delivers it)",
@@ -1061,7 +1073,7 @@ fn xdp_mesh_encapsulates_remote_backends_and_decapsulates_their_replies() {
                     BRIDGE_MAC,
                     TASK_A_MAC,
                     0x0800,
-                    &tcp(TASK_A, NODE_INGRESS, 80, 40000, 7, 0x12, b""),
+                    &tcp(TASK_A, CLIENT, 80, 40000, 7, 0x12, b""),
                 ),
             ),
             &[XDP_PASS],

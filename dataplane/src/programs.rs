@@ -164,7 +164,8 @@ impl Programs {
         Ok(0)
     }
 
-    /// Removes every conntrack entry (both directions) of the given backends.
+    /// Removes every conntrack entry (both directions) of the given backends; counts them
+    /// without their any-source twins (`is_any_source_twin`).
     fn sweep(&mut self, backend_ids: &BTreeSet<u32>) -> anyhow::Result<usize> {
         let mut m = self.map::<Conntrack>()?;
         let doomed: Vec<MeshCtKey> = m
@@ -175,7 +176,7 @@ impl Programs {
             .collect();
         let mut n = 0;
         for k in &doomed {
-            if m.remove(k).is_ok() {
+            if m.remove(k).is_ok() && !is_any_source_twin(k) {
                 n += 1;
             }
         }
@@ -347,7 +348,16 @@ fn backend_row(b: &MeshBackend) -> BackendRow {
     }
 }
 
+/// A UDP reply entry's copy under source 0.0.0.0 (`ebpf/lib/clientip.h`: a task answering
+/// from its address on another network), not a flow of its own.
+fn is_any_source_twin(k: &MeshCtKey) -> bool {
+    k.kind == MESH_CT_INGRESS_REPLY && k.saddr == [0; 4]
+}
+
 fn decode_flow(k: &MeshCtKey, v: &MeshCt) -> Option<FlowEntry> {
+    if is_any_source_twin(k) {
+        return None;
+    }
     let kind = match k.kind {
         MESH_CT_INGRESS => FlowKind::Ingress,
         MESH_CT_INGRESS_REPLY => FlowKind::IngressReply,

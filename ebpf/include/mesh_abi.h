@@ -120,6 +120,7 @@ struct mesh_ct_key {
 #define MESH_CT_INGRESS_REPLY 2    /* backend -> node ingress address:SNAT port */
 #define MESH_CT_VIP 3              /* task -> VIP */
 #define MESH_CT_VIP_REPLY 4        /* backend -> task */
+#define MESH_CT_INGRESS_RETURN 5   /* on a backend's node: task -> client of another node's published port (lib/clientip.h) */
 
 /* Value of mesh_ct: the translation for packets matching the key. */
 struct mesh_ct {

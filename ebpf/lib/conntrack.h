@@ -47,6 +47,19 @@ static __always_inline __u64 ct_timeout(const struct mesh_config *cfg, const str
 	return state < timeout ? state : timeout;
 }
 
+/* Writes the any-source twin (source address 0) of the UDP entry (key, v) of an unSNATed
+ * published-port flow's way back: a task answering from an unbound UDP socket answers from its
+ * address on its first network, which need not be ingress (lib/clientip.h looks it up). */
+static __always_inline void ct_write_any_source(const struct mesh_ct_key *key, const struct mesh_ct *v)
+{
+	struct mesh_ct_key any = *key;
+
+	if (key->proto != IPPROTO_UDP)
+		return;
+	any.saddr = 0;
+	bpf_map_update_elem(&mesh_ct, &any, v, BPF_ANY);
+}
+
 /* Whether ct is stale (idle longer than its timeout). */
 static __always_inline int ct_stale(const struct mesh_config *cfg, const struct mesh_ct *ct, __u8 proto, __u64 now)
 {

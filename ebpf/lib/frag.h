@@ -49,9 +49,17 @@ static __always_inline int frag_flow(const struct pkt *p, __u8 kind, struct mesh
 	v = bpf_map_lookup_elem(&mesh_frags, &key);
 	if (!v || bpf_ktime_get_ns() - v->last_seen > FRAG_TIMEOUT_NS)
 		return 0;
+	/* A return entry (clientip.h) has no backend of this node's. */
+	if (kind == MESH_CT_INGRESS_RETURN) {
+		*out = *v;
+		return 1;
+	}
 	id = v->backend_id;
 	be = bpf_map_lookup_elem(&mesh_backends, &id);
-	if (!be || !(be->flags & MESH_BE_VALID) || be->addr != (forward ? v->daddr : p->saddr))
+	/* A task's answer to a published port's client may come from its address on another
+	 * network (an unbound UDP socket, clientip.h): only the backend's validity counts there. */
+	if (!be || !(be->flags & MESH_BE_VALID) ||
+	    (kind != MESH_CT_INGRESS_REPLY && be->addr != (forward ? v->daddr : p->saddr)))
 		return 0;
 	*out = *v;
 	return 1;

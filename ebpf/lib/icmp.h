@@ -78,7 +78,12 @@ static __always_inline int icmp_flow(const struct mesh_config *cfg, const struct
 
 	ct_key_make(&key, inner->daddr, inner->dport, inner->saddr, inner->sport, inner->proto, kind);
 	ct = bpf_map_lookup_elem(&mesh_ct, &key);
-	if (!ct || !ct_alive(cfg, ct, inner->proto, bpf_ktime_get_ns(), forward ? ct->daddr : inner->daddr))
+	if (!ct)
+		return LB_PASS;
+	/* A return entry (clientip.h) has no backend of this node's: only its age counts. */
+	if (kind == MESH_CT_INGRESS_RETURN ? ct_stale(cfg, ct, inner->proto, bpf_ktime_get_ns()) :
+					     !ct_alive(cfg, ct, inner->proto, bpf_ktime_get_ns(),
+						       forward ? ct->daddr : inner->daddr))
 		return LB_PASS;
 	*out = *ct;
 	return LB_FORWARD;

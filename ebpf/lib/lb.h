@@ -52,14 +52,39 @@ static __always_inline int ct_claim_reply(const struct mesh_config *cfg, struct 
 	old = bpf_map_lookup_elem(&mesh_ct, rkey);
 	/* Taken by this same client flow (an earlier, expired entry), or by a stale flow (an
 	 * unanswered SYN, a closed connection): ours now. */
-	if (old && ((old->daddr == rev->daddr && old->dport == rev->dport) || ct_stale(cfg, old, rkey->proto, now)))
+	if (old && ((old->daddr == rev->daddr && old->dport == rev->dport && old->saddr == rev->saddr &&
+		     old->sport == rev->sport) ||
+		    ct_stale(cfg, old, rkey->proto, now)))
 		return bpf_map_update_elem(&mesh_ct, rkey, rev, BPF_ANY);
 	return -1;
 }
 
-/* A packet to a published port on the underlay address: find or make its flow. */
-static __always_inline int lb_ingress(const struct mesh_config *cfg, const struct pkt *p,
-				      __u32 ifindex, struct mesh_ct *out)
+/* Claims the SNAT reply entry of a new ingress flow (rkey->daddr = the node's ingress address):
+ * the client's port when free, else a few hashed ones. Returns 0, or -1 if none was free. */
+static __always_inline int ct_claim_snat(const struct mesh_config *cfg, struct mesh_ct_key *rkey,
+					 struct mesh_ct *rev, __u32 hash, __u64 now)
+{
+	int i;
+
+	rkey->daddr = cfg->ingress_addr;
+	if (ct_claim_reply(cfg, rkey, rev, now) == 0)
+		return 0;
+	for (i = 1; i <= SNAT_TRIES; i++) {
+		rkey->dport = bpf_htons(SNAT_LOW + (hash + i * 40503u) % SNAT_SPAN);
+		if (ct_claim_reply(cfg, rkey, rev, now) == 0)
+			return 0;
+	}
+	mesh_count_drop(MESH_DROP_SNAT_EXHAUSTED, 0);
+	return -1;
+}
+
+/* A packet to a published port on the underlay address: find or make its flow. The client's
+ * address and port are kept (lib/clientip.h) unless `snat` (a task calling its own node's
+ * published port: the reply must come back through the node, not straight from the backend) or
+ * unless the reply tuple (backend -> client) is taken by another flow: then the source becomes
+ * the node's ingress address (SNAT). */
+static __always_inline int lb_ingress_flow(const struct mesh_config *cfg, const struct pkt *p,
+					   __u32 ifindex, int snat, struct mesh_ct *out)
 {
 	struct mesh_port_key pk = { .port = p->dport, .proto = p->proto };
 	struct mesh_ct_key key, rkey;
@@ -68,7 +93,6 @@ static __always_inline int lb_ingress(const struct mesh_config *cfg, const struc
 	struct mesh_ct *ct, rev = {};
 	__u64 now = bpf_ktime_get_ns();
 	__u32 hash, backend_id = 0;
-	int i;
 
 	if (p->daddr != cfg->underlay_addr)
 		return LB_PASS;
@@ -85,6 +109,8 @@ static __always_inline int lb_ingress(const struct mesh_config *cfg, const struc
 			/* Keep the reverse entry alive too (the LRU may have dropped it). */
 			ct_reply_of(&rev, p, ct->backend_id, ct->svc_id, ct->ifindex, ct->flags, now);
 			bpf_map_update_elem(&mesh_ct, &rkey, &rev, BPF_ANY);
+			if (ct->saddr == p->saddr && (ct->flags & MESH_CTF_LOCAL))
+				ct_write_any_source(&rkey, &rev);
 		}
 		*out = *ct;
 		return LB_FORWARD;
@@ -104,22 +130,16 @@ static __always_inline int lb_ingress(const struct mesh_config *cfg, const struc
 				     MESH_CTF_SYN_ONLY :
 				     0),
 		    now);
-	/* Keep the client's port when free, else a few hashed ones. */
-	ct_key_make(&rkey, be->addr, be->port, cfg->ingress_addr, p->sport, p->proto,
-		    MESH_CT_INGRESS_REPLY);
-	if (ct_claim_reply(cfg, &rkey, &rev, now)) {
-		for (i = 1; i <= SNAT_TRIES; i++) {
-			rkey.dport = bpf_htons(SNAT_LOW + (hash + i * 40503u) % SNAT_SPAN);
-			if (ct_claim_reply(cfg, &rkey, &rev, now) == 0)
-				break;
-		}
-		if (i > SNAT_TRIES) {
-			mesh_count_drop(MESH_DROP_SNAT_EXHAUSTED, 0);
+	/* The reply as the backend sends it: to the client itself, else to the SNAT source. */
+	ct_key_make(&rkey, be->addr, be->port, p->saddr, p->sport, p->proto, MESH_CT_INGRESS_REPLY);
+	if (snat || ct_claim_reply(cfg, &rkey, &rev, now)) {
+		if (ct_claim_snat(cfg, &rkey, &rev, hash, now))
 			return LB_REJECT;
-		}
+	} else if (rev.flags & MESH_CTF_LOCAL) {
+		ct_write_any_source(&rkey, &rev);
 	}
 
-	out->saddr = cfg->ingress_addr;
+	out->saddr = rkey.daddr;
 	out->daddr = be->addr;
 	out->sport = rkey.dport;
 	out->dport = be->port;
@@ -135,6 +155,13 @@ static __always_inline int lb_ingress(const struct mesh_config *cfg, const struc
 		mesh_count_drop(MESH_DROP_CT_FULL, 0);
 	mesh_count(fe->svc_id, 0, 1);
 	return LB_FORWARD;
+}
+
+/* A client's packet to a published port: its flow, the client's address kept. */
+static __always_inline int lb_ingress(const struct mesh_config *cfg, const struct pkt *p,
+				      __u32 ifindex, struct mesh_ct *out)
+{
+	return lb_ingress_flow(cfg, p, ifindex, 0, out);
 }
 
 /* A packet from a task (on network vni) to a VIP: find or make its flow. Ports are kept.

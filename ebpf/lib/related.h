@@ -1,7 +1,9 @@
 /* related.h: packets that belong to a translated flow without being parsed as one of its
  * packets (netfilter's "related"): ICMP errors about the flow (PARSE_ICMP, icmp.h) and the later
  * fragments of its datagrams (PARSE_FRAG, frag.h). Each program asks for the flow kind it
- * translates; the caller then delivers the packet as it delivers the flow's own. */
+ * translates; the caller then delivers the packet as it delivers the flow's own. A return entry
+ * (MESH_CT_INGRESS_RETURN, clientip.h) is followed the same way: icmp_flow and frag_flow check
+ * only its age (it has no backend of the node's). */
 #ifndef MESH_RELATED_H
 #define MESH_RELATED_H
 

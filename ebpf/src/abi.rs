@@ -30,6 +30,8 @@ pub const MESH_CT_INGRESS: u8 = 1;
 pub const MESH_CT_INGRESS_REPLY: u8 = 2;
 pub const MESH_CT_VIP: u8 = 3;
 pub const MESH_CT_VIP_REPLY: u8 = 4;
+/// On a backend's node: task -> client of another node's published port (no SNAT).
+pub const MESH_CT_INGRESS_RETURN: u8 = 5;
 pub const MESH_CTF_LOCAL: u32 = 1;
 pub const MESH_CTF_HAIRPIN: u32 = 2;
 /// Cluster nodes' underlay addresses (`mesh_nodes`).
@@ -371,6 +373,7 @@ pub fn layout() -> Vec<LayoutRow> {
         MESH_CT_INGRESS_REPLY,
         MESH_CT_VIP,
         MESH_CT_VIP_REPLY,
+        MESH_CT_INGRESS_RETURN,
         MESH_CTF_LOCAL,
         MESH_CTF_HAIRPIN,
         MESH_MAX_NODES,

@@ -6,8 +6,8 @@
 use std::net::Ipv4Addr;
 
 use super::{
-    BRIDGE_MAC, CALLER, CALLER_MAC, CLIENT, CLIENT_MAC, Expect, NODE, NODE_INGRESS, Row,
-    TASK_A_NET, TASK_A_NET_MAC, TASK_B, TASK_B_MAC, TASK_C, TASK_C_MAC, TC_ACT_OK, TC_ACT_REDIRECT,
+    BRIDGE_MAC, CALLER, CALLER_MAC, CLIENT, CLIENT_MAC, Expect, NODE, Row, TASK_A_NET,
+    TASK_A_NET_MAC, TASK_B, TASK_B_MAC, TASK_C, TASK_C_MAC, TC_ACT_OK, TC_ACT_REDIRECT,
     UNDERLAY_MAC, VETH_MAC, VIP, XDP_PASS, XDP_TX, check_root, eth, fold, harness, in_fresh_netns,
     ipv4, run_rows, sum16, truncations, udp, vxlan, vxlan_out,
 };
@@ -69,7 +69,7 @@ fn tc_programs_send_later_fragments_where_the_first_went() {
         let mut h = harness("tc-frag", false);
         let from_client = |f: &[u8]| eth(UNDERLAY_MAC, CLIENT_MAC, 0x0800, f);
         let query = datagram(CLIENT, NODE, 41000, 5353, 592);
-        let at_task = datagram(NODE_INGRESS, TASK_B, 41000, 53, 592);
+        let at_task = datagram(CLIENT, TASK_B, 41000, 53, 592);
         let mut rows = Vec::new();
         three_fragments(
             &[
@@ -79,7 +79,7 @@ fn tc_programs_send_later_fragments_where_the_first_went() {
             ],
             0x4001,
             (CLIENT, NODE, &query),
-            (NODE_INGRESS, TASK_B, &at_task),
+            (CLIENT, TASK_B, &at_task),
             from_client,
             |f| eth(TASK_B_MAC, BRIDGE_MAC, 0x0800, f),
             TC_ACT_REDIRECT,
@@ -105,8 +105,9 @@ fn tc_programs_send_later_fragments_where_the_first_went() {
             &[TC_ACT_OK],
         );
 
-        // The answer, 600 bytes in three fragments, back to the client.
-        let answer = datagram(TASK_B, NODE_INGRESS, 53, 41000, 592);
+        // The answer, 600 bytes in three fragments, leaves the local task by its default route
+        // (tc_task_in), back to the client.
+        let answer = datagram(TASK_B, CLIENT, 53, 41000, 592);
         let at_client = datagram(NODE, CLIENT, 5353, 41000, 592);
         let mut rows = Vec::new();
         three_fragments(
@@ -116,14 +117,14 @@ fn tc_programs_send_later_fragments_where_the_first_went() {
                 "the last fragment of the reply follows it",
             ],
             0x5001,
-            (TASK_B, NODE_INGRESS, &answer),
+            (TASK_B, CLIENT, &answer),
             (NODE, CLIENT, &at_client),
-            |f| eth(BRIDGE_MAC, TASK_B_MAC, 0x0800, f),
+            |f| eth(VETH_MAC, TASK_B_MAC, 0x0800, f),
             |f| eth(CLIENT_MAC, UNDERLAY_MAC, 0x0800, f),
             TC_ACT_REDIRECT,
             &mut rows,
         );
-        run_rows(&mut h, "tc_bridge_in", rows);
+        run_rows(&mut h, "tc_task_in", rows);
 
         // A VIP flow: the task's datagram to VIP:5000 and the backend's reply.
         let to_vip = datagram(CALLER, VIP, 33100, 5000, 592);
@@ -185,7 +186,7 @@ fn xdp_mesh_sends_later_fragments_where_the_first_went() {
         let mut h = harness("xdp-frag", true);
         let from_client = |f: &[u8]| eth(UNDERLAY_MAC, CLIENT_MAC, 0x0800, f);
         let sent = datagram(CLIENT, NODE, 42000, 5514, 592);
-        let at_task = datagram(NODE_INGRESS, TASK_C, 42000, 514, 592);
+        let at_task = datagram(CLIENT, TASK_C, 42000, 514, 592);
         // Encapsulated: the outer UDP source port is a flow hash, read from the output.
         for (i, (from, to)) in CUTS.into_iter().enumerate() {
             let input = from_client(&fragment(CLIENT, NODE, 0x4101, &sent, from, to));
@@ -197,7 +198,7 @@ fn xdp_mesh_sends_later_fragments_where_the_first_went() {
                 TASK_C_MAC,
                 BRIDGE_MAC,
                 0x0800,
-                &fragment(NODE_INGRESS, TASK_C, 0x4101, &at_task, from, to),
+                &fragment(CLIENT, TASK_C, 0x4101, &at_task, from, to),
             );
             assert_eq!(
                 out,
@@ -241,7 +242,7 @@ fn xdp_mesh_sends_later_fragments_where_the_first_went() {
         run_rows(&mut h, "xdp_mesh", rows);
 
         // The remote backend's reply, fragmented inside VXLAN, back to the client.
-        let reply = datagram(TASK_C, NODE_INGRESS, 514, 42000, 592);
+        let reply = datagram(TASK_C, CLIENT, 514, 42000, 592);
         let at_client = datagram(NODE, CLIENT, 5514, 42000, 592);
         let mut rows = Vec::new();
         three_fragments(
@@ -251,7 +252,7 @@ fn xdp_mesh_sends_later_fragments_where_the_first_went() {
                 "the last fragment of the reply follows it",
             ],
             0x5101,
-            (TASK_C, NODE_INGRESS, &reply),
+            (TASK_C, CLIENT, &reply),
             (NODE, CLIENT, &at_client),
             |f| vxlan(4096, &eth(BRIDGE_MAC, TASK_C_MAC, 0x0800, f)),
             |f| eth(CLIENT_MAC, UNDERLAY_MAC, 0x0800, f),

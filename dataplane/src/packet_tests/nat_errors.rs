@@ -4,10 +4,10 @@
 use std::net::Ipv4Addr;
 
 use super::{
-    BRIDGE_MAC, CALLER, CALLER_MAC, CLIENT, CLIENT_MAC, Expect, NODE, NODE_INGRESS, Row, TASK_A,
-    TASK_A_MAC, TASK_A_NET, TASK_A_NET_MAC, TASK_B, TASK_B_MAC, TC_ACT_OK, TC_ACT_REDIRECT,
-    UNDERLAY_MAC, VETH_MAC, VIP, XDP_PASS, XDP_TX, check_root, eth, harness, icmp, in_fresh_netns,
-    ipv4, run_rows, tcp, tcp_frame, truncations, udp, vxlan, vxlan_out,
+    BRIDGE_MAC, CALLER, CALLER_MAC, CLIENT, CLIENT_MAC, Expect, NODE, Row, TASK_A, TASK_A_MAC,
+    TASK_A_NET, TASK_A_NET_MAC, TASK_B, TASK_B_MAC, TC_ACT_OK, TC_ACT_REDIRECT, UNDERLAY_MAC,
+    VETH_MAC, VIP, XDP_PASS, XDP_TX, check_root, eth, harness, icmp, in_fresh_netns, ipv4,
+    run_rows, tcp, tcp_frame, truncations, udp, vxlan, vxlan_out,
 };
 
 /// A router on the client's side of the underlay.
@@ -23,13 +23,13 @@ fn icmp_ip(src: Ipv4Addr, dst: Ipv4Addr, code: u8, rest: u32, quote: &[u8]) -> V
     ipv4(src, dst, 1, 0, &icmp(UNREACH, code, rest, quote))
 }
 
-/// The reply the backend sent in the web flow (`TASK_A:80 -> NODE_INGRESS:40000`), as it left
+/// The reply the backend sent in the web flow (`TASK_A:80 -> CLIENT:40000`: the client's address is kept), as it left
 /// the node toward the client, and as the backend sent it.
 fn web_reply(translated: bool) -> Vec<u8> {
     if translated {
         tcp(NODE, CLIENT, 8080, 40000, 7, 0x12, b"")
     } else {
-        tcp(TASK_A, NODE_INGRESS, 80, 40000, 7, 0x12, b"")
+        tcp(TASK_A, CLIENT, 80, 40000, 7, 0x12, b"")
     }
 }
 
@@ -37,7 +37,7 @@ fn web_reply(translated: bool) -> Vec<u8> {
 fn web_request(translated: bool) -> Vec<u8> {
     if translated {
         tcp(
-            NODE_INGRESS,
+            CLIENT,
             TASK_A,
             40000,
             80,
@@ -68,7 +68,7 @@ fn tc_programs_translate_icmp_errors_of_translated_flows_back() {
         let mut h = harness("tc-icmp", false);
         let dns_query = |to_task: bool| {
             if to_task {
-                udp(NODE_INGRESS, TASK_B, 41000, 53, b"query", true)
+                udp(CLIENT, TASK_B, 41000, 53, b"query", true)
             } else {
                 udp(CLIENT, NODE, 41000, 5353, b"query", true)
             }
@@ -92,7 +92,7 @@ fn tc_programs_translate_icmp_errors_of_translated_flows_back() {
         let unknown_reply = tcp(NODE, CLIENT, 8080, 40999, 7, 0x12, b"");
         let rows = vec![
             Row {
-                what: "fragmentation needed from the client's path, about a reply, goes to the backend about what it sent, from the node's ingress address",
+                what: "fragmentation needed from the client's path, about a reply, goes to the backend about what it sent, from the client's address (the only peer it knows)",
                 input: eth(
                     UNDERLAY_MAC,
                     CLIENT_MAC,
@@ -104,7 +104,7 @@ fn tc_programs_translate_icmp_errors_of_translated_flows_back() {
                     TASK_A_MAC,
                     BRIDGE_MAC,
                     0x0800,
-                    &icmp_ip(NODE_INGRESS, TASK_A, FRAG_NEEDED, 1400, &web_reply(false)),
+                    &icmp_ip(CLIENT, TASK_A, FRAG_NEEDED, 1400, &web_reply(false)),
                 )),
             },
             Row {
@@ -120,13 +120,7 @@ fn tc_programs_translate_icmp_errors_of_translated_flows_back() {
                     TASK_A_MAC,
                     BRIDGE_MAC,
                     0x0800,
-                    &icmp_ip(
-                        NODE_INGRESS,
-                        TASK_A,
-                        HOST_UNREACH,
-                        0,
-                        &web_reply(false)[..28],
-                    ),
+                    &icmp_ip(CLIENT, TASK_A, HOST_UNREACH, 0, &web_reply(false)[..28]),
                 )),
             },
             Row {
@@ -149,11 +143,11 @@ fn tc_programs_translate_icmp_errors_of_translated_flows_back() {
                     BRIDGE_MAC,
                     0x0800,
                     &icmp_ip(
-                        NODE_INGRESS,
+                        CLIENT,
                         TASK_B,
                         PORT_UNREACH,
                         0,
-                        &udp(TASK_B, NODE_INGRESS, 53, 41000, b"answer", true),
+                        &udp(TASK_B, CLIENT, 53, 41000, b"answer", true),
                     ),
                 )),
             },
@@ -193,6 +187,25 @@ fn tc_programs_translate_icmp_errors_of_translated_flows_back() {
             &[TC_ACT_OK],
         );
 
+        // A local backend's errors leave it by its default route, into tc_task_in.
+        let rows = vec![Row {
+            what: "port unreachable from a local backend, about a query, reaches the client about what it sent, from the published address",
+            input: eth(
+                VETH_MAC,
+                TASK_B_MAC,
+                0x0800,
+                &icmp_ip(TASK_B, CLIENT, PORT_UNREACH, 0, &dns_query(true)),
+            ),
+            verdict: TC_ACT_REDIRECT,
+            expect: Expect::Exactly(eth(
+                CLIENT_MAC,
+                UNDERLAY_MAC,
+                0x0800,
+                &icmp_ip(NODE, CLIENT, PORT_UNREACH, 0, &dns_query(false)),
+            )),
+        }];
+        run_rows(&mut h, "tc_task_in", rows);
+        // A remote backend's come out of the ingress VXLAN device.
         let rows = vec![
             Row {
                 what: "port unreachable from the backend, about a query, reaches the client about what it sent, from the published address",
@@ -200,7 +213,7 @@ fn tc_programs_translate_icmp_errors_of_translated_flows_back() {
                     BRIDGE_MAC,
                     TASK_B_MAC,
                     0x0800,
-                    &icmp_ip(TASK_B, NODE_INGRESS, PORT_UNREACH, 0, &dns_query(true)),
+                    &icmp_ip(TASK_B, CLIENT, PORT_UNREACH, 0, &dns_query(true)),
                 ),
                 verdict: TC_ACT_REDIRECT,
                 expect: Expect::Exactly(eth(
@@ -216,7 +229,7 @@ fn tc_programs_translate_icmp_errors_of_translated_flows_back() {
                     BRIDGE_MAC,
                     TASK_A_MAC,
                     0x0800,
-                    &icmp_ip(TASK_A, NODE_INGRESS, FRAG_NEEDED, 1450, &web_request(true)),
+                    &icmp_ip(TASK_A, CLIENT, FRAG_NEEDED, 1450, &web_request(true)),
                 ),
                 verdict: TC_ACT_REDIRECT,
                 expect: Expect::Exactly(eth(
@@ -232,7 +245,7 @@ fn tc_programs_translate_icmp_errors_of_translated_flows_back() {
                     BRIDGE_MAC,
                     TASK_A_MAC,
                     0x0800,
-                    &icmp_ip(TASK_A, NODE_INGRESS, HOST_UNREACH, 0, &web_request(true)),
+                    &icmp_ip(TASK_A, CLIENT, HOST_UNREACH, 0, &web_request(true)),
                 ),
                 verdict: TC_ACT_REDIRECT,
                 expect: Expect::Exactly(eth(
@@ -388,7 +401,7 @@ fn xdp_mesh_translates_icmp_errors_of_published_flows_back() {
             TASK_A_MAC,
             BRIDGE_MAC,
             0x0800,
-            &icmp_ip(NODE_INGRESS, TASK_A, FRAG_NEEDED, 1400, &web_reply(false)),
+            &icmp_ip(CLIENT, TASK_A, FRAG_NEEDED, 1400, &web_reply(false)),
         );
         assert_eq!(
             out,
@@ -423,7 +436,7 @@ fn xdp_mesh_translates_icmp_errors_of_published_flows_back() {
                         BRIDGE_MAC,
                         TASK_A_MAC,
                         0x0800,
-                        &icmp_ip(TASK_A, NODE_INGRESS, PORT_UNREACH, 0, &web_request(true)),
+                        &icmp_ip(TASK_A, CLIENT, PORT_UNREACH, 0, &web_request(true)),
                     ),
                 ),
                 verdict: XDP_TX,
@@ -442,7 +455,7 @@ fn xdp_mesh_translates_icmp_errors_of_published_flows_back() {
                         BRIDGE_MAC,
                         TASK_A_MAC,
                         0x0800,
-                        &icmp_ip(TASK_A, NODE_INGRESS, HOST_UNREACH, 0, &web_request(true)),
+                        &icmp_ip(TASK_A, CLIENT, HOST_UNREACH, 0, &web_request(true)),
                     ),
                 ),
                 verdict: XDP_TX,
@@ -463,10 +476,10 @@ fn xdp_mesh_translates_icmp_errors_of_published_flows_back() {
                         0x0800,
                         &icmp_ip(
                             TASK_A,
-                            NODE_INGRESS,
+                            CLIENT,
                             PORT_UNREACH,
                             0,
-                            &tcp(NODE_INGRESS, TASK_A, 40999, 80, 1, 0x10, b""),
+                            &tcp(CLIENT, TASK_A, 40999, 80, 1, 0x10, b""),
                         ),
                     ),
                 ),
