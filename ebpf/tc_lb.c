@@ -24,6 +24,7 @@
 #include "lib/lb.h"
 #include "lib/related.h"
 #include "lib/vxlan_guard.h"
+#include "lib/native.h"
 
 #define L4_PULL_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
 
@@ -88,6 +89,9 @@ int tc_underlay_in(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (vxlan_from_stranger(skb, cfg))
 		return TC_ACT_SHOT;
+	lb = native_to_task(skb);
+	if (lb != NATIVE_PASS)
+		return lb;
 	if (!cfg->ingress_bridge_ifindex)
 		return TC_ACT_OK;
 	ctx_pull(skb, L4_PULL_LEN);
@@ -206,6 +210,9 @@ int tc_task_in(struct __sk_buff *skb)
 	ifc = bpf_map_lookup_elem(&mesh_ifaces, &ifindex);
 	if (!ifc)
 		return TC_ACT_OK;
+	lb = native_from_task(skb, cfg, ifc->vni);
+	if (lb != NATIVE_PASS)
+		return lb;
 	ctx_pull(skb, L4_PULL_LEN);
 	parsed = parse_pkt(skb, 0, &p);
 	switch (parsed) {
@@ -248,7 +255,9 @@ int tc_task_in(struct __sk_buff *skb)
 	    bpf_skb_store_bytes(skb, 0, ct.dmac, ETH_ALEN, 0))
 		return TC_ACT_SHOT;
 	mesh_count(ct.svc_id, skb->len, 0);
-	return TC_ACT_OK;
+	/* A backend on another node of a native network: straight out of the underlay. */
+	lb = native_from_task(skb, cfg, ifc->vni);
+	return lb == NATIVE_PASS ? TC_ACT_OK : lb;
 }
 
 SEC("classifier")
