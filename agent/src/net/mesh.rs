@@ -35,8 +35,11 @@ use tokio::task::JoinHandle;
 
 use super::view::NetView;
 use super::{NodeNetworking, interface_of, remote_endpoints};
+
+mod native;
 use mesh_api::ServiceCounters;
 use mesh_api::status::{Histogram, MapFill, MeshStatus, ServiceSample};
+pub use native::{desired_native, native_peers, native_vnis};
 
 /// How often counters are read (and attachments checked).
 const TICK: Duration = Duration::from_secs(1);
@@ -302,6 +305,8 @@ struct Runtime {
     programming: Histogram,
     /// Packets the programs dropped, by reason, as last read (`status`).
     drops: BTreeMap<String, u64>,
+    /// Native routing's table (`native`).
+    native: native::NativeState,
 }
 
 async fn run(net: NodeNetworking, settings: MeshSettings) {
@@ -319,6 +324,7 @@ async fn run(net: NodeNetworking, settings: MeshSettings) {
         last_warning: None,
         programming: Histogram::default(),
         drops: BTreeMap::new(),
+        native: native::NativeState::default(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -385,6 +391,7 @@ impl Runtime {
         self.attached.clear();
         self.applied = None;
         self.nodes_applied = None;
+        self.native.forget();
         self.stale_cleared = false;
     }
 
@@ -423,6 +430,7 @@ impl Runtime {
             }
             self.apply(view).await;
             self.apply_cluster_nodes(view).await;
+            self.apply_native(view).await;
         }
     }
 
@@ -916,6 +924,64 @@ mod tests {
         );
         v.gossip = g;
         v
+    }
+
+    /// Native routing's table: nothing while every network is VXLAN; with `front` native, its
+    /// local task (by its veth) and its remote addresses (n2's task, n2's and n3's node
+    /// addresses), DIRECT only behind an on-link node; never `ingress`, even when native; a
+    /// dead node's addresses leave with it.
+    #[test]
+    fn native_table_of_native_networks() {
+        use mesh_cluster::net::ROUTING_OPTION;
+        use mesh_dataplane::{NativeAddr, NativePlace};
+        use mesh_overlay::plan::NextHop;
+        let mut v = view();
+        let ifindexes = BTreeMap::from([("mvt10".to_owned(), 7), ("mvt11".to_owned(), 8)]);
+        let hops = BTreeMap::from([
+            (ip("198.18.0.12"), NextHop::OnLink),
+            (ip("198.18.0.13"), NextHop::Via(ip("198.18.0.1"))),
+        ]);
+        assert!(desired_native(&v, &ifindexes, &hops).is_empty());
+        for n in v.networks.values_mut() {
+            n.spec
+                .options
+                .insert(ROUTING_OPTION.into(), "native".into());
+        }
+        assert_eq!(
+            native_peers(&v),
+            [ip("198.18.0.12"), ip("198.18.0.13")].into()
+        );
+        let table = desired_native(&v, &ifindexes, &hops);
+        let remote = |node: &str, direct| NativeAddr {
+            vni: FRONT,
+            place: NativePlace::Remote {
+                node: ip(node),
+                direct,
+            },
+        };
+        assert_eq!(
+            table,
+            BTreeMap::from([
+                (ip("10.0.1.2"), remote("198.18.0.12", true)),
+                (ip("10.0.1.3"), remote("198.18.0.13", false)),
+                (
+                    ip("10.0.1.11"),
+                    NativeAddr {
+                        vni: FRONT,
+                        place: NativePlace::Local {
+                            ifindex: 7,
+                            mac: Mac::from_ipv4(ip("10.0.1.11")).octets(),
+                            gateway_mac: Mac::from_ipv4(ip("10.0.1.1")).octets(),
+                        },
+                    }
+                ),
+                (ip("10.0.1.12"), remote("198.18.0.12", true)),
+            ])
+        );
+        v.gossip.live.remove("n2");
+        let table = desired_native(&v, &ifindexes, &hops);
+        assert!(!table.contains_key(&ip("10.0.1.12")), "{table:?}");
+        assert!(!table.contains_key(&ip("10.0.1.2")), "{table:?}");
     }
 
     fn task_ids(s: &Service) -> Vec<(String, bool, Ipv4Addr)> {

@@ -174,6 +174,19 @@ impl Overlay {
         Ok(names)
     }
 
+    /// How each of `peers` (other nodes' underlay addresses) is reached from this node, by
+    /// the main routing table (native routing needs them on-link).
+    pub async fn next_hops(
+        &self,
+        peers: &std::collections::BTreeSet<Ipv4Addr>,
+    ) -> Result<std::collections::BTreeMap<Ipv4Addr, crate::plan::NextHop>> {
+        let routes = self.nl.main_routes().await?;
+        Ok(peers
+            .iter()
+            .map(|p| (*p, crate::plan::next_hop(*p, &routes)))
+            .collect())
+    }
+
     /// The MTU of interface `ifname` (the underlay); [`crate::overlay_mtu`] gives the network's.
     pub async fn underlay_mtu(&self, ifname: &str) -> Result<u32> {
         self.nl

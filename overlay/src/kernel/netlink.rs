@@ -177,6 +177,51 @@ impl Netlink {
     }
 }
 
+impl Netlink {
+    /// The unicast IPv4 routes of the main table (native routing's next hops to other nodes).
+    pub(super) async fn main_routes(&self) -> Result<Vec<crate::plan::Ipv4Route>> {
+        use rtnetlink::packet_route::route::RouteType;
+        let _dump = self.dumps.lock().await;
+        let routes: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(OverlayError::netlink(format!(
+                "listing routes in {}",
+                self.place
+            )))?;
+        Ok(routes
+            .iter()
+            .filter(|r| {
+                r.header.address_family == AddressFamily::Inet
+                    && r.header.kind == RouteType::Unicast
+                    && (r.header.table == RouteHeader::RT_TABLE_MAIN
+                        || r.attributes.iter().any(|a| {
+                            matches!(a, RouteAttribute::Table(t) if *t == u32::from(RouteHeader::RT_TABLE_MAIN))
+                        }))
+            })
+            .map(|r| crate::plan::Ipv4Route {
+                dst: r
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
+                        _ => None,
+                    })
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED),
+                prefix_len: r.header.destination_prefix_length,
+                gateway: r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Gateway(RouteAddress::Inet(gw)) => Some(*gw),
+                    _ => None,
+                }),
+            })
+            .collect())
+    }
+}
+
 pub(super) fn require_runtime() -> Result<()> {
     tokio::runtime::Handle::try_current()
         .map(|_| ())
