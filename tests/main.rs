@@ -20,6 +20,7 @@ mod gossip;
 mod health;
 mod lab;
 mod mesh;
+mod native;
 mod metrics;
 mod networks;
 mod overlay;
