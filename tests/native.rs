@@ -152,7 +152,7 @@ fn native_networks_route_tasks_unencapsulated() {
 #[test]
 fn native_networks_by_default_route_tasks_unencapsulated_xdp() {
     let lab = Lab::up_with(
-        "nativexdp",
+        "natxdp",
         235,
         2,
         1,
@@ -165,6 +165,6 @@ fn native_networks_by_default_route_tasks_unencapsulated_xdp() {
 
 #[test]
 fn native_networks_drop_a_dead_nodes_entries_at_once() {
-    let lab = Lab::up("nativekill", 236, 3, 1);
+    let lab = Lab::up("natkill", 236, 3, 1);
     drop_a_dead_nodes_entries(&lab, "--opt routing=native");
 }
