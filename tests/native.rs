@@ -9,9 +9,7 @@ use std::fs;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::networks::{
-    SERVER, drop_a_dead_nodes_entries, inspect_json, one_task_on, pings, tcp,
-};
+use crate::networks::{SERVER, drop_a_dead_nodes_entries, inspect_json, one_task_on, pings, tcp};
 use crate::support::{Lab, eventually, fails, ok, words};
 
 /// tcpdump on a node's underlay of VXLAN and of plain overlay packets (10.0.0.0/8), killed (and
@@ -57,11 +55,7 @@ impl Drop for UnderlayCapture {
 /// Two nodes; `front` and `back` native (by `create_opts`, or by the swarm's default when it is
 /// empty): tasks of front on both nodes talk without encapsulation, iso on back reaches none.
 fn native_networks_body(lab: &Lab, create_opts: &str) {
-    let err = fails(
-        lab,
-        "n1",
-        &words("network create --opt routing=geneve bad"),
-    );
+    let err = fails(lab, "n1", &words("network create --opt routing=geneve bad"));
     assert!(
         err.contains("invalid routing \"geneve\": expected native or vxlan"),
         "{err}"

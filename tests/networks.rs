@@ -712,8 +712,7 @@ pub(crate) fn drop_a_dead_nodes_entries(lab: &Lab, create_opts: &str) {
     let mut left = vec!["n1", "n2"];
     while !left.is_empty() {
         left.retain(|m| {
-            let gone =
-                behind_n3(m).is_empty() && !vxlan_neighbours(lab, m, vni).contains(&t3.addr);
+            let gone = behind_n3(m).is_empty() && !vxlan_neighbours(lab, m, vni).contains(&t3.addr);
             if gone {
                 eprintln!(
                     "networks: {m} dropped the killed node's entries {:?} after the kill",
