@@ -9,6 +9,7 @@ use std::fs;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::mesh::publishes_tcp_and_udp;
 use crate::networks::{SERVER, drop_a_dead_nodes_entries, inspect_json, one_task_on, pings, tcp};
 use crate::support::{Lab, eventually, fails, ok, words};
 
@@ -142,23 +143,33 @@ fn native_networks_route_tasks_unencapsulated() {
     native_networks_body(&lab, "--opt routing=native");
 }
 
-/// The same in xdp mode, with native routing the swarm's default (`ingress` too).
+/// The same in xdp mode, with native routing the swarm's default (`ingress` too; the routing
+/// mesh still crosses to remote backends over VXLAN there), on three nodes; then the routing
+/// mesh's published TCP and UDP through every node.
 #[test]
 fn native_networks_by_default_route_tasks_unencapsulated_xdp() {
     let lab = Lab::up_with(
         "natxdp",
         235,
-        2,
+        3,
         1,
         &["--datapath", "xdp", "--default-routing", "native"],
     );
     let options = inspect_json(&lab, "network", "ingress", ".Options");
     assert_eq!(options["routing"], "native", "{options}");
     native_networks_body(&lab, "");
+    ok(&lab, "n1", &words("service rm web iso"));
+    publishes_tcp_and_udp(&lab);
 }
 
+/// tc, native by default: the routing mesh's published TCP and UDP through every node, then a
+/// killed node's entries leaving a native network at once (`tests/networks.rs`'s body).
 #[test]
 fn native_networks_drop_a_dead_nodes_entries_at_once() {
-    let lab = Lab::up("natkill", 236, 3, 1);
-    drop_a_dead_nodes_entries(&lab, "--opt routing=native");
+    let lab = Lab::up_with("natkill", 236, 3, 1, &["--default-routing", "native"]);
+    publishes_tcp_and_udp(&lab);
+    ok(&lab, "n1", &words("service rm web echo"));
+    drop_a_dead_nodes_entries(&lab, "");
+    let options = inspect_json(&lab, "network", "front", ".Options");
+    assert_eq!(options["routing"], "native", "{options}");
 }
