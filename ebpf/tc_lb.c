@@ -82,6 +82,7 @@ int tc_underlay_in(struct __sk_buff *skb)
 {
 	struct mesh_config *cfg = mesh_cfg();
 	struct mesh_ct ct;
+	__be32 native;
 	struct pkt p;
 	int parsed, lb;
 
@@ -104,6 +105,12 @@ int tc_underlay_in(struct __sk_buff *skb)
 			return RELATED_NOT_FORWARDED(lb);
 		return related_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
 	}
+	/* Native ingress: a backend's reply routed to this node's ingress address. */
+	if (p.daddr == cfg->ingress_addr && lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) == LB_FORWARD) {
+		if (p.frag)
+			frag_record(&p, MESH_CT_INGRESS_REPLY, &ct);
+		return redirect_translated(skb, &p, &ct, cfg->underlay_mac, ct.ifindex);
+	}
 	switch (lb_ingress(cfg, &p, skb->ifindex, &ct)) {
 	case LB_PASS:
 		return TC_ACT_OK;
@@ -113,6 +120,13 @@ int tc_underlay_in(struct __sk_buff *skb)
 	}
 	if (p.frag)
 		frag_record(&p, MESH_CT_INGRESS, &ct);
+	/* Native ingress: a remote backend's node is sent the packet as it is once translated. */
+	native = ct.flags & MESH_CTF_LOCAL ? 0 : native_node(cfg->ingress_vni, ct.daddr);
+	if (native) {
+		/* Translated as for any backend; the neighbour redirect then replaces the plain one. */
+		lb = redirect_translated(skb, &p, &ct, cfg->bridge_mac, cfg->underlay_ifindex);
+		return lb == TC_ACT_SHOT ? lb : native_redirect(cfg, native);
+	}
 	return redirect_translated(skb, &p, &ct, cfg->bridge_mac, underlay_target(cfg, &ct));
 }
 

@@ -143,9 +143,9 @@ fn native_networks_route_tasks_unencapsulated() {
     native_networks_body(&lab, "--opt routing=native");
 }
 
-/// The same in xdp mode, with native routing the swarm's default (`ingress` too; the routing
-/// mesh still crosses to remote backends over VXLAN there), on three nodes; then the routing
-/// mesh's published TCP and UDP through every node.
+/// The same in xdp mode, with native routing the swarm's default (`ingress` too: XDP still
+/// encapsulates a flow to a remote backend, whose replies come back unencapsulated), on three
+/// nodes; then the routing mesh's published TCP and UDP through every node.
 #[test]
 fn native_networks_by_default_route_tasks_unencapsulated_xdp() {
     let lab = Lab::up_with(
@@ -162,12 +162,24 @@ fn native_networks_by_default_route_tasks_unencapsulated_xdp() {
     publishes_tcp_and_udp(&lab);
 }
 
-/// tc, native by default: the routing mesh's published TCP and UDP through every node, then a
-/// killed node's entries leaving a native network at once (`tests/networks.rs`'s body).
+/// tc, native by default: the routing mesh's published TCP and UDP through every node, with no
+/// VXLAN on the underlay (flows to remote backends and their replies cross unencapsulated), then
+/// a killed node's entries leaving a native network at once (`tests/networks.rs`'s body).
 #[test]
 fn native_networks_drop_a_dead_nodes_entries_at_once() {
     let lab = Lab::up_with("natkill", 236, 3, 1, &["--default-routing", "native"]);
+    let capture = UnderlayCapture::start(&lab, "n1");
     publishes_tcp_and_udp(&lab);
+    let captured = capture.stop();
+    assert!(
+        !captured.lines().any(|l| l.contains("VXLAN")),
+        "VXLAN on n1's underlay with a native ingress:\n{captured}"
+    );
+    let plain = captured
+        .lines()
+        .filter(|l| l.contains(" > 10.255."))
+        .count();
+    eprintln!("native: {plain} unencapsulated ingress packets on n1's underlay, no VXLAN");
     ok(&lab, "n1", &words("service rm web echo"));
     drop_a_dead_nodes_entries(&lab, "");
     let options = inspect_json(&lab, "network", "front", ".Options");

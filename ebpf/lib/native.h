@@ -11,6 +11,11 @@
  *    the underlay for a local task is handed to the task's veth only if its source is a remote
  *    address of the same network; anything else for a local task is dropped, so a task on one
  *    network cannot reach a task on another, and no stranger on the underlay reaches a task.
+ * The routing mesh on a natively routed `ingress` (its addresses are in the table then): a flow
+ * to a remote backend is sent to the backend's node as it is once translated (native_node,
+ * native_redirect in tc_underlay_in), and the backend's replies, which its node routes
+ * natively to this node's ingress address, are taken on the underlay by tc_underlay_in as
+ * tc_bridge_in takes them from the bridge.
  * Everything else gets NATIVE_PASS and goes on as before (the VXLAN path). tc only: the
  * programs run on skbs (GSO packets are redirected whole). */
 #ifndef MESH_NATIVE_H
@@ -63,6 +68,24 @@ static __always_inline int native_from_task(struct __sk_buff *skb, const struct 
 	if (!n || n->vni != vni || !(n->flags & MESH_NATIVE_DIRECT))
 		return NATIVE_PASS;
 	nh.ipv4_nh = n->node;
+	return bpf_redirect_neigh(cfg->underlay_ifindex, &nh, sizeof(nh), 0);
+}
+
+/* The node of daddr if it is a DIRECT address of network vni (reached unencapsulated), else 0. */
+static __always_inline __be32 native_node(__u32 vni, __be32 daddr)
+{
+	struct mesh_native *n = bpf_map_lookup_elem(&mesh_native, &daddr);
+
+	if (!n || n->vni != vni || !(n->flags & MESH_NATIVE_DIRECT))
+		return 0;
+	return n->node;
+}
+
+/* Sends skb out of the underlay to node (L2 from the node's neighbour entry). */
+static __always_inline int native_redirect(const struct mesh_config *cfg, __be32 node)
+{
+	struct bpf_redir_neigh nh = { .nh_family = AF_INET, .ipv4_nh = node };
+
 	return bpf_redirect_neigh(cfg->underlay_ifindex, &nh, sizeof(nh), 0);
 }
 

@@ -928,8 +928,8 @@ mod tests {
 
     /// Native routing's table: nothing while every network is VXLAN; with `front` native, its
     /// local task (by its veth) and its remote addresses (n2's task, n2's and n3's node
-    /// addresses), DIRECT only behind an on-link node; never `ingress`, even when native; a
-    /// dead node's addresses leave with it.
+    /// addresses), DIRECT only behind an on-link node; `ingress` too once it is native; a dead
+    /// node's addresses leave with it.
     #[test]
     fn native_table_of_native_networks() {
         use mesh_cluster::net::ROUTING_OPTION;
@@ -942,11 +942,15 @@ mod tests {
             (ip("198.18.0.13"), NextHop::Via(ip("198.18.0.1"))),
         ]);
         assert!(desired_native(&v, &ifindexes, &hops).is_empty());
-        for n in v.networks.values_mut() {
-            n.spec
+        let native = |v: &mut NetView, id: &str| {
+            v.networks
+                .get_mut(&Id::from(id))
+                .unwrap()
+                .spec
                 .options
                 .insert(ROUTING_OPTION.into(), "native".into());
-        }
+        };
+        native(&mut v, "front");
         assert_eq!(
             native_peers(&v),
             [ip("198.18.0.12"), ip("198.18.0.13")].into()
@@ -977,6 +981,25 @@ mod tests {
                 ),
                 (ip("10.0.1.12"), remote("198.18.0.12", true)),
             ])
+        );
+        native(&mut v, "ingress");
+        let table = desired_native(&v, &ifindexes, &hops);
+        assert!(
+            matches!(
+                table[&ip("10.255.1.11")].place,
+                NativePlace::Local { ifindex: 8, .. }
+            ),
+            "{table:?}"
+        );
+        assert_eq!(
+            table[&ip("10.255.1.12")],
+            NativeAddr {
+                vni: INGRESS_VNI,
+                place: NativePlace::Remote {
+                    node: ip("198.18.0.12"),
+                    direct: true
+                }
+            }
         );
         v.gossip.live.remove("n2");
         let table = desired_native(&v, &ifindexes, &hops);

@@ -7,8 +7,9 @@
 //! on-link by this node's main routing table; otherwise its packets keep the network's VXLAN
 //! device, which every network keeps as that fallback, and the fallback is logged.
 //!
-//! `ingress` stays on VXLAN even when routed natively: the routing mesh's own paths (to a
-//! remote backend, its replies) still go through the ingress VXLAN device.
+//! `ingress` routed natively (`swarm init --default-routing native`) is in the table like any
+//! network: tc sends a published-port flow to a remote backend's node unencapsulated, and the
+//! backend's replies come back the same way (`ebpf/lib/native.h`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -22,14 +23,14 @@ use super::{MeshInterface, Runtime};
 use crate::net::remote_endpoints;
 use crate::net::view::NetView;
 
-/// The VNIs of this node's devices whose networks are routed natively, `ingress` left out.
+/// The VNIs of this node's devices whose networks are routed natively.
 pub fn native_vnis(view: &NetView) -> BTreeSet<u32> {
     view.devices
         .keys()
         .copied()
         .filter(|vni| {
             view.network_by_vni(*vni)
-                .is_some_and(|n| !n.spec.ingress && network_routing(n) == Routing::Native)
+                .is_some_and(|n| network_routing(n) == Routing::Native)
         })
         .collect()
 }
