@@ -143,9 +143,8 @@ fn native_networks_route_tasks_unencapsulated() {
     native_networks_body(&lab, "--opt routing=native");
 }
 
-/// The same in xdp mode, with native routing the swarm's default (`ingress` too: XDP still
-/// encapsulates a flow to a remote backend, whose replies come back unencapsulated), on three
-/// nodes; then the routing mesh's published TCP and UDP through every node.
+/// The same in xdp mode, with native routing the swarm's default (`ingress` too), on three
+/// nodes; then the routing mesh's published TCP and UDP through every node, without VXLAN.
 #[test]
 fn native_networks_by_default_route_tasks_unencapsulated_xdp() {
     let lab = Lab::up_with(
@@ -159,17 +158,14 @@ fn native_networks_by_default_route_tasks_unencapsulated_xdp() {
     assert_eq!(options["routing"], "native", "{options}");
     native_networks_body(&lab, "");
     ok(&lab, "n1", &words("service rm web iso"));
-    publishes_tcp_and_udp(&lab);
+    published_without_vxlan(&lab);
 }
 
-/// tc, native by default: the routing mesh's published TCP and UDP through every node, with no
-/// VXLAN on the underlay (flows to remote backends and their replies cross unencapsulated), then
-/// a killed node's entries leaving a native network at once (`tests/networks.rs`'s body).
-#[test]
-fn native_networks_drop_a_dead_nodes_entries_at_once() {
-    let lab = Lab::up_with("natkill", 236, 3, 1, &["--default-routing", "native"]);
-    let capture = UnderlayCapture::start(&lab, "n1");
-    publishes_tcp_and_udp(&lab);
+/// The routing mesh's published TCP and UDP through every node (`tests/mesh.rs`'s body), with no
+/// VXLAN on n1's underlay meanwhile: flows to remote backends and their replies cross as they are.
+fn published_without_vxlan(lab: &Lab) {
+    let capture = UnderlayCapture::start(lab, "n1");
+    publishes_tcp_and_udp(lab);
     let captured = capture.stop();
     assert!(
         !captured.lines().any(|l| l.contains("VXLAN")),
@@ -180,6 +176,15 @@ fn native_networks_drop_a_dead_nodes_entries_at_once() {
         .filter(|l| l.contains(" > 10.255."))
         .count();
     eprintln!("native: {plain} unencapsulated ingress packets on n1's underlay, no VXLAN");
+}
+
+/// tc, native by default: the routing mesh's published TCP and UDP through every node, with no
+/// VXLAN on the underlay (flows to remote backends and their replies cross unencapsulated), then
+/// a killed node's entries leaving a native network at once (`tests/networks.rs`'s body).
+#[test]
+fn native_networks_drop_a_dead_nodes_entries_at_once() {
+    let lab = Lab::up_with("natkill", 236, 3, 1, &["--default-routing", "native"]);
+    published_without_vxlan(&lab);
     ok(&lab, "n1", &words("service rm web echo"));
     drop_a_dead_nodes_entries(&lab, "");
     let options = inspect_json(&lab, "network", "front", ".Options");

@@ -16,8 +16,10 @@
  * native_redirect in tc_underlay_in), and the backend's replies, which its node routes
  * natively to this node's ingress address, are taken on the underlay by tc_underlay_in as
  * tc_bridge_in takes them from the bridge.
- * Everything else gets NATIVE_PASS and goes on as before (the VXLAN path). tc only: the
- * programs run on skbs (GSO packets are redirected whole). */
+ * In xdp mode xdp_mesh does the same for published ports (native_node: the translated frame
+ * gets the backend node's MAC and leaves by XDP_TX; a reply is reversed and sent back).
+ * Everything else gets NATIVE_PASS and goes on as before (the VXLAN path). The rest is tc
+ * only: it runs on skbs (GSO packets are redirected whole). */
 #ifndef MESH_NATIVE_H
 #define MESH_NATIVE_H
 
@@ -27,6 +29,7 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "ctx.h"
 #include "maps.h"
 
 #ifndef AF_INET
@@ -36,6 +39,17 @@
 /* Not a native packet: the caller goes on as if native routing did not exist. */
 #define NATIVE_PASS -1
 
+/* The node of daddr if it is a DIRECT address of network vni (reached unencapsulated), else 0. */
+static __always_inline __be32 native_node(__u32 vni, __be32 daddr)
+{
+	struct mesh_native *n = bpf_map_lookup_elem(&mesh_native, &daddr);
+
+	if (!n || n->vni != vni || !(n->flags & MESH_NATIVE_DIRECT))
+		return 0;
+	return n->node;
+}
+
+#ifndef MESH_XDP
 /* The IPv4 header of skb's packet, pulled into the linear part; 0 if it has none. */
 static __always_inline struct iphdr *native_ip(struct __sk_buff *skb)
 {
@@ -71,16 +85,6 @@ static __always_inline int native_from_task(struct __sk_buff *skb, const struct 
 	return bpf_redirect_neigh(cfg->underlay_ifindex, &nh, sizeof(nh), 0);
 }
 
-/* The node of daddr if it is a DIRECT address of network vni (reached unencapsulated), else 0. */
-static __always_inline __be32 native_node(__u32 vni, __be32 daddr)
-{
-	struct mesh_native *n = bpf_map_lookup_elem(&mesh_native, &daddr);
-
-	if (!n || n->vni != vni || !(n->flags & MESH_NATIVE_DIRECT))
-		return 0;
-	return n->node;
-}
-
 /* Sends skb out of the underlay to node (L2 from the node's neighbour entry). */
 static __always_inline int native_redirect(const struct mesh_config *cfg, __be32 node)
 {
@@ -112,5 +116,7 @@ static __always_inline int native_to_task(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	return bpf_redirect(dst->ifindex, 0);
 }
+
+#endif /* !MESH_XDP */
 
 #endif
