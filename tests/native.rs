@@ -11,7 +11,31 @@ use std::time::Duration;
 
 use crate::mesh::publishes_tcp_and_udp;
 use crate::networks::{SERVER, drop_a_dead_nodes_entries, inspect_json, one_task_on, pings, tcp};
-use crate::support::{Lab, eventually, fails, ok, words};
+use crate::support::{Lab, eventually, fails, host, ok, words};
+
+/// meshd's native routes in a node (`ip route show proto 77`): `(destination, via)`.
+fn native_routes(lab: &Lab, member: &str) -> Vec<(String, String)> {
+    host(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.ns(member),
+            "ip",
+            "route",
+            "show",
+            "proto",
+            "77",
+        ],
+    )
+    .lines()
+    .filter_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let via = w.iter().position(|x| *x == "via")?;
+        Some((w[0].to_owned(), w.get(via + 1)?.to_string()))
+    })
+    .collect()
+}
 
 /// tcpdump on a node's underlay of VXLAN and of plain overlay packets (10.0.0.0/8), killed (and
 /// its file removed) on drop.
@@ -98,7 +122,35 @@ fn native_networks_body(lab: &Lab, create_opts: &str) {
         },
     );
 
+    // The node's own packets go natively too: a host route per remote address, via its node.
+    let route = (web2.addr.clone(), lab.node_addr(2));
+    eventually(Duration::from_secs(10), "n1's route to web on n2", || {
+        let routes = native_routes(lab, "n1");
+        routes
+            .contains(&route)
+            .then_some(())
+            .ok_or(format!("{routes:?}"))
+    });
     let capture = UnderlayCapture::start(lab, "n1");
+    let node_ping = host(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.ns("n1"),
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            &web2.addr,
+        ],
+    );
+    assert!(
+        node_ping.contains("1 received"),
+        "n1 -> {}: {node_ping}",
+        web2.addr
+    );
     for (from, to) in [(&web1, &web2), (&web2, &web1)] {
         assert!(pings(from, &to.addr), "{from:?} cannot ping {to:?}");
         let answer = tcp(from, &to.addr);
@@ -187,6 +239,13 @@ fn native_networks_drop_a_dead_nodes_entries_at_once() {
     published_without_vxlan(&lab);
     ok(&lab, "n1", &words("service rm web echo"));
     drop_a_dead_nodes_entries(&lab, "");
+    let u3 = lab.node_addr(3);
+    eventually(Duration::from_secs(5), "n1's routes via n3 gone", || {
+        let routes = native_routes(&lab, "n1");
+        (!routes.is_empty() && !routes.iter().any(|(_, via)| *via == u3))
+            .then_some(())
+            .ok_or(format!("{routes:?}"))
+    });
     let options = inspect_json(&lab, "network", "front", ".Options");
     assert_eq!(options["routing"], "native", "{options}");
 }

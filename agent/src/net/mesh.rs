@@ -39,7 +39,7 @@ use super::{NodeNetworking, interface_of, remote_endpoints};
 mod native;
 use mesh_api::ServiceCounters;
 use mesh_api::status::{Histogram, MapFill, MeshStatus, ServiceSample};
-pub use native::{desired_native, native_peers, native_vnis};
+pub use native::{desired_native, native_peers, native_routes, native_vnis};
 
 /// How often counters are read (and attachments checked).
 const TICK: Duration = Duration::from_secs(1);
@@ -759,6 +759,7 @@ impl Runtime {
 
     /// The node left its swarm: everything is detached and the pins removed.
     async fn leave(&mut self) {
+        self.clear_native_routes().await;
         // Detached before the pins go.
         self.sock_lb = None;
         if let Some(mesh) = self.mesh.take() {
@@ -1000,6 +1001,22 @@ mod tests {
                     direct: true
                 }
             }
+        );
+        let routes = native_routes(&v, &table);
+        assert_eq!(
+            routes.get(&ip("10.0.1.12")),
+            Some(&mesh_overlay::plan::NativeRoute {
+                via: ip("198.18.0.12"),
+                src: ip("10.0.1.1")
+            })
+        );
+        assert!(
+            !routes.contains_key(&ip("10.0.1.3")),
+            "not on-link: {routes:?}"
+        );
+        assert!(
+            !routes.contains_key(&ip("10.255.1.11")),
+            "local: {routes:?}"
         );
         v.gossip.live.remove("n2");
         let table = desired_native(&v, &ifindexes, &hops);

@@ -1,10 +1,43 @@
 //! How this node reaches another node on the underlay, from its main routing table as read:
 //! native routing (issue 19) sends a task's packet to another node's underlay address without
 //! encapsulation, which works only where that address is on-link (no gateway in between, which
-//! would not know the task addresses).
+//! would not know the task addresses). Also the host routes meshd writes for it, so that the
+//! node's own packets to remote addresses of a native network go the same way.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
+
+/// The routing protocol number that marks meshd's native routes (`ip route ... proto 77`), so
+/// that meshd changes only its own routes.
+pub const NATIVE_ROUTE_PROTOCOL: u8 = 77;
+
+/// A host route for native routing: a remote address of a native network (the key of the maps
+/// below) via its node's underlay address, from this node's own address on that network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NativeRoute {
+    pub via: Ipv4Addr,
+    pub src: Ipv4Addr,
+}
+
+/// The routes to write (new or changed, by destination) and the destinations whose route goes,
+/// to turn `current` into `wanted`.
+pub fn native_route_changes(
+    current: &BTreeMap<Ipv4Addr, NativeRoute>,
+    wanted: &BTreeMap<Ipv4Addr, NativeRoute>,
+) -> (Vec<(Ipv4Addr, NativeRoute)>, Vec<Ipv4Addr>) {
+    let put = wanted
+        .iter()
+        .filter(|(d, r)| current.get(d) != Some(r))
+        .map(|(d, r)| (*d, *r))
+        .collect();
+    let remove = current
+        .keys()
+        .filter(|d| !wanted.contains_key(d))
+        .copied()
+        .collect();
+    (put, remove)
+}
 
 /// A unicast route of the main table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +88,35 @@ pub fn next_hop(to: Ipv4Addr, routes: &[Ipv4Route]) -> NextHop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A moved address is written again, a gone one removed, an unchanged one left alone.
+    #[test]
+    fn route_changes_are_the_difference() {
+        let ip = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        let r = |via: &str| NativeRoute {
+            via: ip(via),
+            src: ip("10.0.0.2"),
+        };
+        let current = BTreeMap::from([
+            (ip("10.0.0.5"), r("198.18.0.12")),
+            (ip("10.0.0.6"), r("198.18.0.12")),
+            (ip("10.0.0.7"), r("198.18.0.13")),
+        ]);
+        let wanted = BTreeMap::from([
+            (ip("10.0.0.5"), r("198.18.0.12")),
+            (ip("10.0.0.6"), r("198.18.0.13")),
+            (ip("10.0.0.8"), r("198.18.0.13")),
+        ]);
+        let (put, remove) = native_route_changes(&current, &wanted);
+        assert_eq!(
+            put,
+            [
+                (ip("10.0.0.6"), r("198.18.0.13")),
+                (ip("10.0.0.8"), r("198.18.0.13"))
+            ]
+        );
+        assert_eq!(remove, [ip("10.0.0.7")]);
+    }
 
     fn route(dst: &str, prefix_len: u8, gateway: Option<&str>) -> Ipv4Route {
         Ipv4Route {

@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use mesh_cluster::net::{Routing, network_routing};
 use mesh_dataplane::{NativeAddr, NativePlace};
 use mesh_overlay::Mac;
-use mesh_overlay::plan::NextHop;
+use mesh_overlay::plan::{NativeRoute, NextHop};
 
 use super::{MeshInterface, Runtime};
 use crate::net::remote_endpoints;
@@ -82,6 +82,28 @@ pub fn desired_native(
     out
 }
 
+/// The host routes for `table` (pure): every DIRECT remote address via its node, from this
+/// node's own address on the address's network, so that the node's own packets to it (from
+/// that address) go unencapsulated too, and are accepted as from the network.
+pub fn native_routes(
+    view: &NetView,
+    table: &BTreeMap<Ipv4Addr, NativeAddr>,
+) -> BTreeMap<Ipv4Addr, NativeRoute> {
+    table
+        .iter()
+        .filter_map(|(addr, n)| match n.place {
+            NativePlace::Remote { node, direct: true } => Some((
+                *addr,
+                NativeRoute {
+                    via: node,
+                    src: view.devices.get(&n.vni)?.node_addr,
+                },
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// What the runtime last did for native routing.
 #[derive(Default)]
 pub(super) struct NativeState {
@@ -89,12 +111,15 @@ pub(super) struct NativeState {
     applied: Option<BTreeMap<Ipv4Addr, NativeAddr>>,
     /// The peers last found not on-link (logged once each time the set changes).
     fallbacks: BTreeMap<Ipv4Addr, NextHop>,
+    /// The host routes last written.
+    routes: Option<BTreeMap<Ipv4Addr, NativeRoute>>,
 }
 
 impl NativeState {
     /// Forgets what was written (the maps were loaded again).
     pub(super) fn forget(&mut self) {
         self.applied = None;
+        self.routes = None;
     }
 }
 
@@ -134,6 +159,7 @@ impl Runtime {
             .map(|(n, a)| (n.clone(), a.ifindex))
             .collect();
         let want = desired_native(view, &ifindexes, &hops);
+        self.apply_native_routes(native_routes(view, &want)).await;
         if self.native.applied.as_ref() == Some(&want) {
             return;
         }
@@ -148,5 +174,50 @@ impl Runtime {
             Some(Err(e)) => self.warn(format!("writing the native routing table: {e:#}")),
             None => {}
         }
+    }
+
+    /// Makes meshd's native host routes exactly `routes`.
+    async fn apply_native_routes(&mut self, routes: BTreeMap<Ipv4Addr, NativeRoute>) {
+        if self.native.routes.as_ref() == Some(&routes) {
+            return;
+        }
+        let Some(underlay) = self
+            .mesh
+            .as_ref()
+            .map(|m| m.options().underlay_ifname.clone())
+        else {
+            return;
+        };
+        match self
+            .net
+            .overlay()
+            .set_native_routes(&routes, &underlay)
+            .await
+        {
+            Ok(changed) => {
+                if changed > 0 {
+                    tracing::info!(routes = routes.len(), changed, "native routes set");
+                }
+                self.native.routes = Some(routes);
+            }
+            Err(e) => self.warn(format!("writing the native routes: {e}")),
+        }
+    }
+
+    /// Removes meshd's native host routes (the node left its swarm).
+    pub(super) async fn clear_native_routes(&mut self) {
+        if let Some(underlay) = self
+            .mesh
+            .as_ref()
+            .map(|m| m.options().underlay_ifname.clone())
+            && let Err(e) = self
+                .net
+                .overlay()
+                .set_native_routes(&BTreeMap::new(), &underlay)
+                .await
+        {
+            tracing::warn!("removing the native routes: {e}");
+        }
+        self.native.routes = None;
     }
 }
