@@ -430,6 +430,11 @@ impl Runtime {
             }
             self.apply(view).await;
             self.apply_cluster_nodes(view).await;
+            if resync {
+                // Checked against the kernel now and then: removing an address drops the
+                // routes that have it as their source.
+                self.native.forget();
+            }
             self.apply_native(view).await;
         }
     }
