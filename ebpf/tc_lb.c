@@ -30,6 +30,7 @@
 #include "lib/related.h"
 #include "lib/clientip.h"
 #include "lib/vxlan_guard.h"
+#include "lib/native.h"
 
 #define L4_PULL_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
 
@@ -87,6 +88,7 @@ int tc_underlay_in(struct __sk_buff *skb)
 {
 	struct mesh_config *cfg = mesh_cfg();
 	struct mesh_ct ct;
+	__be32 native;
 	struct pkt p;
 	int parsed, lb;
 
@@ -94,6 +96,9 @@ int tc_underlay_in(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (vxlan_from_stranger(skb, cfg))
 		return TC_ACT_SHOT;
+	lb = native_to_task(skb);
+	if (lb != NATIVE_PASS)
+		return lb;
 	if (!cfg->ingress_bridge_ifindex)
 		return TC_ACT_OK;
 	ctx_pull(skb, L4_PULL_LEN);
@@ -106,6 +111,12 @@ int tc_underlay_in(struct __sk_buff *skb)
 			return RELATED_NOT_FORWARDED(lb);
 		return related_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
 	}
+	/* Native ingress: a backend's reply routed to this node's ingress address. */
+	if (p.daddr == cfg->ingress_addr && lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) == LB_FORWARD) {
+		if (p.frag)
+			frag_record(&p, MESH_CT_INGRESS_REPLY, &ct);
+		return redirect_translated(skb, &p, &ct, cfg->underlay_mac, ct.ifindex);
+	}
 	switch (lb_ingress(cfg, &p, skb->ifindex, &ct)) {
 	case LB_PASS:
 		return TC_ACT_OK;
@@ -115,6 +126,13 @@ int tc_underlay_in(struct __sk_buff *skb)
 	}
 	if (p.frag)
 		frag_record(&p, MESH_CT_INGRESS, &ct);
+	/* Native ingress: a remote backend's node is sent the packet as it is once translated. */
+	native = ct.flags & MESH_CTF_LOCAL ? 0 : native_node(cfg->ingress_vni, ct.daddr);
+	if (native) {
+		/* Translated as for any backend; the neighbour redirect then replaces the plain one. */
+		lb = redirect_translated(skb, &p, &ct, cfg->bridge_mac, cfg->underlay_ifindex);
+		return lb == TC_ACT_SHOT ? lb : native_redirect(cfg, native);
+	}
 	return redirect_translated(skb, &p, &ct, cfg->bridge_mac, underlay_target(cfg, &ct));
 }
 
@@ -216,6 +234,9 @@ int tc_task_in(struct __sk_buff *skb)
 	ifc = bpf_map_lookup_elem(&mesh_ifaces, &ifindex);
 	if (!ifc)
 		return TC_ACT_OK;
+	lb = native_from_task(skb, cfg, ifc->vni);
+	if (lb != NATIVE_PASS)
+		return lb;
 	ctx_pull(skb, L4_PULL_LEN);
 	parsed = parse_pkt(skb, 0, &p);
 	switch (parsed) {
@@ -270,7 +291,9 @@ int tc_task_in(struct __sk_buff *skb)
 	    bpf_skb_store_bytes(skb, 0, ct.dmac, ETH_ALEN, 0))
 		return TC_ACT_SHOT;
 	mesh_count(ct.svc_id, skb->len, 0);
-	return TC_ACT_OK;
+	/* A backend on another node of a native network: straight out of the underlay. */
+	lb = native_from_task(skb, cfg, ifc->vni);
+	return lb == NATIVE_PASS ? TC_ACT_OK : lb;
 }
 
 SEC("classifier")

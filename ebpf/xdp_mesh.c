@@ -13,6 +13,9 @@
  * - A published TCP port with no backend: answered with a RST; UDP: dropped.
  * - What is related to those flows (lib/related.h): ICMP errors, translated back, and the later
  *   fragments of their UDP datagrams, go the way of the flow's own packets in each direction.
+ * - With ingress routed natively (lib/native.h), the same without VXLAN: the translated frame goes
+ *   to the backend's node with its MAC (XDP_TX), and the backend's reply, routed to our ingress
+ *   address, is reversed and sent back.
  * - Everything else: XDP_PASS untouched (other ICMP, TCP fragments, IP options, ARP, IPv6,
  *   short frames). */
 #define MESH_XDP
@@ -21,6 +24,7 @@
 #include "lib/related.h"
 #include "lib/reject.h"
 #include "lib/vxlan_guard.h"
+#include "lib/native.h"
 
 /* Frames up to this size fit any IPv4 link once encapsulated (576: the least every IPv4 host
  * takes): they skip the MTU check (acknowledgements, requests, most of a flow's small packets). */
@@ -110,6 +114,26 @@ static __always_inline int vxlan_reply(struct xdp_md *ctx, const struct mesh_con
 	return XDP_TX;
 }
 
+/* A reply of a published-port flow that came back unencapsulated (native ingress, p): reversed
+ * and sent back to the client; anything else passes (a reply to a task of this node goes on to
+ * tc_underlay_in, which can hand it to the task's veth). */
+static __always_inline int xdp_native_reply(struct xdp_md *ctx, const struct mesh_config *cfg,
+					    const struct pkt *p)
+{
+	struct mesh_ct ct;
+
+	if (lb_reply(cfg, p, MESH_CT_INGRESS_REPLY, &ct) != LB_FORWARD || ct.ifindex != ctx->ingress_ifindex)
+		return XDP_PASS;
+	if (p->frag)
+		frag_record(p, MESH_CT_INGRESS_REPLY, &ct);
+	if (ctx_nat(ctx, sizeof(struct ethhdr), p->proto, p->saddr, ct.saddr, p->daddr, ct.daddr, p->sport,
+		    ct.sport, p->dport, ct.dport) ||
+	    ctx_set_l2(ctx, ct.dmac, cfg->underlay_mac))
+		return XDP_DROP;
+	mesh_count(ct.svc_id, ctx_len(ctx), 0);
+	return XDP_TX;
+}
+
 /* An ICMP error or a later fragment (p, parsed as `parsed`) of a published-port flow whose
  * backend is remote: translated and encapsulated like the flow's packets (else left to tc). */
 static __always_inline int xdp_related_ingress(struct xdp_md *ctx, const struct mesh_config *cfg, int parsed,
@@ -153,6 +177,9 @@ int xdp_mesh(struct xdp_md *ctx)
 	if (p.proto == IPPROTO_UDP && p.dport == bpf_htons(MESH_VXLAN_PORT) && p.daddr == cfg->underlay_addr)
 		return vxlan_reply(ctx, cfg);
 
+	/* Native ingress: a backend's reply routed to this node's ingress address, sent back. */
+	if (p.daddr == cfg->ingress_addr)
+		return xdp_native_reply(ctx, cfg, &p);
 	switch (lb_ingress(cfg, &p, ctx->ingress_ifindex, &ct)) {
 	case LB_PASS:
 		return XDP_PASS;
@@ -168,6 +195,13 @@ int xdp_mesh(struct xdp_md *ctx)
 	if (ctx_nat(ctx, sizeof(struct ethhdr), p.proto, p.saddr, ct.saddr, p.daddr, ct.daddr,
 		    p.sport, ct.sport, p.dport, ct.dport))
 		return XDP_DROP;
+	/* Native ingress: to the backend's node as it is, with its MAC. */
+	if (native_node(cfg->ingress_vni, ct.daddr) == vtep) {
+		if (ctx_set_l2(ctx, dmac, smac))
+			return XDP_DROP;
+		mesh_count(ct.svc_id, ctx_len(ctx), 0);
+		return XDP_TX;
+	}
 	return xdp_encapsulate(ctx, cfg, &ct, smac, dmac, vtep, flow_hash(&p));
 }
 

@@ -22,6 +22,7 @@ mod health;
 mod lab;
 mod mesh;
 mod metrics;
+mod native;
 mod networks;
 mod overlay;
 mod pathmtu;

@@ -219,7 +219,7 @@ fn through_every_node(lab: &Lab, nodes: usize, proto: &str, port: u16, tasks: &B
 
 /// Publishing on a tc or xdp data path: `-p 8080:80` (TCP) with 2 replicas on 3 nodes and a
 /// UDP echo, through all three nodes.
-fn publishes_tcp_and_udp(lab: &Lab) {
+pub(crate) fn publishes_tcp_and_udp(lab: &Lab) {
     create_httpd(lab, "--name web -p 8080:80 --replicas 2");
     ok(
         lab,

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Lab, eventually, fails, host, meshctl, ok, stderr, stdout, words};
 
-fn lab_ok(lab: &Lab, line: &str) {
+pub(crate) fn lab_ok(lab: &Lab, line: &str) {
     let out = lab.meshctl_lab(&words(line));
     assert!(out.status.success(), "lab {line}: {}", stderr(&out));
 }
 
 /// A command in a node's namespace (`ip`, `bridge`), from the host; its stdout.
-fn in_ns(lab: &Lab, member: &str, cmd: &[&str]) -> String {
+pub(crate) fn in_ns(lab: &Lab, member: &str, cmd: &[&str]) -> String {
     let ns = lab.ns(member);
     let mut args = vec!["netns", "exec", ns.as_str()];
     args.extend_from_slice(cmd);
@@ -30,7 +30,7 @@ fn in_ns(lab: &Lab, member: &str, cmd: &[&str]) -> String {
 }
 
 /// Link names in a node's namespace.
-fn links(lab: &Lab, member: &str) -> BTreeSet<String> {
+pub(crate) fn links(lab: &Lab, member: &str) -> BTreeSet<String> {
     in_ns(lab, member, &["ip", "-o", "link", "show"])
         .lines()
         .filter_map(|l| l.split(':').nth(1))
@@ -52,7 +52,7 @@ fn task_veths(lab: &Lab, member: &str) -> BTreeSet<String> {
 }
 
 /// `bridge fdb show dev mvx<vni>` in a node: `(MAC, dst)` of its own entries.
-fn vxlan_fdb(lab: &Lab, member: &str, vni: u32) -> BTreeSet<(String, String)> {
+pub(crate) fn vxlan_fdb(lab: &Lab, member: &str, vni: u32) -> BTreeSet<(String, String)> {
     in_ns(
         lab,
         member,
@@ -74,7 +74,7 @@ fn is_overlay_device(link: &str) -> bool {
 }
 
 /// `ip neigh show dev mvx<vni>` in a node: the addresses with a permanent entry.
-fn vxlan_neighbours(lab: &Lab, member: &str, vni: u32) -> BTreeSet<String> {
+pub(crate) fn vxlan_neighbours(lab: &Lab, member: &str, vni: u32) -> BTreeSet<String> {
     in_ns(
         lab,
         member,
@@ -87,23 +87,23 @@ fn vxlan_neighbours(lab: &Lab, member: &str, vni: u32) -> BTreeSet<String> {
 }
 
 /// The MAC meshd gives an overlay address (Docker's scheme).
-fn mac_of(addr: &str) -> String {
+pub(crate) fn mac_of(addr: &str) -> String {
     let o: Vec<u8> = addr.split('.').map(|x| x.parse().unwrap()).collect();
     format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
 }
 
 /// One running task: its container, its address on eth0 and its host veth.
 #[derive(Clone, Debug)]
-struct TaskBox {
+pub(crate) struct TaskBox {
     /// `unix:///...` of the node engine that runs it.
     engine: String,
     container: String,
-    addr: String,
+    pub(crate) addr: String,
     veth: String,
 }
 
 /// The running containers of service `id` on node `member`, with their eth0 address.
-fn tasks_on(lab: &Lab, service_id: &str, member: &str) -> Vec<TaskBox> {
+pub(crate) fn tasks_on(lab: &Lab, service_id: &str, member: &str) -> Vec<TaskBox> {
     let node: usize = member
         .strip_prefix('n')
         .and_then(|n| n.parse().ok())
@@ -142,7 +142,7 @@ fn tasks_on(lab: &Lab, service_id: &str, member: &str) -> Vec<TaskBox> {
 }
 
 /// Waits for exactly one running, plumbed task of the service on the node.
-fn one_task_on(lab: &Lab, service_id: &str, member: &str) -> TaskBox {
+pub(crate) fn one_task_on(lab: &Lab, service_id: &str, member: &str) -> TaskBox {
     eventually(
         Duration::from_secs(30),
         &format!("a plumbed task of {service_id} on {member}"),
@@ -158,7 +158,7 @@ fn one_task_on(lab: &Lab, service_id: &str, member: &str) -> TaskBox {
 }
 
 /// `docker exec` in a task's container, on its node's engine.
-fn docker_exec(t: &TaskBox, cmd: &[&str]) -> Output {
+pub(crate) fn docker_exec(t: &TaskBox, cmd: &[&str]) -> Output {
     Command::new("docker")
         .args(["-H", &t.engine, "exec", &t.container])
         .args(cmd)
@@ -178,20 +178,20 @@ fn gateway(t: &TaskBox) -> String {
 }
 
 /// ping from a task's container.
-fn pings(from: &TaskBox, to: &str) -> bool {
+pub(crate) fn pings(from: &TaskBox, to: &str) -> bool {
     docker_exec(from, &["ping", "-c", "1", "-W", "2", to])
         .status
         .success()
 }
 
 /// A TCP exchange with busybox `nc` from a task's container: what the server answered.
-fn tcp(from: &TaskBox, to: &str) -> String {
+pub(crate) fn tcp(from: &TaskBox, to: &str) -> String {
     stdout(&docker_exec(from, &["timeout", "3", "nc", to, "8080"]))
 }
 
 /// Every task of the services below answers `pong-<hostname>` on TCP 8080, one connection at a
 /// time, and stops at once when asked.
-const SERVER: &str = "trap 'exit 0' TERM; \
+pub(crate) const SERVER: &str = "trap 'exit 0' TERM; \
     (while true; do echo pong-$(hostname) | nc -l -p 8080 >/dev/null; done) & \
     while true; do sleep 1; done";
 
@@ -235,7 +235,7 @@ impl Drop for Capture {
 }
 
 /// The JSON `meshctl ... inspect --format '{{json PATH}}'` prints.
-fn inspect_json(lab: &Lab, what: &str, name: &str, path: &str) -> serde_json::Value {
+pub(crate) fn inspect_json(lab: &Lab, what: &str, name: &str, path: &str) -> serde_json::Value {
     let text = ok(
         lab,
         "n1",
@@ -251,7 +251,7 @@ fn inspect_json(lab: &Lab, what: &str, name: &str, path: &str) -> serde_json::Va
         .unwrap_or_else(|e| panic!("{what} {name} {path}: {e}: {text}"))
 }
 
-fn vni_of(lab: &Lab, network: &str) -> u32 {
+pub(crate) fn vni_of(lab: &Lab, network: &str) -> u32 {
     inspect_json(lab, "network", network, ".Options")["com.docker.network.driver.overlay.vxlanid_list"]
         .as_str()
         .and_then(|v| v.parse().ok())
@@ -664,18 +664,27 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
 /// and neighbour tables; the time it took is printed.
 #[test]
 fn networks_drop_a_dead_nodes_entries_at_once() {
-    let lab = Lab::up("netkill", 181, 3, 1);
+    drop_a_dead_nodes_entries(&Lab::up("netkill", 181, 3, 1), "");
+}
+
+/// The body of [`networks_drop_a_dead_nodes_entries_at_once`], on `lab` (3 nodes) with `front`
+/// created with `create_opts` (`tests/native.rs` runs it on a native network).
+pub(crate) fn drop_a_dead_nodes_entries(lab: &Lab, create_opts: &str) {
     let u3 = lab.node_addr(3);
-    ok(&lab, "n1", &words("network create front"));
-    let vni = vni_of(&lab, "front");
+    ok(
+        lab,
+        "n1",
+        &words(&format!("network create {create_opts} front")),
+    );
+    let vni = vni_of(lab, "front");
     let create = format!(
         "service create -d --name web --mode global --network front {} sleep 100000",
         lab.image()
     );
-    let web = ok(&lab, "n1", &words(&create)).trim().to_owned();
-    let t3 = one_task_on(&lab, &web, "n3");
+    let web = ok(lab, "n1", &words(&create)).trim().to_owned();
+    let t3 = one_task_on(lab, &web, "n3");
     let behind_n3 = |member: &str| -> BTreeSet<String> {
-        vxlan_fdb(&lab, member, vni)
+        vxlan_fdb(lab, member, vni)
             .into_iter()
             .filter(|(_, d)| *d == u3)
             .map(|(m, _)| m)
@@ -696,15 +705,14 @@ fn networks_drop_a_dead_nodes_entries_at_once() {
     // Let the failure detectors sample n3 a little longer, as in a settled cluster.
     std::thread::sleep(Duration::from_secs(2));
 
-    lab_ok(&lab, "stop --kill n3");
+    lab_ok(lab, "stop --kill n3");
     let out = lab.exec("n3", &["ip", "link", "set", "eth0", "down"]);
     assert!(out.status.success(), "eth0 down in n3: {}", stderr(&out));
     let killed = Instant::now();
     let mut left = vec!["n1", "n2"];
     while !left.is_empty() {
         left.retain(|m| {
-            let gone =
-                behind_n3(m).is_empty() && !vxlan_neighbours(&lab, m, vni).contains(&t3.addr);
+            let gone = behind_n3(m).is_empty() && !vxlan_neighbours(lab, m, vni).contains(&t3.addr);
             if gone {
                 eprintln!(
                     "networks: {m} dropped the killed node's entries {:?} after the kill",

@@ -323,6 +323,10 @@ pub struct InitRequest {
     /// `--cert-expiry`: how long node certificates are valid (default Swarm's 90 days).
     #[serde(default)]
     pub cert_expiry_ms: Option<u64>,
+    /// `--default-routing`: the routing of `ingress` and of networks created without
+    /// `--opt routing` (default VXLAN).
+    #[serde(default)]
+    pub default_routing: Option<mesh_cluster::net::Routing>,
 }
 
 /// `swarm unlock`; its `Debug` prints the key as `<redacted>`.

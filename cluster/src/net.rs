@@ -1,5 +1,6 @@
 //! Network facts that the managers and every node's agent both rely on, said once: the ports
-//! meshd keeps for itself, the ingress network's VNI, and how a network's MTU is given.
+//! meshd keeps for itself, the ingress network's VNI, how a network's MTU is given, and how
+//! its tasks' packets cross between nodes (its routing: VXLAN or native).
 
 use crate::state::{Network, Protocol};
 
@@ -35,4 +36,82 @@ pub fn network_mtu(network: &Network) -> Option<u32> {
         .options
         .get(MTU_OPTION)
         .and_then(|v| v.parse().ok())
+}
+
+/// The option that chooses how a network's packets cross between nodes (`--opt routing=native`).
+pub const ROUTING_OPTION: &str = "routing";
+
+/// How a network's task packets cross from node to node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    /// Encapsulated in VXLAN between the nodes' underlay addresses (Swarm's way, the default).
+    #[default]
+    Vxlan,
+    /// Not encapsulated: routed on the underlay to the node that runs the task, where the
+    /// nodes share a segment (a node whose next hop to a peer is not on-link falls back to
+    /// VXLAN for the network).
+    Native,
+}
+
+impl Routing {
+    /// The accepted values, as errors list them.
+    pub const ACCEPTED: &'static str = "native or vxlan";
+
+    /// The option's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vxlan => "vxlan",
+            Self::Native => "native",
+        }
+    }
+}
+
+impl std::fmt::Display for Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Routing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "vxlan" => Ok(Self::Vxlan),
+            "native" => Ok(Self::Native),
+            other => Err(format!(
+                "invalid routing {other:?}: expected {}",
+                Self::ACCEPTED
+            )),
+        }
+    }
+}
+
+/// A network's routing: its [`ROUTING_OPTION`] (stored at create, the cluster default when the
+/// option was not given), VXLAN for a network made before the option existed.
+pub fn network_routing(network: &Network) -> Routing {
+    network
+        .spec
+        .options
+        .get(ROUTING_OPTION)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both values print back as they parse; anything else is refused naming what is accepted.
+    #[test]
+    fn routing_parses_its_two_values_only() {
+        for r in [Routing::Vxlan, Routing::Native] {
+            assert_eq!(r.as_str().parse::<Routing>(), Ok(r));
+        }
+        let e = "geneve".parse::<Routing>().unwrap_err();
+        assert_eq!(e, "invalid routing \"geneve\": expected native or vxlan");
+        assert!("".parse::<Routing>().is_err());
+        assert!("Native".parse::<Routing>().is_err());
+    }
 }

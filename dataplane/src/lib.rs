@@ -10,6 +10,7 @@ pub mod maglev;
 mod maps;
 pub mod mesh;
 pub mod model;
+pub mod native;
 pub mod netdev;
 pub mod plan;
 pub mod probe;
@@ -26,5 +27,6 @@ pub use mesh::{
 pub use model::{
     DesiredMesh, Protocol, PublishMode, PublishedPort, Service, Task, TaskAddress, Vip,
 };
+pub use native::{NativeAddr, NativePlace};
 pub use plan::PlanError;
 pub use socklb::{PinnedTotals, SockLb, SocketCounters};

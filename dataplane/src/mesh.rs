@@ -570,7 +570,7 @@ impl Mesh {
         Ok(())
     }
 
-    #[cfg(test)]
+    /// The maps, for tests and the tables of other modules (`native`).
     pub(crate) fn programs_mut(&mut self) -> &mut Programs {
         &mut self.programs
     }

@@ -18,6 +18,7 @@ mod fragments;
 mod hairpin;
 mod malformed;
 mod nat_errors;
+mod native;
 mod vxlan_guard;
 
 use crate::mesh::{FlowKind, Mesh, check_root};

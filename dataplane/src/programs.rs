@@ -75,7 +75,7 @@ impl Programs {
     }
 
     /// Map `M` (shared by both objects through its pin: opened in `tc_lb.o`'s).
-    fn map<M>(&mut self) -> anyhow::Result<Handle<M, &mut aya::maps::MapData>>
+    pub(crate) fn map<M>(&mut self) -> anyhow::Result<Handle<M, &mut aya::maps::MapData>>
     where
         M: MeshMap<Kind: AyaKind, Key: aya::Pod, Value: aya::Pod>,
         for<'a> Handle<M, &'a mut aya::maps::MapData>:

@@ -161,5 +161,16 @@ int main(void)
 	CONST(MESH_SOCK_MAX_NETNS);
 	CONST(MESH_SOCK_MAX_NETS);
 	CONST(MESH_SOCK_READY);
+	/* Native routing (lib/native.h). */
+	STRUCT(mesh_native);
+	FIELD(mesh_native, vni);
+	FIELD(mesh_native, ifindex);
+	FIELD(mesh_native, node);
+	FIELD(mesh_native, mac);
+	FIELD(mesh_native, gw_mac);
+	FIELD(mesh_native, flags);
+	CONST(MESH_MAX_NATIVE);
+	CONST(MESH_NATIVE_LOCAL);
+	CONST(MESH_NATIVE_DIRECT);
 	return 0;
 }

@@ -162,6 +162,21 @@ struct mesh_svc_stats {
 	__u64 conns;               /* flows created (conntrack misses that picked a backend) */
 };
 
+/* ---- Native routing (lib/native.h): networks whose task packets cross nodes unencapsulated ---- */
+#define MESH_MAX_NATIVE 16384      /* addresses on natively routed networks (mesh_native) */
+
+/* Value of mesh_native (key: an address on a natively routed network, __be32): where it is. */
+struct mesh_native {
+	__u32 vni;                 /* its network: packets cross only between addresses of one network */
+	__u32 ifindex;             /* a local task: the host side of its veth; 0 otherwise */
+	__be32 node;               /* a remote address: the underlay address of its node; 0 otherwise */
+	__u8 mac[6];               /* a local task: its MAC (L2 destination on delivery) */
+	__u8 gw_mac[6];            /* a local task: its gateway's MAC (L2 source on delivery) */
+	__u32 flags;               /* MESH_NATIVE_* */
+};
+#define MESH_NATIVE_LOCAL 1u       /* a task on this node: packets from the underlay are handed to its veth */
+#define MESH_NATIVE_DIRECT 2u      /* remote, its node on-link: a task's packet to it leaves unencapsulated */
+
 /* ---- Socket-level balancing (sock_lb.c): cgroup connect4/sendmsg4/recvmsg4/getpeername4 ---- */
 #define MESH_SOCK_REV_SIZE 65536   /* reverse entries: (socket, backend) -> what was dialled */
 #define MESH_SOCK_MAX_NETNS 4096   /* task network namespaces whose sockets reach VIPs */

@@ -102,6 +102,15 @@ struct {
 	MESH_PIN;
 } mesh_drops SEC(".maps");
 
+/* Addresses on natively routed networks (lib/native.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MESH_MAX_NATIVE);
+	__type(key, __be32);
+	__type(value, struct mesh_native);
+	MESH_PIN;
+} mesh_native SEC(".maps");
+
 static __always_inline struct mesh_config *mesh_cfg(void)
 {
 	__u32 zero = 0;

@@ -199,6 +199,31 @@ pub struct MeshNode {
 }
 const _: () = assert!(size_of::<MeshNode>() == 4);
 
+// ---- Native routing (`lib/native.h`) ----
+
+/// Addresses on natively routed networks (`mesh_native`).
+pub const MESH_MAX_NATIVE: u32 = 16384;
+/// A task on this node: packets for it from the underlay are handed to its veth.
+pub const MESH_NATIVE_LOCAL: u32 = 1;
+/// A remote address whose node is on-link: a task's packet to it leaves unencapsulated.
+pub const MESH_NATIVE_DIRECT: u32 = 2;
+
+/// Value of `mesh_native` (`struct mesh_native`; key: an address on a natively routed network,
+/// network order): where that address is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeshNative {
+    pub vni: u32,
+    /// A local task: the host side of its veth.
+    pub ifindex: u32,
+    /// A remote address: its node's underlay address (network order).
+    pub node: [u8; 4],
+    pub mac: [u8; 6],
+    pub gw_mac: [u8; 6],
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<MeshNative>() == 28);
+
 /// Marks the mirrors as plain old data for aya's typed maps.
 #[cfg(feature = "aya")]
 macro_rules! pod {
@@ -222,7 +247,8 @@ pod!(
     MeshCt,
     MeshFragKey,
     MeshSvcStats,
-    MeshNode
+    MeshNode,
+    MeshNative
 );
 
 // ---- Socket-level balancing (`sock_lb.c`) ----
@@ -403,6 +429,18 @@ pub fn layout() -> Vec<LayoutRow> {
         MESH_SOCK_MAX_NETNS,
         MESH_SOCK_MAX_NETS,
         MESH_SOCK_READY,
+    ));
+    // Native routing.
+    rows.extend(layout! {
+        "mesh_native" => MeshNative {
+            "vni": vni, "ifindex": ifindex, "node": node, "mac": mac, "gw_mac": gw_mac,
+            "flags": flags,
+        }
+    });
+    rows.extend(consts!(
+        MESH_MAX_NATIVE,
+        MESH_NATIVE_LOCAL,
+        MESH_NATIVE_DIRECT
     ));
     rows
 }

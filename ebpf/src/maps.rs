@@ -11,6 +11,7 @@ use crate::abi::{
     MESH_RING_SIZE, MeshBackend, MeshConfig, MeshCounter, MeshCt, MeshCtKey, MeshFragKey,
     MeshFrontend, MeshIface, MeshNode, MeshPortKey, MeshSvcStats, MeshVipKey,
 };
+use crate::abi::{MESH_MAX_NATIVE, MeshNative};
 use crate::abi::{
     MESH_SOCK_MAX_NETNS, MESH_SOCK_REV_SIZE, MeshSockConfig, MeshSockNetns, MeshSockRev,
     MeshSockRevKey, MeshSockStats,
@@ -130,6 +131,8 @@ maps! {
         Nodes = "mesh_nodes": Hash<[u8; 4], MeshNode>[MESH_MAX_NODES];
         /// `mesh_drops`: packets dropped, by reason (`MESH_DROP_*`), per CPU.
         Drops = "mesh_drops": PerCpuArray<u32, MeshCounter>[MESH_DROP_REASONS];
+        /// `mesh_native`: addresses on natively routed networks (network order), where each is.
+        Native = "mesh_native": Hash<[u8; 4], MeshNative>[MESH_MAX_NATIVE];
     }
 }
 

@@ -17,14 +17,15 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Inits the swarm on n1 and joins every other node.
-pub fn form(plan: &LabPlan) -> Result<()> {
+/// Inits the swarm on n1 (with `default_routing`, if given) and joins every other node.
+pub fn form(plan: &LabPlan, default_routing: Option<mesh_cluster::net::Routing>) -> Result<()> {
     runtime()?.block_on(async {
         let n1 = Client::local(&plan.node_socket(1));
         let manager_addr = format!("{}:2377", plan.node_addr(1));
         let init = n1
             .call(&Request::Init(InitRequest {
                 advertise_addr: Some(plan.node_addr(1)),
+                default_routing,
                 ..InitRequest::default()
             }))
             .await

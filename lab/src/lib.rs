@@ -76,6 +76,8 @@ pub struct UpOptions {
     /// Form one swarm of the nodes (`false`: meshd runs outside any swarm, so it sets up
     /// nothing of the overlay or the mesh).
     pub swarm: bool,
+    /// `swarm init --default-routing` (None: the swarm's default, VXLAN).
+    pub default_routing: Option<mesh_cluster::net::Routing>,
 }
 
 /// Builds the lab and starts `meshd` everywhere. A lab already up is an error; the remains of an
@@ -127,7 +129,7 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
     }
     // One swarm: init on n1, managers then workers join it.
     if opts.swarm {
-        cluster::form(plan)
+        cluster::form(plan, opts.default_routing)
             .and_then(|()| cluster::wait_ready(plan, Duration::from_mins(1)))
             .with_context(|| {
                 format!(
@@ -225,6 +227,7 @@ pub fn start(prefix: &str, member: &str) -> Result<()> {
         datapath: state.datapath.clone(),
         // A restarted meshd finds its swarm (or none) in its own state.
         swarm: true,
+        default_routing: None,
     };
     for &i in &nodes {
         if running.contains(&i) {

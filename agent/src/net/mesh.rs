@@ -35,8 +35,11 @@ use tokio::task::JoinHandle;
 
 use super::view::NetView;
 use super::{NodeNetworking, interface_of, remote_endpoints};
+
+mod native;
 use mesh_api::ServiceCounters;
 use mesh_api::status::{Histogram, MapFill, MeshStatus, ServiceSample};
+pub use native::{desired_native, native_peers, native_routes, native_vnis};
 
 /// How often counters are read (and attachments checked).
 const TICK: Duration = Duration::from_secs(1);
@@ -302,6 +305,8 @@ struct Runtime {
     programming: Histogram,
     /// Packets the programs dropped, by reason, as last read (`status`).
     drops: BTreeMap<String, u64>,
+    /// Native routing's table (`native`).
+    native: native::NativeState,
 }
 
 async fn run(net: NodeNetworking, settings: MeshSettings) {
@@ -319,6 +324,7 @@ async fn run(net: NodeNetworking, settings: MeshSettings) {
         last_warning: None,
         programming: Histogram::default(),
         drops: BTreeMap::new(),
+        native: native::NativeState::default(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -385,6 +391,7 @@ impl Runtime {
         self.attached.clear();
         self.applied = None;
         self.nodes_applied = None;
+        self.native.forget();
         self.stale_cleared = false;
     }
 
@@ -423,6 +430,12 @@ impl Runtime {
             }
             self.apply(view).await;
             self.apply_cluster_nodes(view).await;
+            if resync {
+                // Checked against the kernel now and then: removing an address drops the
+                // routes that have it as their source.
+                self.native.forget();
+            }
+            self.apply_native(view).await;
         }
     }
 
@@ -751,6 +764,7 @@ impl Runtime {
 
     /// The node left its swarm: everything is detached and the pins removed.
     async fn leave(&mut self) {
+        self.clear_native_routes().await;
         // Detached before the pins go.
         self.sock_lb = None;
         if let Some(mesh) = self.mesh.take() {
@@ -916,6 +930,103 @@ mod tests {
         );
         v.gossip = g;
         v
+    }
+
+    /// Native routing's table: nothing while every network is VXLAN; with `front` native, its
+    /// local task (by its veth) and its remote addresses (n2's task, n2's and n3's node
+    /// addresses), DIRECT only behind an on-link node; `ingress` too once it is native; a dead
+    /// node's addresses leave with it.
+    #[test]
+    fn native_table_of_native_networks() {
+        use mesh_cluster::net::ROUTING_OPTION;
+        use mesh_dataplane::{NativeAddr, NativePlace};
+        use mesh_overlay::plan::NextHop;
+        let mut v = view();
+        let ifindexes = BTreeMap::from([("mvt10".to_owned(), 7), ("mvt11".to_owned(), 8)]);
+        let hops = BTreeMap::from([
+            (ip("198.18.0.12"), NextHop::OnLink),
+            (ip("198.18.0.13"), NextHop::Via(ip("198.18.0.1"))),
+        ]);
+        assert!(desired_native(&v, &ifindexes, &hops).is_empty());
+        let native = |v: &mut NetView, id: &str| {
+            v.networks
+                .get_mut(&Id::from(id))
+                .unwrap()
+                .spec
+                .options
+                .insert(ROUTING_OPTION.into(), "native".into());
+        };
+        native(&mut v, "front");
+        assert_eq!(
+            native_peers(&v),
+            [ip("198.18.0.12"), ip("198.18.0.13")].into()
+        );
+        let table = desired_native(&v, &ifindexes, &hops);
+        let remote = |node: &str, direct| NativeAddr {
+            vni: FRONT,
+            place: NativePlace::Remote {
+                node: ip(node),
+                direct,
+            },
+        };
+        assert_eq!(
+            table,
+            BTreeMap::from([
+                (ip("10.0.1.2"), remote("198.18.0.12", true)),
+                (ip("10.0.1.3"), remote("198.18.0.13", false)),
+                (
+                    ip("10.0.1.11"),
+                    NativeAddr {
+                        vni: FRONT,
+                        place: NativePlace::Local {
+                            ifindex: 7,
+                            mac: Mac::from_ipv4(ip("10.0.1.11")).octets(),
+                            gateway_mac: Mac::from_ipv4(ip("10.0.1.1")).octets(),
+                        },
+                    }
+                ),
+                (ip("10.0.1.12"), remote("198.18.0.12", true)),
+            ])
+        );
+        native(&mut v, "ingress");
+        let table = desired_native(&v, &ifindexes, &hops);
+        assert!(
+            matches!(
+                table[&ip("10.255.1.11")].place,
+                NativePlace::Local { ifindex: 8, .. }
+            ),
+            "{table:?}"
+        );
+        assert_eq!(
+            table[&ip("10.255.1.12")],
+            NativeAddr {
+                vni: INGRESS_VNI,
+                place: NativePlace::Remote {
+                    node: ip("198.18.0.12"),
+                    direct: true
+                }
+            }
+        );
+        let routes = native_routes(&v, &table);
+        assert_eq!(
+            routes.get(&ip("10.0.1.12")),
+            Some(&mesh_overlay::plan::NativeRoute {
+                via: ip("198.18.0.12"),
+                src: ip("10.0.1.1")
+            })
+        );
+        assert!(
+            !routes.contains_key(&ip("10.0.1.3")),
+            "not on-link: {routes:?}"
+        );
+        assert!(
+            !routes.contains_key(&ip("10.255.1.11")),
+            "local: {routes:?}"
+        );
+        v.gossip.live.remove("n2");
+        let table = desired_native(&v, &ifindexes, &hops);
+        assert!(!table.contains_key(&ip("10.0.1.12")), "{table:?}");
+        assert!(!table.contains_key(&ip("10.0.1.2")), "{table:?}");
     }
 
     fn task_ids(s: &Service) -> Vec<(String, bool, Ipv4Addr)> {

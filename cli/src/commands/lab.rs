@@ -29,6 +29,9 @@ pub enum LabCommand {
         /// set up): for tests that drive the kernel-side crates directly.
         #[arg(long)]
         no_swarm: bool,
+        /// `swarm init --default-routing`: native or vxlan (the swarm's default).
+        #[arg(long, value_parser = routing)]
+        default_routing: Option<mesh_cluster::net::Routing>,
         /// Extra arguments for every meshd, after `--`.
         #[arg(last = true)]
         meshd_args: Vec<String>,
@@ -87,6 +90,11 @@ pub struct LabAt {
     pub prefix: String,
 }
 
+/// `--default-routing`'s value.
+pub(crate) fn routing(s: &str) -> Result<mesh_cluster::net::Routing, String> {
+    s.parse()
+}
+
 pub fn run(cmd: LabCommand, out: &mut impl Write) -> Result<i32> {
     match cmd {
         LabCommand::Up {
@@ -97,6 +105,7 @@ pub fn run(cmd: LabCommand, out: &mut impl Write) -> Result<i32> {
             meshd,
             datapath,
             no_swarm,
+            default_routing,
             meshd_args,
         } => {
             let plan = mesh_lab::LabPlan::new(&at.prefix, &subnet, nodes, managers)?;
@@ -114,6 +123,7 @@ pub fn run(cmd: LabCommand, out: &mut impl Write) -> Result<i32> {
                     meshd_args,
                     datapath,
                     swarm: !no_swarm,
+                    default_routing,
                 },
             )?;
             list(&at.prefix, out)?;

@@ -28,6 +28,10 @@ pub enum SwarmCommand {
         /// Validity period for node certificates (default 2160h0m0s, at least 1h).
         #[arg(long, value_name = "DURATION", value_parser = cert_expiry)]
         cert_expiry: Option<u64>,
+        /// How networks cross between nodes unless created with `--opt routing`, and the
+        /// routing mesh's: vxlan (default) or native (no encapsulation).
+        #[arg(long, value_name = "native|vxlan", value_parser = super::lab::routing)]
+        default_routing: Option<mesh_cluster::net::Routing>,
     },
     /// Join a swarm as a worker or a manager (the token decides).
     Join {
@@ -285,6 +289,7 @@ pub fn run(target: &Target, cmd: SwarmCommand, out: &mut impl Write) -> Result<i
             listen_addr,
             autolock,
             cert_expiry,
+            default_routing,
         } => {
             let reply = call(
                 target,
@@ -293,6 +298,7 @@ pub fn run(target: &Target, cmd: SwarmCommand, out: &mut impl Write) -> Result<i
                     listen_addr,
                     autolock,
                     cert_expiry_ms: cert_expiry,
+                    default_routing,
                 }),
             )?;
             let Reply::Init(r) = reply else {

@@ -100,6 +100,10 @@ pub struct ClusterInfo {
     /// None: autolock is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unlock_key: Option<Sealed<String>>,
+    /// `swarm init --default-routing`: the routing of `ingress` and of networks created without
+    /// `--opt routing` (VXLAN in a cluster made before the option existed).
+    #[serde(default)]
+    pub default_routing: crate::net::Routing,
 }
 
 /// A root CA rotation (`swarm ca --rotate`, as Swarm's): the new root signs every certificate
@@ -148,6 +152,7 @@ impl std::fmt::Debug for ClusterInfo {
             .field("gossip_keys", &self.gossip_keys)
             .field("data_key_check", &self.data_key_check)
             .field("unlock_key", &self.unlock_key)
+            .field("default_routing", &self.default_routing)
             .finish()
     }
 }
@@ -176,6 +181,7 @@ mod tests {
             )]),
             data_key_check: None,
             unlock_key: Some(Sealed::Clear("SWMKEY-1-letmein".into())),
+            default_routing: crate::net::Routing::Vxlan,
         };
         let text = format!("{c:?} {c:#?}");
         assert!(!text.contains("cdcd"), "{text}");

@@ -16,7 +16,7 @@ use mesh_cluster::spec::limits::check_labels;
 use mesh_cluster::state::{ClusterState, Kind, Millis, Network, NetworkSpec, Object, Op, Tx};
 
 use mesh_api::{ApiError, NetworkReply, Reply, Request, now_millis};
-use mesh_cluster::net::{DOCKER_MTU_OPTION, MAX_MTU, MIN_MTU, MTU_OPTION};
+use mesh_cluster::net::{DOCKER_MTU_OPTION, MAX_MTU, MIN_MTU, MTU_OPTION, ROUTING_OPTION, Routing};
 
 use crate::lookup::find_network;
 use crate::manager::Manager;
@@ -24,12 +24,24 @@ use crate::manager::Manager;
 /// Docker's option for an overlay whose VXLAN traffic is encrypted (`--opt encrypted`).
 const ENCRYPTED_OPTION: &str = "encrypted";
 
-/// Checks and normalises the driver options: only the MTU exists (`mtu` or Docker's
-/// `com.docker.network.driver.mtu`), a whole number from [`MIN_MTU`] to [`MAX_MTU`];
-/// `encrypted` is refused with why.
-fn check_options(options: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError> {
+/// Checks and normalises the driver options: the MTU (`mtu` or Docker's
+/// `com.docker.network.driver.mtu`), a whole number from [`MIN_MTU`] to [`MAX_MTU`], and the
+/// routing (`native` or `vxlan`, `default_routing` when not given: always stored, so that a
+/// later change of the cluster default does not move existing networks); `encrypted` is refused
+/// with why.
+fn check_options(
+    options: &BTreeMap<String, String>,
+    default_routing: Routing,
+) -> Result<BTreeMap<String, String>, ApiError> {
     let mut out = BTreeMap::new();
+    let mut routing = default_routing;
     for (k, v) in options {
+        if k == ROUTING_OPTION {
+            routing = v.parse().map_err(|e: String| {
+                ApiError::invalid(format!("invalid network option {k}={v:?}: {e}"))
+            })?;
+            continue;
+        }
         if k == ENCRYPTED_OPTION {
             return Err(ApiError::invalid(
                 "encrypted overlays are not supported: they need IPsec ESP (the kernel's xfrm) or WireGuard on every node, and the kernels meshd runs on here have neither; create the network without --opt encrypted (docs/networking.md says how encryption will work)",
@@ -37,7 +49,7 @@ fn check_options(options: &BTreeMap<String, String>) -> Result<BTreeMap<String, 
         }
         if k != MTU_OPTION && k != DOCKER_MTU_OPTION {
             return Err(ApiError::invalid(format!(
-                "unknown network option {k:?}: the overlay driver accepts only {MTU_OPTION} (or {DOCKER_MTU_OPTION})"
+                "unknown network option {k:?}: the overlay driver accepts only {MTU_OPTION} (or {DOCKER_MTU_OPTION}) and {ROUTING_OPTION}"
             )));
         }
         let mtu: u32 = v
@@ -56,6 +68,7 @@ fn check_options(options: &BTreeMap<String, String>) -> Result<BTreeMap<String, 
             )));
         }
     }
+    out.insert(ROUTING_OPTION.to_owned(), routing.as_str().to_owned());
     Ok(out)
 }
 
@@ -71,7 +84,12 @@ pub fn create_network_tx(
             "the ingress network is made by swarm init; create overlay networks without --ingress",
         ));
     }
-    spec.options = check_options(&spec.options)?;
+    let default_routing = state
+        .cluster
+        .as_ref()
+        .map(|c| c.default_routing)
+        .unwrap_or_default();
+    spec.options = check_options(&spec.options, default_routing)?;
     if let Some(k) = spec.labels.keys().find(|k| k.trim().is_empty()) {
         return Err(ApiError::invalid(format!(
             "invalid label {k:?}: expected key=value"
@@ -246,7 +264,15 @@ mod tests {
             (4098, "10.9.8.0/24".into())
         );
         assert_eq!(mesh_cluster::net::network_mtu(back), Some(1400));
-        assert_eq!(back.spec.options.keys().collect::<Vec<_>>(), ["mtu"]);
+        assert_eq!(
+            back.spec.options.keys().collect::<Vec<_>>(),
+            ["mtu", "routing"]
+        );
+        assert_eq!(
+            mesh_cluster::net::network_routing(back),
+            Routing::Vxlan,
+            "VXLAN when neither the option nor a cluster default says otherwise"
+        );
 
         let before = s.clone();
         let with = |f: fn(&mut NetworkSpec)| {
@@ -306,11 +332,41 @@ mod tests {
                 "given twice",
             ),
             ("ingress", with(|x| x.ingress = true), "made by swarm init"),
+            (
+                "routing",
+                with(|x| drop(x.options.insert("routing".into(), "geneve".into()))),
+                "invalid network option routing=\"geneve\": invalid routing \"geneve\": expected native or vxlan",
+            ),
         ] {
             let e = create_network_tx(&s, bad, &Id::from("x"), 3).unwrap_err();
             assert!(e.message.contains(want), "{what}: {e}");
         }
         assert_eq!(s, before);
+    }
+
+    /// `--opt routing` wins over the cluster default; without it the network takes the default,
+    /// stored on the network so that it stays what it was made with.
+    #[test]
+    fn routing_is_the_option_or_the_cluster_default() {
+        use mesh_cluster::net::network_routing;
+        let mut s = with_ingress();
+        let key = crate::datakey::DataKey::random();
+        s.cluster = crate::handlers::swarm::tests::bootstrapped(&key, None).cluster;
+        s.cluster.as_mut().unwrap().default_routing = Routing::Native;
+        let tx = create_network_tx(&s, spec("front"), &Id::from("f1"), 1).unwrap();
+        apply(&mut s, &tx);
+        let mut back = spec("back");
+        back.options.insert("routing".into(), "vxlan".into());
+        let tx = create_network_tx(&s, back, &Id::from("b1"), 2).unwrap();
+        apply(&mut s, &tx);
+        assert_eq!(
+            network_routing(&s.networks[&Id::from("f1")]),
+            Routing::Native
+        );
+        assert_eq!(
+            network_routing(&s.networks[&Id::from("b1")]),
+            Routing::Vxlan
+        );
     }
 
     #[test]

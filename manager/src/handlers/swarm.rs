@@ -86,6 +86,7 @@ pub fn bootstrap_tx(
         ),
         data_key_check: None,
         unlock_key: None,
+        default_routing: mesh_cluster::net::Routing::Vxlan,
     };
     let node = Node {
         id: node_id.clone(),
@@ -133,6 +134,24 @@ pub fn bootstrap_tx(
             Op::Put(Object::Network(ingress)),
         ],
     }
+}
+
+/// [`bootstrap_tx`] with `swarm init --default-routing`: the cluster's default, and the routing
+/// of `ingress` (stored on it as on any network).
+pub fn with_default_routing(mut tx: Tx, routing: mesh_cluster::net::Routing) -> Tx {
+    for op in &mut tx.ops {
+        match op {
+            Op::Put(Object::Cluster(c)) => c.default_routing = routing,
+            Op::Put(Object::Network(n)) if n.spec.ingress => {
+                n.spec.options.insert(
+                    mesh_cluster::net::ROUTING_OPTION.to_owned(),
+                    routing.as_str().to_owned(),
+                );
+            }
+            _ => {}
+        }
+    }
+    tx
 }
 
 /// [`bootstrap_tx`] as `swarm init` proposes it: the cluster's secrets sealed with the new data
@@ -544,6 +563,32 @@ pub(crate) mod tests {
         let mut s = ClusterState::default();
         s.apply(&seal_bootstrap(tx, key, unlock), 1).unwrap();
         s
+    }
+
+    /// `--default-routing native` is the cluster's default and `ingress`'s routing.
+    #[test]
+    fn default_routing_reaches_the_cluster_and_ingress() {
+        use mesh_cluster::net::{Routing, network_routing};
+        let key = DataKey::random();
+        let plain = bootstrapped(&key, None);
+        assert_eq!(cluster(&plain).unwrap().default_routing, Routing::Vxlan);
+        let tx = with_default_routing(
+            bootstrap_tx(
+                &Id::from("c"),
+                &Id::from("n1"),
+                &("CA".into(), "-----BEGIN PRIVATE KEY-----KEY".into()),
+                NodeDescription::default(),
+                std::net::Ipv4Addr::LOCALHOST,
+                2377,
+                mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
+            ),
+            Routing::Native,
+        );
+        let mut s = ClusterState::default();
+        s.apply(&seal_bootstrap(tx, &key, None), 1).unwrap();
+        assert_eq!(cluster(&s).unwrap().default_routing, Routing::Native);
+        let ingress = s.networks.values().find(|n| n.spec.ingress).unwrap();
+        assert_eq!(network_routing(ingress), Routing::Native);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use mesh_api::{
     MANAGER_PORT, NodeUpdate, Reply, Request,
 };
 use mesh_manager::ca::{self, NodeKey};
-use mesh_manager::handlers::swarm::{bootstrap_tx, seal_bootstrap};
+use mesh_manager::handlers::swarm::{bootstrap_tx, seal_bootstrap, with_default_routing};
 use mesh_manager::{ClusterApi, Manager};
 
 use super::identity::{Identity, remove_dir};
@@ -102,6 +102,7 @@ impl Daemon {
                     listen.port(),
                     cert_expiry_ms,
                 );
+                let tx = with_default_routing(tx, r.default_routing.unwrap_or_default());
                 manager
                     .propose(seal_bootstrap(tx, &key, unlock.as_ref()))
                     .await?;

@@ -174,6 +174,52 @@ impl Overlay {
         Ok(names)
     }
 
+    /// How each of `peers` (other nodes' underlay addresses) is reached from this node, by
+    /// the main routing table (native routing needs them on-link).
+    pub async fn next_hops(
+        &self,
+        peers: &std::collections::BTreeSet<Ipv4Addr>,
+    ) -> Result<std::collections::BTreeMap<Ipv4Addr, crate::plan::NextHop>> {
+        let routes = self.nl.main_routes().await?;
+        Ok(peers
+            .iter()
+            .map(|p| (*p, crate::plan::next_hop(*p, &routes)))
+            .collect())
+    }
+
+    /// Makes meshd's native routes (host routes to remote addresses of native networks, via
+    /// their node on the underlay interface `underlay_ifname`) exactly `wanted`; other routes are
+    /// never touched. Returns how many changed.
+    pub async fn set_native_routes(
+        &self,
+        wanted: &std::collections::BTreeMap<Ipv4Addr, crate::plan::NativeRoute>,
+        underlay_ifname: &str,
+    ) -> Result<usize> {
+        let current = self.nl.native_routes().await?;
+        let (put, remove) = crate::plan::native_route_changes(&current, wanted);
+        if !put.is_empty() {
+            let oif = self
+                .nl
+                .links()
+                .await?
+                .into_iter()
+                .find(|l| l.name == underlay_ifname)
+                .map(|l| l.index)
+                .ok_or_else(|| {
+                    OverlayError::invalid(format!(
+                        "underlay interface {underlay_ifname:?} does not exist"
+                    ))
+                })?;
+            for (dst, route) in &put {
+                self.nl.put_native_route(*dst, *route, oif).await?;
+            }
+        }
+        for dst in &remove {
+            self.nl.del_native_route(*dst).await?;
+        }
+        Ok(put.len() + remove.len())
+    }
+
     /// The MTU of interface `ifname` (the underlay); [`crate::overlay_mtu`] gives the network's.
     pub async fn underlay_mtu(&self, ifname: &str) -> Result<u32> {
         self.nl

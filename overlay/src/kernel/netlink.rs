@@ -177,6 +177,143 @@ impl Netlink {
     }
 }
 
+impl Netlink {
+    /// The unicast IPv4 routes of the main table (native routing's next hops to other nodes).
+    pub(super) async fn main_routes(&self) -> Result<Vec<crate::plan::Ipv4Route>> {
+        use rtnetlink::packet_route::route::RouteType;
+        let _dump = self.dumps.lock().await;
+        let routes: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(OverlayError::netlink(format!(
+                "listing routes in {}",
+                self.place
+            )))?;
+        Ok(routes
+            .iter()
+            .filter(|r| {
+                r.header.address_family == AddressFamily::Inet
+                    && r.header.kind == RouteType::Unicast
+                    && (r.header.table == RouteHeader::RT_TABLE_MAIN
+                        || r.attributes.iter().any(|a| {
+                            matches!(a, RouteAttribute::Table(t) if *t == u32::from(RouteHeader::RT_TABLE_MAIN))
+                        }))
+            })
+            .map(|r| crate::plan::Ipv4Route {
+                dst: r
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
+                        _ => None,
+                    })
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED),
+                prefix_len: r.header.destination_prefix_length,
+                gateway: r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Gateway(RouteAddress::Inet(gw)) => Some(*gw),
+                    _ => None,
+                }),
+            })
+            .collect())
+    }
+}
+
+impl Netlink {
+    /// meshd's native routes (protocol [`crate::plan::NATIVE_ROUTE_PROTOCOL`], main table), by
+    /// destination.
+    pub(super) async fn native_routes(
+        &self,
+    ) -> Result<std::collections::BTreeMap<Ipv4Addr, crate::plan::NativeRoute>> {
+        use rtnetlink::packet_route::route::RouteProtocol;
+        let _dump = self.dumps.lock().await;
+        let routes: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(OverlayError::netlink(format!(
+                "listing routes in {}",
+                self.place
+            )))?;
+        let ours = RouteProtocol::Other(crate::plan::NATIVE_ROUTE_PROTOCOL);
+        Ok(routes
+            .iter()
+            .filter(|r| r.header.protocol == ours && r.header.destination_prefix_length == 32)
+            .filter_map(|r| {
+                let mut dst = None;
+                let mut via = None;
+                let mut src = None;
+                for a in &r.attributes {
+                    match a {
+                        RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = Some(*d),
+                        RouteAttribute::Gateway(RouteAddress::Inet(g)) => via = Some(*g),
+                        RouteAttribute::PrefSource(RouteAddress::Inet(s)) => src = Some(*s),
+                        _ => {}
+                    }
+                }
+                Some((
+                    dst?,
+                    crate::plan::NativeRoute {
+                        via: via?,
+                        src: src?,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// Writes (or replaces) the native route to `dst`.
+    pub(super) async fn put_native_route(
+        &self,
+        dst: Ipv4Addr,
+        route: crate::plan::NativeRoute,
+        oif: u32,
+    ) -> Result<()> {
+        use rtnetlink::packet_route::route::RouteProtocol;
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, 32)
+            .gateway(route.via)
+            .pref_source(route.src)
+            .output_interface(oif)
+            .protocol(RouteProtocol::Other(crate::plan::NATIVE_ROUTE_PROTOCOL))
+            .build();
+        self.handle
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .map_err(OverlayError::netlink(format!(
+                "adding the route to {dst} via {} in {}",
+                route.via, self.place
+            )))
+    }
+
+    /// Removes the native route to `dst`.
+    pub(super) async fn del_native_route(&self, dst: Ipv4Addr) -> Result<()> {
+        use rtnetlink::packet_route::route::RouteProtocol;
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, 32)
+            .protocol(RouteProtocol::Other(crate::plan::NATIVE_ROUTE_PROTOCOL))
+            .build();
+        self.handle
+            .route()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(OverlayError::netlink(format!(
+                "removing the route to {dst} in {}",
+                self.place
+            )))
+    }
+}
+
 pub(super) fn require_runtime() -> Result<()> {
     tokio::runtime::Handle::try_current()
         .map(|_| ())

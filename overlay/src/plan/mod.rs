@@ -9,6 +9,7 @@
 mod endpoints;
 mod links;
 mod network;
+mod routes;
 mod task;
 mod undo;
 
@@ -19,6 +20,9 @@ pub use endpoints::{EndpointOp, EndpointTables, desired_tables, plan_endpoints};
 pub use links::{LinkKind, LinkState, PortFlags, VXLAN_PORT_FLAGS, VxlanConfig};
 pub use network::{
     NetworkState, NetworkStep, networks_from_links, plan_network, plan_remove_network,
+};
+pub use routes::{
+    Ipv4Route, NATIVE_ROUTE_PROTOCOL, NativeRoute, NextHop, native_route_changes, next_hop,
 };
 pub use task::{TaskObserved, TaskStep, plan_task, plan_unplumb};
 pub use undo::run_undoable;
