@@ -7,6 +7,7 @@
 #include <linux/errno.h>
 #include "conntrack.h"
 #include "maglev.h"
+#include "native.h"
 
 #define LB_PASS 0     /* not ours: hand to the kernel untouched */
 #define LB_FORWARD 1  /* translate with *out and deliver */
@@ -80,9 +81,10 @@ static __always_inline int ct_claim_snat(const struct mesh_config *cfg, struct m
 
 /* A packet to a published port on the underlay address: find or make its flow. The client's
  * address and port are kept (lib/clientip.h) unless `snat` (a task calling its own node's
- * published port: the reply must come back through the node, not straight from the backend) or
- * unless the reply tuple (backend -> client) is taken by another flow: then the source becomes
- * the node's ingress address (SNAT). */
+ * published port: the reply must come back through the node, not straight from the backend),
+ * unless the backend's node is reached by native routing (lib/native.h), or unless the reply
+ * tuple (backend -> client) is taken by another flow: then the source becomes the node's
+ * ingress address (SNAT). */
 static __always_inline int lb_ingress_flow(const struct mesh_config *cfg, const struct pkt *p,
 					   __u32 ifindex, int snat, struct mesh_ct *out)
 {
@@ -130,9 +132,11 @@ static __always_inline int lb_ingress_flow(const struct mesh_config *cfg, const 
 				     MESH_CTF_SYN_ONLY :
 				     0),
 		    now);
-	/* The reply as the backend sends it: to the client itself, else to the SNAT source. */
+	/* The reply as the backend sends it: to the client itself, else to the SNAT source. A
+	 * backend reached by native routing gets the SNAT source too: its node routes replies to
+	 * this node's ingress address natively, and would take a client's address as a stranger. */
 	ct_key_make(&rkey, be->addr, be->port, p->saddr, p->sport, p->proto, MESH_CT_INGRESS_REPLY);
-	if (snat || ct_claim_reply(cfg, &rkey, &rev, now)) {
+	if (snat || native_node(cfg->ingress_vni, be->addr) || ct_claim_reply(cfg, &rkey, &rev, now)) {
 		if (ct_claim_snat(cfg, &rkey, &rev, hash, now))
 			return LB_REJECT;
 	} else if (rev.flags & MESH_CTF_LOCAL) {
