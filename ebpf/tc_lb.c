@@ -15,7 +15,9 @@
  *                 (hairpin). A task's call to a published port of its own node (its gateway
  *                 routes it here, never through the underlay) is served as tc_underlay_in
  *                 serves a client's (ICMP errors and fragments included), replies coming back
- *                 out of the task's veth.
+ *                 out of the task's veth. A packet to outside the cluster is source-NATed to
+ *                 the node's address and sent out of the underlay (lib/egress.h), whose
+ *                 tc_underlay_in reverses the replies into the task's veth.
  * tc_task_out     egress of a task veth's host side (traffic to the task): VIP replies reversed.
  * Each also serves what is related to the flows it translates (lib/related.h): their ICMP
  * errors, translated back (an error from the client side goes where the flow goes, one from the
@@ -24,6 +26,7 @@
 #include "lib/lb.h"
 #include "lib/related.h"
 #include "lib/vxlan_guard.h"
+#include "lib/egress.h"
 
 #define L4_PULL_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
 
@@ -88,6 +91,9 @@ int tc_underlay_in(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (vxlan_from_stranger(skb, cfg))
 		return TC_ACT_SHOT;
+	lb = egress_to_task(skb, cfg);
+	if (lb != EGRESS_NOT_OURS)
+		return lb;
 	if (!cfg->ingress_bridge_ifindex)
 		return TC_ACT_OK;
 	ctx_pull(skb, L4_PULL_LEN);
@@ -224,6 +230,8 @@ int tc_task_in(struct __sk_buff *skb)
 			return related_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
 		}
 		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_VIP, &ct);
+		if (lb == LB_PASS)
+			return egress_from_task(skb, cfg, parsed, &p); /* an echo request may go outside */
 		if (lb != LB_FORWARD)
 			return RELATED_NOT_FORWARDED(lb);
 		return bpf_skb_store_bytes(skb, 0, ct.dmac, ETH_ALEN, 0) ? TC_ACT_SHOT : TC_ACT_OK;
@@ -234,7 +242,7 @@ int tc_task_in(struct __sk_buff *skb)
 		return task_to_published_port(skb, cfg, &p);
 	switch (lb_vip(cfg, &p, ifc->vni, &ct)) {
 	case LB_PASS:
-		return TC_ACT_OK;
+		return egress_from_task(skb, cfg, parsed, &p); /* outside the cluster, or untouched */
 	case LB_REJECT:
 		return TC_ACT_SHOT;
 	}

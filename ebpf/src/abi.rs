@@ -197,6 +197,29 @@ pub struct MeshNode {
 }
 const _: () = assert!(size_of::<MeshNode>() == 4);
 
+// ---- Egress (`lib/egress.h`) ----
+
+/// `mesh_overlay_nets` is filled: tasks may reach addresses outside the cluster.
+pub const MESH_CFG_EGRESS: u32 = 0x100;
+/// Overlay subnets (`mesh_overlay_nets`).
+pub const MESH_MAX_OVERLAY_NETS: u32 = 4096;
+/// Egress conntrack entries (`mesh_egress_ct`, both directions count).
+pub const MESH_EGRESS_CT_SIZE: u32 = 65536;
+/// The first source port (and ICMP echo id) of egress flows; they run to 65535.
+pub const MESH_EGRESS_PORT_LOW: u16 = 61000;
+pub const MESH_CT_EGRESS: u8 = 0x10;
+pub const MESH_CT_EGRESS_REPLY: u8 = 0x11;
+
+/// Key of `mesh_overlay_nets` (`struct mesh_net_key`; value: the network's VNI): a subnet,
+/// its address masked, network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MeshNetKey {
+    pub prefixlen: u32,
+    pub addr: [u8; 4],
+}
+const _: () = assert!(size_of::<MeshNetKey>() == 8);
+
 /// Marks the mirrors as plain old data for aya's typed maps.
 #[cfg(feature = "aya")]
 macro_rules! pod {
@@ -220,7 +243,8 @@ pod!(
     MeshCt,
     MeshFragKey,
     MeshSvcStats,
-    MeshNode
+    MeshNode,
+    MeshNetKey
 );
 
 // ---- Socket-level balancing (`sock_lb.c`) ----
@@ -400,6 +424,18 @@ pub fn layout() -> Vec<LayoutRow> {
         MESH_SOCK_MAX_NETNS,
         MESH_SOCK_MAX_NETS,
         MESH_SOCK_READY,
+    ));
+    // Egress.
+    rows.extend(layout! {
+        "mesh_net_key" => MeshNetKey { "prefixlen": prefixlen, "addr": addr }
+    });
+    rows.extend(consts!(
+        MESH_CFG_EGRESS,
+        MESH_MAX_OVERLAY_NETS,
+        MESH_EGRESS_CT_SIZE,
+        MESH_EGRESS_PORT_LOW,
+        MESH_CT_EGRESS,
+        MESH_CT_EGRESS_REPLY,
     ));
     rows
 }

@@ -11,6 +11,7 @@ use crate::abi::{
     MESH_RING_SIZE, MeshBackend, MeshConfig, MeshCounter, MeshCt, MeshCtKey, MeshFragKey,
     MeshFrontend, MeshIface, MeshNode, MeshPortKey, MeshSvcStats, MeshVipKey,
 };
+use crate::abi::{MESH_EGRESS_CT_SIZE, MESH_MAX_OVERLAY_NETS, MeshNetKey};
 use crate::abi::{
     MESH_SOCK_MAX_NETNS, MESH_SOCK_REV_SIZE, MeshSockConfig, MeshSockNetns, MeshSockRev,
     MeshSockRevKey, MeshSockStats,
@@ -130,6 +131,11 @@ maps! {
         Nodes = "mesh_nodes": Hash<[u8; 4], MeshNode>[MESH_MAX_NODES];
         /// `mesh_drops`: packets dropped, by reason (`MESH_DROP_*`), per CPU.
         Drops = "mesh_drops": PerCpuArray<u32, MeshCounter>[MESH_DROP_REASONS];
+        /// `mesh_overlay_nets`: every overlay network's subnet (value: its VNI), where a task's
+        /// packet is never source-NATed to the outside.
+        OverlayNets = "mesh_overlay_nets": Hash<MeshNetKey, u32>[MESH_MAX_OVERLAY_NETS];
+        /// `mesh_egress_ct`: egress conntrack (`MESH_CT_EGRESS*` keys), one entry per direction.
+        EgressConntrack = "mesh_egress_ct": LruHash<MeshCtKey, MeshCt>[MESH_EGRESS_CT_SIZE];
     }
 }
 

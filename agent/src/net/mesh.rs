@@ -38,6 +38,8 @@ use super::{NodeNetworking, interface_of, remote_endpoints};
 use mesh_api::ServiceCounters;
 use mesh_api::status::{Histogram, MapFill, MeshStatus, ServiceSample};
 
+mod egress;
+
 /// How often counters are read (and attachments checked).
 const TICK: Duration = Duration::from_secs(1);
 /// Every this many ticks, attachments are checked against the kernel (an interface recreated
@@ -296,6 +298,8 @@ struct Runtime {
     applied: Option<DesiredMesh>,
     /// The node addresses last written to `mesh_nodes` (VXLAN accepted only from them).
     nodes_applied: Option<BTreeSet<Ipv4Addr>>,
+    /// The overlay subnets last written to `mesh_overlay_nets` (egress on once written).
+    nets_applied: Option<BTreeSet<mesh_dataplane::mesh::OverlayNet>>,
     /// The last warning, so that a lasting failure is logged once.
     last_warning: Option<String>,
     /// How long each apply took (`status`, metrics).
@@ -316,6 +320,7 @@ async fn run(net: NodeNetworking, settings: MeshSettings) {
         stale_cleared: false,
         applied: None,
         nodes_applied: None,
+        nets_applied: None,
         last_warning: None,
         programming: Histogram::default(),
         drops: BTreeMap::new(),
@@ -385,6 +390,7 @@ impl Runtime {
         self.attached.clear();
         self.applied = None;
         self.nodes_applied = None;
+        self.nets_applied = None;
         self.stale_cleared = false;
     }
 
@@ -423,6 +429,7 @@ impl Runtime {
             }
             self.apply(view).await;
             self.apply_cluster_nodes(view).await;
+            self.apply_overlay_nets(view).await;
         }
     }
 
