@@ -14,6 +14,7 @@ mod control;
 mod datapath;
 mod dockerapi;
 mod dockerapi_clients;
+mod egress;
 mod engines;
 mod format;
 mod gossip;
