@@ -110,8 +110,18 @@ fn egress(name: &str, octet: u8, extra: &[&str]) {
         &lab,
         "n1",
         &[
-            "service", "create", "-d", "--name", "eg", "--mode", "global", "--network", "egnet",
-            &image, "sleep", "3600",
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "eg",
+            "--mode",
+            "global",
+            "--network",
+            "egnet",
+            &image,
+            "sleep",
+            "3600",
         ],
     );
     let tasks = eventually(Duration::from_mins(1), "a task of eg on each node", || {
@@ -128,20 +138,24 @@ fn egress(name: &str, octet: u8, extra: &[&str]) {
         // TCP by address: the server sees the node's address (the mesh is programmed a moment
         // after the task starts).
         let by_addr = format!("http://{client}:{PEER_PORT}/");
-        eventually(Duration::from_secs(30), &format!("n{i}: wget {by_addr}"), || {
-            match wget(&lab, i, task, &by_addr) {
+        eventually(
+            Duration::from_secs(30),
+            &format!("n{i}: wget {by_addr}"),
+            || match wget(&lab, i, task, &by_addr) {
                 (true, body) if body.trim() == node => Ok(()),
                 (_, out) => Err(out),
-            }
-        });
+            },
+        );
         // By a name only the upstream resolver knows (forwarded by the node's DNS).
         let by_name = format!("http://{}:{PEER_PORT}/", mesh_lab::UPSTREAM_NAME);
-        eventually(Duration::from_secs(30), &format!("n{i}: wget {by_name}"), || {
-            match wget(&lab, i, task, &by_name) {
+        eventually(
+            Duration::from_secs(30),
+            &format!("n{i}: wget {by_name}"),
+            || match wget(&lab, i, task, &by_name) {
                 (true, body) if body.trim() == node => Ok(()),
                 (_, out) => Err(out),
-            }
-        });
+            },
+        );
         // UDP: a DNS query straight to the upstream resolver, and its answer back.
         let (_, answer) = exec(
             &lab,
@@ -165,7 +179,10 @@ fn egress(name: &str, octet: u8, extra: &[&str]) {
         // Another node's address is not egress: the task's packet dies at its own node.
         let other = lab.node_addr(if i == 1 { 2 } else { 1 });
         let (reached, out) = wget(&lab, i, task, &format!("http://{other}:9323/metrics"));
-        assert!(!reached, "n{i}: a task reached node {other} by egress:\n{out}");
+        assert!(
+            !reached,
+            "n{i}: a task reached node {other} by egress:\n{out}"
+        );
     }
     no_nat_rules(&lab, &client);
 }

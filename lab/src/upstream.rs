@@ -76,7 +76,15 @@ pub(crate) fn wait_ready(plan: &LabPlan) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let out = Command::new("ip")
-            .args(["netns", "exec", &plan.client_ns(), "dig", "+short", "+time=1", "+tries=1"])
+            .args([
+                "netns",
+                "exec",
+                &plan.client_ns(),
+                "dig",
+                "+short",
+                "+time=1",
+                "+tries=1",
+            ])
             .arg(format!("@{addr}"))
             .arg(UPSTREAM_NAME)
             .output()
@@ -109,7 +117,10 @@ mod tests {
             Ipv4Addr::new(198, 18, 7, 2),
         );
         assert!(conf.contains("interface: 198.18.7.2\n"), "{conf}");
-        assert!(conf.contains("local-zone: \".\" static"), "never recurses: {conf}");
+        assert!(
+            conf.contains("local-zone: \".\" static"),
+            "never recurses: {conf}"
+        );
         assert!(
             conf.contains("local-data: \"outside.test. 60 IN A 198.18.7.2\""),
             "{conf}"

@@ -91,7 +91,12 @@ pub struct Args {
     pub docker_api_tlskey: Option<PathBuf>,
     /// The resolv.conf whose `nameserver` lines are the upstreams of the tasks' DNS (names
     /// outside the cluster), read again every few seconds (kubelet's `--resolv-conf`).
-    #[arg(long, env = "MESHD_RESOLV_CONF", default_value = "/etc/resolv.conf", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "MESHD_RESOLV_CONF",
+        default_value = "/etc/resolv.conf",
+        value_name = "PATH"
+    )]
     pub resolv_conf: PathBuf,
 }
 

@@ -26,7 +26,9 @@ impl OverlayNet {
         if prefix_len > 32 {
             anyhow::bail!("subnet {addr}/{prefix_len}: the prefix length must be 0 to 32");
         }
-        let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(prefix_len))
+            .unwrap_or(0);
         Ok(Self {
             addr: Ipv4Addr::from(u32::from(addr) & mask),
             prefix_len,

@@ -49,7 +49,8 @@ impl Runtime {
 mod tests {
     use std::net::Ipv4Addr;
 
-    use mesh_cluster::state::{Id, Network, NetworkSpec};
+    use mesh_cluster::Id;
+    use mesh_cluster::state::{Network, NetworkSpec};
 
     use super::*;
     use crate::net::view::SelfNode;
