@@ -13,6 +13,7 @@ use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_TASK, MeshIface};
 
 mod conntrack_states;
+mod egress;
 mod fragments;
 mod hairpin;
 mod malformed;
