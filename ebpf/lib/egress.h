@@ -8,13 +8,13 @@
  * bpf_redirect_neigh (the kernel's route and neighbour, no forwarding, no netfilter).
  * tc_underlay_in hands over what arrives for the node's address: a reply of such a flow is
  * reversed and redirected into the task's veth. Nothing happens until user space has written the
- * overlay subnets and set MESH_CFG_EGRESS. Fragments and ICMP errors about egress flows are not
- * translated (they go to the kernel, which drops them). */
+ * overlay subnets and set MESH_CFG_EGRESS. A "destination unreachable" about an egress flow
+ * (port unreachable, fragmentation needed) is translated back to the task as well (icmp.h);
+ * fragments, and errors the task sends about the replies, are not (the kernel drops them). */
 #ifndef MESH_EGRESS_H
 #define MESH_EGRESS_H
 
-#include "conntrack.h"
-#include "maglev.h"
+#include "icmp.h"
 
 #define EGRESS_NOT_OURS (-1)
 #define EGRESS_PORT_SPAN (65536 - MESH_EGRESS_PORT_LOW)
@@ -211,15 +211,50 @@ static __always_inline int egress_from_task(struct __sk_buff *skb, const struct 
 	return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
 }
 
-/* tc_underlay_in's packet for the node's address: the reply of an egress flow reversed and
- * redirected into its task's veth, else EGRESS_NOT_OURS. */
+/* Sends the reply (or error) translated for ct into its task's veth. */
+static __always_inline int egress_deliver(struct __sk_buff *skb, const struct mesh_ct *ct)
+{
+	__u32 ifindex = ct->ifindex;
+	struct mesh_iface *ifc = bpf_map_lookup_elem(&mesh_ifaces, &ifindex);
+
+	if (!ifc)
+		return TC_ACT_SHOT; /* the task is gone */
+	if (ctx_set_l2(skb, ct->dmac, ifc->mac))
+		return TC_ACT_SHOT;
+	return bpf_redirect(ifindex, 0);
+}
+
+/* A "destination unreachable" for the node's address (p): if it quotes an egress flow's packet
+ * (node:egress port -> server), translated for the task (quote and outer header) and delivered,
+ * else EGRESS_NOT_OURS. */
+static __always_inline int egress_error_to_task(struct __sk_buff *skb, const struct mesh_config *cfg)
+{
+	struct mesh_ct_key key;
+	struct mesh_ct *ct;
+	struct mesh_ct rev;
+	struct pkt quote;
+
+	ctx_pull(skb, ICMP_PULL_LEN);
+	if (icmp_quote(skb, sizeof(struct ethhdr), &quote) || quote.saddr != cfg->underlay_addr ||
+	    bpf_ntohs(quote.sport) < MESH_EGRESS_PORT_LOW)
+		return EGRESS_NOT_OURS;
+	ct_key_make(&key, quote.daddr, quote.dport, quote.saddr, quote.sport, quote.proto, MESH_CT_EGRESS_REPLY);
+	ct = bpf_map_lookup_elem(&mesh_egress_ct, &key);
+	if (!ct || ct_stale(cfg, ct, quote.proto, bpf_ktime_get_ns()))
+		return EGRESS_NOT_OURS;
+	rev = *ct;
+	if (icmp_nat(skb, sizeof(struct ethhdr), &quote, &rev))
+		return TC_ACT_SHOT;
+	return egress_deliver(skb, &rev);
+}
+
+/* tc_underlay_in's packet for the node's address: the reply of an egress flow (or an error about
+ * it) reversed and redirected into its task's veth, else EGRESS_NOT_OURS. */
 static __always_inline int egress_to_task(struct __sk_buff *skb, const struct mesh_config *cfg)
 {
 	struct mesh_ct_key key, mate;
-	struct mesh_iface *ifc;
-	struct mesh_ct *ct;
+	struct mesh_ct *ct, rev;
 	struct pkt p;
-	__u32 ifindex;
 	int parsed;
 
 	if (!(cfg->flags & MESH_CFG_EGRESS))
@@ -227,8 +262,10 @@ static __always_inline int egress_to_task(struct __sk_buff *skb, const struct me
 	ctx_pull(skb, EGRESS_PULL_LEN);
 	parsed = parse_pkt(skb, 0, &p);
 	if (parsed == PARSE_ICMP) {
-		if (p.daddr != cfg->underlay_addr || egress_echo_ports(skb, &p, ICMP_ECHO_REPLY))
+		if (p.daddr != cfg->underlay_addr)
 			return EGRESS_NOT_OURS;
+		if (egress_echo_ports(skb, &p, ICMP_ECHO_REPLY))
+			return egress_error_to_task(skb, cfg);
 	} else if (parsed != PARSE_OK || p.frag || p.daddr != cfg->underlay_addr) {
 		return EGRESS_NOT_OURS;
 	}
@@ -242,13 +279,10 @@ static __always_inline int egress_to_task(struct __sk_buff *skb, const struct me
 		ct_key_make(&mate, ct->daddr, ct->dport, ct->saddr, ct->sport, p.proto, MESH_CT_EGRESS);
 		egress_tcp_state(ct, &mate, p.tcp_flags);
 	}
-	ifindex = ct->ifindex;
-	ifc = bpf_map_lookup_elem(&mesh_ifaces, &ifindex);
-	if (!ifc)
-		return TC_ACT_SHOT; /* the task is gone */
-	if (egress_nat(skb, &p, ct) || ctx_set_l2(skb, ct->dmac, ifc->mac))
+	rev = *ct;
+	if (egress_nat(skb, &p, &rev))
 		return TC_ACT_SHOT;
-	return bpf_redirect(ifindex, 0);
+	return egress_deliver(skb, &rev);
 }
 
 #endif

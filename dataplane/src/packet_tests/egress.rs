@@ -1,6 +1,7 @@
 //! Packet tests of egress (`lib/egress.h`): a task's TCP, UDP and ICMP echo to an address
 //! outside the cluster leave from the node's address and an egress port (`tc_task_in`), their
-//! answers come back into the task's veth (`tc_underlay_in`); destinations inside the cluster
+//! answers (and a server's "port unreachable") come back into the task's veth
+//! (`tc_underlay_in`); destinations inside the cluster
 //! (overlay subnets, cluster nodes) and multicast are left alone, and nothing leaves before the
 //! overlay subnets are known.
 
@@ -11,7 +12,7 @@ use mesh_ebpf::abi::MESH_EGRESS_PORT_LOW;
 
 use super::{
     CALLER, CALLER_MAC, CLIENT, CLIENT_MAC, Expect, Harness, NODE, PEER, Row, TASK_B, TC_ACT_OK,
-    TC_ACT_REDIRECT, UNDERLAY_MAC, VETH_MAC, check_root, decode, eth, fold, harness,
+    TC_ACT_REDIRECT, UNDERLAY_MAC, VETH_MAC, check_root, decode, eth, fold, harness, icmp,
     in_fresh_netns, ipv4, run_rows, sum16, tcp, udp,
 };
 use crate::mesh::OverlayNet;
@@ -109,14 +110,18 @@ fn a_tasks_packets_to_the_outside_leave_from_the_node_and_their_answers_come_bac
             )
             .unwrap();
         assert_eq!(verdict, TC_ACT_REDIRECT, "echo request: {out:02x?}");
-        let icmp = &out[34..];
+        let message = &out[34..];
         assert_eq!(fold(sum16(&out[14..34])), 0xffff, "IP checksum");
-        assert_eq!(fold(sum16(icmp)), 0xffff, "ICMP checksum: {icmp:02x?}");
+        assert_eq!(
+            fold(sum16(message)),
+            0xffff,
+            "ICMP checksum: {message:02x?}"
+        );
         assert_eq!(
             &out[26..34],
             [NODE.octets(), CLIENT.octets()].concat().as_slice()
         );
-        let echo_id = u16::from_be_bytes([icmp[4], icmp[5]]);
+        let echo_id = u16::from_be_bytes([message[4], message[5]]);
         assert!(echo_id >= MESH_EGRESS_PORT_LOW, "echo id {echo_id}");
 
         let unused = if tcp_port == u16::MAX {
@@ -158,6 +163,34 @@ fn a_tasks_packets_to_the_outside_leave_from_the_node_and_their_answers_come_bac
                         VETH_MAC,
                         0x0800,
                         &udp(CLIENT, CALLER, 53, 41000, b"answer", true),
+                    )),
+                },
+                Row {
+                    what: "the server's port unreachable about the datagram reaches the task, quoting what the task sent",
+                    input: eth(
+                        UNDERLAY_MAC,
+                        CLIENT_MAC,
+                        0x0800,
+                        &ipv4(
+                            CLIENT,
+                            NODE,
+                            1,
+                            0,
+                            &icmp(3, 3, 0, &udp(NODE, CLIENT, udp_port, 53, b"query", true)),
+                        ),
+                    ),
+                    verdict: TC_ACT_REDIRECT,
+                    expect: Expect::Exactly(eth(
+                        CALLER_MAC,
+                        VETH_MAC,
+                        0x0800,
+                        &ipv4(
+                            CLIENT,
+                            CALLER,
+                            1,
+                            0,
+                            &icmp(3, 3, 0, &udp(CALLER, CLIENT, 41000, 53, b"query", true)),
+                        ),
                     )),
                 },
                 Row {
