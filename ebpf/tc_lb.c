@@ -24,9 +24,9 @@
  * backend side where replies go), and the later fragments of their UDP datagrams.
  * Everything not ours is TC_ACT_OK untouched. */
 #include "lib/lb.h"
+#include "lib/egress.h"
 #include "lib/related.h"
 #include "lib/vxlan_guard.h"
-#include "lib/egress.h"
 
 #define L4_PULL_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
 

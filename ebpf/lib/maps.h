@@ -93,15 +93,6 @@ struct {
 	MESH_PIN;
 } mesh_nodes SEC(".maps");
 
-/* Drops by reason (MESH_DROP_*), per CPU. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MESH_DROP_REASONS);
-	__type(key, __u32);
-	__type(value, struct mesh_counter);
-	MESH_PIN;
-} mesh_drops SEC(".maps");
-
 /* Every overlay network's subnet (value: its VNI): a task's packet to one is never egress. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -119,6 +110,15 @@ struct {
 	__type(value, struct mesh_ct);
 	MESH_PIN;
 } mesh_egress_ct SEC(".maps");
+
+/* Drops by reason (MESH_DROP_*), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MESH_DROP_REASONS);
+	__type(key, __u32);
+	__type(value, struct mesh_counter);
+	MESH_PIN;
+} mesh_drops SEC(".maps");
 
 static __always_inline struct mesh_config *mesh_cfg(void)
 {

@@ -25,6 +25,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod egress;
+
 use mesh_cluster::net::INGRESS_VNI;
 use mesh_cluster::state::{PortConfig, PublishMode as StatePublishMode};
 use mesh_dataplane::{
@@ -37,8 +39,6 @@ use super::view::NetView;
 use super::{NodeNetworking, interface_of, remote_endpoints};
 use mesh_api::ServiceCounters;
 use mesh_api::status::{Histogram, MapFill, MeshStatus, ServiceSample};
-
-mod egress;
 
 /// How often counters are read (and attachments checked).
 const TICK: Duration = Duration::from_secs(1);
@@ -384,13 +384,13 @@ impl Runtime {
     }
 
     fn forget(&mut self) {
+        self.nets_applied = None;
         self.sock_lb = None;
         self.mesh = None;
         self.loaded_for = None;
         self.attached.clear();
         self.applied = None;
         self.nodes_applied = None;
-        self.nets_applied = None;
         self.stale_cleared = false;
     }
 
@@ -427,9 +427,9 @@ impl Runtime {
             if !self.stale_cleared {
                 self.clear_stale_pins(view).await;
             }
+            self.apply_overlay_nets(view).await;
             self.apply(view).await;
             self.apply_cluster_nodes(view).await;
-            self.apply_overlay_nets(view).await;
         }
     }
 
