@@ -89,11 +89,11 @@ int tc_underlay_in(struct __sk_buff *skb)
 
 	if (!cfg)
 		return TC_ACT_OK;
-	if (vxlan_from_stranger(skb, cfg))
-		return TC_ACT_SHOT;
-	lb = egress_to_task(skb, cfg);
+	lb = egress_to_task(skb, cfg); /* an egress flow's reply (never VXLAN: not to port 4789) */
 	if (lb != EGRESS_NOT_OURS)
 		return lb;
+	if (vxlan_from_stranger(skb, cfg))
+		return TC_ACT_SHOT;
 	if (!cfg->ingress_bridge_ifindex)
 		return TC_ACT_OK;
 	ctx_pull(skb, L4_PULL_LEN);

@@ -11,7 +11,6 @@ use crate::abi::{
     MESH_RING_SIZE, MeshBackend, MeshConfig, MeshCounter, MeshCt, MeshCtKey, MeshFragKey,
     MeshFrontend, MeshIface, MeshNode, MeshPortKey, MeshSvcStats, MeshVipKey,
 };
-use crate::abi::{MESH_EGRESS_CT_SIZE, MESH_MAX_OVERLAY_NETS, MeshNetKey};
 use crate::abi::{
     MESH_SOCK_MAX_NETNS, MESH_SOCK_REV_SIZE, MeshSockConfig, MeshSockNetns, MeshSockRev,
     MeshSockRevKey, MeshSockStats,
@@ -128,9 +127,9 @@ maps! {
         Stats = "mesh_stats": PerCpuArray<u32, MeshSvcStats>[MESH_MAX_SERVICES];
         /// `mesh_overlay_nets`: every overlay network's subnet (value: its VNI), where a task's
         /// packet is never source-NATed to the outside.
-        OverlayNets = "mesh_overlay_nets": Hash<MeshNetKey, u32>[MESH_MAX_OVERLAY_NETS];
+        OverlayNets = "mesh_overlay_nets": Hash<crate::abi::MeshNetKey, u32>[crate::abi::MESH_MAX_OVERLAY_NETS];
         /// `mesh_egress_ct`: egress conntrack (`MESH_CT_EGRESS*` keys), one entry per direction.
-        EgressConntrack = "mesh_egress_ct": LruHash<MeshCtKey, MeshCt>[MESH_EGRESS_CT_SIZE];
+        EgressConntrack = "mesh_egress_ct": LruHash<MeshCtKey, MeshCt>[crate::abi::MESH_EGRESS_CT_SIZE];
         /// `mesh_nodes`: the cluster's nodes by underlay address (network order), the only
         /// sources VXLAN is accepted from once `MESH_CFG_NODES` is set.
         Nodes = "mesh_nodes": Hash<[u8; 4], MeshNode>[MESH_MAX_NODES];
