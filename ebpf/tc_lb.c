@@ -17,7 +17,9 @@
  *                 (hairpin). A task's call to a published port of its own node (its gateway
  *                 routes it here, never through the underlay) is served as tc_underlay_in
  *                 serves a client's (ICMP errors and fragments included), replies coming back
- *                 out of the task's veth.
+ *                 out of the task's veth. A packet to outside the cluster is source-NATed to
+ *                 the node's address and sent out of the underlay (lib/egress.h), whose
+ *                 tc_underlay_in reverses the replies into the task's veth.
  * tc_task_out     egress of a task veth's host side (traffic to the task): VIP replies reversed.
  * Each also serves what is related to the flows it translates (lib/related.h): their ICMP
  * errors, translated back (an error from the client side goes where the flow goes, one from the
@@ -27,6 +29,7 @@
  * of the underlay, or into the ingress VXLAN device toward that node, as tc_bridge_in recorded).
  * Everything not ours is TC_ACT_OK untouched. */
 #include "lib/lb.h"
+#include "lib/egress.h"
 #include "lib/related.h"
 #include "lib/clientip.h"
 #include "lib/vxlan_guard.h"
@@ -94,6 +97,9 @@ int tc_underlay_in(struct __sk_buff *skb)
 
 	if (!cfg)
 		return TC_ACT_OK;
+	lb = egress_to_task(skb, cfg); /* an egress flow's reply (never VXLAN: not to port 4789) */
+	if (lb != EGRESS_NOT_OURS)
+		return lb;
 	if (vxlan_from_stranger(skb, cfg))
 		return TC_ACT_SHOT;
 	lb = native_to_task(skb);
@@ -259,6 +265,8 @@ int tc_task_in(struct __sk_buff *skb)
 		if (lb >= 0)
 			return lb;
 		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_VIP, &ct);
+		if (lb == LB_PASS)
+			return egress_from_task(skb, cfg, parsed, &p); /* an echo request may go outside */
 		if (lb != LB_FORWARD)
 			return RELATED_NOT_FORWARDED(lb);
 		return bpf_skb_store_bytes(skb, 0, ct.dmac, ETH_ALEN, 0) ? TC_ACT_SHOT : TC_ACT_OK;
@@ -277,7 +285,7 @@ int tc_task_in(struct __sk_buff *skb)
 	}
 	switch (lb) {
 	case LB_PASS:
-		return TC_ACT_OK;
+		return egress_from_task(skb, cfg, parsed, &p); /* outside the cluster, or untouched */
 	case LB_REJECT:
 		return TC_ACT_SHOT;
 	}

@@ -15,6 +15,7 @@ mod control;
 mod datapath;
 mod dockerapi;
 mod dockerapi_clients;
+mod egress;
 mod engines;
 mod format;
 mod gossip;

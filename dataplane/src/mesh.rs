@@ -19,7 +19,7 @@ use aya::programs::tc::TcAttachOptions;
 use aya::programs::xdp::XdpLink;
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
 use mesh_ebpf::abi::{
-    self, MESH_CFG_NODES, MESH_CFG_READY, MESH_CFG_XDP, MESH_DROP_CT_FULL,
+    self, MESH_CFG_EGRESS, MESH_CFG_NODES, MESH_CFG_READY, MESH_CFG_XDP, MESH_DROP_CT_FULL,
     MESH_DROP_SNAT_EXHAUSTED, MESH_DROP_VXLAN_SOURCE, MESH_IF_BRIDGE, MESH_IF_TASK, MeshIface,
 };
 use tracing::{info, warn};
@@ -30,6 +30,9 @@ use crate::model::{DesiredMesh, Protocol};
 use crate::netdev;
 use crate::plan::{self, Op, Programmed};
 use crate::programs::Programs;
+
+mod egress;
+pub use egress::OverlayNet;
 
 /// Where published ports are served on the underlay interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,7 +192,7 @@ impl Mesh {
             bridge_mac: previous.bridge_mac,
             // The node list (and its flag) survive a restart, like the tables.
             flags: MESH_CFG_READY
-                | (previous.flags & MESH_CFG_NODES)
+                | (previous.flags & (MESH_CFG_NODES | MESH_CFG_EGRESS))
                 | if options.datapath == Datapath::Xdp {
                     MESH_CFG_XDP
                 } else {

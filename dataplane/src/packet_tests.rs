@@ -14,6 +14,7 @@ use mesh_ebpf::abi::{self, MESH_CFG_READY, MESH_CFG_XDP, MESH_IF_TASK, MeshIface
 
 mod clientip;
 mod conntrack_states;
+mod egress;
 mod fragments;
 mod hairpin;
 mod malformed;

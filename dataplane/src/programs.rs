@@ -2,7 +2,7 @@
 //! writes their (shared, pinned) maps: planned [`Op`]s in, ABI values out, decoded into the
 //! plan's rows and [`FlowEntry`]s.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 
@@ -13,10 +13,12 @@ use aya::{Ebpf, EbpfLoader};
 use mesh_ebpf::abi::{
     self, MESH_BE_LOCAL, MESH_BE_VALID, MESH_CT_INGRESS, MESH_CT_INGRESS_REPLY, MESH_CT_VIP,
     MESH_CT_VIP_REPLY, MESH_MAX_BACKENDS, MESH_NODE_MEMBER, MESH_RING_SIZE, MeshBackend, MeshCt,
-    MeshCtKey, MeshFrontend, MeshIface, MeshNode, MeshPortKey, MeshSvcStats, MeshVipKey,
+    MeshCtKey, MeshFrontend, MeshIface, MeshNetKey, MeshNode, MeshPortKey, MeshSvcStats,
+    MeshVipKey,
 };
 use mesh_ebpf::maps::{
-    Backends, Config, Conntrack, Drops, Ifaces, MeshMap, Nodes, Ports, Rings, Stats, Vips,
+    Backends, Config, Conntrack, Drops, Ifaces, MeshMap, Nodes, OverlayNets, Ports, Rings, Stats,
+    Vips,
 };
 
 use crate::maps::{self, AyaKind, Handle};
@@ -253,6 +255,26 @@ impl Programs {
         self.map::<Nodes>()?
             .remove(&addr.octets())
             .with_context(|| format!("remove {addr} from {}", Nodes::NAME))
+    }
+
+    /// The subnets in `mesh_overlay_nets`, with their VNIs.
+    pub(crate) fn overlay_nets(&mut self) -> anyhow::Result<BTreeMap<MeshNetKey, u32>> {
+        Ok(self
+            .map::<OverlayNets>()?
+            .iter()
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub(crate) fn put_overlay_net(&mut self, key: MeshNetKey, vni: u32) -> anyhow::Result<()> {
+        self.map::<OverlayNets>()?
+            .insert(key, vni, 0)
+            .with_context(|| format!("write {} ({key:?})", OverlayNets::NAME))
+    }
+
+    pub(crate) fn del_overlay_net(&mut self, key: MeshNetKey) -> anyhow::Result<()> {
+        self.map::<OverlayNets>()?
+            .remove(&key)
+            .with_context(|| format!("remove {key:?} from {}", OverlayNets::NAME))
     }
 
     /// Packets dropped for `reason` (`MESH_DROP_*`), summed over CPUs.

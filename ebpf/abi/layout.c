@@ -131,6 +131,16 @@ int main(void)
 	CONST(MESH_CT_CLOSING_TIMEOUT_SEC);
 	CONST(MESH_DROP_CT_FULL);
 	CONST(MESH_DROP_SNAT_EXHAUSTED);
+	/* Egress (lib/egress.h). */
+	STRUCT(mesh_net_key);
+	FIELD(mesh_net_key, prefixlen);
+	FIELD(mesh_net_key, addr);
+	CONST(MESH_CFG_EGRESS);
+	CONST(MESH_MAX_OVERLAY_NETS);
+	CONST(MESH_EGRESS_CT_SIZE);
+	CONST(MESH_EGRESS_PORT_LOW);
+	CONST(MESH_CT_EGRESS);
+	CONST(MESH_CT_EGRESS_REPLY);
 	/* Socket-level balancing (sock_lb.c). */
 	STRUCT(mesh_sock_config);
 	FIELD(mesh_sock_config, netns_cookie);

@@ -218,4 +218,21 @@ struct mesh_sock_stats {
 	__u64 sendmsgs;            /* unconnected UDP datagrams translated */
 };
 
+/* ---- Egress (lib/egress.h): tasks' packets to addresses outside the cluster, source-NATed to
+ * the node's underlay address by tc_task_in, their replies reversed by tc_underlay_in ---- */
+#define MESH_CFG_EGRESS 0x100u     /* mesh_overlay_nets is filled: tasks may reach the outside */
+#define MESH_MAX_OVERLAY_NETS 4096 /* overlay subnets (mesh_overlay_nets) */
+#define MESH_EGRESS_CT_SIZE 65536  /* egress conntrack entries (both directions count) */
+/* Source ports (and ICMP echo ids) of egress flows: above Linux's default ephemeral range
+ * (32768-60999), so the node's own sockets never hold one; a published port in it is skipped. */
+#define MESH_EGRESS_PORT_LOW 61000
+#define MESH_CT_EGRESS 0x10        /* task -> outside (key of mesh_egress_ct) */
+#define MESH_CT_EGRESS_REPLY 0x11  /* outside -> node underlay address:egress port */
+
+/* Key of mesh_overlay_nets (value: the network's VNI): a subnet, its address masked. */
+struct mesh_net_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
 #endif /* MESH_ABI_H */

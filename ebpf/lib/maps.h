@@ -93,6 +93,24 @@ struct {
 	MESH_PIN;
 } mesh_nodes SEC(".maps");
 
+/* Every overlay network's subnet (value: its VNI): a task's packet to one is never egress. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MESH_MAX_OVERLAY_NETS);
+	__type(key, struct mesh_net_key);
+	__type(value, __u32);
+	MESH_PIN;
+} mesh_overlay_nets SEC(".maps");
+
+/* Egress flows (lib/egress.h), one entry per direction (MESH_CT_EGRESS, MESH_CT_EGRESS_REPLY). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MESH_EGRESS_CT_SIZE);
+	__type(key, struct mesh_ct_key);
+	__type(value, struct mesh_ct);
+	MESH_PIN;
+} mesh_egress_ct SEC(".maps");
+
 /* Drops by reason (MESH_DROP_*), per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -320,6 +320,31 @@ pod!(
     MeshSockStats
 );
 
+// ---- Egress (`lib/egress.h`) ----
+
+/// `mesh_overlay_nets` is filled: tasks may reach addresses outside the cluster.
+pub const MESH_CFG_EGRESS: u32 = 0x100;
+/// Overlay subnets (`mesh_overlay_nets`).
+pub const MESH_MAX_OVERLAY_NETS: u32 = 4096;
+/// Egress conntrack entries (`mesh_egress_ct`, both directions count).
+pub const MESH_EGRESS_CT_SIZE: u32 = 65536;
+/// The first source port (and ICMP echo id) of egress flows; they run to 65535.
+pub const MESH_EGRESS_PORT_LOW: u16 = 61000;
+pub const MESH_CT_EGRESS: u8 = 0x10;
+pub const MESH_CT_EGRESS_REPLY: u8 = 0x11;
+
+/// Key of `mesh_overlay_nets` (`struct mesh_net_key`; value: the network's VNI): a subnet,
+/// its address masked, network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MeshNetKey {
+    pub prefixlen: u32,
+    pub addr: [u8; 4],
+}
+const _: () = assert!(size_of::<MeshNetKey>() == 8);
+#[cfg(feature = "aya")]
+pod!(MeshNetKey);
+
 /// One line of the layout table: C struct name, field name (`-` for the whole struct), offset, size.
 /// Constants appear as `("const", NAME, 0, value)`.
 pub type LayoutRow = (&'static str, &'static str, usize, usize);
@@ -413,6 +438,18 @@ pub fn layout() -> Vec<LayoutRow> {
         MESH_CT_CLOSING_TIMEOUT_SEC,
         MESH_DROP_CT_FULL,
         MESH_DROP_SNAT_EXHAUSTED,
+    ));
+    // Egress.
+    rows.extend(layout! {
+        "mesh_net_key" => MeshNetKey { "prefixlen": prefixlen, "addr": addr }
+    });
+    rows.extend(consts!(
+        MESH_CFG_EGRESS,
+        MESH_MAX_OVERLAY_NETS,
+        MESH_EGRESS_CT_SIZE,
+        MESH_EGRESS_PORT_LOW,
+        MESH_CT_EGRESS,
+        MESH_CT_EGRESS_REPLY,
     ));
     // Socket-level balancing.
     rows.extend(layout! {

@@ -126,6 +126,11 @@ maps! {
         Frags = "mesh_frags": LruHash<MeshFragKey, MeshCt>[MESH_FRAG_SIZE];
         /// `mesh_stats`: per-service counters by counter slot, per CPU.
         Stats = "mesh_stats": PerCpuArray<u32, MeshSvcStats>[MESH_MAX_SERVICES];
+        /// `mesh_overlay_nets`: every overlay network's subnet (value: its VNI), where a task's
+        /// packet is never source-NATed to the outside.
+        OverlayNets = "mesh_overlay_nets": Hash<crate::abi::MeshNetKey, u32>[crate::abi::MESH_MAX_OVERLAY_NETS];
+        /// `mesh_egress_ct`: egress conntrack (`MESH_CT_EGRESS*` keys), one entry per direction.
+        EgressConntrack = "mesh_egress_ct": LruHash<MeshCtKey, MeshCt>[crate::abi::MESH_EGRESS_CT_SIZE];
         /// `mesh_nodes`: the cluster's nodes by underlay address (network order), the only
         /// sources VXLAN is accepted from once `MESH_CFG_NODES` is set.
         Nodes = "mesh_nodes": Hash<[u8; 4], MeshNode>[MESH_MAX_NODES];

@@ -1,7 +1,8 @@
 //! `mesh-lab`, behind `meshctl lab`: many nodes on one machine. Namespaces `P-n1..P-nN`,
 //! `P-client` and `P-reg` hang off a bridge in `P-sw` with underlay addresses from a /24 of
 //! 198.18.0.0/15 and no route out; every node runs its own Docker engine and its own `meshd`,
-//! and `P-reg` runs the registry the nodes pull the lab's images from. [`down`] removes every
+//! and `P-reg` runs the registry the nodes pull the lab's images from. `P-client` runs the
+//! upstream resolver the nodes' DNS forwards to (unbound, `upstream`). [`down`] removes every
 //! trace, also of a lab whose `up` was killed half-way.
 //!
 //! The lab drives the kernel only through iproute2 (`ip`), a shell in the switch namespace and
@@ -14,6 +15,7 @@ mod image;
 mod plan;
 mod registry;
 mod teardown;
+mod upstream;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ use image::ensure_images;
 pub use image::{DATABASE_IMAGE, LAB_IMAGES, REGISTRY_IMAGE, TEST_IMAGE};
 pub use plan::{LabPlan, Member, PlanError, REGISTRY_PORT, STATE_ROOT, state_dir};
 pub use teardown::down;
+pub use upstream::UPSTREAM_NAME;
 
 /// What `lab up` records in `<state dir>/lab.json`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -120,7 +123,9 @@ pub fn up(plan: &LabPlan, opts: &UpOptions) -> Result<()> {
     };
     state.save()?;
     build_network(plan, opts.datapath == "xdp").context("building the lab network")?;
+    upstream::start(plan)?;
     let pushing = start_engines_and_registry(plan, &images)?;
+    upstream::wait_ready(plan)?;
     for i in plan.node_indexes() {
         start_meshd(plan, i, opts)?;
     }
@@ -369,6 +374,8 @@ fn start_meshd(plan: &LabPlan, i: usize, opts: &UpOptions) -> Result<()> {
         .arg(plan.engine_host(i))
         .arg("--docker-api-socket")
         .arg(plan.docker_api_socket(i))
+        .arg("--resolv-conf")
+        .arg(plan.resolv_conf())
         .args(&opts.meshd_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

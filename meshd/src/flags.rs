@@ -89,6 +89,15 @@ pub struct Args {
     /// `--docker-api-tcp`'s private key (PEM; dockerd's `--tlskey`).
     #[arg(long, env = "MESHD_DOCKER_API_TLSKEY", value_name = "PEM")]
     pub docker_api_tlskey: Option<PathBuf>,
+    /// The resolv.conf whose `nameserver` lines are the upstreams of the tasks' DNS (names
+    /// outside the cluster), read again every few seconds (kubelet's `--resolv-conf`).
+    #[arg(
+        long,
+        env = "MESHD_RESOLV_CONF",
+        default_value = "/etc/resolv.conf",
+        value_name = "PATH"
+    )]
+    pub resolv_conf: PathBuf,
 }
 
 /// `--docker-api-tcp` and its TLS files (clap makes sure all four come together).

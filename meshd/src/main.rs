@@ -80,7 +80,7 @@ async fn run(args: Args, advertise_addr: Option<Ipv4Addr>, engine_addr: &str) ->
             },
         },
     );
-    let dns = mesh_agent::net::dns::spawn(node_networking.clone());
+    let dns = mesh_agent::net::dns::spawn(node_networking.clone(), args.resolv_conf.clone());
     let cfg = DaemonConfig {
         data_dir: args.data_dir,
         hostname,

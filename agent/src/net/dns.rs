@@ -10,18 +10,19 @@
 //! - [`upstreams`] (pure): the node's resolvers, less any inside an overlay range (this node
 //!   would route those into its own overlay).
 //! - [`spawn`] runs it: the table is rebuilt and swapped in on every change of the view,
-//!   listeners follow the networks' devices, upstreams are read from /etc/resolv.conf.
+//!   listeners follow the networks' devices, upstreams are read from a resolv.conf (meshd's
+//!   `--resolv-conf`, `/etc/resolv.conf` by default).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
 use mesh_api::status::{DnsStatus, Histogram};
 use mesh_cluster::Id;
 use mesh_cluster::state::EndpointMode;
-use mesh_dns::{DnsConfig, DnsServer, NameTable, RESOLV_CONF, ServiceRecords, TaskRecord};
+use mesh_dns::{DnsConfig, DnsServer, NameTable, ServiceRecords, TaskRecord};
 use tokio::task::JoinHandle;
 
 use super::view::NetView;
@@ -29,7 +30,7 @@ use super::{NodeNetworking, remote_endpoints};
 
 /// The DNS port.
 pub const DNS_PORT: u16 = 53;
-/// How often listeners that failed are tried again and resolv.conf is read.
+/// How often listeners that failed are tried again and the resolv.conf is read.
 const RETRY_EVERY: Duration = Duration::from_secs(5);
 /// How often the counters are handed to the node's networking (`status`, metrics).
 const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -209,19 +210,22 @@ fn dns_status(
     }
 }
 
-/// Starts the node's DNS server (see the module's description). Call it inside meshd's tokio
-/// runtime, in the node's network namespace (listeners bind there).
-pub fn spawn(net: NodeNetworking) -> JoinHandle<()> {
-    tokio::spawn(run(net))
+/// Starts the node's DNS server (see the module's description), forwarding to the nameservers
+/// of `resolv_conf` (read again every few seconds). Call it inside meshd's tokio runtime, in the
+/// node's network namespace (listeners bind there).
+pub fn spawn(net: NodeNetworking, resolv_conf: PathBuf) -> JoinHandle<()> {
+    tokio::spawn(run(net, resolv_conf))
 }
 
-fn system_resolvers() -> Vec<SocketAddr> {
-    mesh_dns::upstreams_from_file(Path::new(RESOLV_CONF)).unwrap_or_default()
+/// The nameservers of `resolv_conf`; none if it cannot be read (forwarded names get SERVFAIL
+/// until it can).
+fn system_resolvers(resolv_conf: &Path) -> Vec<SocketAddr> {
+    mesh_dns::upstreams_from_file(resolv_conf).unwrap_or_default()
 }
 
-async fn run(net: NodeNetworking) {
+async fn run(net: NodeNetworking, resolv_conf: PathBuf) {
     let mut rx = net.subscribe();
-    let mut resolvers = system_resolvers();
+    let mut resolvers = system_resolvers(&resolv_conf);
     let first = upstreams(&resolvers, &rx.borrow());
     let server = DnsServer::new(
         DnsConfig {
@@ -297,7 +301,7 @@ async fn run(net: NodeNetworking) {
         }
 
         if ticked {
-            resolvers = system_resolvers();
+            resolvers = system_resolvers(&resolv_conf);
         }
         let up = upstreams(&resolvers, &view);
         if up != served_upstreams {

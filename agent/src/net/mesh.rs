@@ -25,6 +25,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod egress;
+
 use mesh_cluster::net::INGRESS_VNI;
 use mesh_cluster::state::{PortConfig, PublishMode as StatePublishMode};
 use mesh_dataplane::{
@@ -299,6 +301,8 @@ struct Runtime {
     applied: Option<DesiredMesh>,
     /// The node addresses last written to `mesh_nodes` (VXLAN accepted only from them).
     nodes_applied: Option<BTreeSet<Ipv4Addr>>,
+    /// The overlay subnets last written to `mesh_overlay_nets` (egress on once written).
+    nets_applied: Option<BTreeSet<mesh_dataplane::mesh::OverlayNet>>,
     /// The last warning, so that a lasting failure is logged once.
     last_warning: Option<String>,
     /// How long each apply took (`status`, metrics).
@@ -321,6 +325,7 @@ async fn run(net: NodeNetworking, settings: MeshSettings) {
         stale_cleared: false,
         applied: None,
         nodes_applied: None,
+        nets_applied: None,
         last_warning: None,
         programming: Histogram::default(),
         drops: BTreeMap::new(),
@@ -385,6 +390,7 @@ impl Runtime {
     }
 
     fn forget(&mut self) {
+        self.nets_applied = None;
         self.sock_lb = None;
         self.mesh = None;
         self.loaded_for = None;
@@ -428,6 +434,7 @@ impl Runtime {
             if !self.stale_cleared {
                 self.clear_stale_pins(view).await;
             }
+            self.apply_overlay_nets(view).await;
             self.apply(view).await;
             self.apply_cluster_nodes(view).await;
             if resync {
