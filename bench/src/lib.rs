@@ -15,4 +15,5 @@ pub mod machine;
 pub mod parse;
 pub mod report;
 pub mod run;
+pub mod scale;
 pub mod sys;
