@@ -12,6 +12,7 @@ pub mod chart;
 pub mod config;
 pub mod lab;
 pub mod machine;
+pub mod panel;
 pub mod parse;
 pub mod report;
 pub mod run;

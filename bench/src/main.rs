@@ -299,10 +299,7 @@ fn write(args: &Args, results: &Results, file_stamp: &str) -> Result<()> {
     std::fs::write(&md, results.render_markdown())
         .with_context(|| format!("writing {}", md.display()))?;
     log(&format!("wrote {} and {}", json.display(), md.display()));
-    let data = chart::prepare(
-        &chart::title(&results.started_utc),
-        &chart::figures_of(results),
-    );
+    let data = chart::of_results(results);
     let svg = json.with_extension("svg");
     chart::write(&svg, &data)?;
     if args.profile {

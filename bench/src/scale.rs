@@ -373,17 +373,27 @@ impl Scale {
     pub fn notes(&self) -> Vec<String> {
         let mut out = Vec::new();
         for r in &self.rows {
+            // One line per reason, naming the figures it took.
+            let mut by_reason: Vec<(&str, Vec<&str>)> = Vec::new();
             for (what, f) in [
                 ("program time", &r.program_ms),
                 ("conn/s", &r.conn_per_s),
                 ("p50", &r.p50_us),
             ] {
                 if let Figure::Failed(why) | Figure::NotApplicable(why) = f {
-                    let line = format!("scale {} {}: {what}: {why}", r.path.name(), r.services);
-                    if !out.contains(&line) {
-                        out.push(line);
+                    match by_reason.iter_mut().find(|(w, _)| *w == why.as_str()) {
+                        Some((_, whats)) => whats.push(what),
+                        None => by_reason.push((why, vec![what])),
                     }
                 }
+            }
+            for (why, whats) in by_reason {
+                out.push(format!(
+                    "scale {} {}: {}: {why}",
+                    r.path.name(),
+                    r.services,
+                    whats.join(", ")
+                ));
             }
         }
         out
@@ -496,7 +506,10 @@ mod tests {
         assert_eq!(tables[1].rows[0][3], "0.90");
         assert_eq!(tables[1].rows[1][1], "1000 vs 1");
         assert_eq!(tables[1].rows[1][3], "0.50");
-        assert!(s.notes()[0].contains("scale mesh 1000: program time: too many rings"));
+        assert_eq!(
+            s.notes(),
+            vec!["scale mesh 1000: program time, conn/s, p50: too many rings"]
+        );
         s.rows.clear();
         assert!(s.tables()[1].rows.is_empty());
     }
