@@ -12,6 +12,7 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::panel::{self, Panel};
 use crate::report::{Metric, Results, Scenario};
 
 /// Each scenario's figures by metric (only the values; a missing figure is absent).
@@ -81,9 +82,16 @@ pub struct ChartData {
     pub title: String,
     pub series: Vec<Series>,
     pub marks: Vec<Mark>,
+    /// Panels of absolute figures drawn under the ratio chart, in order.
+    pub panels: Vec<Panel>,
 }
 
 impl ChartData {
+    /// Adds a panel under the chart (a scenario's own figures: see [`crate::panel`]).
+    pub fn panel(&mut self, panel: Panel) {
+        self.panels.push(panel);
+    }
+
     /// The highest bar or mark (at least 1, direct's level).
     pub fn max(&self) -> f64 {
         self.series
@@ -127,7 +135,17 @@ pub fn prepare(title: &str, figures: &Figures) -> ChartData {
         title: title.to_owned(),
         series,
         marks,
+        panels: Vec::new(),
     }
+}
+
+/// The whole chart of a run: the ratio chart and every panel of the scenarios that ran.
+pub fn of_results(results: &Results) -> ChartData {
+    let mut data = prepare(&title(&results.started_utc), &figures_of(results));
+    for p in results.scale.iter().flat_map(panel::scale_panels) {
+        data.panel(p);
+    }
+    data
 }
 
 /// The figures of a run in progress.
@@ -187,7 +205,11 @@ pub fn redraw(json: &Path, svg: &Path) -> Result<()> {
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", json.display()))?;
     let (started, figures) = figures_from_json(&value)?;
-    write(svg, &prepare(&title(&started), &figures))
+    let mut data = prepare(&title(&started), &figures);
+    for p in panel::scale_panels_from_json(&value) {
+        data.panel(p);
+    }
+    write(svg, &data)
 }
 
 /// Writes the chart to `svg`.
@@ -198,6 +220,8 @@ pub fn write(svg: &Path, data: &ChartData) -> Result<()> {
 const WIDTH: u32 = 1000;
 const HEIGHT: u32 = 540;
 const LEGEND: u32 = 240;
+/// The height of each panel under the ratio chart.
+const PANEL_HEIGHT: u32 = 360;
 const FONT: &str = "sans-serif";
 
 fn color(s: Scenario) -> RGBColor {
@@ -231,8 +255,27 @@ fn text_style(px: f64) -> TextStyle<'static> {
 pub fn draw_svg(data: &ChartData) -> Result<String> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, data).map_err(|e| anyhow!("drawing the chart: {e}"))?;
+        // A run without lab scenarios (the scale scenario alone) has panels only.
+        let main = if data.series.is_empty() && !data.panels.is_empty() {
+            0
+        } else {
+            HEIGHT
+        };
+        let count = u32::try_from(data.panels.len()).unwrap_or(u32::MAX);
+        let height = main + PANEL_HEIGHT.saturating_mul(count);
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| anyhow!("drawing the chart: {e}"))?;
+        let (top, mut rest) = root.split_vertically(main);
+        if main > 0 {
+            draw(&top, data).map_err(|e| anyhow!("drawing the chart: {e}"))?;
+        }
+        for p in &data.panels {
+            let (area, below) = rest.split_vertically(PANEL_HEIGHT);
+            panel::draw(&area, p, LEGEND)
+                .map_err(|e| anyhow!("drawing panel {:?}: {e}", p.title))?;
+            rest = below;
+        }
         root.present()
             .map_err(|e| anyhow!("drawing the chart: {e}"))?;
     }

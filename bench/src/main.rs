@@ -70,6 +70,13 @@ struct Args {
     /// figures of a run without it).
     #[arg(long)]
     profile: bool,
+    /// Also run the scale scenario: published services through one node, by the mesh and by
+    /// kube-proxy's iptables layout (`--labs none --scale` runs it alone).
+    #[arg(long)]
+    scale: bool,
+    /// The numbers of services the scale scenario measures.
+    #[arg(long, value_delimiter = ',', default_value = "1,100,250,1000")]
+    scale_sizes: Vec<usize>,
     /// Seconds of each dnsperf run.
     #[arg(long, default_value_t = 5)]
     dns_seconds: u64,
@@ -143,6 +150,7 @@ fn main_with(args: &Args) -> Result<()> {
         rss: Vec::new(),
         targets: Vec::new(),
         notes: Vec::new(),
+        scale: None,
     };
     run(&cfg, &mut results)?;
     results.scenarios.sort_by_key(|r| r.scenario);
@@ -167,6 +175,12 @@ fn preflight(args: &Args) -> Result<()> {
         "iptables", "sysctl",
     ]
     .into_iter()
+    .chain(
+        args.scale
+            .then_some(["bpftool", "iptables-restore"])
+            .into_iter()
+            .flatten(),
+    )
     .filter(|p| !sys::have(p))
     .collect();
     if !missing.is_empty() {
@@ -194,12 +208,22 @@ fn config(args: &Args) -> Result<Config> {
     let labs: Vec<Datapath> = args
         .labs
         .iter()
+        .filter(|l| l.as_str() != "none")
         .map(|l| match l.as_str() {
             "tc" => Ok(Datapath::Tc),
             "xdp" => Ok(Datapath::Xdp),
-            other => bail!("invalid --labs {other:?}: use tc, xdp or tc,xdp"),
+            other => bail!("invalid --labs {other:?}: use tc, xdp, tc,xdp or none"),
         })
         .collect::<Result<_>>()?;
+    if labs.is_empty() && !args.scale {
+        bail!("--labs none runs nothing without --scale");
+    }
+    if args.scale && (args.scale_sizes.is_empty() || args.scale_sizes.contains(&0)) {
+        bail!(
+            "invalid --scale-sizes {:?}: give numbers of services from 1, e.g. 1,100,1000",
+            args.scale_sizes
+        );
+    }
     Ok(Config {
         meshctl: absolute(&args.meshctl)?,
         server: absolute(&args.server)?,
@@ -214,6 +238,11 @@ fn config(args: &Args) -> Result<Config> {
         dns_seconds: args.dns_seconds,
         repeat: args.repeat,
         profile: args.profile,
+        scale_sizes: if args.scale {
+            args.scale_sizes.clone()
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -270,10 +299,7 @@ fn write(args: &Args, results: &Results, file_stamp: &str) -> Result<()> {
     std::fs::write(&md, results.render_markdown())
         .with_context(|| format!("writing {}", md.display()))?;
     log(&format!("wrote {} and {}", json.display(), md.display()));
-    let data = chart::prepare(
-        &chart::title(&results.started_utc),
-        &chart::figures_of(results),
-    );
+    let data = chart::of_results(results);
     let svg = json.with_extension("svg");
     chart::write(&svg, &data)?;
     if args.profile {

@@ -387,6 +387,9 @@ pub struct Results {
     pub targets: Vec<TargetResult>,
     /// Anything worth knowing about this run (errors outside the figures).
     pub notes: Vec<String>,
+    /// The scale scenario (`--scale`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<crate::scale::Scale>,
 }
 
 impl Results {
@@ -429,6 +432,7 @@ mod tests {
             );
         }
         let mut r = Results {
+            scale: None,
             started_utc: "2026-11-23T12:00:00Z".to_owned(),
             wall_seconds: 300.0,
             machine: machine(),

@@ -10,12 +10,20 @@ use super::{Figure, Metric, Results};
 impl Results {
     /// The tables, in the order they are printed.
     pub fn tables(&self) -> Vec<Table> {
-        let mut tables = vec![self.figures_table(), self.ratios_table()];
+        // A run of the scale scenario alone (`--labs none`) has no scenario tables.
+        let labs = !self.scenarios.is_empty();
+        let mut tables = Vec::new();
+        if labs {
+            tables.extend([self.figures_table(), self.ratios_table()]);
+        }
         tables.extend(self.dns_table());
         tables.extend(self.convergence_table());
         tables.extend(self.bpf_table());
         tables.extend(self.rss_table());
-        tables.push(self.targets_table());
+        tables.extend(self.scale.iter().flat_map(crate::scale::Scale::tables));
+        if labs {
+            tables.push(self.targets_table());
+        }
         tables
     }
 
@@ -239,6 +247,7 @@ impl Results {
     fn all_notes(&self) -> Vec<String> {
         self.missing_figures()
             .into_iter()
+            .chain(self.scale.iter().flat_map(crate::scale::Scale::notes))
             .chain(self.notes.iter().cloned())
             .collect()
     }

@@ -19,10 +19,12 @@ use crate::sys::{self, Spawned, TempDir, in_netns, retry};
 mod convergence;
 mod dns;
 mod measure;
+mod scale;
 
 use convergence::convergence;
 use dns::dns;
 use measure::measure;
+pub use scale::scale;
 
 /// The backend's ports: the mesh and direct use the published ones; iptables and `HAProxy` go to
 /// other ports of the same servers, so that their connections never share a tuple with a
@@ -63,6 +65,8 @@ pub struct Config {
     pub repeat: u32,
     /// Measure what the eBPF programs cost per run (kernel run-time statistics, on only then).
     pub profile: bool,
+    /// Also run the scale scenario, at these numbers of services (empty: not run).
+    pub scale_sizes: Vec<usize>,
 }
 
 /// `[bench +12.3s] ...` on stderr.
@@ -109,6 +113,19 @@ pub fn run(cfg: &Config, results: &mut Results) -> Result<()> {
                 results.scenarios.push(ScenarioResult::failed(s, &reason));
             }
             results.notes.push(reason);
+        }
+    }
+    if !cfg.scale_sizes.is_empty() {
+        let started = Instant::now();
+        let outcome = scale(cfg);
+        sys::check_interrupt()?;
+        results.settings.insert(
+            "scale_seconds".to_owned(),
+            format!("{:.0}", started.elapsed().as_secs_f64()),
+        );
+        match outcome {
+            Ok(s) => results.scale = Some(s),
+            Err(e) => results.notes.push(format!("scale not measured: {e:#}")),
         }
     }
     Ok(())
