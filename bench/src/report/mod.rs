@@ -8,6 +8,7 @@ use crate::bpfstats::ProgCost;
 
 use crate::machine::Machine;
 
+pub mod control;
 mod tables;
 mod targets;
 
@@ -387,6 +388,9 @@ pub struct Results {
     pub targets: Vec<TargetResult>,
     /// Anything worth knowing about this run (errors outside the figures).
     pub notes: Vec<String>,
+    /// The control plane and the big lab (`--control`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control: Option<control::Control>,
 }
 
 impl Results {
@@ -471,6 +475,7 @@ mod tests {
             rss: vec![],
             targets: vec![],
             notes: vec![],
+            control: None,
         };
         r.targets = r.evaluate_targets();
         r

@@ -10,12 +10,24 @@ use super::{Figure, Metric, Results};
 impl Results {
     /// The tables, in the order they are printed.
     pub fn tables(&self) -> Vec<Table> {
-        let mut tables = vec![self.figures_table(), self.ratios_table()];
+        // A control-only run (`--control`) measured no data path.
+        let data_path = !self.scenarios.is_empty();
+        let mut tables = Vec::new();
+        if data_path {
+            tables.extend([self.figures_table(), self.ratios_table()]);
+        }
         tables.extend(self.dns_table());
         tables.extend(self.convergence_table());
         tables.extend(self.bpf_table());
         tables.extend(self.rss_table());
-        tables.push(self.targets_table());
+        tables.extend(
+            self.control
+                .iter()
+                .flat_map(super::control::Control::tables),
+        );
+        if data_path {
+            tables.push(self.targets_table());
+        }
         tables
     }
 

@@ -16,13 +16,18 @@ use crate::lab::{Lab, Task, task_ingress};
 use crate::report::{Datapath, Results, Rss, Scenario, ScenarioResult};
 use crate::sys::{self, Spawned, TempDir, in_netns, retry};
 
+mod biglab;
+pub mod control;
 mod convergence;
 mod dns;
 mod measure;
+mod scheduler;
 
 use convergence::convergence;
 use dns::dns;
 use measure::measure;
+
+pub use control::{ControlConfig, run_control};
 
 /// The backend's ports: the mesh and direct use the published ones; iptables and `HAProxy` go to
 /// other ports of the same servers, so that their connections never share a tuple with a
@@ -63,6 +68,8 @@ pub struct Config {
     pub repeat: u32,
     /// Measure what the eBPF programs cost per run (kernel run-time statistics, on only then).
     pub profile: bool,
+    /// The control plane and the big lab (`--control`), after the labs of `labs`.
+    pub control: Option<ControlConfig>,
 }
 
 /// `[bench +12.3s] ...` on stderr.
