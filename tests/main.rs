@@ -8,6 +8,7 @@
 mod support;
 
 mod autolock;
+mod bench_control;
 mod certs;
 mod chaos;
 mod control;

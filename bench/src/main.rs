@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use mesh_bench::chart;
 use mesh_bench::lab::parse_subnet;
 use mesh_bench::machine::{Machine, now_utc};
+use mesh_bench::report::control::chart as control_chart;
 use mesh_bench::report::{Datapath, Results};
 use mesh_bench::run::{Config, ControlConfig, log, run, run_control};
 use mesh_bench::sys;
@@ -359,7 +360,14 @@ fn write(args: &Args, results: &Results, file_stamp: &str) -> Result<()> {
         .with_context(|| format!("writing {}", md.display()))?;
     log(&format!("wrote {} and {}", json.display(), md.display()));
     if results.scenarios.is_empty() {
-        // A control-only run: no data path figures to chart (and the README's chart stays).
+        // A control-only run: its own chart (the README's data path chart stays).
+        if let Some(c) = &results.control {
+            let svg = json.with_extension("svg");
+            let title = format!("meshd control plane, {}", results.started_utc);
+            let text = control_chart::draw_svg(&title, &control_chart::bars(c))?;
+            std::fs::write(&svg, text).with_context(|| format!("writing {}", svg.display()))?;
+            log(&format!("wrote {}", svg.display()));
+        }
         return Ok(());
     }
     let data = chart::prepare(

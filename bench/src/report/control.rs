@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use super::{Figure, Table, median};
 
+pub mod chart;
+
 /// swarmkit's published scheduler figure: 10,000 tasks on 1,000 nodes in 1.8 s.
 pub const SWARMKIT_SCHEDULE_S: f64 = 1.8;
 
@@ -239,9 +241,21 @@ impl BigLab {
 }
 
 /// A count or a size as a float: all of them far below 2^52.
-#[expect(clippy::cast_precision_loss, reason = "counts and sizes far below 2^52")]
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "counts and sizes far below 2^52"
+)]
 fn count(n: u64) -> f64 {
     n as f64
+}
+
+/// `1 manager`, `3 managers`.
+fn managers(n: usize) -> String {
+    if n == 1 {
+        "1 manager".to_owned()
+    } else {
+        format!("{n} managers")
+    }
 }
 
 fn secs(f: &Figure) -> String {
@@ -333,8 +347,8 @@ impl Control {
             let each: Vec<String> = f.kills_s.iter().map(secs).collect();
             rows.push(vec![
                 format!(
-                    "leader killed -> next acknowledged write ({} managers), median",
-                    f.managers
+                    "leader killed -> next acknowledged write ({}), median",
+                    managers(f.managers)
                 ),
                 secs(&f.median_s),
                 format!("{} kills: {}", f.kills_s.len(), each.join(", ")),
@@ -361,8 +375,10 @@ impl Control {
         if let Some(b) = &self.big_lab {
             rows.push(vec![
                 format!(
-                    "{} nodes ({} managers): {} killed -> every other node's gossip says so",
-                    b.nodes, b.managers, b.victim
+                    "{} nodes ({}): {} killed -> every other node's gossip says so",
+                    b.nodes,
+                    managers(b.managers),
+                    b.victim
                 ),
                 secs(&b.all_seen_dead_s),
                 format!(
