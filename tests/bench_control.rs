@@ -80,6 +80,11 @@ fn bench_control_measures_every_control_plane_figure() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "json"))
         .expect("a results file");
+    assert!(
+        json.with_extension("svg").is_file(),
+        "no chart beside {}",
+        json.display()
+    );
     let r: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let c = &r["control"];
     for kind in ["creates", "writes"] {
