@@ -77,7 +77,7 @@ pub fn bars(c: &Control) -> Bars {
 }
 
 const WIDTH: u32 = 1000;
-const HEIGHT: u32 = 480;
+const HEIGHT: u32 = 600;
 const FONT: &str = "sans-serif";
 
 fn text_style(px: f64) -> TextStyle<'static> {
@@ -88,15 +88,16 @@ fn text_style(px: f64) -> TextStyle<'static> {
 pub fn draw_svg(title: &str, bars: &Bars) -> Result<String> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        let err = |e| anyhow!("drawing the control chart: {e}");
-        root.fill(&WHITE).map_err(err)?;
-        let root = root
+        let canvas = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        canvas
+            .fill(&WHITE)
+            .map_err(|e| anyhow!("drawing the control chart: {e}"))?;
+        let root = canvas
             .titled(title, text_style(16.0))
             .map_err(|e| anyhow!("drawing the control chart: {e}"))?;
         let (left, right) = root.split_horizontally(WIDTH / 2);
         panel(
-            &left,
+            (&canvas, &left),
             "acknowledged per second (higher is better)",
             &bars.throughput,
             RGBColor(31, 119, 180),
@@ -104,14 +105,15 @@ pub fn draw_svg(title: &str, bars: &Bars) -> Result<String> {
         )
         .map_err(|e| anyhow!("drawing the control chart: {e}"))?;
         panel(
-            &right,
+            (&canvas, &right),
             "seconds (lower is better)",
             &bars.timings,
             RGBColor(44, 160, 44),
             2,
         )
         .map_err(|e| anyhow!("drawing the control chart: {e}"))?;
-        root.present()
+        canvas
+            .present()
             .map_err(|e| anyhow!("drawing the control chart: {e}"))?;
     }
     Ok(svg)
@@ -120,9 +122,10 @@ pub fn draw_svg(title: &str, bars: &Bars) -> Result<String> {
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 type DrawResult = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
-/// Vertical bars with their values over them and their labels under them (rotated).
+/// Vertical bars in `area` with their values over them and their labels under them (rotated,
+/// drawn on `canvas`, the whole picture, whose coordinates `backend_coord` gives).
 fn panel(
-    area: &Area<'_>,
+    (canvas, area): (&Area<'_>, &Area<'_>),
     y_desc: &str,
     bars: &[Bar],
     fill: RGBColor,
@@ -138,7 +141,7 @@ fn panel(
     let n = bars.len().max(1) as f64;
     let mut chart = ChartBuilder::on(area)
         .margin(12)
-        .x_label_area_size(150)
+        .x_label_area_size(200)
         .y_label_area_size(56)
         .build_cartesian_2d(0.0..n, 0.0..top)?;
     chart
@@ -154,7 +157,7 @@ fn panel(
         #[expect(clippy::cast_precision_loss, reason = "a handful of bars")]
         let x = i as f64;
         let (lx, ly) = chart.backend_coord(&(x + 0.5, 0.0));
-        area.draw(&Text::new(
+        canvas.draw(&Text::new(
             b.label.clone(),
             (lx, ly + 8),
             text_style(12.0)
