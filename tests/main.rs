@@ -8,6 +8,7 @@
 mod support;
 
 mod autolock;
+mod bench_control;
 mod bench_scale;
 mod certs;
 mod chaos;

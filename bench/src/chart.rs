@@ -145,6 +145,13 @@ pub fn of_results(results: &Results) -> ChartData {
     for p in results.scale.iter().flat_map(panel::scale_panels) {
         data.panel(p);
     }
+    for p in results
+        .control
+        .iter()
+        .flat_map(crate::report::control::chart::panels)
+    {
+        data.panel(p);
+    }
     data
 }
 

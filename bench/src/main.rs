@@ -12,8 +12,9 @@ use clap::{Parser, Subcommand};
 use mesh_bench::chart;
 use mesh_bench::lab::parse_subnet;
 use mesh_bench::machine::{Machine, now_utc};
+use mesh_bench::report::control::chart as control_chart;
 use mesh_bench::report::{Datapath, Results};
-use mesh_bench::run::{Config, log, run};
+use mesh_bench::run::{Config, ControlConfig, log, run, run_control};
 use mesh_bench::sys;
 
 #[derive(Parser, Debug)]
@@ -80,6 +81,30 @@ struct Args {
     /// Seconds of each dnsperf run.
     #[arg(long, default_value_t = 5)]
     dns_seconds: u64,
+    /// Measure the control plane and a big lab instead of the data path (see the README's
+    /// "Control plane"): API throughput with 1 and 3 managers, creates to serving, leader
+    /// failover, the scheduler, gossip after a node's death and memory at --big-nodes.
+    #[arg(long)]
+    control: bool,
+    /// Concurrent API clients of the control plane's throughput runs.
+    #[arg(long, default_value_t = 16)]
+    control_clients: usize,
+    /// Seconds of each control plane throughput run.
+    #[arg(long, default_value_t = 5.0)]
+    control_seconds: f64,
+    /// Services created (one replica, a published port each) before timing until every one
+    /// answers.
+    #[arg(long, default_value_t = 100)]
+    control_services: usize,
+    /// Leader kills of the failover figure (3 managers).
+    #[arg(long, default_value_t = 10)]
+    control_kills: usize,
+    /// Nodes of the big lab.
+    #[arg(long, default_value_t = 20)]
+    big_nodes: usize,
+    /// Managers of the big lab (odd).
+    #[arg(long, default_value_t = 1)]
+    big_managers: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -151,14 +176,20 @@ fn main_with(args: &Args) -> Result<()> {
         targets: Vec::new(),
         notes: Vec::new(),
         scale: None,
+        control: None,
     };
     run(&cfg, &mut results)?;
+    if let Some(ctl) = &cfg.control {
+        results.control = Some(run_control(&cfg, ctl, &mut results.notes)?);
+    }
     results.scenarios.sort_by_key(|r| r.scenario);
     results
         .rss
         .sort_by(|a, b| (a.lab, &a.node).cmp(&(b.lab, &b.node)));
     results.wall_seconds = started.elapsed().as_secs_f64();
-    results.targets = results.evaluate_targets();
+    if !results.scenarios.is_empty() {
+        results.targets = results.evaluate_targets();
+    }
 
     println!("{}", results.render_text());
     write(args, &results, &file_stamp)
@@ -170,19 +201,25 @@ fn preflight(args: &Args) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the bench needs root (it builds a lab of network namespaces)");
     }
-    let missing: Vec<&str> = [
-        "ip", "nsenter", "docker", "iperf3", "wrk", "dnsperf", "dig", "unbound", "haproxy",
-        "iptables", "sysctl",
-    ]
-    .into_iter()
-    .chain(
-        args.scale
-            .then_some(["bpftool", "iptables-restore"])
-            .into_iter()
-            .flatten(),
-    )
-    .filter(|p| !sys::have(p))
-    .collect();
+    let tools: &[&str] = if args.control && !args.scale {
+        &["ip", "docker"]
+    } else {
+        &[
+            "ip", "nsenter", "docker", "iperf3", "wrk", "dnsperf", "dig", "unbound", "haproxy",
+            "iptables", "sysctl",
+        ]
+    };
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .chain(
+            args.scale
+                .then_some(["bpftool", "iptables-restore"])
+                .into_iter()
+                .flatten(),
+        )
+        .filter(|p| !sys::have(p))
+        .collect();
     if !missing.is_empty() {
         bail!(
             "missing {}: run ./scripts/deps.sh (it installs them)",
@@ -209,14 +246,16 @@ fn config(args: &Args) -> Result<Config> {
         .labs
         .iter()
         .filter(|l| l.as_str() != "none")
+        // `--control` alone measures the control plane only; `--scale` runs everything.
+        .filter(|_| args.scale || !args.control)
         .map(|l| match l.as_str() {
             "tc" => Ok(Datapath::Tc),
             "xdp" => Ok(Datapath::Xdp),
             other => bail!("invalid --labs {other:?}: use tc, xdp, tc,xdp or none"),
         })
         .collect::<Result<_>>()?;
-    if labs.is_empty() && !args.scale {
-        bail!("--labs none runs nothing without --scale");
+    if labs.is_empty() && !args.scale && !args.control {
+        bail!("--labs none runs nothing without --scale or --control");
     }
     if args.scale && (args.scale_sizes.is_empty() || args.scale_sizes.contains(&0)) {
         bail!(
@@ -243,6 +282,49 @@ fn config(args: &Args) -> Result<Config> {
         } else {
             Vec::new()
         },
+        // `--scale` includes the control plane and the big lab.
+        control: (args.control || args.scale)
+            .then(|| control_config(args))
+            .transpose()?,
+    })
+}
+
+/// `--control`'s sizes, checked.
+fn control_config(args: &Args) -> Result<ControlConfig> {
+    if args.control_clients == 0 {
+        bail!("invalid --control-clients 0: give 1 or more");
+    }
+    if !(args.control_seconds > 0.0 && args.control_seconds <= 600.0) {
+        bail!(
+            "invalid --control-seconds {}: give more than 0 and at most 600",
+            args.control_seconds
+        );
+    }
+    if !(1..=1000).contains(&args.control_services) {
+        bail!(
+            "invalid --control-services {}: give 1 to 1000 (one published port each from 20000)",
+            args.control_services
+        );
+    }
+    if args.big_nodes < 3 || args.big_nodes > 200 {
+        bail!("invalid --big-nodes {}: give 3 to 200", args.big_nodes);
+    }
+    if args.big_managers == 0
+        || args.big_managers.is_multiple_of(2)
+        || args.big_managers > args.big_nodes
+    {
+        bail!(
+            "invalid --big-managers {}: give an odd number no larger than --big-nodes",
+            args.big_managers
+        );
+    }
+    Ok(ControlConfig {
+        clients: args.control_clients,
+        seconds: args.control_seconds,
+        services: args.control_services,
+        kills: args.control_kills,
+        big_nodes: args.big_nodes,
+        big_managers: args.big_managers,
     })
 }
 
@@ -285,6 +367,16 @@ fn settings(args: &Args, cfg: &Config) -> BTreeMap<String, String> {
     ] {
         settings.insert(k.to_owned(), v);
     }
+    if let Some(c) = &cfg.control {
+        settings.insert(
+            "control".to_owned(),
+            format!(
+                "{} clients for {} s per throughput run; {} services to serving; {} leader \
+                 kills; big lab {} nodes, {} managers",
+                c.clients, c.seconds, c.services, c.kills, c.big_nodes, c.big_managers
+            ),
+        );
+    }
     settings
 }
 
@@ -295,10 +387,26 @@ fn write(args: &Args, results: &Results, file_stamp: &str) -> Result<()> {
     let mut text = serde_json::to_vec_pretty(results)?;
     text.push(b'\n');
     std::fs::write(&json, text).with_context(|| format!("writing {}", json.display()))?;
-    let md = args.results.join("latest.md");
+    // A control-only run keeps the data path's latest.md (the README quotes it).
+    let md = args.results.join(if results.scenarios.is_empty() {
+        "latest-control.md"
+    } else {
+        "latest.md"
+    });
     std::fs::write(&md, results.render_markdown())
         .with_context(|| format!("writing {}", md.display()))?;
     log(&format!("wrote {} and {}", json.display(), md.display()));
+    if results.scenarios.is_empty() {
+        // A control-only run: its own chart (the README's data path chart stays).
+        if let Some(c) = &results.control {
+            let svg = json.with_extension("svg");
+            let title = format!("meshd control plane, {}", results.started_utc);
+            let text = control_chart::draw_svg(&title, &control_chart::bars(c))?;
+            std::fs::write(&svg, text).with_context(|| format!("writing {}", svg.display()))?;
+            log(&format!("wrote {}", svg.display()));
+        }
+        return Ok(());
+    }
     let data = chart::of_results(results);
     let svg = json.with_extension("svg");
     chart::write(&svg, &data)?;

@@ -8,6 +8,7 @@ use crate::bpfstats::ProgCost;
 
 use crate::machine::Machine;
 
+pub mod control;
 mod tables;
 mod targets;
 
@@ -390,6 +391,9 @@ pub struct Results {
     /// The scale scenario (`--scale`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale: Option<crate::scale::Scale>,
+    /// The control plane and the big lab (`--control`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control: Option<control::Control>,
 }
 
 impl Results {
@@ -475,6 +479,7 @@ mod tests {
             rss: vec![],
             targets: vec![],
             notes: vec![],
+            control: None,
         };
         r.targets = r.evaluate_targets();
         r

@@ -10,7 +10,7 @@ use super::{Figure, Metric, Results};
 impl Results {
     /// The tables, in the order they are printed.
     pub fn tables(&self) -> Vec<Table> {
-        // A run of the scale scenario alone (`--labs none`) has no scenario tables.
+        // A run of the scale or control scenario alone has no scenario tables.
         let labs = !self.scenarios.is_empty();
         let mut tables = Vec::new();
         if labs {
@@ -21,6 +21,11 @@ impl Results {
         tables.extend(self.bpf_table());
         tables.extend(self.rss_table());
         tables.extend(self.scale.iter().flat_map(crate::scale::Scale::tables));
+        tables.extend(
+            self.control
+                .iter()
+                .flat_map(super::control::Control::tables),
+        );
         if labs {
             tables.push(self.targets_table());
         }

@@ -16,15 +16,20 @@ use crate::lab::{Lab, Task, task_ingress};
 use crate::report::{Datapath, Results, Rss, Scenario, ScenarioResult};
 use crate::sys::{self, Spawned, TempDir, in_netns, retry};
 
+mod biglab;
+pub mod control;
 mod convergence;
 mod dns;
 mod measure;
 mod scale;
+mod scheduler;
 
 use convergence::convergence;
 use dns::dns;
 use measure::measure;
 pub use scale::scale;
+
+pub use control::{ControlConfig, run_control};
 
 /// The backend's ports: the mesh and direct use the published ones; iptables and `HAProxy` go to
 /// other ports of the same servers, so that their connections never share a tuple with a
@@ -67,6 +72,8 @@ pub struct Config {
     pub profile: bool,
     /// Also run the scale scenario, at these numbers of services (empty: not run).
     pub scale_sizes: Vec<usize>,
+    /// The control plane and the big lab (`--control`), after the labs of `labs`.
+    pub control: Option<ControlConfig>,
 }
 
 /// `[bench +12.3s] ...` on stderr.
