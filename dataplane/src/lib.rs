@@ -6,6 +6,7 @@
 //! The agent builds a [`DesiredMesh`] (plain data) and calls [`Mesh::apply`]; the pure core
 //! ([`plan`]) turns it into map operations, [`Mesh`] carries them out.
 
+mod batch;
 pub mod maglev;
 mod maps;
 pub mod mesh;

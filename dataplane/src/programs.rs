@@ -129,10 +129,18 @@ impl Programs {
                     .set(*id, MeshBackend::default(), 0)?;
             }
             Op::PutRing { ring, slots } => {
-                let mut m = self.map::<Rings>()?;
                 let base = ring * MESH_RING_SIZE;
-                for (i, id) in slots.iter().enumerate() {
-                    m.set(base + i as u32, id, 0)?;
+                // One batch, else (a kernel without batches) one update per slot.
+                let batched = self
+                    .tc
+                    .map(Rings::NAME)
+                    .and_then(crate::batch::array_data)
+                    .is_some_and(|d| crate::batch::put_array_run(d, base, slots).is_ok());
+                if !batched {
+                    let mut m = self.map::<Rings>()?;
+                    for (i, id) in slots.iter().enumerate() {
+                        m.set(base + i as u32, id, 0)?;
+                    }
                 }
             }
             Op::PutFrontend { key, row } => {

@@ -16,7 +16,7 @@
 /* Maglev ring slots per ring: a prime; 16381 slots keep a ring at 64 KiB while staying above
  * 100 slots per backend up to 160 backends (the Maglev paper's bound for near-even shares). */
 #define MESH_RING_SIZE 16381
-#define MESH_MAX_RINGS 256         /* published ports + (service, network) VIPs */
+#define MESH_MAX_RINGS 1024        /* published ports + (service, network) VIPs: 64 MiB of rings */
 #define MESH_MAX_BACKENDS 8192     /* (address, port) pairs across all rings */
 #define MESH_MAX_SERVICES 1024     /* counter slots */
 #define MESH_MAX_PORTS 4096        /* published (protocol, port) pairs */

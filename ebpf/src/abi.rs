@@ -9,7 +9,7 @@ use core::mem::{offset_of, size_of};
 
 /// Maglev ring slots per ring (a prime).
 pub const MESH_RING_SIZE: u32 = 16381;
-pub const MESH_MAX_RINGS: u32 = 256;
+pub const MESH_MAX_RINGS: u32 = 1024;
 pub const MESH_MAX_BACKENDS: u32 = 8192;
 pub const MESH_MAX_SERVICES: u32 = 1024;
 pub const MESH_MAX_PORTS: u32 = 4096;
