@@ -387,8 +387,9 @@ fn write(args: &Args, results: &Results, file_stamp: &str) -> Result<()> {
     let mut text = serde_json::to_vec_pretty(results)?;
     text.push(b'\n');
     std::fs::write(&json, text).with_context(|| format!("writing {}", json.display()))?;
-    // A control-only run keeps the data path's latest.md (the README quotes it).
-    let md = args.results.join(if results.scenarios.is_empty() {
+    // A control-only run keeps the data path's latest.md and chart (the README quotes them).
+    let control_only = results.scenarios.is_empty() && results.scale.is_none();
+    let md = args.results.join(if control_only {
         "latest-control.md"
     } else {
         "latest.md"
@@ -396,8 +397,8 @@ fn write(args: &Args, results: &Results, file_stamp: &str) -> Result<()> {
     std::fs::write(&md, results.render_markdown())
         .with_context(|| format!("writing {}", md.display()))?;
     log(&format!("wrote {} and {}", json.display(), md.display()));
-    if results.scenarios.is_empty() {
-        // A control-only run: its own chart (the README's data path chart stays).
+    if control_only {
+        // Its own chart (the README's data path chart stays).
         if let Some(c) = &results.control {
             let svg = json.with_extension("svg");
             let title = format!("meshd control plane, {}", results.started_utc);
