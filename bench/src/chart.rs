@@ -241,6 +241,7 @@ fn color(s: Scenario) -> RGBColor {
         Scenario::Iptables => RGBColor(214, 39, 40),
         Scenario::IptablesXdp => RGBColor(245, 150, 150),
         Scenario::Direct | Scenario::DirectXdp => RGBColor(90, 90, 90),
+        Scenario::DirectVxlan => RGBColor(150, 150, 150),
     }
 }
 

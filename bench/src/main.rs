@@ -62,6 +62,9 @@ struct Args {
     /// The fixed UDP rate (iperf3 -b).
     #[arg(long, default_value = "300M")]
     udp_rate: String,
+    /// Leave out the east-west rows (run with the tc lab, in two labs of their own).
+    #[arg(long)]
+    no_east_west: bool,
     /// Runs of each TCP throughput figure (the median is reported: short runs on shared cores
     /// vary).
     #[arg(long, default_value_t = 3)]
@@ -177,6 +180,7 @@ fn main_with(args: &Args) -> Result<()> {
         notes: Vec::new(),
         scale: None,
         control: None,
+        east_west: Vec::new(),
     };
     run(&cfg, &mut results)?;
     if let Some(ctl) = &cfg.control {
@@ -264,6 +268,7 @@ fn config(args: &Args) -> Result<Config> {
         );
     }
     Ok(Config {
+        east_west: !args.no_east_west && labs.contains(&Datapath::Tc),
         meshctl: absolute(&args.meshctl)?,
         server: absolute(&args.server)?,
         prefix: args.prefix.clone(),

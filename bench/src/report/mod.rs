@@ -9,9 +9,11 @@ use crate::bpfstats::ProgCost;
 use crate::machine::Machine;
 
 pub mod control;
+mod eastwest;
 mod tables;
 mod targets;
 
+pub use eastwest::{EastWest, EastWestResult};
 pub use tables::Table;
 pub use targets::{TargetResult, Verdict, added_target, ratio_target};
 
@@ -40,6 +42,7 @@ pub enum Scenario {
     MeshTc,
     MeshLocal,
     Userspace,
+    DirectVxlan,
     Iptables,
     DirectXdp,
     MeshXdp,
@@ -50,11 +53,12 @@ pub enum Scenario {
 impl Scenario {
     /// In the order they run (and are printed): each lab's mesh runs before iptables loads
     /// netfilter's connection tracking into n1.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Direct,
         Self::MeshTc,
         Self::MeshLocal,
         Self::Userspace,
+        Self::DirectVxlan,
         Self::Iptables,
         Self::DirectXdp,
         Self::MeshXdp,
@@ -68,6 +72,7 @@ impl Scenario {
             Self::MeshTc => "mesh-tc",
             Self::MeshLocal => "mesh-local",
             Self::Userspace => "userspace",
+            Self::DirectVxlan => "direct-vxlan",
             Self::Iptables => "iptables",
             Self::DirectXdp => "direct (xdp lab)",
             Self::MeshXdp => "mesh-xdp",
@@ -78,9 +83,12 @@ impl Scenario {
 
     pub fn lab(self) -> Datapath {
         match self {
-            Self::Direct | Self::MeshTc | Self::MeshLocal | Self::Userspace | Self::Iptables => {
-                Datapath::Tc
-            }
+            Self::Direct
+            | Self::MeshTc
+            | Self::MeshLocal
+            | Self::Userspace
+            | Self::DirectVxlan
+            | Self::Iptables => Datapath::Tc,
             Self::DirectXdp | Self::MeshXdp | Self::UserspaceXdp | Self::IptablesXdp => {
                 Datapath::Xdp
             }
@@ -106,6 +114,9 @@ impl Scenario {
         match self {
             Self::Direct | Self::DirectXdp => {
                 "client -> task's ingress address, routed by n2 (the task's node): plain forwarding, no balancer"
+            }
+            Self::DirectVxlan => {
+                "client -> task's ingress address, routed by n1, which forwards over its VXLAN to n2: plain forwarding, no balancer"
             }
             Self::MeshTc => {
                 "client -> n1:published port; tc on n1 balances, VXLAN to the task on n2"
@@ -394,6 +405,9 @@ pub struct Results {
     /// The control plane and the big lab (`--control`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control: Option<control::Control>,
+    /// The east-west rows (with the tc lab).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub east_west: Vec<EastWestResult>,
 }
 
 impl Results {
@@ -437,6 +451,7 @@ mod tests {
         }
         let mut r = Results {
             scale: None,
+            east_west: Vec::new(),
             started_utc: "2026-11-23T12:00:00Z".to_owned(),
             wall_seconds: 300.0,
             machine: machine(),
