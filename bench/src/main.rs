@@ -22,6 +22,10 @@ use mesh_bench::sys;
     about = "Benchmarks meshd's routing mesh against direct forwarding, iptables and HAProxy",
     args_conflicts_with_subcommands = true
 )]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "command-line switches, each independent of the others"
+)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,

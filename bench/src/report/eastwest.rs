@@ -17,7 +17,7 @@ pub enum EastWest {
     EwSocketLb,
     /// To the VIP with `meshd --socket-lb=false`: the tc program translates every packet.
     EwPerPacket,
-    /// To a ClusterIP that kube-proxy's chains in n1 translate.
+    /// To a cluster IP that kube-proxy's chains in n1 translate.
     EwIptables,
 }
 

@@ -1,7 +1,7 @@
 //! East-west: a task of a second service on n1 talking to `web`'s task on n2 over an overlay
 //! network (`bench-ew`), through each way there is: the task's own address (no balancer), the
 //! VIP with meshd's socket-level balancing, the VIP with per-packet balancing (a lab whose
-//! meshds run `--socket-lb=false`), and a ClusterIP translated by kube-proxy's chains in n1.
+//! meshds run `--socket-lb=false`), and a cluster IP translated by kube-proxy's chains in n1.
 //! The client tools run in the client task's network namespace (host binaries by `nsenter`),
 //! the servers in `web`'s, as in the other scenarios.
 
@@ -20,11 +20,11 @@ use crate::sys::{self, TempDir, http_get, in_netns, retry};
 /// The overlay network client and server share.
 const EW_NET: &str = "bench-ew";
 const EW_SUBNET: [u8; 3] = [10, 77, 0];
-/// A cluster subnet with no task on it, whose address is the ClusterIP: inside the cluster, so
+/// A cluster subnet with no task on it, whose address is the cluster IP: inside the cluster, so
 /// the mesh's egress leaves the task's packets to the kernel (its default route: n1's bridge).
 const CIP_NET: &str = "bench-cip";
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 200);
-/// The ClusterIP's ports (kube-proxy's service ports), DNATed to the task's.
+/// The cluster IP's ports (kube-proxy's service ports), translated to the task's.
 const CIP_HTTP: u16 = 80;
 const CIP_IPERF: u16 = 5202;
 
