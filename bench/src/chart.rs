@@ -145,6 +145,9 @@ pub fn of_results(results: &Results) -> ChartData {
     for p in results.scale.iter().flat_map(panel::scale_panels) {
         data.panel(p);
     }
+    for p in crate::report::east_west_panels(&results.east_west) {
+        data.panel(p);
+    }
     for p in results
         .control
         .iter()

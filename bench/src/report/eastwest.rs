@@ -6,6 +6,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::{Figure, Metric, Table};
+use crate::panel::Panel;
 
 /// One way from the client task to the server task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -134,6 +135,32 @@ pub fn east_west_table(rows: &[EastWestResult]) -> Option<Table> {
     })
 }
 
+/// The chart's panels: conn/s, and TCP with 1 and 4 streams, per east-west row.
+pub fn east_west_panels(rows: &[EastWestResult]) -> Vec<Panel> {
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let mut sorted: Vec<&EastWestResult> = rows.iter().collect();
+    sorted.sort_by_key(|r| r.scenario);
+    let groups: Vec<String> = sorted.iter().map(|r| r.name.to_owned()).collect();
+    let values = |m: Metric| sorted.iter().map(|r| r.get(m).value()).collect::<Vec<_>>();
+    vec![
+        Panel::new(
+            "East-west: new connections per second, task on n1 to a task on n2",
+            "conn/s (higher is better)",
+            groups.clone(),
+        )
+        .series("conn/s", values(Metric::ConnPerSec)),
+        Panel::new(
+            "East-west: TCP throughput, task on n1 to a task on n2",
+            "Gbit/s (higher is better)",
+            groups,
+        )
+        .series("TCP 1 stream", values(Metric::Tcp1))
+        .series("TCP 4 streams", values(Metric::Tcp4)),
+    ]
+}
+
 fn ratio(v: Option<f64>, base: Option<f64>) -> String {
     match (v, base) {
         (Some(v), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
@@ -179,5 +206,18 @@ mod tests {
         assert!(east_west_table(&[]).is_none());
         let f = EastWestResult::failed(EastWest::EwPerPacket, "lab up failed");
         assert_eq!(f.figures.len(), EastWest::METRICS.len());
+    }
+
+    #[test]
+    fn the_panels_have_a_bar_per_row_and_none_for_a_failed_figure() {
+        let p = east_west_panels(&[
+            row(EastWest::EwSocketLb, 5000.0, 9.0),
+            row(EastWest::EwDirect, 10000.0, 10.0),
+        ]);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].groups, ["ew-direct", "ew-socket-lb"]);
+        assert_eq!(p[0].series[0].values, [Some(10000.0), Some(5000.0)]);
+        assert_eq!(p[1].series[1].values, [None, None]);
+        assert!(east_west_panels(&[]).is_empty());
     }
 }

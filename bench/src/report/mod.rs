@@ -13,7 +13,7 @@ mod eastwest;
 mod tables;
 mod targets;
 
-pub use eastwest::{EastWest, EastWestResult};
+pub use eastwest::{EastWest, EastWestResult, east_west_panels};
 pub use tables::Table;
 pub use targets::{TargetResult, Verdict, added_target, ratio_target};
 
