@@ -116,7 +116,7 @@ impl Scenario {
                 "client -> task's ingress address, routed by n2 (the task's node): plain forwarding, no balancer"
             }
             Self::DirectVxlan => {
-                "client -> task's ingress address, routed by n1, which forwards over its VXLAN to n2: plain forwarding, no balancer"
+                "client -> task's ingress address, routed by n1, which forwards over its VXLAN to n2: kernel forwarding, no balancer (replies return over VXLAN by the mesh's return entry)"
             }
             Self::MeshTc => {
                 "client -> n1:published port; tc on n1 balances, VXLAN to the task on n2"
