@@ -245,6 +245,8 @@ fn color(s: Scenario) -> RGBColor {
         Scenario::IptablesXdp => RGBColor(245, 150, 150),
         Scenario::Direct | Scenario::DirectXdp => RGBColor(90, 90, 90),
         Scenario::DirectVxlan => RGBColor(150, 150, 150),
+        Scenario::DirectNative => RGBColor(60, 60, 60),
+        Scenario::MeshTcNative => RGBColor(148, 103, 189),
     }
 }
 

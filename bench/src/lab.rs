@@ -108,8 +108,13 @@ impl Lab {
                     "--subnet",
                     &subnet,
                     "--datapath",
-                    datapath.name(),
+                    datapath.meshd_datapath(),
                 ])
+                .args(if datapath.native() {
+                    &["--default-routing", "native"][..]
+                } else {
+                    &[][..]
+                })
                 .args(if meshd_args.is_empty() {
                     &[][..]
                 } else {

@@ -48,7 +48,8 @@ struct Args {
     /// not the ones to quote).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/chart.svg"))]
     chart: PathBuf,
-    /// The labs to run: tc, xdp or both.
+    /// The labs to run: tc, xdp, tc-native (the tc lab with `--default-routing native`), or
+    /// several, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "tc,xdp")]
     labs: Vec<String>,
     /// Seconds of each iperf3 run (after 1 s omitted).
@@ -259,7 +260,10 @@ fn config(args: &Args) -> Result<Config> {
         .map(|l| match l.as_str() {
             "tc" => Ok(Datapath::Tc),
             "xdp" => Ok(Datapath::Xdp),
-            other => bail!("invalid --labs {other:?}: use tc, xdp, tc,xdp or none"),
+            "tc-native" => Ok(Datapath::TcNative),
+            other => {
+                bail!("invalid --labs {other:?}: use tc, xdp, tc-native (comma-separated) or none")
+            }
         })
         .collect::<Result<_>>()?;
     if labs.is_empty() && !args.scale && !args.control {
@@ -272,7 +276,8 @@ fn config(args: &Args) -> Result<Config> {
         );
     }
     Ok(Config {
-        east_west: !args.no_east_west && labs.contains(&Datapath::Tc),
+        east_west: !args.no_east_west
+            && (labs.contains(&Datapath::Tc) || labs.contains(&Datapath::TcNative)),
         meshctl: absolute(&args.meshctl)?,
         server: absolute(&args.server)?,
         prefix: args.prefix.clone(),

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use super::{Figure, Metric, Table};
+use super::{Datapath, Figure, Metric, Table};
 use crate::panel::Panel;
 
 /// One way from the client task to the server task.
@@ -65,6 +65,8 @@ impl EastWest {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EastWestResult {
     pub scenario: EastWest,
+    /// The lab it ran in: tc, or tc-native (the same rows with native routing).
+    pub lab: Datapath,
     pub name: &'static str,
     pub wiring: &'static str,
     pub figures: BTreeMap<Metric, Figure>,
@@ -74,9 +76,10 @@ pub struct EastWestResult {
 }
 
 impl EastWestResult {
-    pub fn new(scenario: EastWest) -> Self {
+    pub fn new(scenario: EastWest, lab: Datapath) -> Self {
         Self {
             scenario,
+            lab,
             name: scenario.name(),
             wiring: scenario.wiring(),
             figures: BTreeMap::new(),
@@ -85,12 +88,21 @@ impl EastWestResult {
     }
 
     /// Every figure failed for the same reason.
-    pub fn failed(scenario: EastWest, reason: &str) -> Self {
-        let mut r = Self::new(scenario);
+    pub fn failed(scenario: EastWest, lab: Datapath, reason: &str) -> Self {
+        let mut r = Self::new(scenario, lab);
         for m in EastWest::METRICS {
             r.figures.insert(m, Figure::Failed(reason.to_owned()));
         }
         r
+    }
+
+    /// The row's name, with its lab when that is not the tc lab.
+    pub fn label(&self) -> String {
+        if self.lab == Datapath::Tc {
+            self.name.to_owned()
+        } else {
+            format!("{} ({} lab)", self.name, self.lab.name())
+        }
     }
 
     fn get(&self, m: Metric) -> Figure {
@@ -106,7 +118,10 @@ pub fn east_west_table(rows: &[EastWestResult]) -> Option<Table> {
     if rows.is_empty() {
         return None;
     }
-    let direct = rows.iter().find(|r| r.scenario == EastWest::EwDirect);
+    let direct = |lab| {
+        rows.iter()
+            .find(|r| r.scenario == EastWest::EwDirect && r.lab == lab)
+    };
     let mut header = vec!["scenario".to_owned()];
     header.extend(EastWest::METRICS.iter().map(|m| m.header().to_owned()));
     header.extend(
@@ -114,22 +129,20 @@ pub fn east_west_table(rows: &[EastWestResult]) -> Option<Table> {
             .iter()
             .map(|m| format!("{} vs direct", m.header())),
     );
-    let mut sorted: Vec<&EastWestResult> = rows.iter().collect();
-    sorted.sort_by_key(|r| r.scenario);
-    let body = sorted
+    let body = sorted(rows)
         .into_iter()
         .map(|r| {
-            let mut row = vec![r.name.to_owned()];
+            let mut row = vec![r.label()];
             row.extend(EastWest::METRICS.iter().map(|&m| r.get(m).cell(m)));
             row.extend(EastWest::METRICS.iter().map(|&m| {
-                let base = direct.and_then(|d| d.get(m).value());
+                let base = direct(r.lab).and_then(|d| d.get(m).value());
                 ratio(r.get(m).value(), base)
             }));
             row
         })
         .collect();
     Some(Table {
-        title: "East-west: a task on n1 to a service's task on n2 over an overlay network (ratios: vs ew-direct)".to_owned(),
+        title: "East-west: a task on n1 to a service's task on n2 over an overlay network (ratios: vs ew-direct of the same lab)".to_owned(),
         header,
         rows: body,
     })
@@ -140,9 +153,8 @@ pub fn east_west_panels(rows: &[EastWestResult]) -> Vec<Panel> {
     if rows.is_empty() {
         return Vec::new();
     }
-    let mut sorted: Vec<&EastWestResult> = rows.iter().collect();
-    sorted.sort_by_key(|r| r.scenario);
-    let groups: Vec<String> = sorted.iter().map(|r| r.name.to_owned()).collect();
+    let sorted = sorted(rows);
+    let groups: Vec<String> = sorted.iter().map(|r| r.label()).collect();
     let values = |m: Metric| sorted.iter().map(|r| r.get(m).value()).collect::<Vec<_>>();
     vec![
         Panel::new(
@@ -161,6 +173,13 @@ pub fn east_west_panels(rows: &[EastWestResult]) -> Vec<Panel> {
     ]
 }
 
+/// By lab, then in the rows' order.
+fn sorted(rows: &[EastWestResult]) -> Vec<&EastWestResult> {
+    let mut v: Vec<&EastWestResult> = rows.iter().collect();
+    v.sort_by_key(|r| (r.lab, r.scenario));
+    v
+}
+
 fn ratio(v: Option<f64>, base: Option<f64>) -> String {
     match (v, base) {
         (Some(v), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
@@ -173,7 +192,7 @@ mod tests {
     use super::*;
 
     fn row(s: EastWest, conns: f64, gbit: f64) -> EastWestResult {
-        let mut r = EastWestResult::new(s);
+        let mut r = EastWestResult::new(s, Datapath::Tc);
         r.figures.insert(Metric::ConnPerSec, Figure::Value(conns));
         r.figures.insert(Metric::Tcp1, Figure::Value(gbit));
         r.figures
@@ -204,7 +223,7 @@ mod tests {
         let t = east_west_table(&[row(EastWest::EwIptables, 1.0, 1.0)]).unwrap();
         assert_eq!(t.rows[0][4], "-");
         assert!(east_west_table(&[]).is_none());
-        let f = EastWestResult::failed(EastWest::EwPerPacket, "lab up failed");
+        let f = EastWestResult::failed(EastWest::EwPerPacket, Datapath::Tc, "lab up failed");
         assert_eq!(f.figures.len(), EastWest::METRICS.len());
     }
 
@@ -219,5 +238,19 @@ mod tests {
         assert_eq!(p[0].series[0].values, [Some(10000.0), Some(5000.0)]);
         assert_eq!(p[1].series[1].values, [None, None]);
         assert!(east_west_panels(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_native_row_is_named_by_its_lab_and_divided_by_its_own_direct() {
+        let mut native = row(EastWest::EwDirect, 20000.0, 20.0);
+        native.lab = Datapath::TcNative;
+        let mut native_lb = row(EastWest::EwSocketLb, 10000.0, 10.0);
+        native_lb.lab = Datapath::TcNative;
+        let t =
+            east_west_table(&[native_lb, row(EastWest::EwDirect, 10000.0, 10.0), native]).unwrap();
+        assert_eq!(t.rows[0][0], "ew-direct");
+        assert_eq!(t.rows[1][0], "ew-direct (tc-native lab)");
+        assert_eq!(t.rows[2][0], "ew-socket-lb (tc-native lab)");
+        assert_eq!(t.rows[2][4], "0.50x");
     }
 }

@@ -17,12 +17,15 @@ pub use eastwest::{EastWest, EastWestResult, east_west_panels};
 pub use tables::Table;
 pub use targets::{TargetResult, Verdict, added_target, ratio_target};
 
-/// A lab's data path: every scenario runs in one of two labs.
+/// A lab's data path: every scenario runs in one of the labs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Datapath {
     Tc,
     Xdp,
+    /// The tc lab with `--default-routing native`: tasks' traffic between nodes routed on the
+    /// underlay, not carried over VXLAN.
+    TcNative,
 }
 
 impl Datapath {
@@ -30,7 +33,21 @@ impl Datapath {
         match self {
             Self::Tc => "tc",
             Self::Xdp => "xdp",
+            Self::TcNative => "tc-native",
         }
+    }
+
+    /// meshd's `--datapath` in this lab.
+    pub fn meshd_datapath(self) -> &'static str {
+        match self {
+            Self::Tc | Self::TcNative => "tc",
+            Self::Xdp => "xdp",
+        }
+    }
+
+    /// Whether the lab's swarm routes overlay traffic natively (`lab up --default-routing native`).
+    pub fn native(self) -> bool {
+        self == Self::TcNative
     }
 }
 
@@ -48,12 +65,14 @@ pub enum Scenario {
     MeshXdp,
     UserspaceXdp,
     IptablesXdp,
+    DirectNative,
+    MeshTcNative,
 }
 
 impl Scenario {
     /// In the order they run (and are printed): each lab's mesh runs before iptables loads
     /// netfilter's connection tracking into n1.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::Direct,
         Self::MeshTc,
         Self::MeshLocal,
@@ -64,6 +83,8 @@ impl Scenario {
         Self::MeshXdp,
         Self::UserspaceXdp,
         Self::IptablesXdp,
+        Self::DirectNative,
+        Self::MeshTcNative,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +99,8 @@ impl Scenario {
             Self::MeshXdp => "mesh-xdp",
             Self::UserspaceXdp => "userspace (xdp lab)",
             Self::IptablesXdp => "iptables (xdp lab)",
+            Self::DirectNative => "direct (tc-native lab)",
+            Self::MeshTcNative => "mesh-tc (native)",
         }
     }
 
@@ -92,6 +115,7 @@ impl Scenario {
             Self::DirectXdp | Self::MeshXdp | Self::UserspaceXdp | Self::IptablesXdp => {
                 Datapath::Xdp
             }
+            Self::DirectNative | Self::MeshTcNative => Datapath::TcNative,
         }
     }
 
@@ -106,13 +130,14 @@ impl Scenario {
         match self.lab() {
             Datapath::Tc => Self::Direct,
             Datapath::Xdp => Self::DirectXdp,
+            Datapath::TcNative => Self::DirectNative,
         }
     }
 
     /// How the client's packets reach the task (printed in the JSON and the README).
     pub fn wiring(self) -> &'static str {
         match self {
-            Self::Direct | Self::DirectXdp => {
+            Self::Direct | Self::DirectXdp | Self::DirectNative => {
                 "client -> task's ingress address, routed by n2 (the task's node): plain forwarding, no balancer"
             }
             Self::DirectVxlan => {
@@ -123,6 +148,9 @@ impl Scenario {
             }
             Self::MeshLocal => {
                 "client -> n2:published port; the mesh on n2 hands it to its local task"
+            }
+            Self::MeshTcNative => {
+                "client -> n1:published port; tc on n1 balances, routed natively (no VXLAN) to the task on n2"
             }
             Self::MeshXdp => {
                 "client -> n1:published port; XDP on n1 balances and encapsulates to n2"

@@ -44,19 +44,28 @@ const LABS: [(&[&str], &[EastWest]); 2] = [
 /// Every east-west row, in two tc labs one after the other (same prefix). Errs only when
 /// interrupted; a lab that fails leaves its rows failed with the reason.
 pub(super) fn east_west(cfg: &Config, results: &mut Results) -> Result<()> {
-    for (meshd_args, rows) in LABS {
+    let labs = [Datapath::Tc, Datapath::TcNative]
+        .into_iter()
+        .filter(|dp| cfg.labs.contains(dp));
+    for (dp, (meshd_args, rows)) in labs.flat_map(|dp| LABS.map(|l| (dp, l))) {
         let before = results.east_west.len();
-        let outcome = ew_lab(cfg, meshd_args, rows, results);
+        let outcome = ew_lab(cfg, dp, meshd_args, rows, results);
         sys::check_interrupt()?;
         if let Err(e) = outcome {
-            let reason = format!("the east-west lab ({}) failed: {e:#}", meshd_args.join(" "));
+            let reason = format!(
+                "the east-west {} lab ({}) failed: {e:#}",
+                dp.name(),
+                meshd_args.join(" ")
+            );
             log(&reason);
             let done: Vec<EastWest> = results.east_west[before..]
                 .iter()
                 .map(|r| r.scenario)
                 .collect();
             for &s in rows.iter().filter(|s| !done.contains(s)) {
-                results.east_west.push(EastWestResult::failed(s, &reason));
+                results
+                    .east_west
+                    .push(EastWestResult::failed(s, dp, &reason));
             }
             results.notes.push(reason);
         }
@@ -74,16 +83,18 @@ struct Pair {
 
 fn ew_lab(
     cfg: &Config,
+    dp: Datapath,
     meshd_args: &[&str],
     rows: &[EastWest],
     results: &mut Results,
 ) -> Result<()> {
     log(&format!(
-        "east-west lab: meshctl lab up --prefix {} --datapath tc -- {}",
+        "east-west {} lab: meshctl lab up --prefix {} -- {}",
+        dp.name(),
         cfg.prefix,
         meshd_args.join(" ")
     ));
-    let lab = Lab::up_with(&cfg.meshctl, &cfg.prefix, cfg.net, Datapath::Tc, meshd_args)?;
+    let lab = Lab::up_with(&cfg.meshctl, &cfg.prefix, cfg.net, dp, meshd_args)?;
     let tmp = TempDir::new("mesh-bench-ew")?;
     let pair = pair(&lab)?;
     log(&format!(
@@ -95,8 +106,8 @@ fn ew_lab(
         sys::check_interrupt()?;
         log(&format!("{}: {}", s.name(), s.wiring()));
         let r = match setup(&lab, s, &pair) {
-            Ok((host, http, iperf)) => measure(cfg, s, &pair.client, host, http, iperf)?,
-            Err(e) => EastWestResult::failed(s, &format!("{e:#}")),
+            Ok((host, http, iperf)) => measure(cfg, (s, dp), &pair.client, host, http, iperf)?,
+            Err(e) => EastWestResult::failed(s, dp, &format!("{e:#}")),
         };
         results.east_west.push(r);
     }
@@ -214,7 +225,7 @@ fn bridge_of(lab: &Lab, member: &str) -> Result<String> {
 /// task. Errs only when interrupted.
 fn measure(
     cfg: &Config,
-    s: EastWest,
+    (s, dp): (EastWest, Datapath),
     client: &Task,
     host: Ipv4Addr,
     http: u16,
@@ -231,10 +242,11 @@ fn measure(
         log(&format!("{name}: no answer through {addr}: {e:#}"));
         return Ok(EastWestResult::failed(
             s,
+            dp,
             &format!("no HTTP answer through {addr} within 20 s: {e:#}"),
         ));
     }
-    let mut r = EastWestResult::new(s);
+    let mut r = EastWestResult::new(s, dp);
     let conns = Figure::from(wrk(cfg, client, &format!("http://{addr}/")));
     sys::check_interrupt()?;
     put(&mut r, Metric::ConnPerSec, conns);
@@ -267,7 +279,7 @@ fn put(r: &mut EastWestResult, m: Metric, f: Figure) {
         Figure::NotApplicable(_) => "N/A".to_owned(),
         Figure::Failed(e) => format!("failed: {e}"),
     };
-    log(&format!("{}: {} {shown}", r.name, m.header()));
+    log(&format!("{}: {} {shown}", r.label(), m.header()));
     r.figures.insert(m, f);
 }
 

@@ -301,7 +301,7 @@ fn setup(
         no_udp: None,
     };
     match s {
-        Scenario::Direct | Scenario::DirectXdp => {
+        Scenario::Direct | Scenario::DirectXdp | Scenario::DirectNative => {
             // The client routes the task's address via n2, which forwards into its ingress
             // bridge (meshd leaves forwarding off on the bridge: turned on here).
             let (dev, _) = lab.node_ingress("n2")?;
@@ -332,7 +332,7 @@ fn setup(
             )?;
             Ok(mesh(task))
         }
-        Scenario::MeshTc | Scenario::MeshXdp => Ok(mesh(n1)),
+        Scenario::MeshTc | Scenario::MeshXdp | Scenario::MeshTcNative => Ok(mesh(n1)),
         Scenario::MeshLocal => Ok(mesh(lab.node_addr(2))),
         Scenario::Userspace | Scenario::UserspaceXdp => {
             let cfg_path = tmp.join("haproxy.cfg");
