@@ -46,7 +46,7 @@ impl EastWest {
     pub fn wiring(self) -> &'static str {
         match self {
             Self::EwDirect => {
-                "client task on n1 -> server task's overlay address on n2: bridge and VXLAN, no balancer"
+                "client task on n1 -> server task's overlay address on n2 (VXLAN, or routed in the tc-native lab), no balancer"
             }
             Self::EwSocketLb => {
                 "client task -> the service's VIP; meshd's cgroup connect4 on n1 picks the task (default meshd)"
@@ -55,7 +55,7 @@ impl EastWest {
                 "client task -> the service's VIP; tc on n1's task veth translates every packet (meshd --socket-lb=false)"
             }
             Self::EwIptables => {
-                "client task -> a ClusterIP routed to n1's bridge; kube-proxy's chains DNAT+MASQUERADE in n1 (forwarding on for it), VXLAN to n2"
+                "client task -> a ClusterIP routed to n1's bridge; kube-proxy's chains DNAT+MASQUERADE in n1 (forwarding on for it), then the overlay to n2"
             }
         }
     }
