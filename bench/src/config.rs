@@ -70,9 +70,13 @@ pub fn kube_proxy_rules(task: Ipv4Addr, forwards: &[Forward]) -> Vec<Vec<String>
 /// marked and established ones. Every connection is marked (kube-proxy's `--masquerade-all`):
 /// client and server tasks share one bridged overlay subnet, so an unmasqueraded reply would
 /// be bridged straight back to the client, past the conntrack entry that undoes the DNAT.
+/// The masquerade is an SNAT to `source`, the node's own address on that subnet: what
+/// MASQUERADE picks when the packet leaves by the bridge (VXLAN), and with native routing
+/// (where it would leave by the underlay and take the node's underlay address) the same.
 pub fn cluster_ip_rules(
     cluster_ip: Ipv4Addr,
     task: Ipv4Addr,
+    source: Ipv4Addr,
     forwards: &[Forward],
 ) -> Vec<Vec<String>> {
     let mut rules: Vec<String> = vec![
@@ -82,7 +86,7 @@ pub fn cluster_ip_rules(
         "-t nat -A BENCH-EW-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000".into(),
         "-t nat -A BENCH-EW-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN".into(),
         "-t nat -A BENCH-EW-POSTROUTING -j MARK --set-xmark 0x4000/0x0".into(),
-        "-t nat -A BENCH-EW-POSTROUTING -j MASQUERADE --random-fully".into(),
+        format!("-t nat -A BENCH-EW-POSTROUTING -j SNAT --to-source {source} --random-fully"),
     ];
     for (i, f) in forwards.iter().enumerate() {
         let p = f.proto;
@@ -216,6 +220,7 @@ mod tests {
         let rules = cluster_ip_rules(
             cip,
             TASK,
+            Ipv4Addr::new(10, 78, 0, 2),
             &[Forward {
                 proto: "tcp",
                 node_port: 80,

@@ -194,14 +194,14 @@ fn setup(lab: &Lab, s: EastWest, p: &Pair) -> Result<(Ipv4Addr, u16, u16)> {
         EastWest::EwIptables => {
             // The task's default route is n1's bridge on bench-ew, whose forwarding meshd
             // leaves off (a task is never routed through its node): on for this row.
-            let bridge = bridge_of(lab, "n1")?;
+            let (bridge, n1_addr) = bridge_of(lab, "n1")?;
             forwarding(lab, "n1", &bridge)?;
             let forwards = [(CIP_HTTP, HTTP), (CIP_IPERF, IPERF)].map(|(cip, task)| Forward {
                 proto: "tcp",
                 node_port: cip,
                 task_port: task,
             });
-            for rule in config::cluster_ip_rules(CLUSTER_IP, p.server_addr, &forwards) {
+            for rule in config::cluster_ip_rules(CLUSTER_IP, p.server_addr, n1_addr, &forwards) {
                 let mut args = vec!["iptables", "-w"];
                 args.extend(rule.iter().map(String::as_str));
                 lab.exec("n1", &args)?;
@@ -211,13 +211,16 @@ fn setup(lab: &Lab, s: EastWest, p: &Pair) -> Result<(Ipv4Addr, u16, u16)> {
     }
 }
 
-/// The interface of `member` with an address on bench-ew (its bridge).
-fn bridge_of(lab: &Lab, member: &str) -> Result<String> {
+/// The interface of `member` with an address on bench-ew (its bridge), and that address.
+fn bridge_of(lab: &Lab, member: &str) -> Result<(String, Ipv4Addr)> {
     let text = lab.exec(member, &["ip", "-4", "-o", "addr", "show"])?;
     text.lines()
-        .find(|l| addr_in(l, EW_SUBNET).is_some())
-        .and_then(|l| l.split_whitespace().nth(1))
-        .map(str::to_owned)
+        .find_map(|l| {
+            Some((
+                l.split_whitespace().nth(1)?.to_owned(),
+                addr_in(l, EW_SUBNET)?,
+            ))
+        })
         .with_context(|| format!("{} has no address on {EW_NET}:\n{text}", lab.ns(member)))
 }
 
