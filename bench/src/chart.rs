@@ -145,6 +145,9 @@ pub fn of_results(results: &Results) -> ChartData {
     for p in results.scale.iter().flat_map(panel::scale_panels) {
         data.panel(p);
     }
+    for p in crate::report::east_west_panels(&results.east_west) {
+        data.panel(p);
+    }
     for p in results
         .control
         .iter()
@@ -241,6 +244,9 @@ fn color(s: Scenario) -> RGBColor {
         Scenario::Iptables => RGBColor(214, 39, 40),
         Scenario::IptablesXdp => RGBColor(245, 150, 150),
         Scenario::Direct | Scenario::DirectXdp => RGBColor(90, 90, 90),
+        Scenario::DirectVxlan => RGBColor(150, 150, 150),
+        Scenario::DirectNative => RGBColor(60, 60, 60),
+        Scenario::MeshTcNative => RGBColor(148, 103, 189),
     }
 }
 

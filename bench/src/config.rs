@@ -64,6 +64,62 @@ pub fn kube_proxy_rules(task: Ipv4Addr, forwards: &[Forward]) -> Vec<Vec<String>
         .collect()
 }
 
+/// kube-proxy's `ClusterIP` chains (iptables mode) for a service with one endpoint, in chains
+/// of their own (`BENCH-EW-*`): SERVICES matches the cluster IP and port -> SVC marks for
+/// masquerade and jumps to SEP (DNAT); POSTROUTING masquerades marked packets; FORWARD accepts
+/// marked and established ones. Every connection is marked (kube-proxy's `--masquerade-all`):
+/// client and server tasks share one bridged overlay subnet, so an unmasqueraded reply would
+/// be bridged straight back to the client, past the conntrack entry that undoes the DNAT.
+/// The masquerade is an SNAT to `source`, the node's own address on that subnet: what
+/// MASQUERADE picks when the packet leaves by the bridge (VXLAN), and with native routing
+/// (where it would leave by the underlay and take the node's underlay address) the same.
+pub fn cluster_ip_rules(
+    cluster_ip: Ipv4Addr,
+    task: Ipv4Addr,
+    source: Ipv4Addr,
+    forwards: &[Forward],
+) -> Vec<Vec<String>> {
+    let mut rules: Vec<String> = vec![
+        "-t nat -N BENCH-EW-SERVICES".into(),
+        "-t nat -N BENCH-EW-MARK-MASQ".into(),
+        "-t nat -N BENCH-EW-POSTROUTING".into(),
+        "-t nat -A BENCH-EW-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000".into(),
+        "-t nat -A BENCH-EW-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN".into(),
+        "-t nat -A BENCH-EW-POSTROUTING -j MARK --set-xmark 0x4000/0x0".into(),
+        format!("-t nat -A BENCH-EW-POSTROUTING -j SNAT --to-source {source} --random-fully"),
+    ];
+    for (i, f) in forwards.iter().enumerate() {
+        let p = f.proto;
+        rules.extend([
+            format!("-t nat -N BENCH-EW-SVC-{i}"),
+            format!("-t nat -N BENCH-EW-SEP-{i}"),
+            format!(
+                "-t nat -A BENCH-EW-SERVICES -d {cluster_ip}/32 -p {p} -m {p} --dport {} -j BENCH-EW-SVC-{i}",
+                f.node_port
+            ),
+            format!("-t nat -A BENCH-EW-SVC-{i} -j BENCH-EW-MARK-MASQ"),
+            format!("-t nat -A BENCH-EW-SVC-{i} -j BENCH-EW-SEP-{i}"),
+            format!(
+                "-t nat -A BENCH-EW-SEP-{i} -p {p} -m {p} -j DNAT --to-destination {task}:{}",
+                f.task_port
+            ),
+        ]);
+    }
+    rules.extend([
+        "-t nat -A PREROUTING -j BENCH-EW-SERVICES".into(),
+        "-t nat -A POSTROUTING -j BENCH-EW-POSTROUTING".into(),
+        "-t filter -N BENCH-EW-FORWARD".into(),
+        "-t filter -A BENCH-EW-FORWARD -m conntrack --ctstate INVALID -j DROP".into(),
+        "-t filter -A BENCH-EW-FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT".into(),
+        "-t filter -A BENCH-EW-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".into(),
+        "-t filter -A FORWARD -j BENCH-EW-FORWARD".into(),
+    ]);
+    rules
+        .iter()
+        .map(|r| r.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
 /// `HAProxy` forwarding TCP ports of `node` to the task, one frontend and backend per port.
 pub fn haproxy(node: Ipv4Addr, task: Ipv4Addr, forwards: &[Forward]) -> String {
     let mut s = "global\n    maxconn 4096\n\ndefaults\n    mode tcp\n    timeout connect 2s\n    \
@@ -155,6 +211,44 @@ mod tests {
             lines
                 .iter()
                 .any(|l| l.ends_with("MASQUERADE --random-fully"))
+        );
+    }
+
+    #[test]
+    fn cluster_ip_rules_match_the_cluster_ip_and_dnat_to_the_task() {
+        let cip = Ipv4Addr::new(10, 78, 0, 200);
+        let rules = cluster_ip_rules(
+            cip,
+            TASK,
+            Ipv4Addr::new(10, 78, 0, 2),
+            &[Forward {
+                proto: "tcp",
+                node_port: 80,
+                task_port: 8080,
+            }],
+        );
+        let text: Vec<String> = rules.iter().map(|r| r.join(" ")).collect();
+        assert!(text.contains(
+            &"-t nat -A BENCH-EW-SERVICES -d 10.78.0.200/32 -p tcp -m tcp --dport 80 -j BENCH-EW-SVC-0"
+                .to_owned()
+        ));
+        assert!(
+            text.iter()
+                .any(|r| r.ends_with(&format!("--to-destination {TASK}:8080")))
+        );
+        // Chains are created before anything jumps to them.
+        let created = text
+            .iter()
+            .position(|r| r == "-t nat -N BENCH-EW-SVC-0")
+            .unwrap();
+        let jumped = text
+            .iter()
+            .position(|r| r.ends_with("-j BENCH-EW-SVC-0"))
+            .unwrap();
+        assert!(created < jumped);
+        assert_eq!(
+            text.last().unwrap(),
+            "-t filter -A FORWARD -j BENCH-EW-FORWARD"
         );
     }
 

@@ -68,6 +68,17 @@ impl Lab {
     /// `meshctl lab up --nodes 3 --managers 1`. The guard exists before `up` runs, so a lab
     /// that failed half-way is removed too.
     pub fn up(meshctl: &Path, prefix: &str, net: [u8; 3], datapath: Datapath) -> Result<Self> {
+        Self::up_with(meshctl, prefix, net, datapath, &[])
+    }
+
+    /// [`Lab::up`] with flags for every node's meshd (`lab up ... -- MESHD_ARGS`).
+    pub fn up_with(
+        meshctl: &Path,
+        prefix: &str,
+        net: [u8; 3],
+        datapath: Datapath,
+        meshd_args: &[&str],
+    ) -> Result<Self> {
         let leftovers = Self::namespaces(prefix);
         if !leftovers.is_empty() {
             bail!(
@@ -84,20 +95,32 @@ impl Lab {
         };
         let subnet = format!("{}.{}.{}.0/24", net[0], net[1], net[2]);
         sys::run(
-            Command::new(&lab.meshctl).args([
-                "lab",
-                "up",
-                "--nodes",
-                "3",
-                "--managers",
-                "1",
-                "--prefix",
-                prefix,
-                "--subnet",
-                &subnet,
-                "--datapath",
-                datapath.name(),
-            ]),
+            Command::new(&lab.meshctl)
+                .args([
+                    "lab",
+                    "up",
+                    "--nodes",
+                    "3",
+                    "--managers",
+                    "1",
+                    "--prefix",
+                    prefix,
+                    "--subnet",
+                    &subnet,
+                    "--datapath",
+                    datapath.meshd_datapath(),
+                ])
+                .args(if datapath.native() {
+                    &["--default-routing", "native"][..]
+                } else {
+                    &[][..]
+                })
+                .args(if meshd_args.is_empty() {
+                    &[][..]
+                } else {
+                    &["--"][..]
+                })
+                .args(meshd_args),
             Duration::from_mins(4),
         )
         .context("meshctl lab up")?;

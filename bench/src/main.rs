@@ -22,6 +22,10 @@ use mesh_bench::sys;
     about = "Benchmarks meshd's routing mesh against direct forwarding, iptables and HAProxy",
     args_conflicts_with_subcommands = true
 )]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "command-line switches, each independent of the others"
+)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
@@ -44,7 +48,8 @@ struct Args {
     /// not the ones to quote).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/chart.svg"))]
     chart: PathBuf,
-    /// The labs to run: tc, xdp or both.
+    /// The labs to run: tc, xdp, tc-native (the tc lab with `--default-routing native`), or
+    /// several, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "tc,xdp")]
     labs: Vec<String>,
     /// Seconds of each iperf3 run (after 1 s omitted).
@@ -62,6 +67,9 @@ struct Args {
     /// The fixed UDP rate (iperf3 -b).
     #[arg(long, default_value = "300M")]
     udp_rate: String,
+    /// Leave out the east-west rows (run with the tc lab, in two labs of their own).
+    #[arg(long)]
+    no_east_west: bool,
     /// Runs of each TCP throughput figure (the median is reported: short runs on shared cores
     /// vary).
     #[arg(long, default_value_t = 3)]
@@ -177,6 +185,7 @@ fn main_with(args: &Args) -> Result<()> {
         notes: Vec::new(),
         scale: None,
         control: None,
+        east_west: Vec::new(),
     };
     run(&cfg, &mut results)?;
     if let Some(ctl) = &cfg.control {
@@ -251,7 +260,10 @@ fn config(args: &Args) -> Result<Config> {
         .map(|l| match l.as_str() {
             "tc" => Ok(Datapath::Tc),
             "xdp" => Ok(Datapath::Xdp),
-            other => bail!("invalid --labs {other:?}: use tc, xdp, tc,xdp or none"),
+            "tc-native" => Ok(Datapath::TcNative),
+            other => {
+                bail!("invalid --labs {other:?}: use tc, xdp, tc-native (comma-separated) or none")
+            }
         })
         .collect::<Result<_>>()?;
     if labs.is_empty() && !args.scale && !args.control {
@@ -264,6 +276,8 @@ fn config(args: &Args) -> Result<Config> {
         );
     }
     Ok(Config {
+        east_west: !args.no_east_west
+            && (labs.contains(&Datapath::Tc) || labs.contains(&Datapath::TcNative)),
         meshctl: absolute(&args.meshctl)?,
         server: absolute(&args.server)?,
         prefix: args.prefix.clone(),

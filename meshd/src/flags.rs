@@ -57,6 +57,10 @@ pub struct Args {
     /// `unix:///var/run/docker.sock`.
     #[arg(long, env = "MESHD_ENGINE", value_name = "unix:///PATH")]
     pub engine: Option<String>,
+    /// Balance a task's connections to a service VIP when it connects (cgroup socket
+    /// programs: no per-packet translation); `false` leaves them to the per-packet tc program.
+    #[arg(long, env = "MESHD_SOCKET_LB", default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    pub socket_lb: bool,
     /// Idle time after which a mesh TCP flow is balanced again (to the same backend while the
     /// backends are unchanged, so an idle connection survives it).
     #[arg(long, env = "MESHD_CONNTRACK_TCP_TIMEOUT", default_value = "24h", value_parser = duration)]
@@ -220,6 +224,15 @@ mod tests {
         assert!(e.to_string().contains("not an IPv4 address"), "{e}");
         let e = Args::try_parse_from(["meshd", "--conntrack-tcp-timeout", "0s"]).unwrap_err();
         assert!(e.to_string().contains("longer than 0"), "{e}");
+    }
+
+    #[test]
+    fn socket_lb_is_on_by_default_and_takes_true_or_false() {
+        assert!(Args::try_parse_from(["meshd"]).unwrap().socket_lb);
+        let a = Args::try_parse_from(["meshd", "--socket-lb=false"]).unwrap();
+        assert!(!a.socket_lb);
+        let e = Args::try_parse_from(["meshd", "--socket-lb", "off"]).unwrap_err();
+        assert!(e.to_string().contains("true"), "{e}");
     }
 
     #[test]

@@ -78,6 +78,7 @@ async fn run(args: Args, advertise_addr: Option<Ipv4Addr>, engine_addr: &str) ->
                 tcp: args.conntrack_tcp_timeout,
                 udp: args.conntrack_udp_timeout,
             },
+            socket_lb: args.socket_lb,
         },
     );
     let dns = mesh_agent::net::dns::spawn(node_networking.clone(), args.resolv_conf.clone());

@@ -56,6 +56,9 @@ pub struct MeshSettings {
     /// Each node pins under `<pin_root>/<hostname>` (`/sys/fs/bpf/meshd`).
     pub pin_root: PathBuf,
     pub timeouts: Timeouts,
+    /// Attach the cgroup socket programs (meshd's `--socket-lb`); off, a task's connections to
+    /// a VIP are balanced per packet by the tc program instead.
+    pub socket_lb: bool,
 }
 
 /// What `status` lists the socket programs under: they attach to the cgroup2 root, not to an
@@ -422,7 +425,7 @@ impl Runtime {
             self.loaded_for = Some(node);
         }
         self.attach_interfaces(view, resync).await;
-        if resync && self.sock_lb.is_none() {
+        if resync && self.settings.socket_lb && self.sock_lb.is_none() {
             self.retry_sock_lb().await;
         }
         if let Some(s) = self.sock_lb.as_mut()
@@ -486,10 +489,11 @@ impl Runtime {
         config.timeouts = self.settings.timeouts;
         let datapath = config.datapath;
         let pin_dir = config.pin_dir.clone();
+        let socket_lb = self.settings.socket_lb;
         // The socket programs share the maps Mesh::load pins, so they load after it; without
         // them published ports still work from other nodes (a warning says why not here).
         let loaded = tokio::task::spawn_blocking(move || {
-            Mesh::load(config).map(|mesh| (mesh, SockLb::load(&pin_dir)))
+            Mesh::load(config).map(|mesh| (mesh, socket_lb.then(|| SockLb::load(&pin_dir))))
         });
         match loaded.await {
             Ok(Ok((mesh, sock_lb))) => {
@@ -497,8 +501,9 @@ impl Runtime {
                 self.mesh = Some(mesh);
                 self.last_warning = None;
                 match sock_lb {
-                    Ok(s) => self.sock_lb = Some(s),
-                    Err(e) => self.warn(format!("socket-level balancing: {e:#}")),
+                    Some(Ok(s)) => self.sock_lb = Some(s),
+                    Some(Err(e)) => self.warn(format!("socket-level balancing: {e:#}")),
+                    None => tracing::info!("socket-level balancing off (--socket-lb=false)"),
                 }
                 true
             }

@@ -9,18 +9,23 @@ use crate::bpfstats::ProgCost;
 use crate::machine::Machine;
 
 pub mod control;
+mod eastwest;
 mod tables;
 mod targets;
 
+pub use eastwest::{EastWest, EastWestResult, east_west_panels};
 pub use tables::Table;
 pub use targets::{TargetResult, Verdict, added_target, ratio_target};
 
-/// A lab's data path: every scenario runs in one of two labs.
+/// A lab's data path: every scenario runs in one of the labs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Datapath {
     Tc,
     Xdp,
+    /// The tc lab with `--default-routing native`: tasks' traffic between nodes routed on the
+    /// underlay, not carried over VXLAN.
+    TcNative,
 }
 
 impl Datapath {
@@ -28,7 +33,21 @@ impl Datapath {
         match self {
             Self::Tc => "tc",
             Self::Xdp => "xdp",
+            Self::TcNative => "tc-native",
         }
+    }
+
+    /// meshd's `--datapath` in this lab.
+    pub fn meshd_datapath(self) -> &'static str {
+        match self {
+            Self::Tc | Self::TcNative => "tc",
+            Self::Xdp => "xdp",
+        }
+    }
+
+    /// Whether the lab's swarm routes overlay traffic natively (`lab up --default-routing native`).
+    pub fn native(self) -> bool {
+        self == Self::TcNative
     }
 }
 
@@ -40,26 +59,32 @@ pub enum Scenario {
     MeshTc,
     MeshLocal,
     Userspace,
+    DirectVxlan,
     Iptables,
     DirectXdp,
     MeshXdp,
     UserspaceXdp,
     IptablesXdp,
+    DirectNative,
+    MeshTcNative,
 }
 
 impl Scenario {
     /// In the order they run (and are printed): each lab's mesh runs before iptables loads
     /// netfilter's connection tracking into n1.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 12] = [
         Self::Direct,
         Self::MeshTc,
         Self::MeshLocal,
         Self::Userspace,
+        Self::DirectVxlan,
         Self::Iptables,
         Self::DirectXdp,
         Self::MeshXdp,
         Self::UserspaceXdp,
         Self::IptablesXdp,
+        Self::DirectNative,
+        Self::MeshTcNative,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,22 +93,29 @@ impl Scenario {
             Self::MeshTc => "mesh-tc",
             Self::MeshLocal => "mesh-local",
             Self::Userspace => "userspace",
+            Self::DirectVxlan => "direct-vxlan",
             Self::Iptables => "iptables",
             Self::DirectXdp => "direct (xdp lab)",
             Self::MeshXdp => "mesh-xdp",
             Self::UserspaceXdp => "userspace (xdp lab)",
             Self::IptablesXdp => "iptables (xdp lab)",
+            Self::DirectNative => "direct (tc-native lab)",
+            Self::MeshTcNative => "mesh-tc (native)",
         }
     }
 
     pub fn lab(self) -> Datapath {
         match self {
-            Self::Direct | Self::MeshTc | Self::MeshLocal | Self::Userspace | Self::Iptables => {
-                Datapath::Tc
-            }
+            Self::Direct
+            | Self::MeshTc
+            | Self::MeshLocal
+            | Self::Userspace
+            | Self::DirectVxlan
+            | Self::Iptables => Datapath::Tc,
             Self::DirectXdp | Self::MeshXdp | Self::UserspaceXdp | Self::IptablesXdp => {
                 Datapath::Xdp
             }
+            Self::DirectNative | Self::MeshTcNative => Datapath::TcNative,
         }
     }
 
@@ -98,20 +130,27 @@ impl Scenario {
         match self.lab() {
             Datapath::Tc => Self::Direct,
             Datapath::Xdp => Self::DirectXdp,
+            Datapath::TcNative => Self::DirectNative,
         }
     }
 
     /// How the client's packets reach the task (printed in the JSON and the README).
     pub fn wiring(self) -> &'static str {
         match self {
-            Self::Direct | Self::DirectXdp => {
+            Self::Direct | Self::DirectXdp | Self::DirectNative => {
                 "client -> task's ingress address, routed by n2 (the task's node): plain forwarding, no balancer"
+            }
+            Self::DirectVxlan => {
+                "client -> task's ingress address, routed by n1, which forwards over its VXLAN to n2: kernel forwarding, no balancer (replies return over VXLAN by the mesh's return entry)"
             }
             Self::MeshTc => {
                 "client -> n1:published port; tc on n1 balances, VXLAN to the task on n2"
             }
             Self::MeshLocal => {
                 "client -> n2:published port; the mesh on n2 hands it to its local task"
+            }
+            Self::MeshTcNative => {
+                "client -> n1:published port; tc on n1 balances, routed natively (no VXLAN) to the task on n2"
             }
             Self::MeshXdp => {
                 "client -> n1:published port; XDP on n1 balances and encapsulates to n2"
@@ -394,6 +433,9 @@ pub struct Results {
     /// The control plane and the big lab (`--control`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control: Option<control::Control>,
+    /// The east-west rows (with the tc lab).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub east_west: Vec<EastWestResult>,
 }
 
 impl Results {
@@ -437,6 +479,7 @@ mod tests {
         }
         let mut r = Results {
             scale: None,
+            east_west: Vec::new(),
             started_utc: "2026-11-23T12:00:00Z".to_owned(),
             wall_seconds: 300.0,
             machine: machine(),

@@ -16,6 +16,7 @@ impl Results {
         if labs {
             tables.extend([self.figures_table(), self.ratios_table()]);
         }
+        tables.extend(super::eastwest::east_west_table(&self.east_west));
         tables.extend(self.dns_table());
         tables.extend(self.convergence_table());
         tables.extend(self.bpf_table());

@@ -20,6 +20,7 @@ mod biglab;
 pub mod control;
 mod convergence;
 mod dns;
+mod eastwest;
 mod measure;
 mod scale;
 mod scheduler;
@@ -74,6 +75,8 @@ pub struct Config {
     pub scale_sizes: Vec<usize>,
     /// The control plane and the big lab (`--control`), after the labs of `labs`.
     pub control: Option<ControlConfig>,
+    /// The east-west rows, in labs of their own after the tc lab (`--no-east-west`: not).
+    pub east_west: bool,
 }
 
 /// `[bench +12.3s] ...` on stderr.
@@ -121,6 +124,14 @@ pub fn run(cfg: &Config, results: &mut Results) -> Result<()> {
             }
             results.notes.push(reason);
         }
+    }
+    if cfg.east_west {
+        let started = Instant::now();
+        eastwest::east_west(cfg, results)?;
+        results.settings.insert(
+            "east_west_seconds".to_owned(),
+            format!("{:.0}", started.elapsed().as_secs_f64()),
+        );
     }
     if !cfg.scale_sizes.is_empty() {
         let started = Instant::now();
@@ -290,7 +301,7 @@ fn setup(
         no_udp: None,
     };
     match s {
-        Scenario::Direct | Scenario::DirectXdp => {
+        Scenario::Direct | Scenario::DirectXdp | Scenario::DirectNative => {
             // The client routes the task's address via n2, which forwards into its ingress
             // bridge (meshd leaves forwarding off on the bridge: turned on here).
             let (dev, _) = lab.node_ingress("n2")?;
@@ -302,7 +313,26 @@ fn setup(
             )?;
             Ok(mesh(task))
         }
-        Scenario::MeshTc | Scenario::MeshXdp => Ok(mesh(n1)),
+        Scenario::DirectVxlan => {
+            // The client routes the task's address via n1, which forwards it into its ingress
+            // bridge, whence the kernel's VXLAN device carries it to n2 (forwarding turned on
+            // as for iptables, which runs next and needs it too).
+            let (dev, _) = lab.node_ingress("n1")?;
+            forwarding(lab, "n1", &dev)?;
+            lab.exec(
+                "client",
+                &[
+                    "ip",
+                    "route",
+                    "replace",
+                    &format!("{task}/32"),
+                    "via",
+                    &n1.to_string(),
+                ],
+            )?;
+            Ok(mesh(task))
+        }
+        Scenario::MeshTc | Scenario::MeshXdp | Scenario::MeshTcNative => Ok(mesh(n1)),
         Scenario::MeshLocal => Ok(mesh(lab.node_addr(2))),
         Scenario::Userspace | Scenario::UserspaceXdp => {
             let cfg_path = tmp.join("haproxy.cfg");
