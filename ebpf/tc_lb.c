@@ -20,7 +20,9 @@
  *                 out of the task's veth. A packet to outside the cluster is source-NATed to
  *                 the node's address and sent out of the underlay (lib/egress.h), whose
  *                 tc_underlay_in reverses the replies into the task's veth.
- * tc_task_out     egress of a task veth's host side (traffic to the task): VIP replies reversed.
+ * tc_task_out     egress of a task veth's host side (traffic to the task): VIP replies reversed;
+ *                 a flow from outside that the node's kernel forwarded is noted, so that the
+ *                 task's answers are not taken for egress (lib/egress.h).
  * Each also serves what is related to the flows it translates (lib/related.h): their ICMP
  * errors, translated back (an error from the client side goes where the flow goes, one from the
  * backend side where replies go), and the later fragments of their UDP datagrams.
@@ -328,8 +330,10 @@ int tc_task_out(struct __sk_buff *skb)
 	default:
 		return TC_ACT_OK;
 	}
-	if (lb_reply(cfg, &p, MESH_CT_VIP_REPLY, &ct) != LB_FORWARD)
+	if (lb_reply(cfg, &p, MESH_CT_VIP_REPLY, &ct) != LB_FORWARD) {
+		egress_note_inbound(cfg, &p);
 		return TC_ACT_OK;
+	}
 	if (p.frag)
 		frag_record(&p, MESH_CT_VIP_REPLY, &ct);
 	if (ctx_nat(skb, sizeof(struct ethhdr), p.proto, p.saddr, ct.saddr, p.daddr, ct.daddr,

@@ -141,6 +141,7 @@ int main(void)
 	CONST(MESH_EGRESS_PORT_LOW);
 	CONST(MESH_CT_EGRESS);
 	CONST(MESH_CT_EGRESS_REPLY);
+	CONST(MESH_CT_EGRESS_INBOUND);
 	/* Socket-level balancing (sock_lb.c). */
 	STRUCT(mesh_sock_config);
 	FIELD(mesh_sock_config, netns_cookie);

@@ -228,6 +228,7 @@ struct mesh_sock_stats {
 #define MESH_EGRESS_PORT_LOW 61000
 #define MESH_CT_EGRESS 0x10        /* task -> outside (key of mesh_egress_ct) */
 #define MESH_CT_EGRESS_REPLY 0x11  /* outside -> node underlay address:egress port */
+#define MESH_CT_EGRESS_INBOUND 0x12 /* task -> outside, answering a flow begun outside */
 
 /* Key of mesh_overlay_nets (value: the network's VNI): a subnet, its address masked. */
 struct mesh_net_key {

@@ -188,6 +188,38 @@ static __always_inline int egress_nat(struct __sk_buff *skb, const struct pkt *p
 		       ct->sport, p->dport, ct->dport);
 }
 
+/* tc_task_out's packet p to a task, that no mesh flow claimed: when it comes from outside the
+ * cluster and is not the reply of the task's own egress flow, the node's kernel forwarded it (an
+ * operator's route to the task, the bench's `direct` baseline). The task's answers to it are
+ * then not egress flows: remembered here (MESH_CT_EGRESS_INBOUND, keyed as the answer), they
+ * pass egress_from_task untouched instead of leaving from the node's address. */
+static __always_inline void egress_note_inbound(const struct mesh_config *cfg, const struct pkt *p)
+{
+	struct mesh_ct_key key;
+	struct mesh_ct seen = {};
+
+	if (!(cfg->flags & MESH_CFG_EGRESS) || p->proto == IPPROTO_ICMP || p->frag ||
+	    !egress_outside(cfg, p->saddr))
+		return;
+	ct_key_make(&key, p->daddr, p->dport, p->saddr, p->sport, p->proto, MESH_CT_EGRESS);
+	if (bpf_map_lookup_elem(&mesh_egress_ct, &key))
+		return;
+	ct_key_make(&key, p->daddr, p->dport, p->saddr, p->sport, p->proto, MESH_CT_EGRESS_INBOUND);
+	seen.last_seen = bpf_ktime_get_ns();
+	bpf_map_update_elem(&mesh_egress_ct, &key, &seen, BPF_ANY);
+}
+
+/* Whether p, from a task, answers a flow begun outside (egress_note_inbound). */
+static __always_inline int egress_answers_inbound(const struct mesh_config *cfg, const struct pkt *p)
+{
+	struct mesh_ct_key key;
+	struct mesh_ct *seen;
+
+	ct_key_of(&key, p, MESH_CT_EGRESS_INBOUND);
+	seen = bpf_map_lookup_elem(&mesh_egress_ct, &key);
+	return seen && !ct_stale(cfg, seen, p->proto, bpf_ktime_get_ns());
+}
+
 /* tc_task_in's packet p (parsed as `parsed`) from the task behind skb's veth, claimed by nothing
  * else: source-NATed and sent out of the underlay if it goes outside, else TC_ACT_OK untouched. */
 static __always_inline int egress_from_task(struct __sk_buff *skb, const struct mesh_config *cfg, int parsed,
@@ -204,7 +236,7 @@ static __always_inline int egress_from_task(struct __sk_buff *skb, const struct 
 	} else if (parsed != PARSE_OK || p->frag) {
 		return TC_ACT_OK;
 	}
-	if (!egress_outside(cfg, p->daddr))
+	if (!egress_outside(cfg, p->daddr) || (parsed == PARSE_OK && egress_answers_inbound(cfg, p)))
 		return TC_ACT_OK;
 	if (egress_flow(cfg, p, skb->ifindex, &ct) || egress_nat(skb, p, &ct))
 		return TC_ACT_SHOT;

@@ -332,6 +332,7 @@ pub const MESH_EGRESS_CT_SIZE: u32 = 65536;
 pub const MESH_EGRESS_PORT_LOW: u16 = 61000;
 pub const MESH_CT_EGRESS: u8 = 0x10;
 pub const MESH_CT_EGRESS_REPLY: u8 = 0x11;
+pub const MESH_CT_EGRESS_INBOUND: u8 = 0x12;
 
 /// Key of `mesh_overlay_nets` (`struct mesh_net_key`; value: the network's VNI): a subnet,
 /// its address masked, network order.
@@ -450,6 +451,7 @@ pub fn layout() -> Vec<LayoutRow> {
         MESH_EGRESS_PORT_LOW,
         MESH_CT_EGRESS,
         MESH_CT_EGRESS_REPLY,
+        MESH_CT_EGRESS_INBOUND,
     ));
     // Socket-level balancing.
     rows.extend(layout! {

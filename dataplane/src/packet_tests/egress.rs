@@ -320,3 +320,63 @@ fn destinations_inside_the_cluster_stay_and_nothing_leaves_before_the_subnets_ar
         );
     });
 }
+
+#[test]
+fn answers_to_a_flow_begun_outside_are_not_egress() {
+    if !check_root() {
+        return;
+    }
+    in_fresh_netns(|| {
+        let mut h = harness("egress-inbound", false);
+        egress_on(&mut h);
+        // The node's kernel forwarded a client's SYN and datagram to the task (an operator's
+        // route, the bench's `direct`): tc_task_out lets them in and notes the flows.
+        let into_task = |l3: &[u8]| eth(CALLER_MAC, VETH_MAC, 0x0800, l3);
+        let from_task = |l3: &[u8]| eth(VETH_MAC, CALLER_MAC, 0x0800, l3);
+        run_rows(
+            &mut h,
+            "tc_task_out",
+            vec![
+                Row {
+                    what: "a client's SYN forwarded to the task",
+                    input: into_task(&tcp(CLIENT, CALLER, 40000, 8080, 1, 0x02, b"")),
+                    verdict: TC_ACT_OK,
+                    expect: Expect::Unchanged,
+                },
+                Row {
+                    what: "a client's datagram forwarded to the task",
+                    input: into_task(&udp(CLIENT, CALLER, 40001, 5201, b"hello", true)),
+                    verdict: TC_ACT_OK,
+                    expect: Expect::Unchanged,
+                },
+            ],
+        );
+        // The task's answers go back as they are (the kernel routes them), not from the node.
+        run_rows(
+            &mut h,
+            "tc_task_in",
+            vec![
+                Row {
+                    what: "the task's SYN-ACK to that client",
+                    input: from_task(&tcp(CALLER, CLIENT, 8080, 40000, 1, 0x12, b"")),
+                    verdict: TC_ACT_OK,
+                    expect: Expect::Unchanged,
+                },
+                Row {
+                    what: "the task's answer datagram to that client",
+                    input: from_task(&udp(CALLER, CLIENT, 5201, 40001, b"hi", true)),
+                    verdict: TC_ACT_OK,
+                    expect: Expect::Unchanged,
+                },
+            ],
+        );
+        // A flow the task begins to the same client still leaves from the node.
+        leaves(
+            &mut h,
+            "the task's own SYN to that client, another port",
+            &from_task(&tcp(CALLER, CLIENT, 33600, 8080, 1, 0x02, b"")),
+            CLIENT,
+            8080,
+        );
+    });
+}
