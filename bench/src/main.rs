@@ -50,7 +50,7 @@ struct Args {
     chart: PathBuf,
     /// The labs to run: tc, xdp, tc-native (the tc lab with `--default-routing native`), or
     /// several, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "tc,xdp")]
+    #[arg(long, value_delimiter = ',', default_value = "tc,xdp,tc-native")]
     labs: Vec<String>,
     /// Seconds of each iperf3 run (after 1 s omitted).
     #[arg(long, default_value_t = 4)]
