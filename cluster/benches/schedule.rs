@@ -2,126 +2,17 @@
 //! (reservations, constraints, spread preferences, max replicas per node); then one orchestrator
 //! and one allocator pass over the placed tasks for scale. Prints the best of several runs.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use mesh_cluster::Id;
 use mesh_cluster::alloc::allocate;
-use mesh_cluster::orchestrator::{new_service, reconcile};
+use mesh_cluster::orchestrator::reconcile;
 use mesh_cluster::scheduler::schedule;
-use mesh_cluster::state::{
-    ClusterState, Meta, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
-    Resources, ServiceMode, ServiceSpec, SpreadPreference, Task, TaskState, TaskStatus, Tx,
-};
+use mesh_cluster::state::Tx;
+use mesh_cluster::synthetic::{NODES, pending_cluster};
 
-const NODES: usize = 1_000;
-const SERVICES: usize = 10;
-const TASKS_PER_SERVICE: u64 = 1_000;
 const RUNS: usize = 10;
-
-fn cluster() -> ClusterState {
-    let mut state = ClusterState::default();
-    for i in 0..NODES {
-        let id = Id::from(format!("node{i:04}"));
-        let labels = [
-            ("zone".to_owned(), format!("z{}", i % 3)),
-            ("rack".to_owned(), format!("r{}", i % 20)),
-        ];
-        state.nodes.insert(
-            id.clone(),
-            Node {
-                id,
-                meta: Meta::default(),
-                spec: NodeSpec {
-                    role: if i < 3 {
-                        NodeRole::Manager
-                    } else {
-                        NodeRole::Worker
-                    },
-                    labels: labels.into(),
-                    ..NodeSpec::default()
-                },
-                description: NodeDescription {
-                    hostname: format!("host{i}"),
-                    resources: Resources {
-                        nano_cpus: 16_000_000_000,
-                        memory_bytes: 64 << 30,
-                    },
-                    ..NodeDescription::default()
-                },
-                status: NodeStatus {
-                    state: NodeState::Ready,
-                    ..NodeStatus::default()
-                },
-                manager_status: None,
-                attachments: BTreeMap::new(),
-            },
-        );
-    }
-    for s in 0..SERVICES {
-        let mut spec = ServiceSpec {
-            name: format!("svc{s}"),
-            mode: ServiceMode::Replicated {
-                replicas: TASKS_PER_SERVICE,
-            },
-            ..ServiceSpec::default()
-        };
-        spec.task.container.image = "busybox".into();
-        let placement = &mut spec.task.placement;
-        let reservations = &mut spec.task.resources.reservations;
-        match s {
-            4 | 5 => {
-                reservations.nano_cpus = 500_000_000;
-                reservations.memory_bytes = 512 << 20;
-            }
-            6 => placement.constraints = vec!["node.labels.zone!=z2".into()],
-            7 => {
-                placement.preferences = vec![
-                    SpreadPreference {
-                        spread: "node.labels.zone".into(),
-                    },
-                    SpreadPreference {
-                        spread: "node.labels.rack".into(),
-                    },
-                ];
-            }
-            8 => placement.max_replicas_per_node = 2,
-            9 => {
-                placement.constraints = vec!["node.role==worker".into()];
-                reservations.memory_bytes = 1 << 30;
-            }
-            _ => {}
-        }
-        let service = new_service(spec, Id::from(format!("svc{s}")));
-        for slot in 1..=TASKS_PER_SERVICE {
-            let id = Id::from(format!("svc{s}-task{slot:05}"));
-            state.tasks.insert(
-                id.clone(),
-                Task {
-                    id,
-                    meta: Meta::default(),
-                    service_id: service.id.clone(),
-                    slot,
-                    node_id: None,
-                    spec: service.spec.task.clone(),
-                    spec_version: 0,
-                    desired_state: TaskState::Running,
-                    status: TaskStatus {
-                        state: TaskState::Pending,
-                        ..TaskStatus::default()
-                    },
-                    networks: Vec::new(),
-                    start_at: 0,
-                    restart_history: Vec::new(),
-                    endpoint: service.spec.endpoint.clone(),
-                },
-            );
-        }
-        state.services.insert(service.id.clone(), service);
-    }
-    state
-}
 
 fn best_of<T>(mut f: impl FnMut() -> T) -> (Duration, T) {
     let mut best = Duration::MAX;
@@ -136,7 +27,7 @@ fn best_of<T>(mut f: impl FnMut() -> T) -> (Duration, T) {
 }
 
 fn main() {
-    let mut state = cluster();
+    let mut state = pending_cluster();
     let tasks = state.tasks.len();
     let (took, tx): (Duration, Tx) = best_of(|| schedule(&state, 1));
     assert_eq!(tx.ops.len(), tasks, "every task is placed");

@@ -14,6 +14,7 @@ pub mod plan;
 pub mod scheduler;
 pub mod spec;
 pub mod state;
+pub mod synthetic;
 pub mod token;
 pub mod unlock_key;
 
