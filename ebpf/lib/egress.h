@@ -198,14 +198,25 @@ static __always_inline void egress_note_inbound(const struct mesh_config *cfg, c
 	struct mesh_ct_key key;
 	struct mesh_ct seen = {};
 
+	struct mesh_ct *old;
+	__u64 now;
+
+	/* This runs on every packet into a task: a TCP flow is noted by its SYN only, and a UDP
+	 * one rewritten at most once a second. */
 	if (!(cfg->flags & MESH_CFG_EGRESS) || p->proto == IPPROTO_ICMP || p->frag ||
+	    (p->proto == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) != TCPF_SYN) ||
 	    !egress_outside(cfg, p->saddr))
+		return;
+	now = bpf_ktime_get_ns();
+	ct_key_make(&key, p->daddr, p->dport, p->saddr, p->sport, p->proto, MESH_CT_EGRESS_INBOUND);
+	old = bpf_map_lookup_elem(&mesh_egress_ct, &key);
+	if (old && p->proto == IPPROTO_UDP && now - old->last_seen < NS_PER_SEC)
 		return;
 	ct_key_make(&key, p->daddr, p->dport, p->saddr, p->sport, p->proto, MESH_CT_EGRESS);
 	if (bpf_map_lookup_elem(&mesh_egress_ct, &key))
 		return;
 	ct_key_make(&key, p->daddr, p->dport, p->saddr, p->sport, p->proto, MESH_CT_EGRESS_INBOUND);
-	seen.last_seen = bpf_ktime_get_ns();
+	seen.last_seen = now;
 	bpf_map_update_elem(&mesh_egress_ct, &key, &seen, BPF_ANY);
 }
 
