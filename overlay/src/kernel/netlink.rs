@@ -144,10 +144,10 @@ impl Netlink {
         self.handle.address().del(msg).execute().await
     }
 
-    pub(super) async fn default_gateway(&self) -> Result<Option<Ipv4Addr>> {
+    /// Every IPv4 route of the namespace (one dump at a time).
+    async fn ipv4_routes(&self) -> Result<Vec<RouteMessage>> {
         let _dump = self.dumps.lock().await;
-        let routes: Vec<RouteMessage> = self
-            .handle
+        self.handle
             .route()
             .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
             .execute()
@@ -156,16 +156,15 @@ impl Netlink {
             .map_err(OverlayError::netlink(format!(
                 "listing routes in {}",
                 self.place
-            )))?;
+            )))
+    }
+
+    pub(super) async fn default_gateway(&self) -> Result<Option<Ipv4Addr>> {
+        let routes = self.ipv4_routes().await?;
         Ok(routes.iter().find_map(|r| {
-            let main = r.header.table == RouteHeader::RT_TABLE_MAIN
-                || r
-                    .attributes
-                    .iter()
-                    .any(|a| matches!(a, RouteAttribute::Table(t) if *t == u32::from(RouteHeader::RT_TABLE_MAIN)));
             if r.header.address_family != AddressFamily::Inet
                 || r.header.destination_prefix_length != 0
-                || !main
+                || !in_main_table(r)
             {
                 return None;
             }
@@ -181,27 +180,13 @@ impl Netlink {
     /// The unicast IPv4 routes of the main table (native routing's next hops to other nodes).
     pub(super) async fn main_routes(&self) -> Result<Vec<crate::plan::Ipv4Route>> {
         use rtnetlink::packet_route::route::RouteType;
-        let _dump = self.dumps.lock().await;
-        let routes: Vec<RouteMessage> = self
-            .handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(OverlayError::netlink(format!(
-                "listing routes in {}",
-                self.place
-            )))?;
+        let routes = self.ipv4_routes().await?;
         Ok(routes
             .iter()
             .filter(|r| {
                 r.header.address_family == AddressFamily::Inet
                     && r.header.kind == RouteType::Unicast
-                    && (r.header.table == RouteHeader::RT_TABLE_MAIN
-                        || r.attributes.iter().any(|a| {
-                            matches!(a, RouteAttribute::Table(t) if *t == u32::from(RouteHeader::RT_TABLE_MAIN))
-                        }))
+                    && in_main_table(r)
             })
             .map(|r| crate::plan::Ipv4Route {
                 dst: r
@@ -229,18 +214,7 @@ impl Netlink {
         &self,
     ) -> Result<std::collections::BTreeMap<Ipv4Addr, crate::plan::NativeRoute>> {
         use rtnetlink::packet_route::route::RouteProtocol;
-        let _dump = self.dumps.lock().await;
-        let routes: Vec<RouteMessage> = self
-            .handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(OverlayError::netlink(format!(
-                "listing routes in {}",
-                self.place
-            )))?;
+        let routes = self.ipv4_routes().await?;
         let ours = RouteProtocol::Other(crate::plan::NATIVE_ROUTE_PROTOCOL);
         Ok(routes
             .iter()
@@ -321,4 +295,12 @@ pub(super) fn require_runtime() -> Result<()> {
             what: "connecting to netlink".to_owned(),
             source: std::io::Error::other("Overlay needs a tokio runtime: call it from one"),
         })
+}
+
+/// Whether r is in the main table (its header holds only the low 8 bits of a table id).
+fn in_main_table(r: &RouteMessage) -> bool {
+    r.header.table == RouteHeader::RT_TABLE_MAIN
+        || r.attributes.iter().any(
+            |a| matches!(a, RouteAttribute::Table(t) if *t == u32::from(RouteHeader::RT_TABLE_MAIN)),
+        )
 }
