@@ -259,7 +259,25 @@ fn wrk(
     connections: u32,
     latency: bool,
 ) -> Result<parse::Wrk> {
-    let mut c = lab.command("client", "wrk");
+    wrk_run(
+        cfg,
+        lab.command("client", "wrk"),
+        url,
+        threads,
+        connections,
+        latency,
+    )
+}
+
+/// `wrk` as command `c` (wrk in the client's namespace), every request on a new connection.
+pub(super) fn wrk_run(
+    cfg: &Config,
+    mut c: std::process::Command,
+    url: &str,
+    threads: u32,
+    connections: u32,
+    latency: bool,
+) -> Result<parse::Wrk> {
     c.args([
         "-t",
         &threads.to_string(),

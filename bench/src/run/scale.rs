@@ -410,26 +410,6 @@ fn wrk(
     latency: bool,
 ) -> Result<parse::Wrk> {
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", &lab.ns("client"), "wrk"]).args([
-        "-t",
-        &threads.to_string(),
-        "-c",
-        &connections.to_string(),
-        "-d",
-        &format!("{}s", cfg.wrk_seconds),
-        "-H",
-        "Connection: close",
-    ]);
-    if latency {
-        c.arg("--latency");
-    }
-    c.arg(url);
-    let o = sys::output(&mut c, Duration::from_secs(cfg.wrk_seconds + 30))?;
-    parse::wrk(&String::from_utf8_lossy(&o.stdout)).with_context(|| {
-        format!(
-            "wrk {url} ({}): {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        )
-    })
+    c.args(["netns", "exec", &lab.ns("client"), "wrk"]);
+    super::measure::wrk_run(cfg, c, url, threads, connections, latency)
 }
