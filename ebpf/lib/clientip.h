@@ -108,6 +108,13 @@ static __always_inline void clientip_record_return(const struct mesh_config *cfg
 	if (!ifindex || ifindex != cfg->ingress_vxlan_ifindex || p->daddr == cfg->ingress_addr)
 		return;
 	now = bpf_ktime_get_ns();
+	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN) {
+		/* A new flow: the client's port may have come through this node itself before, and
+		 * that flow's reply entry (looked up first) would send the answers out of here. The
+		 * newest SYN decides the way back. */
+		ct_key_make(&key, p->daddr, p->dport, p->saddr, p->sport, p->proto, MESH_CT_INGRESS_REPLY);
+		bpf_map_delete_elem(&mesh_ct, &key);
+	}
 	ct_key_make(&key, p->daddr, p->dport, p->saddr, p->sport, p->proto, MESH_CT_INGRESS_RETURN);
 	ct = bpf_map_lookup_elem(&mesh_ct, &key);
 	if (ct && !ct_stale(cfg, ct, p->proto, now) && !__builtin_memcmp(ct->dmac, p->smac, ETH_ALEN)) {

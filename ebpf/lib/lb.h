@@ -104,11 +104,20 @@ static __always_inline int lb_ingress_flow(const struct mesh_config *cfg, const 
 	ct_key_of(&key, p, MESH_CT_INGRESS);
 	ct = bpf_map_lookup_elem(&mesh_ct, &key);
 	if (ct && ct_alive(cfg, ct, p->proto, now, ct->daddr)) {
+		int syn = p->proto == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN;
+
 		ct_key_make(&rkey, ct->daddr, ct->dport, ct->saddr, ct->sport, p->proto, MESH_CT_INGRESS_REPLY);
-		if (p->proto == IPPROTO_TCP)
+		if (syn) {
+			/* The client's port again, a new connection on the entry of a closed one. */
+			ct->flags = (ct->flags & ~MESH_CTF_CLOSING) | MESH_CTF_SYN_ONLY;
+			ct->last_seen = now;
+		} else if (p->proto == IPPROTO_TCP) {
 			ct_set_state(ct, &rkey, ct_tcp_state(ct->flags, p->tcp_flags, 1));
-		if (ct_touch(ct, now)) {
-			/* Keep the reverse entry alive too (the LRU may have dropped it). */
+		}
+		if (syn || ct_touch(ct, now)) {
+			/* Keep the reverse entry alive too (the LRU may have dropped it; a SYN's reverse
+			 * entry may have been taken by the client's flow through another node, see
+			 * clientip_record_return). */
 			ct_reply_of(&rev, p, ct->backend_id, ct->svc_id, ct->ifindex, ct->flags, now);
 			bpf_map_update_elem(&mesh_ct, &rkey, &rev, BPF_ANY);
 			if (ct->saddr == p->saddr && (ct->flags & MESH_CTF_LOCAL))

@@ -247,3 +247,88 @@ fn a_local_backends_udp_answer_from_its_first_network_goes_back_from_the_publish
         );
     });
 }
+
+/// A client's port that reached the local task b through this node, then (reused by the
+/// client) through another node, then through this node again: the task's answers go back the
+/// way of the newest SYN each time, never by an older flow's entry.
+#[test]
+fn a_reused_client_port_goes_back_the_way_of_its_newest_syn() {
+    if !check_root() {
+        return;
+    }
+    in_fresh_netns(|| {
+        let mut h = backend_node("clientip-reuse");
+        // web (TCP 8080 -> 80) served by the local task b.
+        let mut local_web = super::desired(false);
+        local_web.services[0].tasks = local_web.services[1].tasks.clone();
+        h.mesh().apply(&local_web).unwrap();
+
+        let here = eth(
+            UNDERLAY_MAC,
+            CLIENT_MAC,
+            0x0800,
+            &tcp(CLIENT, NODE, 44000, 8080, 1, 0x02, b""),
+        );
+        let through_other_node = from_ingress_node(&tcp(CLIENT, TASK_B, 44000, 80, 7, 0x02, b""));
+        let syn_ack = tcp(TASK_B, CLIENT, 80, 44000, 9, 0x12, b"");
+        let from_here = eth(
+            CLIENT_MAC,
+            UNDERLAY_MAC,
+            0x0800,
+            &tcp(NODE, CLIENT, 8080, 44000, 9, 0x12, b""),
+        );
+        let syn_here = |what| Row {
+            what,
+            input: here.clone(),
+            verdict: TC_ACT_REDIRECT,
+            expect: Expect::Check(|_| {}),
+        };
+        let answer = |what, expect| Row {
+            what,
+            input: from_task(&syn_ack),
+            verdict: TC_ACT_REDIRECT,
+            expect: Expect::Exactly(expect),
+        };
+        run_rows(
+            &mut h,
+            "tc_underlay_in",
+            vec![syn_here("a SYN through this node")],
+        );
+        run_rows(
+            &mut h,
+            "tc_task_in",
+            vec![answer(
+                "its answer leaves from the published port",
+                from_here.clone(),
+            )],
+        );
+        run_rows(
+            &mut h,
+            "tc_bridge_in",
+            vec![Row {
+                what: "the same client port's SYN through another node",
+                input: through_other_node,
+                verdict: TC_ACT_OK,
+                expect: Expect::Unchanged,
+            }],
+        );
+        run_rows(
+            &mut h,
+            "tc_task_in",
+            vec![answer(
+                "its answer goes back to that node",
+                to_ingress_node(&syn_ack),
+            )],
+        );
+        run_rows(
+            &mut h,
+            "tc_underlay_in",
+            vec![syn_here("a SYN through this node again")],
+        );
+        run_rows(
+            &mut h,
+            "tc_task_in",
+            vec![answer("its answer leaves from here again", from_here)],
+        );
+    });
+}

@@ -116,6 +116,16 @@ fn published_tcp_flows_expire_by_state() {
             state(flow_flags(&mut h, client(5), 41000)),
             (MESH_CTF_CLOSING, MESH_CTF_CLOSING)
         );
+
+        // The client's port again (a new connection on the closed one's entries): SYN-only,
+        // not closing, until the client's ACK.
+        send(&mut h, client(5), 41000, SYN);
+        assert_eq!(
+            state(flow_flags(&mut h, client(5), 41000)),
+            (MESH_CTF_SYN_ONLY, MESH_CTF_SYN_ONLY)
+        );
+        send(&mut h, client(5), 41000, ACK);
+        assert_eq!(state(flow_flags(&mut h, client(5), 41000)), (0, 0));
     });
 }
 
