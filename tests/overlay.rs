@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::support::{Lab, host, stderr, stdout};
 use mesh_overlay::{
     EndpointOp, Mac, NetNs, NetworkDevices, Overlay, OverlayError, RemoteEndpoint, TaskInterface,
-    task_host_ifname,
+    TaskStep, task_host_ifname,
 };
 
 const IMAGE: &str = "meshd/busybox";
@@ -634,8 +634,21 @@ fn overlay_calls_converge_and_refuse_bad_input_unchanged() {
         "{neigh}"
     );
 
-    // Tasks: plumbed once, then nothing to do; refused input creates nothing.
+    // Tasks: plumbed once, then nothing to do; refused input creates nothing. A strict
+    // reverse-path filter (as a host with rp_filter=1 hands its new namespaces) is loosened.
     let (task, task_ns) = TaskNs::new(&lab, "t1");
+    let rp_filter = |set: Option<&str>| {
+        let key = "net.ipv4.conf.all.rp_filter";
+        let assign = set.map(|v| format!("{key}={v}"));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &task.name, "sysctl", "-n"]);
+        match &assign {
+            Some(a) => cmd.args(["-w", a.as_str()]),
+            None => cmd.arg(key),
+        };
+        stdout(&cmd.output().expect("sysctl in the task"))
+    };
+    rp_filter(Some("1"));
     let i0 = iface(NET_A, 11, "00000000aa", 0);
     let gw = Some(net.node_addr);
     let steps = must(
@@ -645,6 +658,11 @@ fn overlay_calls_converge_and_refuse_bad_input_unchanged() {
         rt.block_on(n1.plumb_task(&task_ns, std::slice::from_ref(&i0), gw)),
     );
     assert!(!steps.is_empty());
+    assert!(
+        steps.iter().any(|s| matches!(s, TaskStep::LoosenRpFilter)),
+        "{steps:?}"
+    );
+    assert_eq!(rp_filter(None).trim(), "2");
     let again = must(
         &lab,
         "n1",

@@ -134,6 +134,7 @@ impl Overlay {
             node_links: self.nl.links().await?,
             task_links: task.links().await?,
             default_gateway: task.default_gateway().await?,
+            rp_filter: task::rp_filter(netns)?,
         };
         let steps = plan_task(ifaces, gateway, &seen)?;
         let task = &task;

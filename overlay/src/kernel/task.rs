@@ -37,6 +37,13 @@ impl Overlay {
             | TaskStep::SetTaskUp { .. }
             | TaskStep::SetLoopbackUp
             | TaskStep::SetDefaultRoute { .. } => apply_in_task(task, step).await?,
+            TaskStep::LoosenRpFilter => netns
+                .run(|| std::fs::write(RP_FILTER, "2"))
+                .and_then(|r| r)
+                .map_err(OverlayError::io(format!(
+                    "{step} in {}",
+                    netns.path().display()
+                )))?,
         }
         Ok(None)
     }
@@ -113,6 +120,22 @@ impl Overlay {
         };
         result.map_err(OverlayError::netlink(step.to_string()))
     }
+}
+
+/// The reverse-path filter of every interface of a namespace (an interface's own setting counts
+/// only above it), as the thread reading it sees it: its namespace's.
+const RP_FILTER: &str = "/proc/sys/net/ipv4/conf/all/rp_filter";
+
+/// The task's reverse-path filter (`net.ipv4.conf.all.rp_filter`).
+pub(super) fn rp_filter(netns: &NetNs) -> Result<Option<u8>> {
+    let text = netns
+        .run(|| std::fs::read_to_string(RP_FILTER))
+        .and_then(|r| r)
+        .map_err(OverlayError::io(format!(
+            "read {RP_FILTER} in {}",
+            netns.path().display()
+        )))?;
+    Ok(text.trim().parse().ok())
 }
 
 /// A step inside the task's namespace, over the task's connection.

@@ -103,5 +103,6 @@ pub(super) fn fresh_task() -> TaskObserved {
             ..Default::default()
         }],
         default_gateway: None,
+        rp_filter: Some(0),
     }
 }

@@ -62,6 +62,10 @@ pub enum TaskStep {
         ifname: String,
     },
     SetLoopbackUp,
+    /// The task's `net.ipv4.conf.all.rp_filter` from strict (1) to loose (2): a client's packet
+    /// through the routing mesh arrives on its `ingress` interface while its route back to the
+    /// client is its first network's, and a strict filter drops it.
+    LoosenRpFilter,
     SetDefaultRoute {
         gateway: Ipv4Addr,
     },
@@ -98,17 +102,21 @@ impl fmt::Display for TaskStep {
             } => write!(f, "add {addr}/{prefix_len} to task {ifname}"),
             Self::SetTaskUp { ifname } => write!(f, "set task {ifname} up"),
             Self::SetLoopbackUp => write!(f, "set task lo up"),
+            Self::LoosenRpFilter => write!(f, "set task net.ipv4.conf.all.rp_filter 2 (loose)"),
             Self::SetDefaultRoute { gateway } => write!(f, "task default via {gateway}"),
         }
     }
 }
 
-/// What [`plan_task`] reads: the node's links, the task's links, the task's default gateway.
+/// What [`plan_task`] reads: the node's links, the task's links, the task's default gateway
+/// and reverse-path filter (`net.ipv4.conf.all.rp_filter`, which a new namespace takes from the
+/// host's; `None` when unread).
 #[derive(Clone, Debug, Default)]
 pub struct TaskObserved {
     pub node_links: Vec<LinkState>,
     pub task_links: Vec<LinkState>,
     pub default_gateway: Option<Ipv4Addr>,
+    pub rp_filter: Option<u8>,
 }
 
 fn check_task_input(
@@ -309,6 +317,10 @@ pub fn plan_task(
     if !find(&seen.task_links, "lo").is_some_and(|l| l.up) {
         steps.push(TaskStep::SetLoopbackUp);
     }
+    // Loose (2) and off (0) both let the mesh's packets in; only strict is changed.
+    if seen.rp_filter == Some(1) {
+        steps.push(TaskStep::LoosenRpFilter);
+    }
     if let Some(gateway) = gateway
         && seen.default_gateway != Some(gateway)
     {
@@ -395,6 +407,30 @@ mod tests {
                 "task default via 10.0.1.2",
             ]
         );
+    }
+
+    #[test]
+    fn a_strict_reverse_path_filter_is_loosened_and_others_are_left() {
+        let ifaces = [iface(4097, 0)];
+        let gw = Some(Ipv4Addr::new(10, 0, 1, 2));
+        for (rp, want) in [
+            (Some(1), true),
+            (Some(2), false),
+            (Some(0), false),
+            (None, false),
+        ] {
+            let mut seen = plumbed(&ifaces, gw);
+            seen.rp_filter = rp;
+            assert_eq!(
+                steps(&plan_task(&ifaces, gw, &seen).unwrap()),
+                if want {
+                    vec!["set task net.ipv4.conf.all.rp_filter 2 (loose)"]
+                } else {
+                    vec![]
+                },
+                "rp_filter {rp:?}"
+            );
+        }
     }
 
     #[test]
