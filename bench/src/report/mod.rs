@@ -134,6 +134,25 @@ impl Scenario {
         }
     }
 
+    /// The client's source ports in this scenario (`ip_local_port_range`): a share of Linux's
+    /// default range (32768-60999) of its own among its lab's scenarios. The task sees the
+    /// client's own ports through `direct` and the mesh alike, and its kernel numbers each
+    /// destination's connections apart (per-connection timestamp offsets, sequence numbers):
+    /// a port still in the task's `TIME_WAIT` from one scenario's run would make the next
+    /// scenario's SYN on that port look like an old duplicate (the client retries a second
+    /// later), measuring the order of the runs instead of the path.
+    #[must_use]
+    pub fn client_ports(self) -> (u16, u16) {
+        const LOW: u32 = 32768;
+        const HIGH: u32 = 60999;
+        let lab: Vec<Self> = Self::of_lab(self.lab()).collect();
+        let i = lab.iter().position(|s| *s == self).unwrap_or(0) as u32;
+        let share = (HIGH - LOW + 1) / lab.len() as u32;
+        let low = LOW + i * share;
+        let port = |p: u32| u16::try_from(p).unwrap_or(u16::MAX);
+        (port(low), port(low + share - 1))
+    }
+
     /// How the client's packets reach the task (printed in the JSON and the README).
     pub fn wiring(self) -> &'static str {
         match self {
@@ -449,6 +468,24 @@ impl Results {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_scenario_of_a_lab_has_client_ports_of_its_own() {
+        for lab in [Datapath::Tc, Datapath::Xdp, Datapath::TcNative] {
+            let ranges: Vec<(u16, u16)> =
+                Scenario::of_lab(lab).map(Scenario::client_ports).collect();
+            for (i, (low, high)) in ranges.iter().enumerate() {
+                assert!(
+                    32768 <= *low && low + 1000 < *high && *high <= 60999,
+                    "{ranges:?}"
+                );
+                assert!(
+                    ranges[i + 1..].iter().all(|(l, h)| h < low || l > high),
+                    "{ranges:?}"
+                );
+            }
+        }
+    }
+
     use super::*;
 
     fn machine() -> Machine {

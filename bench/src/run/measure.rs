@@ -38,6 +38,16 @@ pub(super) fn measure(
             &format!("no HTTP answer through {addr} within 20 s: {e:#}"),
         ));
     }
+    let (low, high) = s.client_ports();
+    sys::output(
+        lab.command("client", "sysctl").args([
+            "-q",
+            "-w",
+            &format!("net.ipv4.ip_local_port_range={low} {high}"),
+        ]),
+        Duration::from_secs(10),
+    )
+    .with_context(|| format!("{name}: the client's source ports"))?;
     let mut r = ScenarioResult::new(s);
     let host = ep.host.to_string();
     let put = |r: &mut ScenarioResult, m: Metric, f: Figure| record(name, r, m, f);
