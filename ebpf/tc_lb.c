@@ -36,6 +36,7 @@
 #include "lib/clientip.h"
 #include "lib/vxlan_guard.h"
 #include "lib/native.h"
+#include "lib/deliver.h"
 
 #define L4_PULL_LEN (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
 
@@ -168,7 +169,7 @@ int tc_bridge_in(struct __sk_buff *skb)
 	}
 	if (lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) != LB_FORWARD) {
 		clientip_record_return(cfg, &p, skb->ifindex);
-		return TC_ACT_OK;
+		return deliver_to_ingress_task(skb, cfg);
 	}
 	if (p.frag)
 		frag_record(&p, MESH_CT_INGRESS_REPLY, &ct);

@@ -417,10 +417,15 @@ pub(crate) fn load_mesh(
     let ns = NetNs::open(&lab.ns(&format!("n{i}"))).expect("open node namespace");
     let pin_dir = format!("/sys/fs/bpf/{}-n{i}-dp", lab.prefix);
     let underlay: Ipv4Addr = lab.node_addr(i).parse().unwrap();
-    let locals: Vec<(String, u32)> = TASKS
+    let locals: Vec<(String, u32, [u8; 6])> = TASKS
         .iter()
         .filter(|t| t.node == i)
-        .flat_map(|t| [(format!("mvi{}", t.n), 4096), (format!("mvn{}", t.n), NET)])
+        .flat_map(|t| {
+            [
+                (format!("mvi{}", t.n), 4096, t.ingress().mac),
+                (format!("mvn{}", t.n), NET, t.net().mac),
+            ]
+        })
         .collect();
     ns.run(move || -> anyhow::Result<Mesh> {
         if fresh {
@@ -430,8 +435,8 @@ pub(crate) fn load_mesh(
         mesh.attach_network_bridge("mbr4096", 4096, node_ingress(i))?;
         mesh.attach_network_bridge("mbr4097", NET, node_net(i))?;
         mesh.attach_ingress_vxlan("mvx4096")?;
-        for (v, vni) in &locals {
-            mesh.attach_task_veth(v, *vni)?;
+        for (v, vni, mac) in &locals {
+            mesh.attach_task_veth(v, *vni, *mac)?;
         }
         mesh.apply(&want)?;
         Ok(mesh)

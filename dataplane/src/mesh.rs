@@ -384,9 +384,16 @@ impl Mesh {
         self.detach_link("tc_bridge_in", ifname)
     }
 
-    /// Serves a task's veth: `ifname` is the host side, enslaved to the bridge of network `vni`.
-    /// Traffic from the task to a VIP of that network is balanced; replies are reversed.
-    pub fn attach_task_veth(&mut self, ifname: &str, vni: u32) -> anyhow::Result<()> {
+    /// Serves a task's veth: `ifname` is the host side, enslaved to the bridge of network `vni`,
+    /// and `task_mac` the task's MAC behind it. Traffic from the task to a VIP of that network is
+    /// balanced; replies are reversed. On the ingress network, frames for the task out of the
+    /// ingress VXLAN device are handed to the veth without crossing the bridge.
+    pub fn attach_task_veth(
+        &mut self,
+        ifname: &str,
+        vni: u32,
+        task_mac: [u8; 6],
+    ) -> anyhow::Result<()> {
         let ifindex = netdev::ifindex(ifname)?;
         let mac = netdev::mac(ifname)?;
         self.programs.set_iface(
@@ -398,6 +405,9 @@ impl Mesh {
                 pad: [0; 2],
             },
         )?;
+        if vni == self.options.ingress_vni {
+            self.programs.put_ingress_task(task_mac, ifindex)?;
+        }
         self.ifaces.insert(ifname.to_owned(), ifindex);
         self.attach_tc("tc_task_in", ifname, TcAttachType::Ingress)?;
         self.attach_tc("tc_task_out", ifname, TcAttachType::Egress)?;
@@ -409,6 +419,7 @@ impl Mesh {
         self.detach_link("tc_task_in", ifname)?;
         self.detach_link("tc_task_out", ifname)?;
         if let Some(ifindex) = self.ifaces.remove(ifname) {
+            self.programs.del_ingress_tasks_of(ifindex)?;
             self.programs.del_iface(ifindex)?;
         }
         Ok(())

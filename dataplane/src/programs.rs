@@ -13,12 +13,12 @@ use aya::{Ebpf, EbpfLoader};
 use mesh_ebpf::abi::{
     self, MESH_BE_LOCAL, MESH_BE_VALID, MESH_CT_INGRESS, MESH_CT_INGRESS_REPLY, MESH_CT_VIP,
     MESH_CT_VIP_REPLY, MESH_MAX_BACKENDS, MESH_NODE_MEMBER, MESH_RING_SIZE, MeshBackend, MeshCt,
-    MeshCtKey, MeshFrontend, MeshIface, MeshNetKey, MeshNode, MeshPortKey, MeshSvcStats,
-    MeshVipKey,
+    MeshCtKey, MeshFrontend, MeshIface, MeshMacKey, MeshNetKey, MeshNode, MeshPortKey,
+    MeshSvcStats, MeshVipKey,
 };
 use mesh_ebpf::maps::{
-    Backends, Config, Conntrack, Drops, Ifaces, MeshMap, Nodes, OverlayNets, Ports, Rings, Stats,
-    Vips,
+    Backends, Config, Conntrack, Drops, Ifaces, IngressTasks, MeshMap, Nodes, OverlayNets, Ports,
+    Rings, Stats, Vips,
 };
 
 use crate::maps::{self, AyaKind, Handle};
@@ -104,6 +104,29 @@ impl Programs {
 
     pub(crate) fn del_iface(&mut self, ifindex: u32) -> anyhow::Result<()> {
         self.map::<Ifaces>()?.remove(&ifindex).ok();
+        Ok(())
+    }
+
+    /// Frames for the task MAC `mac` out of the ingress VXLAN device go to the veth `ifindex`.
+    pub(crate) fn put_ingress_task(&mut self, mac: [u8; 6], ifindex: u32) -> anyhow::Result<()> {
+        self.map::<IngressTasks>()?
+            .insert(MeshMacKey { mac, pad: [0; 2] }, ifindex, 0)
+            .with_context(|| format!("write {}", IngressTasks::NAME))
+    }
+
+    /// Forgets every task MAC handed to the veth `ifindex` (its MAC need not be known: after a
+    /// restart, a veth that went meanwhile is only known by its interface).
+    pub(crate) fn del_ingress_tasks_of(&mut self, ifindex: u32) -> anyhow::Result<()> {
+        let mut map = self.map::<IngressTasks>()?;
+        let keys: Vec<MeshMacKey> = map
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| *v == ifindex)
+            .map(|(k, _)| k)
+            .collect();
+        for k in keys {
+            map.remove(&k).ok();
+        }
         Ok(())
     }
 

@@ -183,5 +183,9 @@ int main(void)
 	CONST(MESH_MAX_NATIVE);
 	CONST(MESH_NATIVE_LOCAL);
 	CONST(MESH_NATIVE_DIRECT);
+	/* Delivery into local tasks' veths (lib/deliver.h). */
+	STRUCT(mesh_mac_key);
+	FIELD(mesh_mac_key, mac);
+	FIELD(mesh_mac_key, pad);
 	return 0;
 }

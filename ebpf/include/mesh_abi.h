@@ -177,6 +177,14 @@ struct mesh_native {
 #define MESH_NATIVE_LOCAL 1u       /* a task on this node: packets from the underlay are handed to its veth */
 #define MESH_NATIVE_DIRECT 2u      /* remote, its node on-link: a task's packet to it leaves unencapsulated */
 
+/* Key of mesh_ingress_tasks (value: __u32, the host side of the task's veth): a local task's
+ * MAC on the ingress network. A frame for it out of the ingress VXLAN device is handed to that
+ * veth by tc_bridge_in, not through the ingress bridge (lib/deliver.h). */
+struct mesh_mac_key {
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
 /* ---- Socket-level balancing (sock_lb.c): cgroup connect4/sendmsg4/recvmsg4/getpeername4 ---- */
 #define MESH_SOCK_REV_SIZE 65536   /* reverse entries: (socket, backend) -> what was dialled */
 #define MESH_SOCK_MAX_NETNS 4096   /* task network namespaces whose sockets reach VIPs */

@@ -129,6 +129,15 @@ struct {
 	MESH_PIN;
 } mesh_native SEC(".maps");
 
+/* Local tasks' veths by their MAC on the ingress network (lib/deliver.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MESH_MAX_IFACES);
+	__type(key, struct mesh_mac_key);
+	__type(value, __u32);
+	MESH_PIN;
+} mesh_ingress_tasks SEC(".maps");
+
 static __always_inline struct mesh_config *mesh_cfg(void)
 {
 	__u32 zero = 0;

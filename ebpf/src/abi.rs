@@ -224,6 +224,16 @@ pub struct MeshNative {
 }
 const _: () = assert!(size_of::<MeshNative>() == 28);
 
+/// Key of `mesh_ingress_tasks` (`struct mesh_mac_key`; value: the host side of the task's veth):
+/// a local task's MAC on the ingress network.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MeshMacKey {
+    pub mac: [u8; 6],
+    pub pad: [u8; 2],
+}
+const _: () = assert!(size_of::<MeshMacKey>() == 8);
+
 /// Marks the mirrors as plain old data for aya's typed maps.
 #[cfg(feature = "aya")]
 macro_rules! pod {
@@ -248,7 +258,8 @@ pod!(
     MeshFragKey,
     MeshSvcStats,
     MeshNode,
-    MeshNative
+    MeshNative,
+    MeshMacKey
 );
 
 // ---- Socket-level balancing (`sock_lb.c`) ----
@@ -481,6 +492,10 @@ pub fn layout() -> Vec<LayoutRow> {
         MESH_NATIVE_LOCAL,
         MESH_NATIVE_DIRECT
     ));
+    // Delivery into local tasks' veths.
+    rows.extend(layout! {
+        "mesh_mac_key" => MeshMacKey { "mac": mac, "pad": pad }
+    });
     rows
 }
 

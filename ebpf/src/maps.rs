@@ -138,6 +138,9 @@ maps! {
         Drops = "mesh_drops": PerCpuArray<u32, MeshCounter>[MESH_DROP_REASONS];
         /// `mesh_native`: addresses on natively routed networks (network order), where each is.
         Native = "mesh_native": Hash<[u8; 4], MeshNative>[MESH_MAX_NATIVE];
+        /// `mesh_ingress_tasks`: local tasks' veths (host side) by their MAC on the ingress
+        /// network, where `tc_bridge_in` hands their frames from the ingress VXLAN device.
+        IngressTasks = "mesh_ingress_tasks": Hash<crate::abi::MeshMacKey, u32>[MESH_MAX_IFACES];
     }
 }
 

@@ -73,8 +73,8 @@ pub enum MeshInterface {
     /// The ingress network's VXLAN device: remote published-port flows leave through it and
     /// their replies are taken as they arrive, without crossing the bridge.
     IngressVxlan { vni: u32 },
-    /// A task veth's host side, on network `vni`.
-    TaskVeth { vni: u32 },
+    /// A task veth's host side, on network `vni`, and the task's MAC behind it.
+    TaskVeth { vni: u32, mac: [u8; 6] },
 }
 
 impl MeshInterface {
@@ -82,7 +82,7 @@ impl MeshInterface {
         match self {
             Self::IngressBridge { vni, .. }
             | Self::IngressVxlan { vni }
-            | Self::TaskVeth { vni } => *vni,
+            | Self::TaskVeth { vni, .. } => *vni,
         }
     }
 }
@@ -246,7 +246,10 @@ pub fn mesh_interfaces(view: &NetView) -> BTreeMap<String, MeshInterface> {
     for i in view.tasks.values().flat_map(|t| &t.interfaces) {
         out.insert(
             i.host_ifname.clone(),
-            MeshInterface::TaskVeth { vni: i.vni },
+            MeshInterface::TaskVeth {
+                vni: i.vni,
+                mac: i.mac.octets(),
+            },
         );
     }
     out
@@ -581,7 +584,9 @@ impl Runtime {
                             m.attach_network_bridge(&n, vni, node_addr)?;
                         }
                         MeshInterface::IngressVxlan { .. } => m.attach_ingress_vxlan(&n)?,
-                        MeshInterface::TaskVeth { vni } => m.attach_task_veth(&n, vni)?,
+                        MeshInterface::TaskVeth { vni, mac } => {
+                            m.attach_task_veth(&n, vni, mac)?;
+                        }
                     }
                     Ok::<u32, anyhow::Error>(mesh_dataplane::netdev::ifindex(&n)?)
                 })
@@ -1251,10 +1256,19 @@ mod tests {
                     "mvx4096".to_owned(),
                     MeshInterface::IngressVxlan { vni: INGRESS_VNI }
                 ),
-                ("mvt10".to_owned(), MeshInterface::TaskVeth { vni: FRONT }),
+                (
+                    "mvt10".to_owned(),
+                    MeshInterface::TaskVeth {
+                        vni: FRONT,
+                        mac: Mac::from_ipv4(ip("10.0.1.11")).octets()
+                    }
+                ),
                 (
                     "mvt11".to_owned(),
-                    MeshInterface::TaskVeth { vni: INGRESS_VNI }
+                    MeshInterface::TaskVeth {
+                        vni: INGRESS_VNI,
+                        mac: Mac::from_ipv4(ip("10.255.1.11")).octets()
+                    }
                 ),
             ])
         );

@@ -124,13 +124,15 @@ impl Scenario {
         Self::ALL.into_iter().filter(move |s| s.lab() == lab)
     }
 
-    /// `direct` of the same lab: what ratios are taken against.
+    /// `direct` of the same lab: what ratios are taken against. The natively routed lab's is
+    /// the tc lab's: its own `direct` cannot run (a native node delivers to a task only packets
+    /// from addresses of the task's network, and the client is none), and the two labs differ
+    /// only in how nodes reach each other.
     #[must_use]
     pub fn reference(self) -> Self {
         match self.lab() {
-            Datapath::Tc => Self::Direct,
+            Datapath::Tc | Datapath::TcNative => Self::Direct,
             Datapath::Xdp => Self::DirectXdp,
-            Datapath::TcNative => Self::DirectNative,
         }
     }
 

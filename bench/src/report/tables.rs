@@ -225,7 +225,7 @@ impl Results {
             })
             .collect();
         Table {
-            title: "Relative to direct in the same lab (x: ratio; added: microseconds over direct)"
+            title: "Relative to direct in the same lab (the tc lab's for the native lab; x: ratio; added: microseconds over direct)"
                 .to_owned(),
             header,
             rows,

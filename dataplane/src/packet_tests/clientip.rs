@@ -332,3 +332,50 @@ fn a_reused_client_port_goes_back_the_way_of_its_newest_syn() {
         );
     });
 }
+
+/// A frame for a local task out of the ingress VXLAN device goes straight into the task's veth
+/// (not through the ingress bridge); one for another MAC, or once the veth is no longer served,
+/// goes on through the bridge.
+#[test]
+fn a_remote_clients_frame_goes_straight_into_the_tasks_veth() {
+    if !check_root() {
+        return;
+    }
+    in_fresh_netns(|| {
+        let mut h = backend_node("clientip-deliver");
+        // The harness's spare veth end as task b's veth on the ingress network.
+        h.mesh().attach_task_veth("mtu1", 4096, TASK_B_MAC).unwrap();
+        let syn = from_ingress_node(&tcp(CLIENT, TASK_B, 43000, 80, 1, 0x02, b""));
+        let mut other = syn.clone();
+        other[..6].copy_from_slice(&[2, 0x42, 10, 255, 0, 99]);
+        run_rows(
+            &mut h,
+            "tc_bridge_in",
+            vec![
+                Row {
+                    what: "a client's SYN for task b goes straight to its veth, untouched",
+                    input: syn.clone(),
+                    verdict: TC_ACT_REDIRECT,
+                    expect: Expect::Exactly(syn.clone()),
+                },
+                Row {
+                    what: "a frame for a MAC no veth serves goes on through the bridge",
+                    input: other,
+                    verdict: TC_ACT_OK,
+                    expect: Expect::Unchanged,
+                },
+            ],
+        );
+        h.mesh().detach_task_veth("mtu1").unwrap();
+        run_rows(
+            &mut h,
+            "tc_bridge_in",
+            vec![Row {
+                what: "once the veth is no longer served, through the bridge",
+                input: syn,
+                verdict: TC_ACT_OK,
+                expect: Expect::Unchanged,
+            }],
+        );
+    });
+}
