@@ -136,22 +136,40 @@ impl Scenario {
         }
     }
 
-    /// The client's source ports in this scenario (`ip_local_port_range`): a share of Linux's
-    /// default range (32768-60999) of its own among its lab's scenarios. The task sees the
-    /// client's own ports through `direct` and the mesh alike, and its kernel numbers each
-    /// destination's connections apart (per-connection timestamp offsets, sequence numbers):
-    /// a port still in the task's `TIME_WAIT` from one scenario's run would make the next
+    /// Whether the task sees the client's own address and port (no proxy or SNAT between).
+    #[must_use]
+    pub fn task_sees_client(self) -> bool {
+        !matches!(
+            self,
+            Self::Userspace
+                | Self::Iptables
+                | Self::UserspaceXdp
+                | Self::IptablesXdp
+                | Self::MeshTcNative
+        )
+    }
+
+    /// The client's source ports in this scenario (`ip_local_port_range`). Where the task sees
+    /// the client's own ports (`direct` and the mesh alike), a share of Linux's default range
+    /// (32768-60999) of its own among its lab's such scenarios: the task's kernel numbers each
+    /// destination's connections apart (per-connection timestamp offsets, sequence numbers),
+    /// so a port still in its `TIME_WAIT` from one scenario's run would make the next
     /// scenario's SYN on that port look like an old duplicate (the client retries a second
-    /// later), measuring the order of the runs instead of the path.
+    /// later), measuring the order of the runs instead of the path. Elsewhere the whole range.
     #[must_use]
     pub fn client_ports(self) -> (u16, u16) {
         const LOW: u32 = 32768;
         const HIGH: u32 = 60999;
-        let lab: Vec<Self> = Self::of_lab(self.lab()).collect();
+        let port = |p: u32| u16::try_from(p).unwrap_or(u16::MAX);
+        if !self.task_sees_client() {
+            return (port(LOW), port(HIGH));
+        }
+        let lab: Vec<Self> = Self::of_lab(self.lab())
+            .filter(|s| s.task_sees_client())
+            .collect();
         let i = lab.iter().position(|s| *s == self).unwrap_or(0) as u32;
         let share = (HIGH - LOW + 1) / lab.len() as u32;
         let low = LOW + i * share;
-        let port = |p: u32| u16::try_from(p).unwrap_or(u16::MAX);
         (port(low), port(low + share - 1))
     }
 
@@ -473,8 +491,10 @@ mod tests {
     #[test]
     fn each_scenario_of_a_lab_has_client_ports_of_its_own() {
         for lab in [Datapath::Tc, Datapath::Xdp, Datapath::TcNative] {
-            let ranges: Vec<(u16, u16)> =
-                Scenario::of_lab(lab).map(Scenario::client_ports).collect();
+            let ranges: Vec<(u16, u16)> = Scenario::of_lab(lab)
+                .filter(|s| s.task_sees_client())
+                .map(Scenario::client_ports)
+                .collect();
             for (i, (low, high)) in ranges.iter().enumerate() {
                 assert!(
                     32768 <= *low && low + 1000 < *high && *high <= 60999,
@@ -485,6 +505,13 @@ mod tests {
                     "{ranges:?}"
                 );
             }
+        }
+        for s in [
+            Scenario::Userspace,
+            Scenario::Iptables,
+            Scenario::MeshTcNative,
+        ] {
+            assert_eq!(s.client_ports(), (32768, 60999), "{s:?}: the whole range");
         }
     }
 
