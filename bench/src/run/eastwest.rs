@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use super::measure::repeated;
 use super::{Config, HTTP, IPERF, forwarding, log, start_servers};
 use crate::config::{self, Forward};
 use crate::lab::{Lab, Task};
 use crate::parse;
-use crate::report::{Datapath, EastWest, EastWestResult, Figure, Metric, Results, median};
+use crate::report::{Datapath, EastWest, EastWestResult, Figure, Metric, Results};
 use crate::sys::{self, TempDir, http_get, in_netns, retry};
 
 /// The overlay network client and server share.
@@ -116,26 +117,13 @@ fn ew_lab(
 
 /// `bench-ew` and `bench-cip`, `web` (server, on n2) and `ew-client` (on n1) on `bench-ew`.
 fn pair(lab: &Lab) -> Result<Pair> {
-    let [a, b, c] = EW_SUBNET;
-    lab.meshctl(&[
-        "network",
-        "create",
-        "--driver",
-        "overlay",
-        "--subnet",
-        &format!("{a}.{b}.{c}.0/24"),
-        EW_NET,
-    ])?;
-    let [a, b, c, _] = CLUSTER_IP.octets();
-    lab.meshctl(&[
-        "network",
-        "create",
-        "--driver",
-        "overlay",
-        "--subnet",
-        &format!("{a}.{b}.{c}.0/24"),
-        CIP_NET,
-    ])?;
+    let cip = CLUSTER_IP.octets();
+    for ([a, b, c], name) in [(EW_SUBNET, EW_NET), ([cip[0], cip[1], cip[2]], CIP_NET)] {
+        let subnet = format!("{a}.{b}.{c}.0/24");
+        lab.meshctl(&[
+            "network", "create", "--driver", "overlay", "--subnet", &subnet, name,
+        ])?;
+    }
     let image = lab.image();
     for (name, node) in [("web", "n2"), ("ew-client", "n1")] {
         lab.meshctl(&[
@@ -254,23 +242,9 @@ fn measure(
     sys::check_interrupt()?;
     put(&mut r, Metric::ConnPerSec, conns);
     for (m, extra) in [(Metric::Tcp1, &[][..]), (Metric::Tcp4, &["-P", "4"][..])] {
-        let mut runs = Vec::new();
-        let mut failure = None;
-        for _ in 0..cfg.repeat.max(1) {
-            let f = Figure::from(iperf3(cfg, client, host, iperf, extra));
-            sys::check_interrupt()?;
-            match f {
-                Figure::Value(v) => runs.push(v),
-                other => {
-                    failure.get_or_insert(other);
-                }
-            }
-        }
-        let f = median(&runs).map_or_else(
-            || failure.unwrap_or_else(|| Figure::Failed("no run".to_owned())),
-            Figure::Value,
-        );
-        r.samples.insert(m, runs);
+        let f = repeated(cfg, &mut r.samples, m, || {
+            iperf3(cfg, client, host, iperf, extra)
+        })?;
         put(&mut r, m, f);
     }
     Ok(r)

@@ -54,7 +54,7 @@ pub(super) fn measure(
 
     for (m, extra) in [(Metric::Tcp1, &[][..]), (Metric::Tcp4, &["-P", "4"][..])] {
         let f = profiled(cfg, s, &mut r, m, |r| {
-            repeated(cfg, r, m, || {
+            repeated(cfg, &mut r.samples, m, || {
                 iperf(cfg, lab, &host, ep.iperf, extra).map(|i| i.bits_per_second / 1e9)
             })
         })?;
@@ -208,10 +208,10 @@ fn profiled(
 }
 
 /// `one` run `cfg.repeat` times: the median of the runs that gave a number (every run kept in
-/// `r.samples`), or the first failure when none did. Errs only when interrupted.
-fn repeated(
+/// `samples[m]`), or the first failure when none did. Errs only when interrupted.
+pub(super) fn repeated(
     cfg: &Config,
-    r: &mut ScenarioResult,
+    samples: &mut BTreeMap<Metric, Vec<f64>>,
     m: Metric,
     mut one: impl FnMut() -> Result<f64>,
 ) -> Result<Figure> {
@@ -231,7 +231,7 @@ fn repeated(
         || failure.unwrap_or_else(|| Figure::Failed("no run".to_owned())),
         Figure::Value,
     );
-    r.samples.insert(m, runs);
+    samples.insert(m, runs);
     Ok(figure)
 }
 
