@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::measure::repeated;
+use super::measure::{iperf_run, repeated, shown, wrk_run};
 use super::{Config, HTTP, IPERF, forwarding, log, start_servers};
 use crate::config::{self, Forward};
 use crate::lab::{Lab, Task};
-use crate::parse;
 use crate::report::{Datapath, EastWest, EastWestResult, Figure, Metric, Results};
 use crate::sys::{self, TempDir, http_get, in_netns, retry};
 
@@ -251,60 +250,20 @@ fn measure(
 }
 
 fn put(r: &mut EastWestResult, m: Metric, f: Figure) {
-    let shown = match &f {
-        Figure::Value(v) => m.format(*v),
-        Figure::NotApplicable(_) => "N/A".to_owned(),
-        Figure::Failed(e) => format!("failed: {e}"),
-    };
-    log(&format!("{}: {} {shown}", r.label(), m.header()));
+    log(&format!("{}: {} {}", r.label(), m.header(), shown(m, &f)));
     r.figures.insert(m, f);
 }
 
 /// `iperf3 -c` from the client task: Gbit/s.
 fn iperf3(cfg: &Config, client: &Task, host: Ipv4Addr, port: u16, extra: &[&str]) -> Result<f64> {
-    let secs = cfg.iperf_seconds.to_string();
-    let o = sys::output(
-        client
-            .nsenter("iperf3")
-            .args([
-                "-c",
-                &host.to_string(),
-                "-p",
-                &port.to_string(),
-                "-t",
-                &secs,
-            ])
-            .args(["-O", "1", "--json", "--connect-timeout", "3000"])
-            .args(extra),
-        Duration::from_secs(cfg.iperf_seconds + 30),
-    )?;
-    Ok(parse::iperf3(&String::from_utf8_lossy(&o.stdout))?.bits_per_second / 1e9)
+    let host = host.to_string();
+    Ok(iperf_run(cfg, || client.nsenter("iperf3"), &host, port, extra)?.bits_per_second / 1e9)
 }
 
 /// `wrk` from the client task, every request on a new connection: requests per second.
 fn wrk(cfg: &Config, client: &Task, url: &str) -> Result<f64> {
-    let o = sys::output(
-        client.nsenter("wrk").args([
-            "-t",
-            &cfg.wrk_threads.to_string(),
-            "-c",
-            &cfg.wrk_connections.to_string(),
-            "-d",
-            &format!("{}s", cfg.wrk_seconds),
-            "-H",
-            "Connection: close",
-            url,
-        ]),
-        Duration::from_secs(cfg.wrk_seconds + 30),
-    )?;
-    let w = parse::wrk(&String::from_utf8_lossy(&o.stdout)).with_context(|| {
-        format!(
-            "wrk {url} ({}): {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        )
-    })?;
-    Ok(w.requests_per_sec)
+    let (threads, connections) = (cfg.wrk_threads, cfg.wrk_connections);
+    Ok(wrk_run(cfg, client.nsenter("wrk"), url, threads, connections, false)?.requests_per_sec)
 }
 
 /// The first address of `text` (`ip -o addr` lines, JSON) inside the /24 `net`, not its

@@ -91,13 +91,17 @@ pub(super) fn measure(
 
 /// Logs a figure as it is measured and keeps it.
 fn record(name: &str, r: &mut ScenarioResult, m: Metric, f: Figure) {
-    let shown = match &f {
+    log(&format!("{name}: {} {}", m.header(), shown(m, &f)));
+    r.figures.insert(m, f);
+}
+
+/// Figure `f` of metric `m` as the log prints it.
+pub(super) fn shown(m: Metric, f: &Figure) -> String {
+    match f {
         Figure::Value(v) => m.format(*v),
         Figure::NotApplicable(_) => "N/A".to_owned(),
         Figure::Failed(e) => format!("failed: {e}"),
-    };
-    log(&format!("{name}: {} {shown}", m.header()));
-    r.figures.insert(m, f);
+    }
 }
 
 /// The UDP figures: a fixed rate of full datagrams, then 64-byte ones as fast as iperf3 goes
@@ -238,11 +242,23 @@ pub(super) fn repeated(
 /// `iperf3 -c HOST -p PORT -t N -O 1 --json EXTRA` from the client; a busy server is asked
 /// again.
 fn iperf(cfg: &Config, lab: &Lab, host: &str, port: u16, extra: &[&str]) -> Result<parse::Iperf> {
+    iperf_run(cfg, || lab.command("client", "iperf3"), host, port, extra)
+}
+
+/// `iperf3 -c HOST -p PORT -t N -O 1 --json EXTRA` as command `iperf3()` makes it (iperf3 in
+/// the client's namespace); a busy server is asked again.
+pub(super) fn iperf_run(
+    cfg: &Config,
+    iperf3: impl Fn() -> std::process::Command,
+    host: &str,
+    port: u16,
+    extra: &[&str],
+) -> Result<parse::Iperf> {
     let secs = cfg.iperf_seconds.to_string();
     let mut last = None;
     for _ in 0..3 {
         let o = sys::output(
-            lab.command("client", "iperf3")
+            iperf3()
                 .args(["-c", host, "-p", &port.to_string(), "-t", &secs])
                 .args(["-O", "1", "--json", "--connect-timeout", "3000"])
                 .args(extra),
