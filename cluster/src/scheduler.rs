@@ -411,31 +411,19 @@ fn wait(t: &Task, why: &str, now: Millis) -> Option<Op> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::state::{
-        Meta, NodeDescription, NodeRole, NodeSpec, NodeStatus, ServiceSpec, SpreadPreference,
-        TaskStatus,
-    };
+    use crate::state::{Meta, NodeRole, NodeSpec, ServiceSpec, SpreadPreference, TaskStatus};
 
     pub(crate) fn node(id: &str) -> Node {
-        Node {
-            id: Id::from(id),
-            meta: Meta::default(),
-            spec: NodeSpec::default(),
-            description: NodeDescription {
-                hostname: format!("host-{id}"),
-                resources: Resources {
-                    nano_cpus: 4_000_000_000,
-                    memory_bytes: 8 << 30,
-                },
-                ..NodeDescription::default()
-            },
-            status: NodeStatus {
-                state: NodeState::Ready,
-                ..NodeStatus::default()
-            },
-            manager_status: None,
-            attachments: BTreeMap::new(),
-        }
+        let resources = Resources {
+            nano_cpus: 4_000_000_000,
+            memory_bytes: 8 << 30,
+        };
+        crate::synthetic::ready_node(
+            Id::from(id),
+            NodeSpec::default(),
+            format!("host-{id}"),
+            resources,
+        )
     }
 
     fn service(id: &str) -> Service {

@@ -18,6 +18,28 @@ pub const SERVICES: usize = 10;
 /// Pending tasks per service of [`pending_cluster`].
 pub const TASKS_PER_SERVICE: u64 = 1_000;
 
+/// A ready node `id` named `hostname`, with `spec` and `resources` (every synthetic and test
+/// node's shape).
+#[must_use]
+pub fn ready_node(id: Id, spec: NodeSpec, hostname: String, resources: Resources) -> Node {
+    Node {
+        id,
+        meta: Meta::default(),
+        spec,
+        description: NodeDescription {
+            hostname,
+            resources,
+            ..NodeDescription::default()
+        },
+        status: NodeStatus {
+            state: NodeState::Ready,
+            ..NodeStatus::default()
+        },
+        manager_status: None,
+        attachments: BTreeMap::new(),
+    }
+}
+
 /// Swarmkit's benchmark size: 1,000 ready nodes (3 managers) in 3 zones and 20 racks, 10
 /// services of 1,000 pending tasks each (10,000 tasks to place).
 #[must_use]
@@ -29,35 +51,22 @@ pub fn pending_cluster() -> ClusterState {
             ("zone".to_owned(), format!("z{}", i % 3)),
             ("rack".to_owned(), format!("r{}", i % 20)),
         ];
+        let spec = NodeSpec {
+            role: if i < 3 {
+                NodeRole::Manager
+            } else {
+                NodeRole::Worker
+            },
+            labels: labels.into(),
+            ..NodeSpec::default()
+        };
+        let resources = Resources {
+            nano_cpus: 16_000_000_000,
+            memory_bytes: 64 << 30,
+        };
         state.nodes.insert(
             id.clone(),
-            Node {
-                id,
-                meta: Meta::default(),
-                spec: NodeSpec {
-                    role: if i < 3 {
-                        NodeRole::Manager
-                    } else {
-                        NodeRole::Worker
-                    },
-                    labels: labels.into(),
-                    ..NodeSpec::default()
-                },
-                description: NodeDescription {
-                    hostname: format!("host{i}"),
-                    resources: Resources {
-                        nano_cpus: 16_000_000_000,
-                        memory_bytes: 64 << 30,
-                    },
-                    ..NodeDescription::default()
-                },
-                status: NodeStatus {
-                    state: NodeState::Ready,
-                    ..NodeStatus::default()
-                },
-                manager_status: None,
-                attachments: BTreeMap::new(),
-            },
+            ready_node(id, spec, format!("host{i}"), resources),
         );
     }
     for s in 0..SERVICES {
