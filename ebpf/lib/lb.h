@@ -108,7 +108,8 @@ static __always_inline int lb_ingress_flow(const struct mesh_config *cfg, const 
 
 		ct_key_make(&rkey, ct->daddr, ct->dport, ct->saddr, ct->sport, p->proto, MESH_CT_INGRESS_REPLY);
 		if (syn) {
-			/* The client's port again, a new connection on the entry of a closed one. */
+			/* A new connection on the entries of the client port's earlier one (or the SYN
+			 * again): SYN-only, not closing. */
 			ct->flags = (ct->flags & ~MESH_CTF_CLOSING) | MESH_CTF_SYN_ONLY;
 			ct->last_seen = now;
 		} else if (p->proto == IPPROTO_TCP) {
