@@ -4,7 +4,9 @@
 //! VIP and may publish; names resolve inside tasks (`web`, `tasks.web`, aliases, PTR); a VIP is
 //! balanced over the tasks; the mesh follows scaling, a drain, a restarted meshd and a killed
 //! node while clients (one of them Debian's haproxy over all nodes) keep asking; bad ports are
-//! refused with nothing changed; no iptables/nftables rule carries service traffic.
+//! refused with nothing changed; no iptables/nftables rule carries service traffic. Each test
+//! runs on both routings (issue 19): VXLAN, and native (`--default-routing native`), where what
+//! crosses n1's underlay must be the overlay's packets as they are and no VXLAN.
 //!
 //! Every task serves its container's hostname (its container id), so an answer names the task.
 
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::routing::{Routing, UnderlayCapture};
 use crate::support::{Lab, eventually, fails, host, ok, stderr, stdout, words};
 
 /// The tasks' web server: answers `GET /` with the container's hostname (no newline).
@@ -243,12 +246,21 @@ pub(crate) fn publishes_tcp_and_udp(lab: &Lab) {
 
 /// `--datapath tc` (the default): publishing through every node, TCP and UDP; host mode; DNS
 /// (`web`, `tasks.web`, aliases, PTR, dnsrr); a VIP balanced from another service's task;
-/// `service publish` on a dnsrr service; counters; bad ports refused; no firewall rules.
-#[test]
-fn mesh_publishes_resolves_and_balances() {
+/// `service publish` on a dnsrr service; counters; bad ports refused; no firewall rules; what
+/// crossed n1's underlay went the way of the lab's routing.
+fn publishes_resolves_and_balances(routing: Routing, name: &str, octet: u8) {
     let started = Instant::now();
-    let lab = Lab::up("meshtc", 190, 3, 1);
+    let lab = Lab::up_with(name, octet, 3, 1, routing.lab_args());
+    let capture = UnderlayCapture::start(&lab, "n1");
     ok(&lab, "n1", &["network", "create", "-d", "overlay", "front"]);
+    for net in ["ingress", "front"] {
+        let options = json(&ok(
+            &lab,
+            "n1",
+            &["network", "inspect", "--format", "{{json .Options}}", net],
+        ));
+        assert_eq!(options["routing"], routing.option(), "{net}: {options}");
+    }
     publishes_tcp_and_udp(&lab);
 
     // What users see of the ports.
@@ -533,15 +545,30 @@ fn mesh_publishes_resolves_and_balances() {
     assert!(total["Connections"].as_u64().unwrap() >= 72, "{total}");
 
     no_service_rules(&lab, 3, &[8080, 8081, 9000, 9100]);
-    println!("mesh: tc test took {:?}", started.elapsed());
+    let crossed = routing.assert_crossed(&capture.stop(), "mesh, tc");
+    println!(
+        "mesh: tc test ({routing:?}) took {:?}; {crossed} overlay packets crossed n1's underlay",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn mesh_publishes_resolves_and_balances() {
+    publishes_resolves_and_balances(Routing::Vxlan, "meshtc", 190);
+}
+
+#[test]
+fn mesh_publishes_resolves_and_balances_natively() {
+    publishes_resolves_and_balances(Routing::Native, "meshtcn", 193);
 }
 
 /// `--datapath xdp`: the same published TCP and UDP through every node, with remote backends
-/// encapsulated and replies decapsulated in XDP.
-#[test]
-fn mesh_publishes_on_the_xdp_datapath() {
+/// encapsulated and replies decapsulated in XDP (VXLAN), or sent as they are (native).
+fn publishes_on_the_xdp_datapath(routing: Routing, name: &str, octet: u8) {
     let started = Instant::now();
-    let lab = Lab::up_with("meshxdp", 191, 3, 1, &["--datapath", "xdp"]);
+    let args = [&["--datapath", "xdp"], routing.lab_args()].concat();
+    let lab = Lab::up_with(name, octet, 3, 1, &args);
+    let capture = UnderlayCapture::start(&lab, "n1");
     publishes_tcp_and_udp(&lab);
     // The XDP program really runs on the nodes' underlay (and sent frames with XDP_TX).
     let links = host(
@@ -561,7 +588,21 @@ fn mesh_publishes_on_the_xdp_datapath() {
         .sum();
     println!("mesh: xdp n1 xdp_tx frames: {tx}");
     no_service_rules(&lab, 3, &[8080, 9000]);
-    println!("mesh: xdp test took {:?}", started.elapsed());
+    let crossed = routing.assert_crossed(&capture.stop(), "mesh, xdp");
+    println!(
+        "mesh: xdp test ({routing:?}) took {:?}; {crossed} overlay packets crossed n1's underlay",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn mesh_publishes_on_the_xdp_datapath() {
+    publishes_on_the_xdp_datapath(Routing::Vxlan, "meshxdp", 191);
+}
+
+#[test]
+fn mesh_publishes_on_the_xdp_datapath_natively() {
+    publishes_on_the_xdp_datapath(Routing::Native, "meshxdpn", 194);
 }
 
 /// One request's time and its answer, or curl's exit code (7: refused, 28: timed out, 22: an
@@ -680,10 +721,10 @@ impl Drop for Haproxy {
 /// runs no task; one through haproxy over all nodes, configured once): scale 2 -> 4, a drain,
 /// a restart of n1's meshd, scale -> 1, and the node of the last task killed (meshd killed with SIGKILL,
 /// its link cut). Prints how many requests failed and for how long.
-#[test]
-fn mesh_follows_scaling_and_node_death() {
+fn follows_scaling_and_node_death(routing: Routing, name: &str, octet: u8) {
     let started = Instant::now();
-    let lab = Lab::up("meshfo", 192, 3, 1);
+    let lab = Lab::up_with(name, octet, 3, 1, routing.lab_args());
+    let capture = UnderlayCapture::start(&lab, "n1");
     create_httpd(
         &lab,
         "--name web -p 8080:80 --replicas 2 --constraint node.role==worker --update-parallelism 0",
@@ -846,5 +887,19 @@ fn mesh_follows_scaling_and_node_death() {
         );
     }
     drop(haproxy);
-    println!("mesh: follow test took {:?}", started.elapsed());
+    let crossed = routing.assert_crossed(&capture.stop(), "mesh, following");
+    println!(
+        "mesh: follow test ({routing:?}) took {:?}; {crossed} overlay packets crossed n1's underlay",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn mesh_follows_scaling_and_node_death() {
+    follows_scaling_and_node_death(Routing::Vxlan, "meshfo", 192);
+}
+
+#[test]
+fn mesh_follows_scaling_and_node_death_natively() {
+    follows_scaling_and_node_death(Routing::Native, "meshfon", 195);
 }

@@ -3,79 +3,19 @@
 //! mode. Tasks of one native network on different nodes reach each other (ping, TCP, the
 //! service's VIP by name) with their packets on the underlay as they are, no VXLAN; a task of
 //! another native network reaches none of them; a bad routing value is refused and changes
-//! nothing; a killed node's entries leave at once (the body of `tests/networks.rs`).
+//! nothing; a killed node's entries leave at once (the body of `tests/networks.rs`); a peer that
+//! is not on-link is reached over VXLAN and the log says so. `tests/mesh.rs` and
+//! `tests/networks.rs` run their tests on both routings as well.
 
 use std::fs;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::mesh::publishes_tcp_and_udp;
 use crate::networks::{SERVER, drop_a_dead_nodes_entries, inspect_json, one_task_on, pings, tcp};
+use crate::support::routing::{
+    Routing, UnderlayCapture, native_routes, plain_overlay_lines, vxlan_lines,
+};
 use crate::support::{Lab, eventually, fails, host, ok, words};
-
-/// meshd's native routes in a node (`ip route show proto 77`): `(destination, via)`.
-fn native_routes(lab: &Lab, member: &str) -> Vec<(String, String)> {
-    host(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &lab.ns(member),
-            "ip",
-            "route",
-            "show",
-            "proto",
-            "77",
-        ],
-    )
-    .lines()
-    .filter_map(|l| {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        let via = w.iter().position(|x| *x == "via")?;
-        Some((w[0].to_owned(), w.get(via + 1)?.to_string()))
-    })
-    .collect()
-}
-
-/// tcpdump on a node's underlay of VXLAN and of plain overlay packets (10.0.0.0/8), killed (and
-/// its file removed) on drop.
-struct UnderlayCapture {
-    child: Child,
-    file: String,
-}
-
-impl UnderlayCapture {
-    fn start(lab: &Lab, member: &str) -> Self {
-        let file = format!("/tmp/{}-{member}.native.txt", lab.prefix);
-        let out = fs::File::create(&file).expect("capture file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns(member)])
-            .args(["tcpdump", "-i", "eth0", "-nn", "-l", "-U"])
-            .args(["udp port 4789 or (ip and net 10.0.0.0/8)"])
-            .stdout(out)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run tcpdump");
-        // tcpdump needs a moment to open the interface.
-        std::thread::sleep(Duration::from_millis(500));
-        Self { child, file }
-    }
-
-    fn stop(mut self) -> String {
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        fs::read_to_string(&self.file).unwrap_or_default()
-    }
-}
-
-impl Drop for UnderlayCapture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_file(&self.file);
-    }
-}
 
 /// Two nodes; `front` and `back` native (by `create_opts`, or by the swarm's default when it is
 /// empty): tasks of front on both nodes talk without encapsulation, iso on back reaches none.
@@ -248,4 +188,113 @@ fn native_networks_drop_a_dead_nodes_entries_at_once() {
     });
     let options = inspect_json(&lab, "network", "front", ".Options");
     assert_eq!(options["routing"], "native", "{options}");
+}
+
+/// A peer that is not on-link falls back to VXLAN, said in the log, and comes back when it is
+/// on-link again. The lab has one segment, so n1's route to n2 is given a gateway (n2 itself,
+/// which keeps it reachable): that is how meshd sees a peer behind a router. n1 then sends to
+/// n2's task in VXLAN and writes no host route to it, while n2 (whose route to n1 is on-link)
+/// still sends to n1's task as it is; tasks talk both ways. Removing the route makes n1 send
+/// natively again within a few seconds (the main table is read every second).
+#[test]
+fn native_networks_fall_back_to_vxlan_to_a_peer_behind_a_gateway() {
+    let lab = Lab::up_with("natfb", 183, 2, 1, &["--default-routing", "native"]);
+    let (u1, u2) = (lab.node_addr(1), lab.node_addr(2));
+    let n1_route = |op: &str| {
+        let (ns, dst) = (lab.ns("n1"), format!("{u2}/32"));
+        let mut args = vec!["netns", "exec", &ns, "ip", "route", op, &dst];
+        if op == "add" {
+            args.extend(["via", u2.as_str(), "dev", "eth0"]);
+        }
+        let out = std::process::Command::new("ip")
+            .args(&args)
+            .output()
+            .expect("run ip route");
+        assert!(out.status.success(), "ip route {op} {dst} in n1: {out:?}");
+    };
+    n1_route("add");
+    ok(&lab, "n1", &words("network create front"));
+    let image = lab.image();
+    let mut args =
+        words("service create -d --name web --mode global --network front --stop-grace-period 1s");
+    args.extend([image.as_str(), "sh", "-c", SERVER]);
+    let web = ok(&lab, "n1", &args).trim().to_owned();
+    let web1 = one_task_on(&lab, &web, "n1");
+    let web2 = one_task_on(&lab, &web, "n2");
+
+    let said = format!("native routing: node {u2} is not on-link (via gateway {u2})");
+    eventually(
+        Duration::from_secs(10),
+        "n1's log saying the fallback",
+        || {
+            let log = fs::read_to_string(lab.path("n1/meshd.log")).unwrap_or_default();
+            log.contains(&said).then_some(()).ok_or(said.clone())
+        },
+    );
+    // n2 routes to n1's task natively; n1 has no route to n2's.
+    eventually(Duration::from_secs(10), "n2's route to web on n1", || {
+        let routes = native_routes(&lab, "n2");
+        routes
+            .contains(&(web1.addr.clone(), u1.clone()))
+            .then_some(())
+            .ok_or(format!("{routes:?}"))
+    });
+    let routes = native_routes(&lab, "n1");
+    assert!(!routes.iter().any(|(_, via)| *via == u2), "{routes:?}");
+
+    let capture = UnderlayCapture::start(&lab, "n1");
+    for (from, to) in [(&web1, &web2), (&web2, &web1)] {
+        assert!(pings(from, &to.addr), "{from:?} cannot ping {to:?}");
+        let answer = tcp(from, &to.addr);
+        assert!(
+            answer.starts_with("pong-"),
+            "{from:?} -> {to:?}: {answer:?}"
+        );
+    }
+    let captured = capture.stop();
+    let encapsulated = vxlan_lines(&captured);
+    assert!(
+        encapsulated
+            .iter()
+            .any(|l| l.contains(&format!("{u1}.")) && l.contains(&format!("> {u2}.4789:"))),
+        "n1 sent nothing to n2 in VXLAN:\n{captured}"
+    );
+    assert!(
+        !encapsulated
+            .iter()
+            .any(|l| l.contains(&format!("> {u1}.4789:"))),
+        "n2 sent to n1 in VXLAN:\n{captured}"
+    );
+    let plain = plain_overlay_lines(&captured);
+    let (a1, a2) = (&web1.addr, &web2.addr);
+    assert!(
+        plain
+            .iter()
+            .any(|l| l.contains(&format!(": {a2} > {a1}: ICMP echo request"))),
+        "no plain {a2} > {a1} on n1's underlay:\n{captured}"
+    );
+    assert!(
+        !plain.iter().any(|l| l.contains(&format!(": {a1} > {a2}:"))),
+        "n1 sent to n2's task as it is:\n{captured}"
+    );
+
+    // On-link again: n1 routes n2's task natively, and its packets cross as they are.
+    n1_route("del");
+    eventually(Duration::from_secs(10), "n1's route to web on n2", || {
+        let routes = native_routes(&lab, "n1");
+        routes
+            .contains(&(web2.addr.clone(), u2.clone()))
+            .then_some(())
+            .ok_or(format!("{routes:?}"))
+    });
+    let capture = UnderlayCapture::start(&lab, "n1");
+    assert!(pings(&web1, &web2.addr), "web on n1 cannot ping web on n2");
+    let captured = capture.stop();
+    Routing::Native.assert_crossed(&captured, "back on-link");
+    assert!(
+        plain_overlay_lines(&captured)
+            .iter()
+            .any(|l| l.contains(&format!(": {a1} > {a2}: ICMP echo request"))),
+        "no plain {a1} > {a2} on n1's underlay:\n{captured}"
+    );
 }

@@ -10,10 +10,10 @@
 //! what the tasks see with `docker exec`.
 
 use std::collections::BTreeSet;
-use std::fs;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use crate::support::routing::{Routing, UnderlayCapture, native_routes, plain_overlay_lines};
 use crate::support::{Lab, eventually, fails, host, meshctl, ok, stderr, stdout, words};
 
 pub(crate) fn lab_ok(lab: &Lab, line: &str) {
@@ -195,45 +195,6 @@ pub(crate) const SERVER: &str = "trap 'exit 0' TERM; \
     (while true; do echo pong-$(hostname) | nc -l -p 8080 >/dev/null; done) & \
     while true; do sleep 1; done";
 
-/// tcpdump on a node's underlay interface, killed (and its file removed) on drop.
-struct Capture {
-    child: Child,
-    file: String,
-}
-
-impl Capture {
-    fn start(lab: &Lab, member: &str) -> Self {
-        let file = format!("/tmp/{}-{member}.pcap.txt", lab.prefix);
-        let out = fs::File::create(&file).expect("capture file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns(member)])
-            .args(["tcpdump", "-i", "eth0", "-nn", "-e", "-l", "-U"])
-            .args(["udp port 4789 or arp"])
-            .stdout(out)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run tcpdump");
-        // tcpdump needs a moment to open the interface.
-        std::thread::sleep(Duration::from_millis(500));
-        Self { child, file }
-    }
-
-    fn stop(mut self) -> String {
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        fs::read_to_string(&self.file).unwrap_or_default()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_file(&self.file);
-    }
-}
-
 /// The JSON `meshctl ... inspect --format '{{json PATH}}'` prints.
 pub(crate) fn inspect_json(lab: &Lab, what: &str, name: &str, path: &str) -> serde_json::Value {
     let text = ok(
@@ -262,14 +223,14 @@ pub(crate) fn vni_of(lab: &Lab, network: &str) -> u32 {
 /// refused and changes nothing; tasks of `front` on both nodes reach each other (ping and TCP,
 /// both ways) over VXLAN with no flooding, a task of `back` reaches none of them; `network rm`
 /// is refused while used; a restarted meshd keeps its tasks connected; scale down, drain and
-/// `service rm` leave no veth, entry or unused device behind; then the networks go.
-#[test]
-fn networks_connect_tasks_across_nodes_and_clean_up() {
+/// `service rm` leave no veth, entry, route or unused device behind; then the networks go. On a
+/// native lab the same, with the tasks' packets crossing as they are and no VXLAN.
+fn connect_tasks_across_nodes_and_clean_up(routing: Routing, name: &str, octet: u8) {
     let started = Instant::now();
-    let lab = Lab::up("net", 180, 2, 1);
+    let lab = Lab::up_with(name, octet, 2, 1, routing.lab_args());
     let (ns1, ns2) = (lab.ns("n1"), lab.ns("n2"));
     let (u1, u2) = (lab.node_addr(1), lab.node_addr(2));
-    let capture = Capture::start(&lab, "n1");
+    let capture = UnderlayCapture::start(&lab, "n1");
 
     let front_id = ok(
         &lab,
@@ -277,6 +238,8 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
         &words("network create -d overlay --subnet 10.0.9.0/24 --label team=web front"),
     );
     let front_id = front_id.trim().to_owned();
+    let options = inspect_json(&lab, "network", "front", ".Options");
+    assert_eq!(options["routing"], routing.option(), "{options}");
     assert_eq!(
         front_id.len(),
         25,
@@ -520,15 +483,30 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
         );
         frames += 1;
     }
-    assert!(
-        frames >= 8,
-        "too little VXLAN seen on n1's eth0:\n{captured}"
-    );
+    if routing == Routing::Vxlan {
+        assert!(
+            frames >= 8,
+            "too little VXLAN seen on n1's eth0:\n{captured}"
+        );
+    }
+    let crossed = routing.assert_crossed(&captured, "networks");
+    if routing == Routing::Native {
+        for (a, b) in [(&web1.addr, &web2.addr), (&web2.addr, &web1.addr)] {
+            assert!(
+                plain_overlay_lines(&captured)
+                    .iter()
+                    .any(|l| l.contains(&format!(": {a} > {b}: ICMP echo request"))),
+                "no plain {a} > {b} on n1's underlay:\n{captured}"
+            );
+        }
+    }
     assert!(
         !captured.lines().any(|l| l.contains("who-has 10.")),
         "overlay ARP on the underlay:\n{captured}"
     );
-    eprintln!("networks: {frames} VXLAN frames on n1's underlay, none flooded or unknown");
+    eprintln!(
+        "networks ({routing:?}): {crossed} overlay packets on n1's underlay, none flooded or unknown"
+    );
 
     // service inspect: the networks by id, a VIP on front.
     let nets = inspect_json(&lab, "service", "web", ".Spec.TaskTemplate.Networks");
@@ -656,7 +634,34 @@ fn networks_connect_tasks_across_nodes_and_clean_up() {
     }
     let ls = ok(&lab, "n1", &words("network ls"));
     assert_eq!(ls.lines().count(), 2, "only ingress is left:\n{ls}");
-    eprintln!("networks_connect: {:?}", started.elapsed());
+    // No route to an address of front or back is left (`ingress`'s own stay, on a native lab).
+    let gone: BTreeSet<&String> = [&web1, &web2, &rep1, &rep2, &iso1]
+        .iter()
+        .map(|t| &t.addr)
+        .chain([&node1_front, &node2_front])
+        .collect();
+    for m in ["n1", "n2"] {
+        eventually(Duration::from_secs(10), "no native route left", || {
+            let left: Vec<(String, String)> = native_routes(&lab, m)
+                .into_iter()
+                .filter(|(dst, _)| gone.contains(dst))
+                .collect();
+            left.is_empty()
+                .then_some(())
+                .ok_or(format!("{m}: {left:?}"))
+        });
+    }
+    eprintln!("networks_connect ({routing:?}): {:?}", started.elapsed());
+}
+
+#[test]
+fn networks_connect_tasks_across_nodes_and_clean_up() {
+    connect_tasks_across_nodes_and_clean_up(Routing::Vxlan, "net", 180);
+}
+
+#[test]
+fn networks_connect_tasks_across_nodes_and_clean_up_natively() {
+    connect_tasks_across_nodes_and_clean_up(Routing::Native, "netn", 182);
 }
 
 /// Three nodes with a task each on one network: killing n3 (its meshd, and its namespace's

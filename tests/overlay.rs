@@ -3,12 +3,14 @@
 //! but does nothing with networks yet: these tests drive `mesh-overlay` from the test thread into
 //! each node's namespace, as meshd's agent will from inside it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{Lab, host, stderr, stdout};
+use mesh_overlay::plan::NativeRoute;
 use mesh_overlay::{
     EndpointOp, Mac, NetNs, NetworkDevices, Overlay, OverlayError, RemoteEndpoint, TaskInterface,
     TaskStep, task_host_ifname,
@@ -633,6 +635,87 @@ fn overlay_calls_converge_and_refuse_bad_input_unchanged() {
         !neigh.contains("10.0.1.12") && neigh.contains("10.0.1.13"),
         "{neigh}"
     );
+
+    // Native routing (issue 19): how the peers are reached decides, by the main table; meshd's
+    // host routes converge like the FDB and never touch another route.
+    let peers = BTreeSet::from([v2.parse().unwrap(), v3.parse().unwrap()]);
+    sh(&[
+        "ip",
+        "route",
+        "add",
+        "198.18.151.13/32",
+        "via",
+        v2,
+        "proto",
+        "static",
+    ]);
+    let hops = must(&lab, "n1", "next hops", rt.block_on(n1.next_hops(&peers)));
+    assert_eq!(
+        hops.values().map(ToString::to_string).collect::<Vec<_>>(),
+        ["on-link", "via gateway 198.18.151.12"],
+        "{hops:?}"
+    );
+    let src = net.node_addr;
+    let wanted = BTreeMap::from([
+        (
+            overlay_addr(NET_A, 12),
+            NativeRoute {
+                via: v2.parse().unwrap(),
+                src,
+            },
+        ),
+        (
+            overlay_addr(NET_A, 13),
+            NativeRoute {
+                via: v2.parse().unwrap(),
+                src,
+            },
+        ),
+    ]);
+    let routes = || sh(&["ip", "route", "show", "proto", "77"]);
+    let changed = rt.block_on(n1.set_native_routes(&wanted, "eth0"));
+    assert_eq!(must(&lab, "n1", "native routes", changed), 2);
+    let shown = routes();
+    for want in [
+        "10.0.1.12 via 198.18.151.12 dev eth0 src 10.0.1.2",
+        "10.0.1.13 via 198.18.151.12 dev eth0 src 10.0.1.2",
+    ] {
+        assert!(shown.contains(want), "no {want:?}:\n{shown}");
+    }
+    let again = rt.block_on(n1.set_native_routes(&wanted, "eth0"));
+    assert_eq!(must(&lab, "n1", "native routes again", again), 0);
+    // Drift is repaired; a moved address's route follows it; a bad underlay changes nothing.
+    sh(&["ip", "route", "del", "10.0.1.13/32", "proto", "77"]);
+    let mut moved_routes = wanted.clone();
+    moved_routes.insert(
+        overlay_addr(NET_A, 12),
+        NativeRoute {
+            via: v3.parse().unwrap(),
+            src,
+        },
+    );
+    let e = rt.block_on(n1.set_native_routes(&moved_routes, "nosuch0"));
+    assert!(
+        e.unwrap_err()
+            .to_string()
+            .contains("\"nosuch0\" does not exist"),
+        "a bad underlay name is named"
+    );
+    assert!(!routes().contains("10.0.1.13"), "{}", routes());
+    let fixed = rt.block_on(n1.set_native_routes(&moved_routes, "eth0"));
+    assert_eq!(must(&lab, "n1", "native routes fixed", fixed), 2);
+    let shown = routes();
+    assert!(
+        shown.contains("10.0.1.12 via 198.18.151.13")
+            && shown.contains("10.0.1.13 via 198.18.151.12"),
+        "{shown}"
+    );
+    // Removal takes meshd's routes only.
+    let none = rt.block_on(n1.set_native_routes(&BTreeMap::new(), "eth0"));
+    assert_eq!(must(&lab, "n1", "native routes removed", none), 2);
+    assert_eq!(routes().trim(), "");
+    assert!(sh(&["ip", "route", "show"]).contains("198.18.151.13 via 198.18.151.12"));
+    sh(&["ip", "route", "del", "198.18.151.13/32"]);
 
     // Tasks: plumbed once, then nothing to do; refused input creates nothing. A strict
     // reverse-path filter (as a host with rp_filter=1 hands its new namespaces) is loosened.

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::{Lab, MESHCTL, eventually, ok, stderr, stdout};
 
@@ -89,18 +89,25 @@ impl Drop for Files {
     }
 }
 
-/// One request from lab `prefix`'s client through `addr`: the body, or `ERR ...`.
+/// One request from lab `prefix`'s client through `addr`: the body, or `ERR` with curl's exit
+/// code, its message and how long it took.
 fn ask(prefix: &str, addr: &str) -> String {
     let url = format!("http://{addr}:8080/cgi-bin/app");
+    let started = Instant::now();
     let out = Command::new(MESHCTL)
         .args(["lab", "exec", "--prefix", prefix, "client", "--"])
-        .args(["curl", "-s", "-m", "3", "-f", &url])
+        .args(["curl", "-sS", "-m", "3", "-f", &url])
         .output()
         .expect("run meshctl lab exec");
     if out.status.success() {
         stdout(&out).trim().to_owned()
     } else {
-        format!("ERR {}", stderr(&out).trim())
+        format!(
+            "ERR {:?} after {:?}: {}",
+            out.status.code(),
+            started.elapsed(),
+            stderr(&out).trim()
+        )
     }
 }
 
@@ -214,7 +221,10 @@ fn tutorial_stack_serves_from_the_database_survives_and_rolls() {
                     let body = ask(&prefix, a);
                     asked += 1;
                     if body != GREETING {
-                        failures.push(format!("{a}: {body}"));
+                        let at = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap_or_default();
+                        failures.push(format!("{a} at {:.3}: {body}", at.as_secs_f64()));
                     }
                 }
             }

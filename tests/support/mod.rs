@@ -5,6 +5,7 @@
 //! test panics.
 
 pub mod history;
+pub mod routing;
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
