@@ -358,6 +358,7 @@ fn desired(lab: &Lab, node: usize, tasks: &[&TestTask]) -> DesiredMesh {
         node_addr: lab.node_addr(t.node).parse().unwrap(),
         local: t.node == node,
         endpoints: vec![t.ingress(), t.net()],
+        draining: false,
     };
     let port = |protocol, published, target| PublishedPort {
         protocol,

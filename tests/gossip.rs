@@ -184,6 +184,7 @@ fn ep(task: &str, network: &str, vni: u32, last: u8) -> TaskEndpoint {
         vni,
         ip: Ipv4Addr::new(10, 0, 7, last),
         mac: [0x02, 0x42, 10, 0, 7, last],
+        draining: false,
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::routing::{Routing, UnderlayCapture};
+use crate::support::routing::{Routing, underlay_capture};
 use crate::support::{Lab, eventually, fails, host, ok, stderr, stdout, words};
 
 /// The tasks' web server: answers `GET /` with the container's hostname (no newline).
@@ -251,7 +251,7 @@ pub(crate) fn publishes_tcp_and_udp(lab: &Lab) {
 fn publishes_resolves_and_balances(routing: Routing, name: &str, octet: u8) {
     let started = Instant::now();
     let lab = Lab::up_with(name, octet, 3, 1, routing.lab_args());
-    let capture = UnderlayCapture::start(&lab, "n1");
+    let capture = underlay_capture(&lab, "n1");
     ok(&lab, "n1", &["network", "create", "-d", "overlay", "front"]);
     for net in ["ingress", "front"] {
         let options = json(&ok(
@@ -568,7 +568,7 @@ fn publishes_on_the_xdp_datapath(routing: Routing, name: &str, octet: u8) {
     let started = Instant::now();
     let args = [&["--datapath", "xdp"], routing.lab_args()].concat();
     let lab = Lab::up_with(name, octet, 3, 1, &args);
-    let capture = UnderlayCapture::start(&lab, "n1");
+    let capture = underlay_capture(&lab, "n1");
     publishes_tcp_and_udp(&lab);
     // The XDP program really runs on the nodes' underlay (and sent frames with XDP_TX).
     let links = host(
@@ -724,7 +724,7 @@ impl Drop for Haproxy {
 fn follows_scaling_and_node_death(routing: Routing, name: &str, octet: u8) {
     let started = Instant::now();
     let lab = Lab::up_with(name, octet, 3, 1, routing.lab_args());
-    let capture = UnderlayCapture::start(&lab, "n1");
+    let capture = underlay_capture(&lab, "n1");
     create_httpd(
         &lab,
         "--name web -p 8080:80 --replicas 2 --constraint node.role==worker --update-parallelism 0",

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::mesh::publishes_tcp_and_udp;
 use crate::networks::{SERVER, drop_a_dead_nodes_entries, inspect_json, one_task_on, pings, tcp};
 use crate::support::routing::{
-    Routing, UnderlayCapture, native_routes, plain_overlay_lines, vxlan_lines,
+    Routing, native_routes, plain_overlay_lines, underlay_capture, vxlan_lines,
 };
 use crate::support::{Lab, eventually, fails, host, ok, words};
 
@@ -71,7 +71,7 @@ fn native_networks_body(lab: &Lab, create_opts: &str) {
             .then_some(())
             .ok_or(format!("{routes:?}"))
     });
-    let capture = UnderlayCapture::start(lab, "n1");
+    let capture = underlay_capture(lab, "n1");
     let node_ping = host(
         "ip",
         &[
@@ -156,7 +156,7 @@ fn native_networks_by_default_route_tasks_unencapsulated_xdp() {
 /// The routing mesh's published TCP and UDP through every node (`tests/mesh.rs`'s body), with no
 /// VXLAN on n1's underlay meanwhile: flows to remote backends and their replies cross as they are.
 fn published_without_vxlan(lab: &Lab) {
-    let capture = UnderlayCapture::start(lab, "n1");
+    let capture = underlay_capture(lab, "n1");
     publishes_tcp_and_udp(lab);
     let captured = capture.stop();
     assert!(
@@ -242,7 +242,7 @@ fn native_networks_fall_back_to_vxlan_to_a_peer_behind_a_gateway() {
     let routes = native_routes(&lab, "n1");
     assert!(!routes.iter().any(|(_, via)| *via == u2), "{routes:?}");
 
-    let capture = UnderlayCapture::start(&lab, "n1");
+    let capture = underlay_capture(&lab, "n1");
     for (from, to) in [(&web1, &web2), (&web2, &web1)] {
         assert!(pings(from, &to.addr), "{from:?} cannot ping {to:?}");
         let answer = tcp(from, &to.addr);
@@ -287,7 +287,7 @@ fn native_networks_fall_back_to_vxlan_to_a_peer_behind_a_gateway() {
             .then_some(())
             .ok_or(format!("{routes:?}"))
     });
-    let capture = UnderlayCapture::start(&lab, "n1");
+    let capture = underlay_capture(&lab, "n1");
     assert!(pings(&web1, &web2.addr), "web on n1 cannot ping web on n2");
     let captured = capture.stop();
     Routing::Native.assert_crossed(&captured, "back on-link");

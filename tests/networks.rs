@@ -13,8 +13,10 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::routing::{Routing, UnderlayCapture, native_routes, plain_overlay_lines};
-use crate::support::{Lab, eventually, fails, host, meshctl, ok, stderr, stdout, words};
+use crate::support::routing::{Routing, native_routes, plain_overlay_lines, underlay_capture};
+use crate::support::{
+    Lab, eventually, fails, first_and_after, host, meshctl, ok, stderr, stdout, words,
+};
 
 pub(crate) fn lab_ok(lab: &Lab, line: &str) {
     let out = lab.meshctl_lab(&words(line));
@@ -53,18 +55,12 @@ fn task_veths(lab: &Lab, member: &str) -> BTreeSet<String> {
 
 /// `bridge fdb show dev mvx<vni>` in a node: `(MAC, dst)` of its own entries.
 pub(crate) fn vxlan_fdb(lab: &Lab, member: &str, vni: u32) -> BTreeSet<(String, String)> {
-    in_ns(
+    let text = in_ns(
         lab,
         member,
         &["bridge", "fdb", "show", "dev", &format!("mvx{vni}")],
-    )
-    .lines()
-    .filter_map(|l| {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        let dst = w.iter().position(|x| *x == "dst")?;
-        Some((w[0].to_owned(), w.get(dst + 1)?.to_string()))
-    })
-    .collect()
+    );
+    first_and_after(&text, "dst").into_iter().collect()
 }
 
 /// A task veth or a network's device, other than `ingress`'s (VNI 4096), which the routing mesh
@@ -230,7 +226,7 @@ fn connect_tasks_across_nodes_and_clean_up(routing: Routing, name: &str, octet: 
     let lab = Lab::up_with(name, octet, 2, 1, routing.lab_args());
     let (ns1, ns2) = (lab.ns("n1"), lab.ns("n2"));
     let (u1, u2) = (lab.node_addr(1), lab.node_addr(2));
-    let capture = UnderlayCapture::start(&lab, "n1");
+    let capture = underlay_capture(&lab, "n1");
 
     let front_id = ok(
         &lab,

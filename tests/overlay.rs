@@ -4,11 +4,11 @@
 //! each node's namespace, as meshd's agent will from inside it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::capture::Tcpdump;
 use crate::support::{Lab, host, stderr, stdout};
 use mesh_overlay::plan::NativeRoute;
 use mesh_overlay::{
@@ -169,59 +169,6 @@ fn tcp_exchange(client: &str, server: &str, server_addr: Ipv4Addr, port: u16) ->
     }
 }
 
-/// tcpdump on a node's underlay interface, stopped (and killed on drop) by us.
-struct Capture {
-    child: Option<Child>,
-    errfile: String,
-}
-
-impl Capture {
-    fn start(lab: &Lab, node: &str) -> Self {
-        let errfile = format!("/tmp/{}-{node}-tcpdump.err", lab.prefix);
-        let err = fs::File::create(&errfile).expect("create the capture's stderr file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns(node)])
-            .args(["tcpdump", "-i", "eth0", "-nn", "-e", "-l", "-U"])
-            .stdout(Stdio::piped())
-            .stderr(err)
-            .spawn()
-            .expect("start tcpdump");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !fs::read_to_string(&errfile)
-            .unwrap_or_default()
-            .contains("listening on")
-        {
-            assert!(Instant::now() < deadline, "tcpdump did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child: Some(child),
-            errfile,
-        }
-    }
-
-    /// Stops the capture and returns what it printed.
-    fn stop(mut self) -> String {
-        let child = self.child.take().expect("capture running");
-        // Let the last packets reach tcpdump, then SIGINT so that it flushes and exits.
-        std::thread::sleep(Duration::from_millis(300));
-        let pid = nix::unistd::Pid::from_raw(child.id().cast_signed());
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-        let out = child.wait_with_output().expect("wait for tcpdump");
-        stdout(&out)
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = fs::remove_file(&self.errfile);
-    }
-}
-
 /// A plain namespace standing in for a task, removed on drop.
 struct TaskNs {
     name: String,
@@ -367,7 +314,7 @@ fn tasks_on_two_nodes_talk_over_vxlan_and_nothing_floods() {
     assert_eq!(fwd.trim(), "0", "n1 must not route between networks");
 
     // First contact, captured on n1's underlay: no ARP cache anywhere yet.
-    let capture = Capture::start(&lab, "n1");
+    let capture = Tcpdump::start(&lab, "n1", "eth0", "");
     let out = ping(&t1, if2.addr);
     assert!(
         out.status.success(),

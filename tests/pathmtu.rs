@@ -86,6 +86,7 @@ fn desired(lab: &Lab, node: usize) -> DesiredMesh {
         node_addr: lab.node_addr(t.node).parse().unwrap(),
         local: t.node == node,
         endpoints: vec![t.ingress(), t.net()],
+        draining: false,
     };
     let port = |protocol, published, target| PublishedPort {
         protocol,

@@ -5,10 +5,9 @@
 //! the source address of the other node (spoofed from the client) do reach the bridge, which
 //! shows the capture would have seen the client's. Published ports keep answering the client.
 
-use std::fs;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::capture::Tcpdump;
 use crate::support::{Lab, client_get, client_python, eventually, ok, words};
 
 /// The tasks' web server: answers `GET /` with the container's hostname.
@@ -54,48 +53,6 @@ fn dropped(lab: &Lab, member: &str) -> u64 {
     status["mesh"]["drops"]["vxlan_not_from_node"]
         .as_u64()
         .unwrap_or(0)
-}
-
-/// tcpdump on a node's ingress bridge (frames from the test's MACs), killed and its file
-/// removed on drop.
-struct BridgeCapture {
-    child: Child,
-    file: String,
-}
-
-impl BridgeCapture {
-    fn start(lab: &Lab, member: &str) -> Self {
-        let file = format!("/tmp/{}-{member}-mbr.txt", lab.prefix);
-        let out = fs::File::create(&file).expect("capture file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns(member)])
-            .args(["tcpdump", "-i", "mbr4096", "-nn", "-e", "-l", "-U"])
-            .arg(format!(
-                "ether src {STRANGER_MAC} or ether src {SPOOFED_MAC}"
-            ))
-            .stdout(out)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run tcpdump");
-        // tcpdump needs a moment to open the interface.
-        std::thread::sleep(Duration::from_secs(1));
-        Self { child, file }
-    }
-
-    fn stop(mut self) -> String {
-        std::thread::sleep(Duration::from_secs(1));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        fs::read_to_string(&self.file).unwrap_or_default()
-    }
-}
-
-impl Drop for BridgeCapture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_file(&self.file);
-    }
 }
 
 fn web_answers(lab: &Lab, node: &str) -> String {
@@ -144,7 +101,12 @@ fn vxlan_from_the_client_is_dropped_and_the_mesh_still_answers() {
     std::thread::sleep(Duration::from_secs(2));
     let before = dropped(&lab, "n1");
 
-    let capture = BridgeCapture::start(&lab, "n1");
+    let capture = Tcpdump::start(
+        &lab,
+        "n1",
+        "mbr4096",
+        &format!("ether src {STRANGER_MAC} or ether src {SPOOFED_MAC}"),
+    );
     inject(&lab, &n1, "-", STRANGER_MAC, 50);
     inject(&lab, &n1, &n2, SPOOFED_MAC, 5);
     let after = eventually(Duration::from_secs(10), "the 50 datagrams counted", || {

@@ -60,6 +60,7 @@ pub fn desired_mesh(n: usize, node: Ipv4Addr) -> DesiredMesh {
                 addr: backend_addr(j),
                 mac: BACKEND_MAC,
             }],
+            draining: false,
         })
         .collect();
     DesiredMesh {

@@ -76,6 +76,11 @@ pub struct Task {
     pub local: bool,
     /// Its addresses, one per network; published ports use the one on the ingress network.
     pub endpoints: Vec<TaskAddress>,
+    /// Being withdrawn before it stops: it takes no new flow (it is in no ring) and keeps the
+    /// flows it has (its backend stays, so their conntrack entries stay valid) until it is gone
+    /// from the desired state, when they are swept.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// One service as the data plane needs it.

@@ -333,6 +333,7 @@ fn desired(with_task_a: bool) -> DesiredMesh {
                 mac: TASK_A_NET_MAC,
             },
         ],
+        draining: false,
     };
     let task_b = Task {
         id: "b".into(),
@@ -343,6 +344,7 @@ fn desired(with_task_a: bool) -> DesiredMesh {
             addr: TASK_B,
             mac: TASK_B_MAC,
         }],
+        draining: false,
     };
     let task_c = Task {
         id: "c".into(),
@@ -353,6 +355,7 @@ fn desired(with_task_a: bool) -> DesiredMesh {
             addr: TASK_C,
             mac: TASK_C_MAC,
         }],
+        draining: false,
     };
     let port = |protocol, published, target| PublishedPort {
         protocol,
@@ -818,6 +821,37 @@ fn tc_underlay_in_translates_published_ports_and_passes_the_rest() {
         assert_eq!(stats["web"].connections, 1, "{stats:?}");
         assert!(stats["web"].packets >= 3, "{stats:?}");
         assert_eq!(stats["dns"].connections, 2, "{stats:?}");
+
+        // Task a drains (withdrawn before it stops): nothing swept, its flow goes on, a new
+        // connection does not reach it (the port has no other backend: none).
+        let before = h.mesh().flows().unwrap();
+        let mut drain = desired(true);
+        drain.services[0].tasks[0].draining = true;
+        let report = h.mesh().apply(&drain).unwrap();
+        assert_eq!(report.swept, 0, "{report:?}");
+        assert_eq!(h.mesh().flows().unwrap().len(), before.len());
+        run_rows(
+            &mut h,
+            "tc_underlay_in",
+            vec![
+                Row {
+                    what: "a draining backend's flow still reaches it",
+                    input: tcp_frame(CLIENT, NODE, 40000, 8080, 0x10),
+                    verdict: TC_ACT_REDIRECT,
+                    expect: Expect::Check(|out| {
+                        let s = decode(out);
+                        assert_eq!((s.src, s.sport), (CLIENT, 40000));
+                        assert_eq!((s.dst, s.dport), (TASK_A, 80));
+                    }),
+                },
+                Row {
+                    what: "a new connection does not reach a draining backend",
+                    input: tcp_frame(CLIENT, NODE, 40050, 8080, 0x02),
+                    verdict: TC_ACT_OK,
+                    expect: Expect::Unchanged,
+                },
+            ],
+        );
 
         // Task a leaves: its flows (both directions) are swept, nothing else.
         let before = h.mesh().flows().unwrap();

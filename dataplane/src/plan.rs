@@ -165,7 +165,35 @@ pub enum PlanError {
 struct WantFrontend {
     service: String,
     host: bool,
+    /// The backends new flows are balanced over (the ring).
     rows: BTreeSet<BackendRow>,
+    /// The backends of draining tasks: kept for their flows, in no ring.
+    draining: BTreeSet<BackendRow>,
+}
+
+impl WantFrontend {
+    /// Splits `rows` (each with its task's draining flag) into serving and draining; a row both
+    /// serves.
+    fn new(service: &str, host: bool, rows: impl Iterator<Item = (BackendRow, bool)>) -> Self {
+        let (draining, serving): (Vec<_>, Vec<_>) = rows.partition(|(_, d)| *d);
+        let rows: BTreeSet<BackendRow> = serving.into_iter().map(|(r, _)| r).collect();
+        let draining = draining
+            .into_iter()
+            .map(|(r, _)| r)
+            .filter(|r| !rows.contains(r))
+            .collect();
+        Self {
+            service: service.to_owned(),
+            host,
+            rows,
+            draining,
+        }
+    }
+
+    /// Every backend the frontend needs in the backends table.
+    fn backends(&self) -> impl Iterator<Item = &BackendRow> {
+        self.rows.iter().chain(&self.draining)
+    }
 }
 
 fn lowest_free(used: &BTreeSet<u32>, max: u32) -> Option<u32> {
@@ -211,31 +239,22 @@ fn frontends_of(
                 });
             }
             let host = p.mode == PublishMode::Host;
-            let rows = svc
-                .tasks
-                .iter()
-                .filter(|t| !host || t.local)
-                .flat_map(|t| {
-                    t.endpoints
-                        .iter()
-                        .filter(|e| e.vni == ingress_vni)
-                        .map(|e| BackendRow {
+            let rows = svc.tasks.iter().filter(|t| !host || t.local).flat_map(|t| {
+                t.endpoints
+                    .iter()
+                    .filter(|e| e.vni == ingress_vni)
+                    .map(|e| {
+                        let row = BackendRow {
                             addr: e.addr,
                             port: p.target,
                             mac: e.mac,
                             vtep: t.node_addr,
                             local: t.local,
-                        })
-                })
-                .collect();
-            out.insert(
-                key,
-                WantFrontend {
-                    service: svc.id.clone(),
-                    host,
-                    rows,
-                },
-            );
+                        };
+                        (row, t.draining)
+                    })
+            });
+            out.insert(key, WantFrontend::new(&svc.id, host, rows));
         }
         for v in &svc.vips {
             let key = FrontendKey::Vip {
@@ -250,34 +269,24 @@ fn frontends_of(
                     other: other.service.clone(),
                 });
             }
-            let rows = svc
-                .tasks
-                .iter()
-                .flat_map(|t| {
-                    t.endpoints
-                        .iter()
-                        .filter(|e| e.vni == v.vni)
-                        .map(|e| BackendRow {
-                            addr: e.addr,
-                            port: 0,
-                            mac: e.mac,
-                            vtep: t.node_addr,
-                            local: t.local,
-                        })
+            let rows = svc.tasks.iter().flat_map(|t| {
+                t.endpoints.iter().filter(|e| e.vni == v.vni).map(|e| {
+                    let row = BackendRow {
+                        addr: e.addr,
+                        port: 0,
+                        mac: e.mac,
+                        vtep: t.node_addr,
+                        local: t.local,
+                    };
+                    (row, t.draining)
                 })
-                .collect();
-            out.insert(
-                key,
-                WantFrontend {
-                    service: svc.id.clone(),
-                    host: false,
-                    rows,
-                },
-            );
+            });
+            out.insert(key, WantFrontend::new(&svc.id, false, rows));
         }
     }
-    // Host mode without a local task: no entry, so this node does not answer.
-    out.retain(|_, f| !(f.host && f.rows.is_empty()));
+    // Host mode without a local task: no entry, so this node does not answer (one whose only
+    // task drains keeps its entry, refusing new flows, for that task's flows).
+    out.retain(|_, f| !(f.host && f.rows.is_empty() && f.draining.is_empty()));
     Ok(out)
 }
 
@@ -289,8 +298,11 @@ pub fn plan(
     ingress_vni: u32,
 ) -> Result<(Programmed, Vec<Op>), PlanError> {
     let want = frontends_of(desired, ingress_vni)?;
-    let want_rows: BTreeSet<BackendRow> =
-        want.values().flat_map(|f| f.rows.iter().copied()).collect();
+    let want_rows: BTreeSet<BackendRow> = want
+        .values()
+        .flat_map(WantFrontend::backends)
+        .copied()
+        .collect();
     let rings_needed = check_capacity(desired, &want, &want_rows)?;
 
     let mut next = Programmed::default();
@@ -553,7 +565,13 @@ mod tests {
                     mac: [2, 0, 0, 0, 1, n],
                 },
             ],
+            draining: false,
         }
+    }
+
+    fn draining(mut t: Task) -> Task {
+        t.draining = true;
+        t
     }
 
     fn web(tasks: Vec<Task>) -> Service {
@@ -700,6 +718,65 @@ mod tests {
         assert_eq!(fe.flags, MESH_FE_NO_BACKEND);
         assert_eq!(fe.ring, None);
         assert!(ops.iter().any(|o| matches!(o, Op::SweepConntrack { .. })));
+    }
+
+    /// A draining task's backends stay (its flows' conntrack entries stay valid) but leave the
+    /// rings; once it is gone, they go and their conntrack is swept.
+    #[test]
+    fn a_draining_task_keeps_its_backends_out_of_the_rings_until_gone() {
+        let (state, _) = plan(
+            &Programmed::default(),
+            &mesh(vec![web(vec![task(1, true), task(2, false)])]),
+            4096,
+        )
+        .unwrap();
+        let ids = state.backends.clone();
+        let d = mesh(vec![web(vec![task(1, true), draining(task(2, false))])]);
+        let (next, ops) = plan(&state, &d, 4096).unwrap();
+        assert_eq!(count(&ops, |o| matches!(o, Op::PutRing { .. })), 2);
+        assert!(
+            ops.iter().all(|o| matches!(o, Op::PutRing { .. })),
+            "only the rings change: {ops:?}"
+        );
+        assert_eq!(next.backends, ids, "every backend kept, same ids");
+        for rows in next.rings.values() {
+            let rows = rows.clone().unwrap();
+            assert!(rows.iter().all(|r| r.local), "{rows:?}");
+        }
+        // Every task draining: no backend for new flows, the backends still there.
+        let d = mesh(vec![web(vec![
+            draining(task(1, true)),
+            draining(task(2, false)),
+        ])]);
+        let (all, ops) = plan(&next, &d, 4096).unwrap();
+        assert!(
+            all.frontends
+                .values()
+                .all(|f| f.flags == MESH_FE_NO_BACKEND && f.ring.is_none())
+        );
+        assert_eq!(all.backends, ids);
+        assert!(
+            !ops.iter()
+                .any(|o| matches!(o, Op::DelBackend { .. } | Op::SweepConntrack { .. }))
+        );
+        // Host mode with its only local task draining keeps its entry, refusing new flows.
+        let mut s = web(vec![draining(task(1, true))]);
+        s.ports[0].mode = PublishMode::Host;
+        let (host, _) = plan(&Programmed::default(), &mesh(vec![s]), 4096).unwrap();
+        let key = FrontendKey::Port {
+            protocol: Protocol::Tcp,
+            port: 8080,
+        };
+        assert_eq!(
+            host.frontends[&key].flags,
+            MESH_FE_HOST | MESH_FE_NO_BACKEND
+        );
+        // Gone: its backends are removed and their flows swept.
+        let (gone, ops) = plan(&next, &mesh(vec![web(vec![task(1, true)])]), 4096).unwrap();
+        assert_eq!(gone.backends.len(), 2);
+        assert!(
+            matches!(ops.last(), Some(Op::SweepConntrack { backend_ids }) if backend_ids.len() == 2)
+        );
     }
 
     #[test]

@@ -134,6 +134,7 @@ mod tests {
             vni: 4097,
             ip: Ipv4Addr::new(10, 0, 0, last),
             mac: [0x02, 0x42, 10, 0, 0, last],
+            draining: false,
         }
     }
 

@@ -24,6 +24,10 @@ pub struct TaskEndpoint {
     pub vni: u32,
     pub ip: Ipv4Addr,
     pub mac: [u8; 6],
+    /// The task is being withdrawn before it stops: still reachable (the overlay keeps its
+    /// entries), but no longer a backend for new flows nor in DNS; its flows go on.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// The cluster as one node's gossip sees it now. Rebuilt on every membership or key change.

@@ -90,6 +90,7 @@ mod tests {
             vni: 4097,
             ip: Ipv4Addr::new(10, 0, 1, 2),
             mac: [2, 0, 0, 0, 0, 1],
+            draining: false,
         }
     }
 

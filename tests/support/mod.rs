@@ -4,6 +4,7 @@
 //! not collide) and its own underlay /24; the guard removes the lab when dropped, also when the
 //! test panics.
 
+pub mod capture;
 pub mod history;
 pub mod routing;
 
@@ -209,6 +210,18 @@ pub fn host(cmd: &str, args: &[&str]) -> String {
         .output()
         .map(|o| stdout(&o))
         .unwrap_or_default()
+}
+
+/// Each line's first word with the word after `key` in it (`ip route`'s `via`, `bridge fdb`'s
+/// `dst`), for the lines that have one.
+pub fn first_and_after(text: &str, key: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let at = w.iter().position(|x| *x == key)?;
+            Some((w[0].to_owned(), (*w.get(at + 1)?).to_owned()))
+        })
+        .collect()
 }
 
 /// The words of a command line without quoting (`"service ls -q"`).

@@ -2,11 +2,8 @@
 //! tests that run on both: a lab made with either, and a capture of a node's underlay that says
 //! whether what crossed went the way the routing says (VXLAN only, or as it is only).
 
-use std::fs;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-use super::{Lab, host};
+use super::capture::Tcpdump;
+use super::{Lab, first_and_after, host};
 
 /// How a lab's networks (`ingress` and every network created without `--opt routing`) cross
 /// between nodes.
@@ -35,7 +32,7 @@ impl Routing {
         }
     }
 
-    /// Checks what crossed a node's underlay ([`UnderlayCapture::stop`]): on a VXLAN lab, overlay
+    /// Checks what crossed a node's underlay ([`underlay_capture`]): on a VXLAN lab, overlay
     /// packets only inside VXLAN; on a native lab, no VXLAN and overlay packets as they are.
     /// Returns how many packets of the overlay crossed.
     pub fn assert_crossed(self, captured: &str, what: &str) -> usize {
@@ -83,50 +80,19 @@ pub fn plain_overlay_lines(captured: &str) -> Vec<&str> {
         .collect()
 }
 
-/// tcpdump (`-e`) on a node's underlay of VXLAN, ARP and the overlay's addresses as they are;
-/// killed (and its file removed) on drop.
-pub struct UnderlayCapture {
-    child: Child,
-    file: String,
-}
-
-impl UnderlayCapture {
-    pub fn start(lab: &Lab, member: &str) -> Self {
-        let file = format!("/tmp/{}-{member}.underlay.txt", lab.prefix);
-        let out = fs::File::create(&file).expect("capture file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns(member)])
-            .args(["tcpdump", "-i", "eth0", "-nn", "-e", "-l", "-U"])
-            .args(["udp port 4789 or arp or (ip and net 10.0.0.0/8)"])
-            .stdout(out)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run tcpdump");
-        // tcpdump needs a moment to open the interface.
-        std::thread::sleep(Duration::from_millis(500));
-        Self { child, file }
-    }
-
-    /// Stops the capture; what it saw.
-    pub fn stop(mut self) -> String {
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        fs::read_to_string(&self.file).unwrap_or_default()
-    }
-}
-
-impl Drop for UnderlayCapture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_file(&self.file);
-    }
+/// tcpdump on a node's underlay of VXLAN, ARP and the overlay's addresses as they are.
+pub fn underlay_capture(lab: &Lab, member: &str) -> Tcpdump {
+    Tcpdump::start(
+        lab,
+        member,
+        "eth0",
+        "udp port 4789 or arp or (ip and net 10.0.0.0/8)",
+    )
 }
 
 /// meshd's native routes in a node (`ip route show proto 77`): `(destination, via)`.
 pub fn native_routes(lab: &Lab, member: &str) -> Vec<(String, String)> {
-    host(
+    let text = host(
         "ip",
         &[
             "netns",
@@ -138,12 +104,6 @@ pub fn native_routes(lab: &Lab, member: &str) -> Vec<(String, String)> {
             "proto",
             "77",
         ],
-    )
-    .lines()
-    .filter_map(|l| {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        let via = w.iter().position(|x| *x == "via")?;
-        Some((w[0].to_owned(), w.get(via + 1)?.to_string()))
-    })
-    .collect()
+    );
+    first_and_after(&text, "via")
 }

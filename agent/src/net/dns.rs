@@ -92,7 +92,8 @@ pub fn dns_records(view: &NetView) -> Vec<NetworkRecords> {
                 .gossip
                 .remote_endpoints(me.id.as_str())
                 .filter(|(_, e)| {
-                    e.service_id == svc.id.as_str()
+                    !e.draining
+                        && e.service_id == svc.id.as_str()
                         && e.network_id == dev.network_id.as_str()
                         && reachable.contains(&(e.ip, e.mac))
                         && !view.tasks.contains_key(&Id::from(e.task_id.as_str()))
@@ -536,6 +537,25 @@ mod tests {
                 "n1",
                 IpAddr::V4(ip("10.0.1.11"))
             )]
+        );
+    }
+
+    /// Tasks being withdrawn (draining), here or on another node, are out of DNS.
+    #[test]
+    fn draining_tasks_are_not_answered() {
+        let mut v = view();
+        v.leaving.insert(Id::from("webt1"));
+        for ep in v.gossip.endpoints.get_mut("n2").unwrap() {
+            ep.draining = ep.task_id == "rrt1";
+        }
+        let r = dns_records(&v);
+        let names: Vec<(String, String)> = r[0].services.iter().flat_map(addrs).collect();
+        assert_eq!(
+            names,
+            [
+                ("rrt2.2".to_owned(), "10.0.1.22".to_owned()),
+                ("webt2.2".to_owned(), "10.0.1.12".to_owned())
+            ]
         );
     }
 

@@ -169,9 +169,11 @@ pub fn desired_mesh(view: &NetView) -> DesiredMesh {
         if ports.is_empty() && vips.is_empty() {
             continue;
         }
+        // Local tasks being withdrawn drain: no new flows, their own go on until they stop.
         let mut tasks: Vec<Task> = view
-            .serving_tasks()
-            .filter(|t| t.service_id == svc.id)
+            .tasks
+            .values()
+            .filter(|t| t.service_id == svc.id && !view.unready.contains(&t.task_id))
             .map(|t| Task {
                 id: t.task_id.to_string(),
                 node_addr: me.addr,
@@ -185,9 +187,10 @@ pub fn desired_mesh(view: &NetView) -> DesiredMesh {
                         mac: i.mac.octets(),
                     })
                     .collect(),
+                draining: view.leaving.contains(&t.task_id),
             })
             .collect();
-        let mut remote: BTreeMap<(&str, Ipv4Addr), Vec<TaskAddress>> = BTreeMap::new();
+        let mut remote: BTreeMap<(&str, Ipv4Addr), (Vec<TaskAddress>, bool)> = BTreeMap::new();
         for (info, ep) in view.gossip.remote_endpoints(me.id.as_str()) {
             let IpAddr::V4(vtep) = info.addr else {
                 continue;
@@ -200,21 +203,25 @@ pub fn desired_mesh(view: &NetView) -> DesiredMesh {
             {
                 continue;
             }
-            remote
-                .entry((ep.task_id.as_str(), vtep))
-                .or_default()
-                .push(TaskAddress {
-                    vni: ep.vni,
-                    addr: ep.ip,
-                    mac: ep.mac,
-                });
+            let (endpoints, draining) = remote.entry((ep.task_id.as_str(), vtep)).or_default();
+            endpoints.push(TaskAddress {
+                vni: ep.vni,
+                addr: ep.ip,
+                mac: ep.mac,
+            });
+            *draining |= ep.draining;
         }
-        tasks.extend(remote.into_iter().map(|((id, vtep), endpoints)| Task {
-            id: id.to_owned(),
-            node_addr: vtep,
-            local: false,
-            endpoints,
-        }));
+        tasks.extend(
+            remote
+                .into_iter()
+                .map(|((id, vtep), (endpoints, draining))| Task {
+                    id: id.to_owned(),
+                    node_addr: vtep,
+                    local: false,
+                    endpoints,
+                    draining,
+                }),
+        );
         services.push(Service {
             id: svc.id.to_string(),
             ports,
@@ -1110,12 +1117,23 @@ mod tests {
             t2.endpoints[0].mac,
             Mac::from_ipv4(ip("10.0.1.12")).octets()
         );
-        // A local task being withdrawn (stopping) is no backend any more.
+        // A local task being withdrawn (stopping) drains: no new flows, its own go on.
         v.leaving.insert(Id::from("t1"));
         let d = desired_mesh(&v);
-        assert_eq!(task_names(&d.services[0]), ["t2", "t3"]);
-        // Nor is one whose health check has not passed.
+        assert_eq!(task_names(&d.services[0]), ["t1", "t2", "t3"]);
+        assert!(d.services[0].tasks[0].draining && !d.services[0].tasks[1].draining);
+        // So does a remote one its node publishes draining.
         v.leaving.clear();
+        for ep in v.gossip.endpoints.get_mut("n2").unwrap() {
+            ep.draining = true;
+        }
+        let d = desired_mesh(&v);
+        let draining: Vec<bool> = d.services[0].tasks.iter().map(|t| t.draining).collect();
+        assert_eq!(draining, [false, true, false]);
+        for ep in v.gossip.endpoints.get_mut("n2").unwrap() {
+            ep.draining = false;
+        }
+        // One whose health check has not passed is no backend.
         v.unready.insert(Id::from("t1"));
         let d = desired_mesh(&v);
         assert_eq!(task_names(&d.services[0]), ["t2", "t3"]);

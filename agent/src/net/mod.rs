@@ -795,6 +795,7 @@ mod fixtures {
             vni,
             ip,
             mac: Mac::from_ipv4(ip).octets(),
+            draining: false,
         }
     }
 }

@@ -210,19 +210,23 @@ pub fn remote_endpoints(view: &NetView, vni: u32) -> Vec<RemoteEndpoint> {
     out
 }
 
-/// This node's endpoints as gossip publishes them: every plumbed task interface, but those of
-/// tasks being withdrawn.
+/// This node's endpoints as gossip publishes them: every plumbed task interface but those of
+/// tasks not (yet) healthy; those of tasks being withdrawn marked draining.
 pub fn published_endpoints(view: &NetView) -> Vec<TaskEndpoint> {
     let mut out: Vec<TaskEndpoint> = view
-        .serving_tasks()
+        .tasks
+        .values()
+        .filter(|t| !view.unready.contains(&t.task_id))
         .flat_map(|t| {
-            t.interfaces.iter().map(|i| TaskEndpoint {
+            let draining = view.leaving.contains(&t.task_id);
+            t.interfaces.iter().map(move |i| TaskEndpoint {
                 task_id: t.task_id.to_string(),
                 service_id: t.service_id.to_string(),
                 network_id: i.network_id.to_string(),
                 vni: i.vni,
                 ip: i.addr,
                 mac: i.mac.octets(),
+                draining,
             })
         })
         .collect();
@@ -390,6 +394,7 @@ mod tests {
             vni,
             ip: ip(addr),
             mac: Mac::from_ipv4(ip(addr)).octets(),
+            draining: false,
         }
     }
 
@@ -568,12 +573,14 @@ mod tests {
                 vni: 4097,
                 ip: ip("10.0.0.9"),
                 mac: [2, 0x42, 10, 0, 0, 9],
+                draining: false,
             }]
         );
-        // A task being withdrawn is no longer published.
+        // A task being withdrawn is published draining.
         let mut leaving = v.clone();
         leaving.leaving.insert(t.id.clone());
-        assert!(published_endpoints(&leaving).is_empty());
+        let drained = published_endpoints(&leaving);
+        assert!(drained.len() == 1 && drained[0].draining, "{drained:?}");
         // Nor one whose health check has not passed (or failed).
         let mut unready = v.clone();
         unready.unready.insert(t.id.clone());

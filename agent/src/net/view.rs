@@ -203,6 +203,7 @@ mod tests {
             vni,
             ip: Ipv4Addr::new(10, 0, 0, 9),
             mac: [2, 0x42, 10, 0, 0, 9],
+            draining: false,
         }
     }
 
