@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::routing::Routing;
 use crate::support::{Lab, eventually, ok, stderr, stdout};
 
 /// An HTTP server that answers `GET /` with the address the request came from.
@@ -195,4 +196,10 @@ fn tasks_reach_the_outside_by_address_and_name_with_tc() {
 #[test]
 fn tasks_reach_the_outside_by_address_and_name_with_xdp() {
     egress("egxdp", 233, &["--datapath", "xdp"]);
+}
+
+/// tc on a natively routed lab (issue 19).
+#[test]
+fn tasks_reach_the_outside_by_address_and_name_natively() {
+    egress("egn", 198, Routing::Native.lab_args());
 }

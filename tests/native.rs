@@ -148,6 +148,9 @@ fn native_networks_by_default_route_tasks_unencapsulated_xdp() {
     );
     let options = inspect_json(&lab, "network", "ingress", ".Options");
     assert_eq!(options["routing"], "native", "{options}");
+    let swarm: serde_json::Value =
+        serde_json::from_str(&ok(&lab, "n1", &words("swarm inspect"))).expect("swarm JSON");
+    assert_eq!(swarm[0]["DefaultRouting"], "native", "{swarm}");
     native_networks_body(&lab, "");
     ok(&lab, "n1", &words("service rm web iso"));
     published_without_vxlan(&lab);

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use mesh_dataplane::PinnedTotals;
 
+use crate::support::routing::Routing;
 use crate::support::{Lab, eventually, meshctl, ok, stderr, stdout, words};
 
 /// The tasks' web server: answers `GET /` with the container's hostname (no newline).
@@ -124,9 +125,8 @@ fn totals(lab: &Lab, member: &str) -> PinnedTotals {
 
 /// `curl localhost:8080` and `curl <own address>:8080` on every node answer, also where no task
 /// runs; UDP through 127.0.0.1 too; the answers show what was dialled; no tc translation.
-#[test]
-fn socket_lb_serves_published_ports_to_the_node_itself() {
-    let lab = Lab::up("socklb", 215, 2, 1);
+fn serves_published_ports_to_the_node_itself(routing: Routing, name: &str, octet: u8) {
+    let lab = Lab::up_with(name, octet, 2, 1, routing.lab_args());
     create(
         &lab,
         "service create -d --name web -p 8080:80",
@@ -216,6 +216,17 @@ fn socket_lb_serves_published_ports_to_the_node_itself() {
         from_node(&lab, "n1", "http", "127.0.0.2", 8081).starts_with("ERR"),
         "an unpublished port answered"
     );
+}
+
+#[test]
+fn socket_lb_serves_published_ports_to_the_node_itself() {
+    serves_published_ports_to_the_node_itself(Routing::Vxlan, "socklb", 215);
+}
+
+/// The same on a natively routed lab (issue 19).
+#[test]
+fn socket_lb_serves_published_ports_to_the_node_itself_natively() {
+    serves_published_ports_to_the_node_itself(Routing::Native, "socklbn", 196);
 }
 
 /// From a task, `wget http://api/` (the name gives the VIP) reaches every task of `api`, and

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::routing::Routing;
 use crate::support::{Lab, client_get, client_python, eventually, ok, words};
 
 const HTTPD: &str =
@@ -57,9 +58,8 @@ fn mesh_status(lab: &Lab) -> String {
     )
 }
 
-#[test]
-fn a_spoofed_syn_flood_leaves_the_service_answering() {
-    let lab = Lab::up("synflood", 246, 2, 1);
+fn leaves_the_service_answering(routing: Routing, name: &str, octet: u8) {
+    let lab = Lab::up_with(name, octet, 2, 1, routing.lab_args());
     let image = lab.image();
     let args = [
         &words("service create -d --name web -p 8080:80")[..],
@@ -105,4 +105,15 @@ fn a_spoofed_syn_flood_leaves_the_service_answering() {
     eventually(Duration::from_secs(30), "web answers through n2", || {
         answers(get(&lab, &lab.node_addr(2)))
     });
+}
+
+#[test]
+fn a_spoofed_syn_flood_leaves_the_service_answering() {
+    leaves_the_service_answering(Routing::Vxlan, "synflood", 246);
+}
+
+/// The same on a natively routed lab (issue 19).
+#[test]
+fn a_spoofed_syn_flood_leaves_the_service_answering_natively() {
+    leaves_the_service_answering(Routing::Native, "synfloodn", 197);
 }

@@ -218,6 +218,10 @@ pub struct SwarmInfo {
     /// `swarm ca --rotate` is under way: nodes still to renew to the new root.
     #[serde(default)]
     pub root_rotation_pending: Option<usize>,
+    /// How networks created without `--opt routing` cross between nodes (`swarm init
+    /// --default-routing`).
+    #[serde(default)]
+    pub default_routing: mesh_cluster::net::Routing,
 }
 
 /// An admin client certificate (`swarm ca --admin-cert`); its `Debug` prints the key as

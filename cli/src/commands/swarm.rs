@@ -124,6 +124,7 @@ pub fn swarm_json(s: &mesh_api::SwarmInfo) -> serde_json::Value {
         },
         "TLSInfo": { "TrustRoot": s.root_ca_cert_pem },
         "RootRotationInProgress": s.root_rotation_pending.is_some(),
+        "DefaultRouting": s.default_routing.as_str(),
     }])
 }
 
@@ -133,9 +134,10 @@ pub fn swarm_pretty(s: &mesh_api::SwarmInfo) -> String {
         format!(" Root Rotation In Progress: {n} nodes to renew\n")
     });
     format!(
-        "ID: {}\nCA Configuration:\n Expiry Duration: {}\n{rotation}",
+        "ID: {}\nCA Configuration:\n Expiry Duration: {}\n{rotation}Default Routing: {}\n",
         s.id,
-        mesh_cluster::certs::human_expiry(s.cert_expiry_ms)
+        mesh_cluster::certs::human_expiry(s.cert_expiry_ms),
+        s.default_routing
     )
 }
 
@@ -505,10 +507,11 @@ mod tests {
             cert_expiry_ms: mesh_cluster::certs::DEFAULT_CERT_EXPIRY_MS,
             root_ca_cert_pem: "PEM".into(),
             root_rotation_pending: None,
+            default_routing: mesh_cluster::net::Routing::Native,
         };
         assert_eq!(
             swarm_pretty(&s),
-            "ID: abc\nCA Configuration:\n Expiry Duration: 3 months\n"
+            "ID: abc\nCA Configuration:\n Expiry Duration: 3 months\nDefault Routing: native\n"
         );
         let j = swarm_json(&s);
         assert_eq!(
@@ -517,12 +520,15 @@ mod tests {
         );
         assert_eq!(j[0]["TLSInfo"]["TrustRoot"], "PEM");
         assert_eq!(j[0]["RootRotationInProgress"], false);
+        assert_eq!(j[0]["DefaultRouting"], "native");
         let rotating = mesh_api::SwarmInfo {
             root_rotation_pending: Some(2),
             ..s
         };
         assert!(
-            swarm_pretty(&rotating).ends_with(" Root Rotation In Progress: 2 nodes to renew\n")
+            swarm_pretty(&rotating).ends_with(
+                " Root Rotation In Progress: 2 nodes to renew\nDefault Routing: native\n"
+            )
         );
         assert_eq!(cert_expiry("2160h"), Ok(7_776_000_000));
         assert!(

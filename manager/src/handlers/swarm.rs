@@ -504,6 +504,7 @@ pub(crate) fn swarm_info(state: &ClusterState) -> Result<Reply, ApiError> {
         cert_expiry_ms: c.cert_expiry_ms,
         root_ca_cert_pem: c.root_ca_cert_pem.clone(),
         root_rotation_pending: rotation_pending(state, c),
+        default_routing: c.default_routing,
     })))
 }
 
