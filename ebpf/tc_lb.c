@@ -93,6 +93,7 @@ SEC("classifier")
 int tc_underlay_in(struct __sk_buff *skb)
 {
 	struct mesh_config *cfg = mesh_cfg();
+	struct mesh_native task;
 	struct mesh_ct ct;
 	__be32 native;
 	struct pkt p;
@@ -105,7 +106,15 @@ int tc_underlay_in(struct __sk_buff *skb)
 		return lb;
 	if (vxlan_from_stranger(skb, cfg))
 		return TC_ACT_SHOT;
-	lb = native_to_task(skb);
+	lb = native_to_task(skb, cfg, &task);
+	if (lb == NATIVE_CLIENT) {
+		/* A published-port client's packet another node took (native ingress): the task's
+		 * replies go back to that node (lib/clientip.h). */
+		ctx_pull(skb, L4_PULL_LEN);
+		if (parse_pkt(skb, 0, &p) == PARSE_OK)
+			clientip_record_return(cfg, &p, skb->ifindex);
+		return native_deliver(skb, &task);
+	}
 	if (lb != NATIVE_PASS)
 		return lb;
 	if (!cfg->ingress_bridge_ifindex)
@@ -113,15 +122,25 @@ int tc_underlay_in(struct __sk_buff *skb)
 	ctx_pull(skb, L4_PULL_LEN);
 	parsed = parse_pkt(skb, 0, &p);
 	if (parsed != PARSE_OK) {
-		if (p.daddr != cfg->underlay_addr || (parsed != PARSE_ICMP && parsed != PARSE_FRAG))
+		if (parsed != PARSE_ICMP && parsed != PARSE_FRAG)
 			return TC_ACT_OK;
+		if (p.daddr != cfg->underlay_addr) {
+			/* Native ingress: a remote backend's error about a client's packet (or the rest
+			 * of its reply), sent back here by its node: on to the client. */
+			lb = tc_related(skb, cfg, parsed, &p, MESH_CT_INGRESS_REPLY, &ct);
+			if (lb != LB_FORWARD)
+				return RELATED_NOT_FORWARDED(lb);
+			return related_redirect(skb, ct.dmac, cfg->underlay_mac, ct.ifindex);
+		}
 		lb = tc_related(skb, cfg, parsed, &p, MESH_CT_INGRESS, &ct);
 		if (lb != LB_FORWARD)
 			return RELATED_NOT_FORWARDED(lb);
 		return related_redirect(skb, ct.dmac, cfg->bridge_mac, underlay_target(cfg, &ct));
 	}
-	/* Native ingress: a backend's reply routed to this node's ingress address. */
-	if (p.daddr == cfg->ingress_addr && lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) == LB_FORWARD) {
+	/* Native ingress: a remote backend's reply, sent back to this node by its own (to the
+	 * client, or to this node's ingress address where SNATed). */
+	if ((p.daddr == cfg->ingress_addr || (p.daddr != cfg->underlay_addr && native_node(cfg->ingress_vni, p.saddr))) &&
+	    lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) == LB_FORWARD) {
 		if (p.frag)
 			frag_record(&p, MESH_CT_INGRESS_REPLY, &ct);
 		return redirect_translated(skb, &p, &ct, cfg->underlay_mac, ct.ifindex);

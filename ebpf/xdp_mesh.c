@@ -14,8 +14,8 @@
  * - What is related to those flows (lib/related.h): ICMP errors, translated back, and the later
  *   fragments of their UDP datagrams, go the way of the flow's own packets in each direction.
  * - With ingress routed natively (lib/native.h), the same without VXLAN: the translated frame goes
- *   to the backend's node with its MAC (XDP_TX), and the backend's reply, routed to our ingress
- *   address, is reversed and sent back.
+ *   to the backend's node with its MAC (XDP_TX), and the backend's reply, which its node sends
+ *   back here (to the client, or to our ingress address where SNATed), is reversed and sent back.
  * - Everything else: XDP_PASS untouched (other ICMP, TCP fragments, IP options, ARP, IPv6,
  *   short frames). */
 #define MESH_XDP
@@ -177,8 +177,9 @@ int xdp_mesh(struct xdp_md *ctx)
 	if (p.proto == IPPROTO_UDP && p.dport == bpf_htons(MESH_VXLAN_PORT) && p.daddr == cfg->underlay_addr)
 		return vxlan_reply(ctx, cfg);
 
-	/* Native ingress: a backend's reply routed to this node's ingress address, sent back. */
-	if (p.daddr == cfg->ingress_addr)
+	/* Native ingress: a remote backend's reply, sent back to this node by its own (to the
+	 * client, or to this node's ingress address where SNATed): reversed and sent back. */
+	if (p.daddr == cfg->ingress_addr || (p.daddr != cfg->underlay_addr && native_node(cfg->ingress_vni, p.saddr)))
 		return xdp_native_reply(ctx, cfg, &p);
 	switch (lb_ingress(cfg, &p, ctx->ingress_ifindex, &ct)) {
 	case LB_PASS:

@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::routing::Routing;
 use crate::support::{Lab, eventually, ok, stdout, words};
 
 /// The servers run in each task's network namespace (nsenter, a host python3): HTTP on 80 and
@@ -367,4 +368,18 @@ fn published_ports_keep_the_client_address_with_tc() {
 #[test]
 fn published_ports_keep_the_client_address_with_xdp() {
     client_address_is_kept("clipxdp", 231, &["--datapath", "xdp"]);
+}
+
+/// tc on a natively routed lab (issue 19): flows to remote backends cross the underlay as they
+/// are, from the client's address.
+#[test]
+fn published_ports_keep_the_client_address_natively() {
+    client_address_is_kept("clipn", 199, Routing::Native.lab_args());
+}
+
+/// xdp on a natively routed lab.
+#[test]
+fn published_ports_keep_the_client_address_natively_with_xdp() {
+    let args = [&["--datapath", "xdp"], Routing::Native.lab_args()].concat();
+    client_address_is_kept("clipxdpn", 201, &args);
 }

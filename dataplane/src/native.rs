@@ -1,13 +1,14 @@
-//! Native routing's table (`mesh_native`, `ebpf/lib/native.h`): every address of a natively
-//! routed network that this node deals with, and where it is. [`NativeAddr`] is what callers
-//! hand in; [`Mesh::set_native`] makes the map hold exactly that, changing only what differs.
+//! Native routing's tables (`ebpf/lib/native.h`): `mesh_native`, every address of a natively
+//! routed network that this node deals with, and where it is ([`NativeAddr`] is what callers
+//! hand in; [`Mesh::set_native`] makes the map hold exactly that, changing only what differs),
+//! and `mesh_node_macs`, the other nodes by their underlay MAC ([`Mesh::set_node_macs`]).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use anyhow::Context as _;
-use mesh_ebpf::abi::{MESH_NATIVE_DIRECT, MESH_NATIVE_LOCAL, MeshNative};
-use mesh_ebpf::maps::{MeshMap, Native};
+use mesh_ebpf::abi::{MESH_NATIVE_DIRECT, MESH_NATIVE_LOCAL, MeshMacKey, MeshNative};
+use mesh_ebpf::maps::{MeshMap, Native, NodeMacs};
 
 use crate::Mesh;
 use crate::programs::Programs;
@@ -68,10 +69,10 @@ impl NativeAddr {
 }
 
 /// What to write and remove to go from `current` to `wanted` (pure).
-fn native_changes(
-    current: &BTreeMap<Ipv4Addr, MeshNative>,
-    wanted: &BTreeMap<Ipv4Addr, MeshNative>,
-) -> (Vec<(Ipv4Addr, MeshNative)>, Vec<Ipv4Addr>) {
+fn native_changes<K: Ord + Copy, V: PartialEq + Copy>(
+    current: &BTreeMap<K, V>,
+    wanted: &BTreeMap<K, V>,
+) -> (Vec<(K, V)>, Vec<K>) {
     let put = wanted
         .iter()
         .filter(|(a, v)| current.get(a) != Some(v))
@@ -105,6 +106,26 @@ impl Programs {
             .remove(&addr.octets())
             .with_context(|| format!("remove {addr} from {}", Native::NAME))
     }
+
+    fn node_macs(&mut self) -> anyhow::Result<BTreeMap<[u8; 6], [u8; 4]>> {
+        Ok(self
+            .map::<NodeMacs>()?
+            .iter()
+            .map(|kv| kv.map(|(k, v)| (k.mac, v)))
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn put_node_mac(&mut self, mac: [u8; 6], node: [u8; 4]) -> anyhow::Result<()> {
+        self.map::<NodeMacs>()?
+            .insert(MeshMacKey { mac, pad: [0; 2] }, node, 0)
+            .with_context(|| format!("write {}", NodeMacs::NAME))
+    }
+
+    fn del_node_mac(&mut self, mac: [u8; 6]) -> anyhow::Result<()> {
+        self.map::<NodeMacs>()?
+            .remove(&MeshMacKey { mac, pad: [0; 2] })
+            .with_context(|| format!("remove a MAC from {}", NodeMacs::NAME))
+    }
 }
 
 impl Mesh {
@@ -120,6 +141,22 @@ impl Mesh {
         }
         for addr in &remove {
             programs.del_native(*addr)?;
+        }
+        Ok(put.len() + remove.len())
+    }
+
+    /// Makes `mesh_node_macs` hold exactly `macs` (the other nodes' underlay MACs, each with
+    /// the node's underlay address). Returns how many entries changed.
+    pub fn set_node_macs(&mut self, macs: &BTreeMap<[u8; 6], Ipv4Addr>) -> anyhow::Result<usize> {
+        let wanted: BTreeMap<[u8; 6], [u8; 4]> =
+            macs.iter().map(|(m, a)| (*m, a.octets())).collect();
+        let programs = self.programs_mut();
+        let (put, remove) = native_changes(&programs.node_macs()?, &wanted);
+        for (mac, node) in &put {
+            programs.put_node_mac(*mac, *node)?;
+        }
+        for mac in &remove {
+            programs.del_node_mac(*mac)?;
         }
         Ok(put.len() + remove.len())
     }

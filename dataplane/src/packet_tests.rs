@@ -476,6 +476,14 @@ impl Harness {
 
     /// Runs a tc program; `Err(errno)` when the kernel refuses the input (too short).
     fn tc(&mut self, prog: &str, input: &[u8]) -> Result<(u32, Vec<u8>), i32> {
+        self.tc_on(prog, input, 0)
+    }
+
+    /// [`Harness::tc`] with the packet on interface `ifindex` (`skb->ifindex`; 0: loopback).
+    fn tc_on(&mut self, prog: &str, input: &[u8], ifindex: u32) -> Result<(u32, Vec<u8>), i32> {
+        // A `struct __sk_buff` up to its `ifindex` (offset 40), the rest zero.
+        let mut ctx = vec![0_u8; 44];
+        ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
         let p: &SchedClassifier = self
             .mesh()
             .programs_mut()
@@ -489,6 +497,7 @@ impl Harness {
             .test_run(TestRunOptions {
                 data_in: Some(input),
                 data_out: Some(&mut out),
+                ctx_in: (ifindex > 1).then_some(ctx.as_slice()),
                 ..TestRunOptions::default()
             })
             .map_err(|e| errno(&e))?;
@@ -549,11 +558,16 @@ struct Row {
 }
 
 fn run_rows(h: &mut Harness, prog: &str, rows: Vec<Row>) {
+    run_rows_on(h, prog, rows, 0);
+}
+
+/// [`run_rows`] with tc's packets on interface `ifindex` (0: loopback).
+fn run_rows_on(h: &mut Harness, prog: &str, rows: Vec<Row>, ifindex: u32) {
     for row in rows {
         let (verdict, out) = if prog == "xdp_mesh" {
             h.xdp(&row.input)
         } else {
-            h.tc(prog, &row.input)
+            h.tc_on(prog, &row.input, ifindex)
         }
         .unwrap_or_else(|e| panic!("{prog}: {}: kernel refused the input (errno {e})", row.what));
         assert_eq!(

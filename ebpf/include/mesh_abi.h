@@ -141,6 +141,7 @@ struct mesh_ct {
 #define MESH_CTF_HAIRPIN 2u        /* a task's VIP flow to itself: source is the VIP, sent back out its veth */
 #define MESH_CTF_SYN_ONLY 4u       /* a published-port TCP flow begun by a SYN whose reply is not seen yet */
 #define MESH_CTF_CLOSING 8u        /* a published-port TCP flow that saw a FIN or a RST */
+#define MESH_CTF_NATIVE 16u        /* a return entry whose node took the request on a native ingress: replies go out of the underlay to its MAC */
 /* Idle timeouts of published-port TCP flows by state (established ones: mesh_config's tcp_timeout_ns). */
 #define MESH_CT_SYN_TIMEOUT_SEC 5
 #define MESH_CT_CLOSING_TIMEOUT_SEC 10
@@ -184,6 +185,10 @@ struct mesh_mac_key {
 	__u8 mac[6];
 	__u8 pad[2];
 };
+/* mesh_node_macs (key: struct mesh_mac_key, value: __be32, the node's underlay address): the
+ * cluster's other nodes by their underlay MAC, from this node's neighbour table. On a natively
+ * routed ingress a client's packet that another node took reaches a local task only from one of
+ * these MACs (lib/native.h), as VXLAN is accepted only from the nodes' addresses. */
 
 /* ---- Socket-level balancing (sock_lb.c): cgroup connect4/sendmsg4/recvmsg4/getpeername4 ---- */
 #define MESH_SOCK_REV_SIZE 65536   /* reverse entries: (socket, backend) -> what was dialled */

@@ -10,7 +10,10 @@
  *   node's ingress bridge MAC (02:42: + its ingress address, which the device's FDB maps to the
  *   node). tc_bridge_in records it in a return entry (MESH_CT_INGRESS_RETURN, task -> client:
  *   that MAC), and the reply goes back into the VXLAN device to that MAC. There tc_bridge_in
- *   (tc) or vxlan_reply (XDP) finds the reply entry and reverses the DNAT.
+ *   (tc) or vxlan_reply (XDP) finds the reply entry and reverses the DNAT. On a natively routed
+ *   ingress the client's packets came in by the underlay from that node's MAC: tc_underlay_in
+ *   records it (MESH_CTF_NATIVE) and the reply goes back out of the underlay to that MAC, where
+ *   tc_underlay_in or xdp_native_reply reverses the DNAT.
  * A UDP task answering from an unbound socket answers from its address on its first network,
  * which need not be ingress: UDP entries have an any-source twin (source 0,
  * ct_write_any_source), and the reply's source becomes the task's ingress address again.
@@ -82,7 +85,7 @@ static __always_inline int clientip_reply(const struct mesh_config *cfg, const s
 		return CLIENTIP_TO_CLIENT;
 	}
 	ct = clientip_lookup(p, MESH_CT_INGRESS_RETURN);
-	if (!ct || !cfg->ingress_vxlan_ifindex || ct_stale(cfg, ct, p->proto, now))
+	if (!ct || (!(ct->flags & MESH_CTF_NATIVE) && !cfg->ingress_vxlan_ifindex) || ct_stale(cfg, ct, p->proto, now))
 		return LB_PASS;
 	if (p->proto == IPPROTO_TCP)
 		ct->flags = ct_tcp_state(ct->flags, p->tcp_flags, 0);
@@ -96,16 +99,18 @@ static __always_inline int clientip_reply(const struct mesh_config *cfg, const s
 
 /* p came out of the ingress VXLAN device (ifindex) to a local task: a client's packet that
  * another node took. Records (or refreshes) where the task's replies go: back to the node whose
- * bridge MAC sent it. */
+ * bridge MAC sent it. On a native ingress p came in by the underlay (ifindex) from that node's
+ * own MAC (native_to_task): the replies go back out of the underlay to it (MESH_CTF_NATIVE). */
 static __always_inline void clientip_record_return(const struct mesh_config *cfg, const struct pkt *p,
 						   __u32 ifindex)
 {
 	struct mesh_ct_key key;
 	struct mesh_ct *ct, v = {};
+	__u32 native = ifindex == cfg->underlay_ifindex ? MESH_CTF_NATIVE : 0;
 	__u64 now;
 	__u32 flags;
 
-	if (!ifindex || ifindex != cfg->ingress_vxlan_ifindex || p->daddr == cfg->ingress_addr)
+	if (!ifindex || (ifindex != cfg->ingress_vxlan_ifindex && !native) || p->daddr == cfg->ingress_addr)
 		return;
 	now = bpf_ktime_get_ns();
 	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN) {
@@ -134,7 +139,8 @@ static __always_inline void clientip_record_return(const struct mesh_config *cfg
 	v.ifindex = ifindex;
 	__builtin_memcpy(v.dmac, p->smac, ETH_ALEN);
 	/* A bare SYN's entry lives briefly (spoofed SYNs do not fill the table for long). */
-	v.flags = p->proto == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN ? MESH_CTF_SYN_ONLY : 0;
+	v.flags = native |
+		  (p->proto == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN ? MESH_CTF_SYN_ONLY : 0);
 	v.last_seen = now;
 	if (bpf_map_update_elem(&mesh_ct, &key, &v, BPF_ANY))
 		mesh_count_drop(MESH_DROP_CT_FULL, 0);
@@ -154,7 +160,8 @@ static __always_inline int clientip_tc_task_reply(struct __sk_buff *skb, const s
 		return -1;
 	if (ctx_nat(skb, sizeof(struct ethhdr), p->proto, p->saddr, ct.saddr, p->daddr, ct.daddr, p->sport, ct.sport,
 		    p->dport, ct.dport) ||
-	    ctx_set_l2(skb, ct.dmac, way == CLIENTIP_TO_CLIENT ? cfg->underlay_mac : cfg->bridge_mac))
+	    ctx_set_l2(skb, ct.dmac,
+		       way == CLIENTIP_TO_CLIENT || (ct.flags & MESH_CTF_NATIVE) ? cfg->underlay_mac : cfg->bridge_mac))
 		return TC_ACT_SHOT;
 	if (way == CLIENTIP_TO_CLIENT)
 		mesh_count(ct.svc_id, skb->len, 0);
@@ -175,13 +182,13 @@ static __always_inline int clientip_tc_task_related(struct __sk_buff *skb, const
 	if (parsed == PARSE_ICMP)
 		ctx_pull(skb, ICMP_PULL_LEN);
 	if (related_flow(skb, cfg, l3off, parsed, p, MESH_CT_INGRESS_REPLY, &ct, &quote) != LB_FORWARD) {
-		if (!cfg->ingress_vxlan_ifindex ||
-		    related_flow(skb, cfg, l3off, parsed, p, MESH_CT_INGRESS_RETURN, &ct, &quote) != LB_FORWARD)
+		if (related_flow(skb, cfg, l3off, parsed, p, MESH_CT_INGRESS_RETURN, &ct, &quote) != LB_FORWARD ||
+		    (!(ct.flags & MESH_CTF_NATIVE) && !cfg->ingress_vxlan_ifindex))
 			return -1;
 		to_client = 0;
 	}
 	if (related_nat(skb, l3off, parsed, p, &quote, &ct) ||
-	    ctx_set_l2(skb, ct.dmac, to_client ? cfg->underlay_mac : cfg->bridge_mac))
+	    ctx_set_l2(skb, ct.dmac, to_client || (ct.flags & MESH_CTF_NATIVE) ? cfg->underlay_mac : cfg->bridge_mac))
 		return TC_ACT_SHOT;
 	if (to_client)
 		mesh_count(ct.svc_id, skb->len, 0);

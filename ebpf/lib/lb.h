@@ -82,9 +82,8 @@ static __always_inline int ct_claim_snat(const struct mesh_config *cfg, struct m
 /* A packet to a published port on the underlay address: find or make its flow. The client's
  * address and port are kept (lib/clientip.h) unless `snat` (a task calling its own node's
  * published port: the reply must come back through the node, not straight from the backend),
- * unless the backend's node is reached by native routing (lib/native.h), or unless the reply
- * tuple (backend -> client) is taken by another flow: then the source becomes the node's
- * ingress address (SNAT). */
+ * or unless the reply tuple (backend -> client) is taken by another flow: then the source
+ * becomes the node's ingress address (SNAT). */
 static __always_inline int lb_ingress_flow(const struct mesh_config *cfg, const struct pkt *p,
 					   __u32 ifindex, int snat, struct mesh_ct *out)
 {
@@ -143,10 +142,10 @@ static __always_inline int lb_ingress_flow(const struct mesh_config *cfg, const 
 				     0),
 		    now);
 	/* The reply as the backend sends it: to the client itself, else to the SNAT source. A
-	 * backend reached by native routing gets the SNAT source too: its node routes replies to
-	 * this node's ingress address natively, and would take a client's address as a stranger. */
+	 * backend reached by native routing keeps the client's address too: its node takes the
+	 * client's packet from this node's MAC and sends the replies back here (lib/native.h). */
 	ct_key_make(&rkey, be->addr, be->port, p->saddr, p->sport, p->proto, MESH_CT_INGRESS_REPLY);
-	if (snat || native_node(cfg->ingress_vni, be->addr) || ct_claim_reply(cfg, &rkey, &rev, now)) {
+	if (snat || ct_claim_reply(cfg, &rkey, &rev, now)) {
 		if (ct_claim_snat(cfg, &rkey, &rev, hash, now))
 			return LB_REJECT;
 	} else if (rev.flags & MESH_CTF_LOCAL) {

@@ -138,6 +138,15 @@ struct {
 	MESH_PIN;
 } mesh_ingress_tasks SEC(".maps");
 
+/* The cluster's other nodes by their underlay MAC (lib/native.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MESH_MAX_NODES);
+	__type(key, struct mesh_mac_key);
+	__type(value, __be32);
+	MESH_PIN;
+} mesh_node_macs SEC(".maps");
+
 static __always_inline struct mesh_config *mesh_cfg(void)
 {
 	__u32 zero = 0;

@@ -11,11 +11,15 @@
  *    the underlay for a local task is handed to the task's veth only if its source is a remote
  *    address of the same network; anything else for a local task is dropped, so a task on one
  *    network cannot reach a task on another, and no stranger on the underlay reaches a task.
+ *    But a published-port client's packet (any source) to a local ingress task is taken from
+ *    another node of the cluster (by its MAC, mesh_node_macs, as VXLAN is taken only from the
+ *    nodes' addresses), and leaves a return entry, so that the task's replies go back to that
+ *    node out of the underlay (lib/clientip.h): the task sees the client's address.
  * The routing mesh on a natively routed `ingress` (its addresses are in the table then): a flow
- * to a remote backend is sent to the backend's node as it is once translated (native_node,
- * native_redirect in tc_underlay_in), and the backend's replies, which its node routes
- * natively to this node's ingress address, are taken on the underlay by tc_underlay_in as
- * tc_bridge_in takes them from the bridge.
+ * to a remote backend is sent to the backend's node as it is once translated (DNAT only;
+ * native_node, native_redirect in tc_underlay_in), and the backend's replies, which its node
+ * sends back to this node (to the client, or to this node's ingress address where SNATed), are
+ * taken on the underlay by tc_underlay_in as tc_bridge_in takes them from the bridge.
  * In xdp mode xdp_mesh does the same for published ports (native_node: the translated frame
  * gets the backend node's MAC and leaves by XDP_TX; a reply is reversed and sent back).
  * Everything else gets NATIVE_PASS and goes on as before (the VXLAN path). The rest is tc
@@ -93,10 +97,37 @@ static __always_inline int native_redirect(const struct mesh_config *cfg, __be32
 	return bpf_redirect_neigh(cfg->underlay_ifindex, &nh, sizeof(nh), 0);
 }
 
+/* Hands skb to the local task `to` (its veth, with its MACs). */
+static __always_inline int native_deliver(struct __sk_buff *skb, const struct mesh_native *to)
+{
+	if (ctx_set_l2(skb, to->mac, to->gw_mac))
+		return TC_ACT_SHOT;
+	return bpf_redirect(to->ifindex, 0);
+}
+
+/* Whether skb's frame was sent by another node of the cluster (its source MAC is in
+ * mesh_node_macs). */
+static __always_inline int native_from_node(struct __sk_buff *skb)
+{
+	struct mesh_mac_key key = {};
+	struct ethhdr *eth = ctx_data(skb);
+
+	if ((void *)(eth + 1) > ctx_data_end(skb))
+		return 0;
+	__builtin_memcpy(key.mac, eth->h_source, ETH_ALEN);
+	return bpf_map_lookup_elem(&mesh_node_macs, &key) != 0;
+}
+
 /* A packet from the underlay: to its task's veth if it is for a local task and comes from a
  * remote address of the task's network, dropped if it is for a local task otherwise,
- * NATIVE_PASS if it is not for a local task of a native network. */
-static __always_inline int native_to_task(struct __sk_buff *skb)
+ * NATIVE_PASS if it is not for a local task of a native network. One exception: a packet for a
+ * local task of the ingress network from an address outside the cluster that another node sent
+ * (its MAC in mesh_node_macs) is a published-port client's packet that node took and only
+ * DNATed: NATIVE_CLIENT, with the task in *to, for the caller to record the way back
+ * (lib/clientip.h) and deliver. */
+#define NATIVE_CLIENT -2
+static __always_inline int native_to_task(struct __sk_buff *skb, const struct mesh_config *cfg,
+					  struct mesh_native *to)
 {
 	struct iphdr *ip = native_ip(skb);
 	struct mesh_native *dst, *src;
@@ -110,11 +141,13 @@ static __always_inline int native_to_task(struct __sk_buff *skb)
 	if (!dst || !(dst->flags & MESH_NATIVE_LOCAL))
 		return NATIVE_PASS;
 	src = bpf_map_lookup_elem(&mesh_native, &saddr);
+	if (!src && dst->vni == cfg->ingress_vni && native_from_node(skb)) {
+		*to = *dst;
+		return NATIVE_CLIENT;
+	}
 	if (!src || src->vni != dst->vni || (src->flags & MESH_NATIVE_LOCAL))
 		return TC_ACT_SHOT;
-	if (ctx_set_l2(skb, dst->mac, dst->gw_mac))
-		return TC_ACT_SHOT;
-	return bpf_redirect(dst->ifindex, 0);
+	return native_deliver(skb, dst);
 }
 
 #endif /* !MESH_XDP */

@@ -47,6 +47,9 @@ pub const MESH_NODE_MEMBER: u32 = 1;
 pub const MESH_CTF_SYN_ONLY: u32 = 4;
 /// A published-port TCP flow that saw a FIN or a RST.
 pub const MESH_CTF_CLOSING: u32 = 8;
+/// A return entry whose node took the request on a native ingress: replies leave by the
+/// underlay to its MAC.
+pub const MESH_CTF_NATIVE: u32 = 16;
 /// Idle timeout of a SYN-only flow.
 pub const MESH_CT_SYN_TIMEOUT_SEC: u32 = 5;
 /// Idle timeout of a closing flow.
@@ -446,6 +449,7 @@ pub fn layout() -> Vec<LayoutRow> {
         MESH_NODE_MEMBER,
         MESH_CTF_SYN_ONLY,
         MESH_CTF_CLOSING,
+        MESH_CTF_NATIVE,
         MESH_CT_SYN_TIMEOUT_SEC,
         MESH_CT_CLOSING_TIMEOUT_SEC,
         MESH_DROP_CT_FULL,

@@ -141,6 +141,10 @@ maps! {
         /// `mesh_ingress_tasks`: local tasks' veths (host side) by their MAC on the ingress
         /// network, where `tc_bridge_in` hands their frames from the ingress VXLAN device.
         IngressTasks = "mesh_ingress_tasks": Hash<crate::abi::MeshMacKey, u32>[MESH_MAX_IFACES];
+        /// `mesh_node_macs`: the cluster's other nodes (underlay address, network order) by
+        /// their underlay MAC, the only senders of a client's packet to a local task on a
+        /// natively routed ingress.
+        NodeMacs = "mesh_node_macs": Hash<crate::abi::MeshMacKey, [u8; 4]>[MESH_MAX_NODES];
     }
 }
 

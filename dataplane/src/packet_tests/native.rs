@@ -3,14 +3,19 @@
 //! and its gateway's MACs only from a remote address of the same network (another network's
 //! address and a stranger are dropped); a task's packet to an on-link remote address of its own
 //! network leaves by the underlay (the neighbour redirect), and one to another network's
-//! address or to a node that is not on-link goes on as before.
+//! address or to a node that is not on-link goes on as before. On a natively routed ingress a
+//! published-port client's packet keeps its address: the entry node only DNATs it and reverses
+//! the remote task's reply; the task's node takes it from another node's MAC only, and sends
+//! the task's reply back to that MAC.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use super::{
-    BRIDGE_MAC, CLIENT, Expect, PEER, Row, TASK_A_NET, TASK_A_NET_MAC, TC_ACT_OK, TC_ACT_REDIRECT,
-    TC_ACT_SHOT, check_root, harness, in_fresh_netns, run_rows, tcp_frame,
+    BRIDGE_MAC, CLIENT, CLIENT_MAC, Expect, NODE, PEER, PEER_MAC, Row, TASK_A, TASK_A_NET,
+    TASK_A_NET_MAC, TASK_B, TASK_B_MAC, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, UNDERLAY_MAC,
+    VETH_MAC, XDP_TX, check_root, decode, eth, harness, in_fresh_netns, run_rows, run_rows_on, tcp,
+    tcp_frame,
 };
 use crate::native::{NativeAddr, NativePlace};
 
@@ -123,5 +128,185 @@ fn native_routing_delivers_within_a_network_only() {
         run_rows(&mut h, "tc_underlay_in", underlay_rows());
         run_rows(&mut h, "tc_task_in", task_rows());
         assert_eq!(h.mesh().set_native(&BTreeMap::new()).unwrap(), 4);
+    });
+}
+
+/// A frame from `smac` on the underlay: `src:sport -> dst:dport`, TCP with `flags`.
+fn from_mac(
+    smac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+) -> Vec<u8> {
+    eth(
+        UNDERLAY_MAC,
+        smac,
+        0x0800,
+        &tcp(src, dst, sport, dport, 1, flags, b""),
+    )
+}
+
+/// Native ingress, the task's node: a client's packet that another node took (from the
+/// client's address) reaches a local ingress task only from a node's MAC, and the task's reply
+/// goes back out of the underlay to that MAC, as it is.
+#[test]
+fn a_clients_packet_from_another_node_reaches_a_local_ingress_task() {
+    if !check_root() {
+        return;
+    }
+    in_fresh_netns(|| {
+        let mut h = harness("natcli", false);
+        let local = |vni, mac| NativeAddr {
+            vni,
+            place: NativePlace::Local {
+                ifindex: 1,
+                mac,
+                gateway_mac: BRIDGE_MAC,
+            },
+        };
+        let table = BTreeMap::from([
+            (TASK_B, local(4096, TASK_B_MAC)),
+            (TASK_A_NET, local(NET, TASK_A_NET_MAC)),
+        ]);
+        h.mesh().set_native(&table).unwrap();
+        let underlay = h.underlay_ifindex;
+        let syn = from_mac(PEER_MAC, CLIENT, TASK_B, 40300, 80, 0x02);
+        let stranger = vec![Row {
+            what: "a client's packet before the node's MAC is known: dropped",
+            input: syn.clone(),
+            verdict: TC_ACT_SHOT,
+            expect: Expect::Unchanged,
+        }];
+        run_rows_on(&mut h, "tc_underlay_in", stranger, underlay);
+        let macs = BTreeMap::from([(PEER_MAC, PEER)]);
+        assert_eq!(h.mesh().set_node_macs(&macs).unwrap(), 1);
+        assert_eq!(
+            h.mesh().set_node_macs(&macs).unwrap(),
+            0,
+            "nothing to change"
+        );
+        let mut delivered = syn.clone();
+        delivered[..6].copy_from_slice(&TASK_B_MAC);
+        delivered[6..12].copy_from_slice(&BRIDGE_MAC);
+        let rows = vec![
+            Row {
+                what: "a client's packet from a node's MAC: to the ingress task, its address kept",
+                input: syn.clone(),
+                verdict: TC_ACT_REDIRECT,
+                expect: Expect::Exactly(delivered),
+            },
+            Row {
+                what: "the same from a MAC that is no node's: dropped",
+                input: from_mac(CLIENT_MAC, CLIENT, TASK_B, 40301, 80, 0x02),
+                verdict: TC_ACT_SHOT,
+                expect: Expect::Unchanged,
+            },
+            Row {
+                what: "from a node's MAC to a task of another network than ingress: dropped",
+                input: from_mac(PEER_MAC, CLIENT, TASK_A_NET, 40302, 80, 0x02),
+                verdict: TC_ACT_SHOT,
+                expect: Expect::Unchanged,
+            },
+        ];
+        run_rows_on(&mut h, "tc_underlay_in", rows, underlay);
+        let reply = vec![Row {
+            what: "the task's reply: back out of the underlay to the node that took the request",
+            input: eth(
+                VETH_MAC,
+                TASK_B_MAC,
+                0x0800,
+                &tcp(TASK_B, CLIENT, 80, 40300, 1, 0x12, b""),
+            ),
+            verdict: TC_ACT_REDIRECT,
+            expect: Expect::Check(|out| {
+                let s = decode(out);
+                assert_eq!((s.dmac, s.smac), (PEER_MAC, UNDERLAY_MAC));
+                assert_eq!(
+                    (s.src, s.sport, s.dst, s.dport),
+                    (TASK_B, 80, CLIENT, 40300)
+                );
+            }),
+        }];
+        run_rows(&mut h, "tc_task_in", reply);
+        assert_eq!(h.mesh().set_node_macs(&BTreeMap::new()).unwrap(), 1);
+    });
+}
+
+/// `TASK_A` (ingress) on `PEER`, on-link.
+fn remote_task_a() -> BTreeMap<Ipv4Addr, NativeAddr> {
+    BTreeMap::from([(
+        TASK_A,
+        NativeAddr {
+            vni: 4096,
+            place: NativePlace::Remote {
+                node: PEER,
+                direct: true,
+            },
+        },
+    )])
+}
+
+/// A backend's reply, reversed: from the published port to the client, out of the underlay.
+fn reversed_to_client(out: &[u8]) {
+    let s = decode(out);
+    assert_eq!((s.src, s.sport, s.dst), (NODE, 8080, CLIENT));
+    assert_eq!((s.dmac, s.smac), (CLIENT_MAC, UNDERLAY_MAC));
+}
+
+/// Native ingress, the node that takes the request (tc and xdp): a flow to a remote backend is
+/// translated by DNAT only (the client's address kept) and the backend's reply, which its node sends
+/// here, is reversed to the client.
+#[test]
+fn a_native_ingress_keeps_the_clients_address() {
+    if !check_root() {
+        return;
+    }
+    in_fresh_netns(|| {
+        let mut h = harness("natent", false);
+        h.mesh().set_native(&remote_task_a()).unwrap();
+        let rows = vec![
+            Row {
+                what: "a client's SYN for a remote backend: DNATed only",
+                input: tcp_frame(CLIENT, NODE, 40400, 8080, 0x02),
+                verdict: TC_ACT_REDIRECT,
+                expect: Expect::Check(|out| {
+                    let s = decode(out);
+                    assert_eq!((s.src, s.sport), (CLIENT, 40400), "no SNAT");
+                    assert_eq!((s.dst, s.dport), (TASK_A, 80));
+                }),
+            },
+            Row {
+                what: "the backend's reply from its node: reversed to the client",
+                input: from_mac(PEER_MAC, TASK_A, CLIENT, 80, 40400, 0x12),
+                verdict: TC_ACT_REDIRECT,
+                expect: Expect::Check(reversed_to_client),
+            },
+        ];
+        run_rows(&mut h, "tc_underlay_in", rows);
+    });
+    in_fresh_netns(|| {
+        let mut h = harness("natentx", true);
+        h.mesh().set_native(&remote_task_a()).unwrap();
+        let rows = vec![
+            Row {
+                what: "xdp: a client's SYN for a remote backend: DNATed only, to its node's MAC",
+                input: tcp_frame(CLIENT, NODE, 40500, 8080, 0x02),
+                verdict: XDP_TX,
+                expect: Expect::Check(|out| {
+                    let s = decode(out);
+                    assert_eq!((s.src, s.sport), (CLIENT, 40500), "no SNAT");
+                    assert_eq!((s.dst, s.dport, s.dmac), (TASK_A, 80, PEER_MAC));
+                }),
+            },
+            Row {
+                what: "xdp: the backend's reply from its node: reversed to the client",
+                input: from_mac(PEER_MAC, TASK_A, CLIENT, 80, 40500, 0x12),
+                verdict: XDP_TX,
+                expect: Expect::Check(reversed_to_client),
+            },
+        ];
+        run_rows(&mut h, "xdp_mesh", rows);
     });
 }

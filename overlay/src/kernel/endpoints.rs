@@ -62,18 +62,7 @@ impl Netlink {
                 t.vxlan_fdb.entry(mac).or_default().push(dst);
             }
         }
-        let neighbours: Vec<NeighbourMessage> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Inet)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(OverlayError::netlink(format!(
-                "listing neighbours in {}",
-                self.place
-            )))?;
+        let neighbours = self.inet_neighbours().await?;
         for n in neighbours
             .iter()
             .filter(|n| n.header.ifindex == vxlan && n.header.state == NeighbourState::Permanent)
@@ -87,6 +76,48 @@ impl Netlink {
             }
         }
         Ok(t)
+    }
+
+    /// Every IPv4 neighbour entry (the caller holds the dump lock).
+    async fn inet_neighbours(&self) -> Result<Vec<NeighbourMessage>> {
+        self.handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(OverlayError::netlink(format!(
+                "listing neighbours in {}",
+                self.place
+            )))
+    }
+
+    /// The IPv4 neighbours of interface `ifindex` with a link-layer address (resolved,
+    /// stale or being checked; not failed or incomplete).
+    pub(super) async fn resolved_neighbours(
+        &self,
+        ifindex: u32,
+    ) -> Result<std::collections::BTreeMap<Ipv4Addr, Mac>> {
+        let _dump = self.dumps.lock().await;
+        let neighbours = self.inet_neighbours().await?;
+        Ok(neighbours
+            .iter()
+            .filter(|n| {
+                n.header.ifindex == ifindex
+                    && !matches!(
+                        n.header.state,
+                        NeighbourState::Failed | NeighbourState::Incomplete | NeighbourState::None
+                    )
+            })
+            .filter_map(|n| {
+                let ip = n.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+                    _ => None,
+                })?;
+                Some((ip, lladdr_of(n)?))
+            })
+            .collect())
     }
 
     pub(super) async fn apply_endpoint_op(&self, vxlan: u32, op: EndpointOp) -> Result<()> {

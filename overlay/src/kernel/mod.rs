@@ -175,6 +175,20 @@ impl Overlay {
         Ok(names)
     }
 
+    /// The link-layer addresses this node knows for `peers` (other nodes' underlay addresses)
+    /// on interface `ifname` (the underlay), from its neighbour table; a peer without a
+    /// resolved entry is left out.
+    pub async fn peer_macs(
+        &self,
+        peers: &std::collections::BTreeSet<Ipv4Addr>,
+        ifname: &str,
+    ) -> Result<std::collections::BTreeMap<Ipv4Addr, crate::model::Mac>> {
+        let ifindex = self.nl.index_of(ifname).await?;
+        let mut found = self.nl.resolved_neighbours(ifindex).await?;
+        found.retain(|ip, _| peers.contains(ip));
+        Ok(found)
+    }
+
     /// How each of `peers` (other nodes' underlay addresses) is reached from this node, by
     /// the main routing table (native routing needs them on-link).
     pub async fn next_hops(

@@ -113,6 +113,8 @@ pub(super) struct NativeState {
     fallbacks: BTreeMap<Ipv4Addr, NextHop>,
     /// The host routes last written.
     routes: Option<BTreeMap<Ipv4Addr, NativeRoute>>,
+    /// The other nodes' underlay MACs last written (`mesh_node_macs`).
+    node_macs: Option<BTreeMap<[u8; 6], Ipv4Addr>>,
 }
 
 impl NativeState {
@@ -120,6 +122,7 @@ impl NativeState {
     pub(super) fn forget(&mut self) {
         self.applied = None;
         self.routes = None;
+        self.node_macs = None;
     }
 }
 
@@ -160,6 +163,15 @@ impl Runtime {
             .collect();
         let want = desired_native(view, &ifindexes, &hops);
         self.apply_native_routes(native_routes(view, &want)).await;
+        let ingress_native = view
+            .ingress()
+            .is_some_and(|n| native_vnis(view).contains(&n.vni));
+        let peers = if ingress_native {
+            peers
+        } else {
+            BTreeSet::new()
+        };
+        self.apply_node_macs(&peers).await;
         if self.native.applied.as_ref() == Some(&want) {
             return;
         }
@@ -176,16 +188,48 @@ impl Runtime {
         }
     }
 
+    /// The underlay interface's name, once the mesh is loaded.
+    fn underlay_ifname(&self) -> Option<String> {
+        self.mesh
+            .as_ref()
+            .map(|m| m.options().underlay_ifname.clone())
+    }
+
+    /// Writes the underlay MACs of `peers` (the nodes of a natively routed ingress), the only
+    /// senders of published-port clients' packets to local tasks (`ebpf/lib/native.h`), from
+    /// the neighbour table (gossip keeps an entry for every live peer).
+    async fn apply_node_macs(&mut self, peers: &BTreeSet<Ipv4Addr>) {
+        let Some(underlay) = self.underlay_ifname() else {
+            return;
+        };
+        let macs = if peers.is_empty() {
+            BTreeMap::new()
+        } else {
+            match self.net.overlay().peer_macs(peers, &underlay).await {
+                Ok(m) => m.into_iter().map(|(ip, mac)| (mac.octets(), ip)).collect(),
+                Err(e) => {
+                    self.warn(format!("reading the other nodes' MACs: {e}"));
+                    return;
+                }
+            }
+        };
+        if self.native.node_macs.as_ref() == Some(&macs) {
+            return;
+        }
+        let m = macs.clone();
+        match self.with_mesh(move |mesh| mesh.set_node_macs(&m)).await {
+            Some(Ok(_)) => self.native.node_macs = Some(macs),
+            Some(Err(e)) => self.warn(format!("writing the other nodes' MACs: {e:#}")),
+            None => {}
+        }
+    }
+
     /// Makes meshd's native host routes exactly `routes`.
     async fn apply_native_routes(&mut self, routes: BTreeMap<Ipv4Addr, NativeRoute>) {
         if self.native.routes.as_ref() == Some(&routes) {
             return;
         }
-        let Some(underlay) = self
-            .mesh
-            .as_ref()
-            .map(|m| m.options().underlay_ifname.clone())
-        else {
+        let Some(underlay) = self.underlay_ifname() else {
             return;
         };
         match self
@@ -206,10 +250,7 @@ impl Runtime {
 
     /// Removes meshd's native host routes (the node left its swarm).
     pub(super) async fn clear_native_routes(&mut self) {
-        if let Some(underlay) = self
-            .mesh
-            .as_ref()
-            .map(|m| m.options().underlay_ifname.clone())
+        if let Some(underlay) = self.underlay_ifname()
             && let Err(e) = self
                 .net
                 .overlay()
