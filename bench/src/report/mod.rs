@@ -141,11 +141,7 @@ impl Scenario {
     pub fn task_sees_client(self) -> bool {
         !matches!(
             self,
-            Self::Userspace
-                | Self::Iptables
-                | Self::UserspaceXdp
-                | Self::IptablesXdp
-                | Self::MeshTcNative
+            Self::Userspace | Self::Iptables | Self::UserspaceXdp | Self::IptablesXdp
         )
     }
 
@@ -506,11 +502,11 @@ mod tests {
                 );
             }
         }
-        for s in [
-            Scenario::Userspace,
-            Scenario::Iptables,
-            Scenario::MeshTcNative,
-        ] {
+        assert!(
+            Scenario::MeshTcNative.task_sees_client(),
+            "a native ingress keeps the client's address"
+        );
+        for s in [Scenario::Userspace, Scenario::Iptables] {
             assert_eq!(s.client_ports(), (32768, 60999), "{s:?}: the whole range");
         }
     }
