@@ -115,5 +115,5 @@ fn a_spoofed_syn_flood_leaves_the_service_answering() {
 /// The same on a natively routed lab (issue 19).
 #[test]
 fn a_spoofed_syn_flood_leaves_the_service_answering_natively() {
-    leaves_the_service_answering(Routing::Native, "synfloodn", 197);
+    leaves_the_service_answering(Routing::Native, "synfln", 197);
 }

@@ -257,14 +257,16 @@ impl Runtime {
                 self.clear_stale_pins(view).await;
             }
             self.apply_overlay_nets(view).await;
-            self.apply(view).await;
-            self.apply_cluster_nodes(view).await;
             if resync {
                 // Checked against the kernel now and then: removing an address drops the
                 // routes that have it as their source.
                 self.native.forget();
             }
+            // The native table before the backends: a new remote backend's first flow must
+            // find its address there, or it would take the VXLAN fallback.
             self.apply_native(view).await;
+            self.apply(view).await;
+            self.apply_cluster_nodes(view).await;
         }
     }
 
