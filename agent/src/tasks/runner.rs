@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use mesh_api::{AssignedTask, Assignments, TaskStatusUpdate, now_millis};
 use mesh_cluster::Id;
-use mesh_cluster::state::{TaskState, TaskStatus};
+use mesh_cluster::state::TaskStatus;
 use mesh_engine::{Engine, EngineHandle, HealthStatus};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -239,16 +239,14 @@ impl Runner {
             if let Seen::Running { health, .. } = c.state
                 && self.attached.contains(&c.task_id)
             {
-                // A task that ended (failed as unhealthy, or being stopped) never serves again,
-                // whatever its container's health says while it stops.
+                // A task that ended (failed as unhealthy) never serves again, whatever its
+                // container's health says while it stops. One being stopped is not taken out
+                // here: its stop withdraws it first, so that it drains (no new flows, its own
+                // go on) rather than having its flows cut at once.
                 let ended = self
                     .local
                     .get(&c.task_id)
-                    .is_some_and(|s| s.state.is_terminal())
-                    || self
-                        .tasks
-                        .get(&c.task_id)
-                        .is_some_and(|t| t.task.desired_state > TaskState::Running);
+                    .is_some_and(|s| s.state.is_terminal());
                 want.insert(c.task_id.clone(), serves(health) && !ended);
             }
         }
