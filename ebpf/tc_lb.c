@@ -139,8 +139,7 @@ int tc_underlay_in(struct __sk_buff *skb)
 	}
 	/* Native ingress: a remote backend's reply, sent back to this node by its own (to the
 	 * client, or to this node's ingress address where SNATed). */
-	if ((p.daddr == cfg->ingress_addr || (p.daddr != cfg->underlay_addr && native_node(cfg->ingress_vni, p.saddr))) &&
-	    lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) == LB_FORWARD) {
+	if (native_maybe_reply(cfg, &p) && lb_reply(cfg, &p, MESH_CT_INGRESS_REPLY, &ct) == LB_FORWARD) {
 		if (p.frag)
 			frag_record(&p, MESH_CT_INGRESS_REPLY, &ct);
 		return redirect_translated(skb, &p, &ct, cfg->underlay_mac, ct.ifindex);

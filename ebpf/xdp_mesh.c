@@ -179,7 +179,7 @@ int xdp_mesh(struct xdp_md *ctx)
 
 	/* Native ingress: a remote backend's reply, sent back to this node by its own (to the
 	 * client, or to this node's ingress address where SNATed): reversed and sent back. */
-	if (p.daddr == cfg->ingress_addr || (p.daddr != cfg->underlay_addr && native_node(cfg->ingress_vni, p.saddr)))
+	if (native_maybe_reply(cfg, &p))
 		return xdp_native_reply(ctx, cfg, &p);
 	switch (lb_ingress(cfg, &p, ctx->ingress_ifindex, &ct)) {
 	case LB_PASS:

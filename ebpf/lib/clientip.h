@@ -31,6 +31,21 @@
 /* The backend_id of a return entry: no backend of this node's (user space sweeps by id). */
 #define CLIENTIP_NO_BACKEND 0xffffffffu
 
+/* Whether the return entry ct can be used: a native one goes out of the underlay, another
+ * into the ingress VXLAN device, which must exist. */
+static __always_inline int clientip_return_usable(const struct mesh_config *cfg, const struct mesh_ct *ct)
+{
+	return (ct->flags & MESH_CTF_NATIVE) || cfg->ingress_vxlan_ifindex;
+}
+
+/* The L2 source of a reply sent by way of ct: the underlay's to the client or back to a node
+ * of a native ingress, the ingress bridge's into the VXLAN device. */
+static __always_inline const __u8 *clientip_smac(const struct mesh_config *cfg, int to_client,
+						 const struct mesh_ct *ct)
+{
+	return to_client || (ct->flags & MESH_CTF_NATIVE) ? cfg->underlay_mac : cfg->bridge_mac;
+}
+
 /* The entry of kind `kind` for p (a packet from a task), by its tuple, else (UDP) by its
  * any-source twin. */
 static __always_inline struct mesh_ct *clientip_lookup(const struct pkt *p, __u8 kind)
@@ -85,7 +100,7 @@ static __always_inline int clientip_reply(const struct mesh_config *cfg, const s
 		return CLIENTIP_TO_CLIENT;
 	}
 	ct = clientip_lookup(p, MESH_CT_INGRESS_RETURN);
-	if (!ct || (!(ct->flags & MESH_CTF_NATIVE) && !cfg->ingress_vxlan_ifindex) || ct_stale(cfg, ct, p->proto, now))
+	if (!ct || !clientip_return_usable(cfg, ct) || ct_stale(cfg, ct, p->proto, now))
 		return LB_PASS;
 	if (p->proto == IPPROTO_TCP)
 		ct->flags = ct_tcp_state(ct->flags, p->tcp_flags, 0);
@@ -160,8 +175,7 @@ static __always_inline int clientip_tc_task_reply(struct __sk_buff *skb, const s
 		return -1;
 	if (ctx_nat(skb, sizeof(struct ethhdr), p->proto, p->saddr, ct.saddr, p->daddr, ct.daddr, p->sport, ct.sport,
 		    p->dport, ct.dport) ||
-	    ctx_set_l2(skb, ct.dmac,
-		       way == CLIENTIP_TO_CLIENT || (ct.flags & MESH_CTF_NATIVE) ? cfg->underlay_mac : cfg->bridge_mac))
+	    ctx_set_l2(skb, ct.dmac, clientip_smac(cfg, way == CLIENTIP_TO_CLIENT, &ct)))
 		return TC_ACT_SHOT;
 	if (way == CLIENTIP_TO_CLIENT)
 		mesh_count(ct.svc_id, skb->len, 0);
@@ -183,12 +197,12 @@ static __always_inline int clientip_tc_task_related(struct __sk_buff *skb, const
 		ctx_pull(skb, ICMP_PULL_LEN);
 	if (related_flow(skb, cfg, l3off, parsed, p, MESH_CT_INGRESS_REPLY, &ct, &quote) != LB_FORWARD) {
 		if (related_flow(skb, cfg, l3off, parsed, p, MESH_CT_INGRESS_RETURN, &ct, &quote) != LB_FORWARD ||
-		    (!(ct.flags & MESH_CTF_NATIVE) && !cfg->ingress_vxlan_ifindex))
+		    !clientip_return_usable(cfg, &ct))
 			return -1;
 		to_client = 0;
 	}
 	if (related_nat(skb, l3off, parsed, p, &quote, &ct) ||
-	    ctx_set_l2(skb, ct.dmac, to_client || (ct.flags & MESH_CTF_NATIVE) ? cfg->underlay_mac : cfg->bridge_mac))
+	    ctx_set_l2(skb, ct.dmac, clientip_smac(cfg, to_client, &ct)))
 		return TC_ACT_SHOT;
 	if (to_client)
 		mesh_count(ct.svc_id, skb->len, 0);

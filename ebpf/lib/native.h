@@ -35,6 +35,7 @@
 #include <bpf/bpf_endian.h>
 #include "ctx.h"
 #include "maps.h"
+#include "parse.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -51,6 +52,15 @@ static __always_inline __be32 native_node(__u32 vni, __be32 daddr)
 	if (!n || n->vni != vni || !(n->flags & MESH_NATIVE_DIRECT))
 		return 0;
 	return n->node;
+}
+
+/* Whether p (from the underlay) may be a remote backend's reply of a published-port flow of
+ * this node: to this node's ingress address (SNATed), or, on a native ingress, to the client
+ * from a remote ingress address. Packets to the underlay address (clients') never are. */
+static __always_inline int native_maybe_reply(const struct mesh_config *cfg, const struct pkt *p)
+{
+	return p->daddr == cfg->ingress_addr ||
+	       (p->daddr != cfg->underlay_addr && native_node(cfg->ingress_vni, p->saddr));
 }
 
 #ifndef MESH_XDP
