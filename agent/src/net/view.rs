@@ -79,10 +79,11 @@ pub struct NetView {
     /// Tasks plumbed on this node, by id.
     pub tasks: BTreeMap<Id, LocalTask>,
     /// Local tasks being withdrawn before their interfaces go (see
-    /// [`super::WITHDRAW_GRACE`]): no longer published by gossip, no backend, not in DNS.
+    /// [`super::WITHDRAW_GRACE`]): they drain, published by gossip as draining, backends in
+    /// no ring (their flows go on), not in DNS.
     pub leaving: BTreeSet<Id>,
     /// Local tasks plumbed but not (or no longer) ready: their health check has not passed, or
-    /// failed. Like `leaving`: not published by gossip, no backend, not in DNS.
+    /// failed: not published by gossip, no backend (their flows are swept), not in DNS.
     pub unready: BTreeSet<Id>,
     /// Networks kept up on this node without a local task
     /// ([`super::NodeNetworking::pin_network`]).
